@@ -1,0 +1,92 @@
+"""Builds everything a process needs from settings — called by serve, worker, scheduler, dev and tests.
+
+Nothing is built at import time. Tests pass overrides (settings, a clock, channel transports) instead of
+patching modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tomato.core.bus import EventBus, InProcessBus
+from tomato.core.cache import Cache, MemoryCache, NonceStore, RedisCache
+from tomato.core.clock import Clock, SystemClock
+from tomato.core.crypto import SecretBox
+from tomato.core.db import Database, create_engine
+from tomato.core.ids import Snowflake, WorkerIdLease
+from tomato.core.settings import Settings
+from tomato.merchant.service import MerchantService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    cache: Cache
+    bus: EventBus
+    box: SecretBox
+    ids: Snowflake
+    lease: WorkerIdLease
+    clock: Clock
+    nonces: NonceStore
+    merchants: MerchantService
+    closers: list[object] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        await self.bus.close()
+        await self.lease.release()
+        await self.cache.close()
+        await self.db.dispose()
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The key ring from settings; in embedded mode a generated key kept (0600) under the data dir."""
+    if settings.secret_keys:
+        return SecretBox.from_ring(settings.secret_keys)
+    path = Path(settings.data_dir) / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(SecretBox.generate_ring("local1"))
+        log.warning("generated a local secret key at %s; set TOMATO_SECRET_KEYS in production", path)
+    return SecretBox.from_ring(path.read_text().strip())
+
+
+async def bootstrap(settings: Settings, *, clock: Clock | None = None) -> Container:
+    db = Database(create_engine(settings.database_url))
+    cache: Cache = MemoryCache()
+    if settings.redis_url:
+        cache = RedisCache.from_url(settings.redis_url, settings.redis_prefix)
+    bus: EventBus
+    if settings.amqp_url:
+        from tomato.core.bus_rabbit import RabbitBus
+
+        bus = RabbitBus(settings.amqp_url, settings.amqp_prefix)
+    else:
+        bus = InProcessBus()
+    box = secret_box(settings)
+    lease = WorkerIdLease(db)
+    ids = await lease.acquire()
+    merchants = MerchantService(db, box, ids)
+    container = Container(
+        settings=settings, db=db, cache=cache, bus=bus, box=box, ids=ids, lease=lease,
+        clock=clock or SystemClock(), nonces=NonceStore(cache, settings.nonce_ttl_s), merchants=merchants,
+    )
+    await _bootstrap_admin_tokens(container)
+    return container
+
+
+async def _bootstrap_admin_tokens(c: Container) -> None:
+    if not c.settings.admin_tokens:
+        return
+    for part in filter(None, (p.strip() for p in c.settings.admin_tokens.split(","))):
+        role, _, token = part.partition(":")
+        if not token:
+            raise ValueError("TOMATO_ADMIN_TOKENS entries are 'role:token'")
+        await c.merchants.create_admin_token(role, name=f"bootstrap-{role}", token=token)

@@ -1,0 +1,146 @@
+"""The one narrow interface every channel adapter implements, and the values that cross it.
+
+Results use one vocabulary for every channel (DESIGN.md §5):
+- `SUCCESS`  the channel definitely did it (created, paid, closed, refunded);
+- `FAIL`     the channel definitely refused or the payment definitely failed;
+- `WAITING`  accepted but not final yet (unpaid trade, refund processing): query later;
+- `UNKNOWN`  we cannot tell (timeout, 5xx, bad signature, unparseable): never treated as a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class ResultStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAIL = "FAIL"
+    WAITING = "WAITING"
+    UNKNOWN = "UNKNOWN"
+
+
+class ErrorClass(StrEnum):
+    """Why a result is not SUCCESS; routing retries another account only for `CONNECT`/`BREAKER_OPEN`/`REJECTED`."""
+
+    NONE = "NONE"
+    CONNECT = "CONNECT"  # never reached the channel: safe to try elsewhere
+    TIMEOUT = "TIMEOUT"  # may have reached it: unknown
+    SERVER = "SERVER"  # 5xx: unknown
+    BAD_SIGNATURE = "BAD_SIGNATURE"  # response not provably from the channel: unknown
+    MALFORMED = "MALFORMED"
+    REJECTED = "REJECTED"  # signed business refusal: definite
+    BREAKER_OPEN = "BREAKER_OPEN"
+
+
+@dataclass(frozen=True)
+class PayData:
+    type: str  # qr_code | redirect_url | form_html | jsapi | cashier_url
+    value: str | dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChannelResult:
+    status: ResultStatus
+    error: ErrorClass = ErrorClass.NONE
+    code: str | None = None  # the channel's own code (sub_code, respCode, …)
+    message: str | None = None
+    channel_trade_no: str | None = None
+    channel_refund_no: str | None = None
+    pay_data: PayData | None = None
+    amount: int | None = None  # fen
+    paid_at: datetime | None = None
+
+    @classmethod
+    def unknown(cls, error: ErrorClass, message: str) -> ChannelResult:
+        return cls(ResultStatus.UNKNOWN, error=error, message=message)
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    order_no: str  # the merchant order number at the channel
+    amount: int  # fen
+    subject: str
+    pay_method: str
+    notify_url: str
+    expire_at: datetime
+    body: str | None = None
+    return_url: str | None = None
+    client_ip: str | None = None
+    openid: str | None = None
+
+
+@dataclass(frozen=True)
+class TradeRef:
+    """Identifies a trade at the channel for query and close."""
+
+    order_no: str
+    channel_trade_no: str | None = None
+    amount: int | None = None  # fen; the bank's query needs the original txnTime/amount context
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    order_no: str
+    refund_no: str
+    amount: int  # fen, this refund
+    total_amount: int  # fen, the order
+    notify_url: str
+    reason: str | None = None
+    channel_trade_no: str | None = None
+    order_created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundRef:
+    order_no: str
+    refund_no: str
+    amount: int | None = None
+    channel_trade_no: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChannelNotify:
+    """A verified callback, normalised. `kind` is `payment` or `refund`."""
+
+    kind: str
+    status: ResultStatus
+    order_no: str
+    amount: int | None = None
+    channel_trade_no: str | None = None
+    paid_at: datetime | None = None
+    refund_no: str | None = None
+    channel_refund_no: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AckResponse:
+    """The exact HTTP answer the channel expects."""
+
+    status_code: int
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+
+class CallbackRejected(Exception):
+    """The callback failed verification or could not be parsed; nothing may change."""
+
+
+class ChannelAdapter(Protocol):
+    channel: str
+    pay_methods: frozenset[str]
+
+    async def create(self, req: CreateRequest) -> ChannelResult: ...
+    async def query(self, ref: TradeRef) -> ChannelResult: ...
+    async def close(self, ref: TradeRef) -> ChannelResult: ...
+    async def refund(self, req: RefundRequest) -> ChannelResult: ...
+    async def query_refund(self, ref: RefundRef) -> ChannelResult: ...
+    async def download_statement(self, bill_date: date) -> bytes: ...
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify: ...
+    def callback_ack(self, ok: bool, message: str = "") -> AckResponse: ...

@@ -1,0 +1,119 @@
+"""The `tomato` command: one CLI for every process role and the operator's one-off tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tomato.core.settings import Settings, load_settings
+
+app = typer.Typer(help="Tomato Pay: an aggregated payment gateway.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+merchant_app = typer.Typer(help="Merchant onboarding.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(merchant_app, name="merchant")
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _ensure_schema(settings: Settings) -> None:
+    """The embedded SQLite file is brought up to date automatically; PostgreSQL needs `tomato db upgrade`."""
+    if settings.is_sqlite:
+        from tomato.migrations import upgrade
+
+        upgrade(settings.database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the packaged migrations to TOMATO_DATABASE_URL."""
+    settings = _settings()
+    from tomato.migrations import upgrade
+
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the HTTP edge (merchant API, callbacks, cashier, admin); SIGTERM drains and exits."""
+    import uvicorn
+
+    settings = _settings()
+    _ensure_schema(settings)
+    uvicorn.run(
+        "tomato.runtime.asgi:create", factory=True, host=host, port=port, workers=workers,
+        access_log=False, timeout_graceful_shutdown=8, log_level=settings.log_level.lower(),
+    )
+
+
+@admin_app.command("create-token")
+def create_token(role: Annotated[str, typer.Option(help="operator or finance")], name: str = "") -> None:
+    """Create an admin bearer token; it is printed once and stored only as a hash."""
+    settings = _settings()
+    _ensure_schema(settings)
+
+    async def run() -> str:
+        from tomato.bootstrap import bootstrap
+
+        c = await bootstrap(settings)
+        try:
+            return await c.merchants.create_admin_token(role, name=name)
+        finally:
+            await c.aclose()
+
+    typer.echo(asyncio.run(run()))
+
+
+@merchant_app.command("create")
+def create_merchant(
+    name: str,
+    sign_type: Annotated[str, typer.Option(help="HMAC-SHA256 or RSA-SHA256")] = "HMAC-SHA256",
+    public_key_file: Annotated[Path | None, typer.Option(help="merchant RSA public key (RSA apps)")] = None,
+    notify_url: str | None = None,
+) -> None:
+    """Create a merchant with one app; prints the app id and, for HMAC apps, the secret (shown only once)."""
+    settings = _settings()
+    _ensure_schema(settings)
+
+    async def run() -> None:
+        from tomato.bootstrap import bootstrap
+        from tomato.merchant.schemas import AppCreate, MerchantCreate
+
+        c = await bootstrap(settings)
+        try:
+            merchant = await c.merchants.create_merchant(MerchantCreate(name=name))
+            created = await c.merchants.create_app(
+                merchant.mch_no,
+                AppCreate.model_validate(
+                    {"sign_type": sign_type, "notify_url": notify_url,
+                     "public_key_pem": public_key_file.read_text() if public_key_file else None},
+                    strict=False,
+                ),
+            )
+        finally:
+            await c.aclose()
+        typer.echo(f"mch_no={merchant.mch_no}")
+        typer.echo(f"app_id={created.app.app_id}")
+        if created.secret:
+            typer.echo(f"app_secret={created.secret}")
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,86 @@
+"""The event bus: durable topic routing of outbox events to consumers.
+
+`publish` returns only when the broker has confirmed every message (RabbitMQ publisher confirms), so the relay
+marks rows sent only after a confirm. Consumers are called with each message and the message is acknowledged
+only after the handler returns (after its own commit); a handler that raises gets the message redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from tomato.core.outbox import BusMessage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[BusMessage], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+    async def publish(self, messages: list[BusMessage]) -> None: ...
+    async def subscribe(self, queue: str, patterns: list[str], handler: Handler, *, prefetch: int = 100) -> None: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic semantics: `*` is one word, `#` is zero or more words."""
+    parts = []
+    for word in pattern.split("."):
+        parts.append({"*": r"[^.]+", "#": r".*"}.get(word, re.escape(word)))
+    regex = r"\.".join(parts).replace(r"\..*", r"(\..*)?").replace(r".*\.", r"(.*\.)?")
+    return re.fullmatch(regex, routing_key) is not None
+
+
+class InProcessBus:
+    """The embedded backend: asyncio queues per subscription, same topic semantics, retries on handler errors."""
+
+    name = "in-process"
+
+    def __init__(self, redelivery_delay_s: float = 1.0) -> None:
+        self._subs: list[tuple[list[str], asyncio.Queue[BusMessage]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._delay = redelivery_delay_s
+
+    async def start(self) -> None:
+        return None
+
+    async def publish(self, messages: list[BusMessage]) -> None:
+        for message in messages:
+            for patterns, queue in self._subs:
+                if any(topic_matches(p, message.type) for p in patterns):
+                    queue.put_nowait(message)
+
+    async def subscribe(self, queue: str, patterns: list[str], handler: Handler, *, prefetch: int = 100) -> None:
+        q: asyncio.Queue[BusMessage] = asyncio.Queue()
+        self._subs.append((patterns, q))
+        for n in range(max(1, min(prefetch, 8))):
+            self._tasks.append(asyncio.create_task(self._consume(q, handler), name=f"bus:{queue}:{n}"))
+
+    async def _consume(self, q: asyncio.Queue[BusMessage], handler: Handler) -> None:
+        while True:
+            message = await q.get()
+            try:
+                await handler(message)
+            except asyncio.CancelledError:
+                q.put_nowait(message)
+                raise
+            except Exception:
+                log.exception("consumer failed on %s; redelivering", message.id)
+                asyncio.get_running_loop().call_later(self._delay, q.put_nowait, message)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

@@ -1,0 +1,211 @@
+"""Cache, locks, rate limiter and nonce store: one small interface, a Redis and an in-process implementation.
+
+Only things that may be lost live here (DESIGN.md §2): the database stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after_s: float
+
+
+class LockNotAcquired(RuntimeError):
+    pass
+
+
+class Cache(Protocol):
+    """Key/value operations with expiry, used for nonces, idempotency, locks and rate limits."""
+
+    name: str
+
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, value: str, ttl_s: float) -> None: ...
+    async def set_nx(self, key: str, value: str, ttl_s: float) -> bool: ...
+    async def delete(self, key: str) -> None: ...
+    async def delete_if_equals(self, key: str, value: str) -> bool: ...
+    async def rate_limit(self, key: str, rate_per_s: float, burst: int) -> RateDecision: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+@asynccontextmanager
+async def hold_lock(cache: Cache, key: str, ttl_s: float) -> AsyncIterator[str]:
+    """A best-effort mutual-exclusion guard (never the only correctness guard: use SQL compare-and-set)."""
+    token = uuid.uuid4().hex
+    if not await cache.set_nx(f"lock:{key}", token, ttl_s):
+        raise LockNotAcquired(key)
+    try:
+        yield token
+    finally:
+        await cache.delete_if_equals(f"lock:{key}", token)
+
+
+class MemoryCache:
+    """The embedded backend: a dict with monotonic expiry, good for one process."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[str, float]] = {}
+        self._tat: dict[str, float] = {}
+        self._ops = 0
+
+    def _alive(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= time.monotonic():
+            del self._data[key]
+            return None
+        return item[0]
+
+    def _sweep(self) -> None:
+        self._ops += 1
+        if self._ops % 10_000 == 0:
+            now = time.monotonic()
+            for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
+                del self._data[key]
+
+    async def get(self, key: str) -> str | None:
+        return self._alive(key)
+
+    async def set(self, key: str, value: str, ttl_s: float) -> None:
+        self._sweep()
+        self._data[key] = (value, time.monotonic() + ttl_s)
+
+    async def set_nx(self, key: str, value: str, ttl_s: float) -> bool:
+        if self._alive(key) is not None:
+            return False
+        await self.set(key, value, ttl_s)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def delete_if_equals(self, key: str, value: str) -> bool:
+        if self._alive(key) == value:
+            del self._data[key]
+            return True
+        return False
+
+    async def rate_limit(self, key: str, rate_per_s: float, burst: int) -> RateDecision:
+        now = time.monotonic()
+        decision, new_tat = _gcra(self._tat.get(key, now), now, rate_per_s, burst)
+        if decision.allowed:
+            self._tat[key] = new_tat
+        return decision
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+def _gcra(tat: float, now: float, rate_per_s: float, burst: int) -> tuple[RateDecision, float]:
+    """Generic cell rate algorithm: allow while the theoretical arrival time is within the burst tolerance."""
+    interval = 1.0 / rate_per_s
+    tolerance = interval * burst
+    tat = max(tat, now)
+    new_tat = tat + interval
+    allow_at = new_tat - tolerance
+    if allow_at > now:
+        return RateDecision(False, allow_at - now), tat
+    return RateDecision(True, 0.0), new_tat
+
+
+_GCRA_LUA = """
+local key = KEYS[1]
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', key) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if allow_at > now then
+  return {0, tostring(allow_at - now)}
+end
+redis.call('SET', key, tostring(new_tat), 'PX', math.ceil(tolerance * 1000) + 1000)
+return {1, '0'}
+"""
+
+_DEL_IF_EQ_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisCache:
+    """Redis backend; every key carries the configured prefix so tests and tenants never collide."""
+
+    name = "redis"
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._gcra = redis.register_script(_GCRA_LUA)
+        self._del_eq = redis.register_script(_DEL_IF_EQ_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> RedisCache:
+        return cls(Redis.from_url(url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2), prefix)
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    async def get(self, key: str) -> str | None:
+        value = await self.redis.get(self._k(key))
+        return None if value is None else str(value)
+
+    async def set(self, key: str, value: str, ttl_s: float) -> None:
+        await self.redis.set(self._k(key), value, px=max(1, math.ceil(ttl_s * 1000)))
+
+    async def set_nx(self, key: str, value: str, ttl_s: float) -> bool:
+        return bool(await self.redis.set(self._k(key), value, px=max(1, math.ceil(ttl_s * 1000)), nx=True))
+
+    async def delete(self, key: str) -> None:
+        await self.redis.delete(self._k(key))
+
+    async def delete_if_equals(self, key: str, value: str) -> bool:
+        return bool(await self._del_eq(keys=[self._k(key)], args=[value]))
+
+    async def rate_limit(self, key: str, rate_per_s: float, burst: int) -> RateDecision:
+        interval = 1.0 / rate_per_s
+        allowed, retry = await self._gcra(keys=[self._k(f"rl:{key}")], args=[interval, interval * burst])
+        return RateDecision(bool(int(allowed)), float(retry))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=2))
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+class NonceStore:
+    """Accepts a request nonce once per app within the TTL (Redis `SET NX EX`, or in-process)."""
+
+    def __init__(self, cache: Cache, ttl_s: float) -> None:
+        self._cache = cache
+        self._ttl = ttl_s
+
+    async def use(self, app_id: str, nonce: str) -> bool:
+        return await self._cache.set_nx(f"nonce:{app_id}:{nonce}", "1", self._ttl)

@@ -1,0 +1,94 @@
+"""Process settings: `TOMATO_*` environment variables over an optional TOML file over defaults.
+
+Nothing here touches the network or the disk at import time; `load_settings()` is called by `bootstrap()`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting the platform reads. Empty optional URLs select the embedded backends."""
+
+    model_config = SettingsConfigDict(env_prefix="TOMATO_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./tomato.db",
+        description="SQLAlchemy async URL; postgresql+asyncpg://… in production, a SQLite file by default",
+    )
+    redis_url: str | None = Field(default=None, description="redis://… for cache, nonces, rate limits, breakers")
+    amqp_url: str | None = Field(default=None, description="amqp://… for the event bus and work queues")
+    amqp_prefix: str = Field(default="tomato", description="prefix of every RabbitMQ exchange and queue name")
+    redis_prefix: str = Field(default="tomato:", description="prefix of every Redis key")
+    data_dir: str = Field(default=".tomato", description="where embedded mode keeps its generated key file")
+    secret_keys: str | None = Field(
+        default=None,
+        description="secret-box key ring 'kid:base64(32 bytes),…'; the first key encrypts; generated when empty",
+    )
+    admin_tokens: str | None = Field(
+        default=None, description="bootstrap admin tokens 'role:token,…' (roles operator, finance)"
+    )
+    public_url: str = Field(default="http://127.0.0.1:8000", description="base URL at which channels reach us")
+    rate_limit_rps: int = Field(default=100, ge=1, description="per-app sustained request rate")
+    rate_limit_burst: int = Field(default=200, ge=1, description="per-app burst size")
+    timestamp_window_s: int = Field(default=300, ge=1, description="allowed request clock skew")
+    nonce_ttl_s: int = Field(default=900, ge=1, description="how long a request nonce is remembered")
+    idempotency_ttl_s: int = Field(default=86400, ge=1, description="how long Idempotency-Key responses live")
+    breaker_fail_max: int = Field(default=5, ge=1, description="consecutive failures that open a breaker")
+    breaker_reset_timeout_s: float = Field(default=30.0, gt=0, description="open time before one probe")
+    channel_timeout_s: float = Field(default=10.0, gt=0, description="timeout of every channel HTTP call")
+    compensation_time_scale: float = Field(default=1.0, gt=0, description="divides compensation delays")
+    sandbox_time_scale: float = Field(default=1.0, gt=0, description="divides the simulator's notify retries")
+    webhook_time_scale: float = Field(default=1.0, gt=0, description="divides webhook retry delays")
+    webhook_allowed_networks: str = Field(default="", description="CIDRs webhooks may reach despite SSRF guard")
+    business_timezone: str = Field(default="Asia/Shanghai", description="time zone of business dates")
+    refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")
+    log_level: str = Field(default="INFO", description="root log level")
+
+    @field_validator("redis_url", "amqp_url", "secret_keys", "admin_tokens", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads `TOMATO_CONFIG_FILE` (or `config/tomato.toml` when present); keys are setting names."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("TOMATO_CONFIG_FILE")
+        candidate = Path(path) if path else Path("config") / "tomato.toml"
+        if not candidate.is_file():
+            return {}
+        with candidate.open("rb") as fh:
+            data = tomllib.load(fh)
+        section = data.get("tomato", data)
+        return {k: v for k, v in section.items() if k in self.settings_cls.model_fields}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,61 @@
+"""The app factory: composes routers, middleware and error mapping around one process container."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tomato import __version__
+from tomato.bootstrap import Container
+from tomato.gateway import errors
+from tomato.gateway.metrics import Metrics
+from tomato.gateway.middleware import RequestContextMiddleware
+from tomato.gateway.routers import health
+from tomato.gateway.routers.admin import merchants as admin_merchants
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[Container], Awaitable[None]]
+Builder = Callable[[], Awaitable[Container]]
+
+
+def create_app(
+    container: Container | Builder, *, on_start: list[Hook] | None = None, on_stop: list[Hook] | None = None
+) -> FastAPI:
+    """`container` is a built container (tests, dev) or a builder run in the lifespan (each `serve` worker).
+
+    `on_start`/`on_stop` let roles attach background loops (relay, consumers) without the app knowing them.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = not isinstance(container, Container)
+        c = await container() if not isinstance(container, Container) else container
+        app.state.container = c
+        for hook in on_start or []:
+            await hook(c)
+        try:
+            yield
+        finally:
+            for hook in reversed(on_stop or []):
+                try:
+                    await asyncio.wait_for(hook(c), timeout=8)
+                except Exception:
+                    log.warning("shutdown hook failed", exc_info=True)
+            if owned:
+                await c.aclose()
+
+    app = FastAPI(title="Tomato Pay", version=__version__, lifespan=lifespan)
+    metrics = Metrics()
+    if isinstance(container, Container):
+        app.state.container = container
+    app.state.metrics = metrics
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(admin_merchants.router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP routers; each route parses, calls one service function and shapes the response."""

@@ -1,0 +1,73 @@
+"""Tables of the merchant context (private to it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tomato.core.db import Base
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    mch_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE | FROZEN
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class App(Base):
+    __tablename__ = "merchant_apps"
+
+    app_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mch_no: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE | FROZEN
+    sign_type: Mapped[str] = mapped_column(String(16))  # HMAC-SHA256 | RSA-SHA256
+    notify_url: Mapped[str | None] = mapped_column(String(512))
+    pay_methods: Mapped[str] = mapped_column(Text)  # JSON list
+    amount_limit: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AppKey(Base):
+    """An app's signing key: an encrypted HMAC secret or the merchant's RSA public key."""
+
+    __tablename__ = "merchant_app_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE | REVOKED
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_merchant_app_keys_app_status", "app_id", "status"),)
+
+
+class AdminToken(Base):
+    """Admin bearer tokens, stored as SHA-256 hashes only."""
+
+    __tablename__ = "admin_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlatformKey(Base):
+    """The platform's RSA key that signs responses and webhooks for RSA apps (private half encrypted)."""
+
+    __tablename__ = "platform_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    private_key_ciphertext: Mapped[str] = mapped_column(Text)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,117 @@
+"""Commands into and read models out of the merchant context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tomato.core.crypto import load_public_key
+from tomato.core.pay_methods import ALL_PAY_METHODS, PayMethod
+
+SignType = Literal["HMAC-SHA256", "RSA-SHA256"]
+DEFAULT_AMOUNT_LIMIT = 100_000_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _check_public_key(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            load_public_key(value)
+        except ValueError as exc:
+            raise ValueError("not an RSA public key (SPKI PEM or its base64 body)") from exc
+    return value
+
+
+class MerchantCreate(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class AppCreate(_Strict):
+    name: str = Field(default="default", min_length=1, max_length=128)
+    sign_type: SignType = "HMAC-SHA256"
+    public_key_pem: str | None = Field(default=None, max_length=8192)
+    notify_url: str | None = Field(default=None, max_length=512)
+    pay_methods: list[PayMethod] = Field(default_factory=lambda: [PayMethod(m) for m in ALL_PAY_METHODS])
+    amount_limit: int = Field(default=DEFAULT_AMOUNT_LIMIT, ge=1, le=DEFAULT_AMOUNT_LIMIT)
+
+    _url = field_validator("notify_url")(_check_url)
+    _key = field_validator("public_key_pem")(_check_public_key)
+
+
+class AppUpdate(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    notify_url: str | None = Field(default=None, max_length=512)
+    pay_methods: list[PayMethod] | None = None
+    amount_limit: int | None = Field(default=None, ge=1, le=DEFAULT_AMOUNT_LIMIT)
+
+    _url = field_validator("notify_url")(_check_url)
+
+
+class KeyRotate(_Strict):
+    public_key_pem: str | None = Field(default=None, max_length=8192)
+
+    _key = field_validator("public_key_pem")(_check_public_key)
+
+
+class KeyView(BaseModel):
+    key_id: str
+    status: str
+    created_at: datetime
+
+
+class AppView(BaseModel):
+    app_id: str
+    mch_no: str
+    name: str
+    status: str  # effective: FROZEN when the app or its merchant is frozen
+    sign_type: str
+    notify_url: str | None
+    pay_methods: list[str]
+    amount_limit: int
+    keys: list[KeyView]
+    created_at: datetime
+
+
+class MerchantView(BaseModel):
+    mch_no: str
+    name: str
+    status: str
+    created_at: datetime
+    apps: list[AppView] = Field(default_factory=list)
+
+
+class AppCreated(BaseModel):
+    """Returned once at creation or rotation: the only time an HMAC secret is ever shown."""
+
+    app: AppView
+    key_id: str
+    secret: str | None
+
+
+@dataclass(frozen=True)
+class AppAuth:
+    """What the gateway needs to authenticate and authorise a request for one app."""
+
+    app_id: str
+    mch_no: str
+    sign_type: str
+    app_status: str
+    merchant_status: str
+    hmac_secrets: tuple[bytes, ...]
+    rsa_public_keys: tuple[RSAPublicKey, ...]
+    pay_methods: frozenset[str]
+    amount_limit: int
+    notify_url: str | None

@@ -1,0 +1,306 @@
+"""Merchant use cases: onboarding, app keys and rotation, freezing, admin tokens, the platform key.
+
+The only place in the context that opens a unit of work and commits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tomato.core.clock import utcnow
+from tomato.core.crypto import (
+    SecretBox,
+    generate_rsa_key,
+    load_private_key,
+    load_public_key,
+    private_key_pem,
+    public_key_pem,
+    random_token,
+    sha256_hex,
+)
+from tomato.core.db import Database
+from tomato.core.errors import InvalidRequest
+from tomato.core.ids import Snowflake
+from tomato.merchant import repository as repo
+from tomato.merchant.errors import (
+    AppDisabled,
+    AppNotFound,
+    KeyNotFound,
+    LastKey,
+    MerchantFrozen,
+    MerchantNotFound,
+    PayMethodNotEnabled,
+    TooManyKeys,
+    UnknownApp,
+)
+from tomato.merchant.models import AdminToken, App, AppKey, Merchant, PlatformKey
+from tomato.merchant.schemas import (
+    AppAuth,
+    AppCreate,
+    AppCreated,
+    AppUpdate,
+    AppView,
+    KeyRotate,
+    KeyView,
+    MerchantCreate,
+    MerchantView,
+)
+
+ROLES = ("operator", "finance")
+MAX_ACTIVE_KEYS = 2
+AUTH_CACHE_TTL_S = 2.0
+
+
+@dataclass(frozen=True)
+class PlatformSigner:
+    key_id: str
+    private_key: RSAPrivateKey
+    public_key_pem: str
+
+
+class MerchantService:
+    def __init__(self, db: Database, box: SecretBox, ids: Snowflake) -> None:
+        self._db = db
+        self._box = box
+        self._ids = ids
+        self._auth_cache: dict[str, tuple[float, AppAuth]] = {}
+        self._platform: PlatformSigner | None = None
+
+    # --- merchants ----------------------------------------------------------------------------------
+
+    async def create_merchant(self, cmd: MerchantCreate) -> MerchantView:
+        now = utcnow()
+        merchant = Merchant(mch_no=f"M{self._ids.next_int()}", name=cmd.name, status="ACTIVE",
+                            created_at=now, updated_at=now)
+        async with self._db.uow() as uow:
+            uow.session.add(merchant)
+            await uow.commit()
+        return _merchant_view(merchant, [])
+
+    async def get_merchant(self, mch_no: str) -> MerchantView:
+        async with self._db.uow() as uow:
+            merchant = await repo.get_merchant(uow.session, mch_no)
+            if merchant is None:
+                raise MerchantNotFound(f"merchant {mch_no} not found")
+            views = await self._views(uow.session, [merchant])
+        return views[0]
+
+    async def list_merchants(self, after: str | None, limit: int) -> list[MerchantView]:
+        async with self._db.uow() as uow:
+            merchants = await repo.list_merchants(uow.session, after, limit)
+            return await self._views(uow.session, merchants)
+
+    async def set_merchant_frozen(self, mch_no: str, frozen: bool) -> MerchantView:
+        async with self._db.uow() as uow:
+            if not await repo.set_merchant_status(uow.session, mch_no, "FROZEN" if frozen else "ACTIVE", utcnow()):
+                raise MerchantNotFound(f"merchant {mch_no} not found")
+            await uow.commit()
+        self._auth_cache.clear()
+        return await self.get_merchant(mch_no)
+
+    # --- apps ---------------------------------------------------------------------------------------
+
+    async def create_app(self, mch_no: str, cmd: AppCreate) -> AppCreated:
+        if cmd.sign_type == "RSA-SHA256" and not cmd.public_key_pem:
+            raise InvalidRequest.field("public_key_pem", "required for RSA-SHA256 apps")
+        if cmd.sign_type == "HMAC-SHA256" and cmd.public_key_pem:
+            raise InvalidRequest.field("public_key_pem", "only for RSA-SHA256 apps")
+        now = utcnow()
+        app = App(
+            app_id=f"A{self._ids.next_int()}", mch_no=mch_no, name=cmd.name, status="ACTIVE",
+            sign_type=cmd.sign_type, notify_url=cmd.notify_url,
+            pay_methods=json.dumps(sorted({m.value for m in cmd.pay_methods})),
+            amount_limit=cmd.amount_limit, created_at=now, updated_at=now,
+        )
+        async with self._db.uow() as uow:
+            if await repo.get_merchant(uow.session, mch_no) is None:
+                raise MerchantNotFound(f"merchant {mch_no} not found")
+            uow.session.add(app)
+            key, secret = self._new_key(app, cmd.public_key_pem)
+            uow.session.add(key)
+            await uow.commit()
+        return AppCreated(app=_app_view(app, "ACTIVE", [key]), key_id=key.key_id, secret=secret)
+
+    async def get_app(self, app_id: str) -> AppView:
+        async with self._db.uow() as uow:
+            app = await repo.get_app(uow.session, app_id)
+            if app is None:
+                raise AppNotFound(f"app {app_id} not found")
+            merchant = await repo.get_merchant(uow.session, app.mch_no)
+            keys = await repo.active_keys(uow.session, [app_id])
+        return _app_view(app, merchant.status if merchant else "FROZEN", list(keys))
+
+    async def update_app(self, app_id: str, cmd: AppUpdate) -> AppView:
+        async with self._db.uow() as uow:
+            app = await repo.get_app(uow.session, app_id)
+            if app is None:
+                raise AppNotFound(f"app {app_id} not found")
+            for name in cmd.model_fields_set:
+                value = getattr(cmd, name)
+                if name == "pay_methods":
+                    value = json.dumps(sorted({m.value for m in value or []}))
+                setattr(app, name, value)
+            app.updated_at = utcnow()
+            await uow.commit()
+        self._auth_cache.pop(app_id, None)
+        return await self.get_app(app_id)
+
+    async def set_app_frozen(self, app_id: str, frozen: bool) -> AppView:
+        async with self._db.uow() as uow:
+            if not await repo.set_app_status(uow.session, app_id, "FROZEN" if frozen else "ACTIVE", utcnow()):
+                raise AppNotFound(f"app {app_id} not found")
+            await uow.commit()
+        self._auth_cache.pop(app_id, None)
+        return await self.get_app(app_id)
+
+    async def rotate_key(self, app_id: str, cmd: KeyRotate) -> AppCreated:
+        """Adds a second active key; the old one stays valid until `remove_key`."""
+        async with self._db.uow() as uow:
+            app = await repo.get_app(uow.session, app_id)
+            if app is None:
+                raise AppNotFound(f"app {app_id} not found")
+            if app.sign_type == "RSA-SHA256" and not cmd.public_key_pem:
+                raise InvalidRequest.field("public_key_pem", "required for RSA-SHA256 apps")
+            if app.sign_type == "HMAC-SHA256" and cmd.public_key_pem:
+                raise InvalidRequest.field("public_key_pem", "only for RSA-SHA256 apps")
+            if await repo.count_active_keys(uow.session, app_id) >= MAX_ACTIVE_KEYS:
+                raise TooManyKeys(f"app {app_id} already has {MAX_ACTIVE_KEYS} active keys; remove one first")
+            key, secret = self._new_key(app, cmd.public_key_pem)
+            uow.session.add(key)
+            await uow.commit()
+        self._auth_cache.pop(app_id, None)
+        return AppCreated(app=await self.get_app(app_id), key_id=key.key_id, secret=secret)
+
+    async def remove_key(self, app_id: str, key_id: str) -> AppView:
+        async with self._db.uow() as uow:
+            if await repo.get_app(uow.session, app_id) is None:
+                raise AppNotFound(f"app {app_id} not found")
+            if await repo.count_active_keys(uow.session, app_id) <= 1:
+                raise LastKey("an app keeps at least one active key")
+            if not await repo.revoke_key(uow.session, app_id, key_id):
+                raise KeyNotFound(f"active key {key_id} not found")
+            await uow.commit()
+        self._auth_cache.pop(app_id, None)
+        return await self.get_app(app_id)
+
+    def _new_key(self, app: App, public_key: str | None) -> tuple[AppKey, str | None]:
+        key_id = f"K{self._ids.next_int()}"
+        if app.sign_type == "RSA-SHA256":
+            assert public_key is not None
+            pem = public_key_pem(load_public_key(public_key))
+            return AppKey(key_id=key_id, app_id=app.app_id, public_key_pem=pem, status="ACTIVE",
+                          created_at=utcnow()), None
+        secret = random_token(32)
+        ciphertext = self._box.encrypt(secret, context=f"app-key:{key_id}")
+        return AppKey(key_id=key_id, app_id=app.app_id, secret_ciphertext=ciphertext, status="ACTIVE",
+                      created_at=utcnow()), secret
+
+    # --- what the gateway asks ------------------------------------------------------------------------
+
+    async def app_auth(self, app_id: str) -> AppAuth:
+        """Credentials and status of an app, cached for a moment (freezing and rotation clear the cache)."""
+        cached = self._auth_cache.get(app_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        async with self._db.uow() as uow:
+            app = await repo.get_app(uow.session, app_id)
+            if app is None:
+                raise UnknownApp(f"unknown app {app_id}")
+            merchant = await repo.get_merchant(uow.session, app.mch_no)
+            keys = await repo.active_keys(uow.session, [app_id])
+        auth = AppAuth(
+            app_id=app.app_id, mch_no=app.mch_no, sign_type=app.sign_type, app_status=app.status,
+            merchant_status=merchant.status if merchant else "FROZEN",
+            hmac_secrets=tuple(
+                self._box.decrypt(k.secret_ciphertext, context=f"app-key:{k.key_id}").encode()
+                for k in keys if k.secret_ciphertext
+            ),
+            rsa_public_keys=tuple(load_public_key(k.public_key_pem) for k in keys if k.public_key_pem),
+            pay_methods=frozenset(json.loads(app.pay_methods)), amount_limit=app.amount_limit,
+            notify_url=app.notify_url,
+        )
+        self._auth_cache[app_id] = (time.monotonic() + AUTH_CACHE_TTL_S, auth)
+        return auth
+
+    @staticmethod
+    def ensure_usable(auth: AppAuth, pay_method: str | None = None) -> None:
+        """Raises the 403 that applies: frozen merchant, disabled app, pay method not enabled."""
+        if auth.merchant_status != "ACTIVE":
+            raise MerchantFrozen(f"merchant {auth.mch_no} is frozen")
+        if auth.app_status != "ACTIVE":
+            raise AppDisabled(f"app {auth.app_id} is disabled")
+        if pay_method is not None and pay_method not in auth.pay_methods:
+            raise PayMethodNotEnabled(f"pay_method {pay_method} is not enabled for this app")
+
+    # --- admin tokens -------------------------------------------------------------------------------------
+
+    async def create_admin_token(self, role: str, name: str = "", token: str | None = None) -> str:
+        """Stores only the hash; the plaintext is returned once. `token` lets settings bootstrap a known one."""
+        if role not in ROLES:
+            raise InvalidRequest.field("role", f"must be one of {', '.join(ROLES)}")
+        plaintext = token or f"tpk_{role}_{random_token(24)}"
+        async with self._db.uow() as uow:
+            existing = await repo.find_token(uow.session, sha256_hex(plaintext.encode()))
+            if existing is None:
+                uow.session.add(AdminToken(token_hash=sha256_hex(plaintext.encode()), role=role,
+                                           name=name or role, created_at=utcnow(), revoked_at=None))
+                await uow.commit()
+        return plaintext
+
+    async def admin_role(self, token: str) -> str | None:
+        async with self._db.uow() as uow:
+            row = await repo.find_token(uow.session, sha256_hex(token.encode()))
+        if row is None or row.revoked_at is not None:
+            return None
+        return row.role
+
+    # --- the platform's RSA key -------------------------------------------------------------------------
+
+    async def platform_signer(self) -> PlatformSigner:
+        if self._platform is not None:
+            return self._platform
+        async with self._db.uow() as uow:
+            row = await repo.latest_platform_key(uow.session)
+            if row is None:
+                key = generate_rsa_key()
+                row = PlatformKey(key_id=f"PK{self._ids.next_int()}", public_key_pem=public_key_pem(key),
+                                  private_key_ciphertext="", created_at=utcnow())
+                row.private_key_ciphertext = self._box.encrypt(private_key_pem(key),
+                                                               context=f"platform-key:{row.key_id}")
+                uow.session.add(row)
+                await uow.commit()
+            pem = self._box.decrypt(row.private_key_ciphertext, context=f"platform-key:{row.key_id}")
+        self._platform = PlatformSigner(row.key_id, load_private_key(pem), row.public_key_pem)
+        return self._platform
+
+    async def _views(self, s: AsyncSession, merchants: Sequence[Merchant]) -> list[MerchantView]:
+        apps = await repo.apps_of(s, [m.mch_no for m in merchants])
+        keys = await repo.active_keys(s, [a.app_id for a in apps])
+        by_app: dict[str, list[AppKey]] = {}
+        for k in keys:
+            by_app.setdefault(k.app_id, []).append(k)
+        status = {m.mch_no: m.status for m in merchants}
+        apps_by_mch: dict[str, list[AppView]] = {}
+        for a in apps:
+            apps_by_mch.setdefault(a.mch_no, []).append(_app_view(a, status[a.mch_no], by_app.get(a.app_id, [])))
+        return [_merchant_view(m, apps_by_mch.get(m.mch_no, [])) for m in merchants]
+
+
+def _app_view(app: App, merchant_status: str, keys: Sequence[AppKey]) -> AppView:
+    effective = "FROZEN" if merchant_status != "ACTIVE" or app.status != "ACTIVE" else "ACTIVE"
+    return AppView(
+        app_id=app.app_id, mch_no=app.mch_no, name=app.name, status=effective, sign_type=app.sign_type,
+        notify_url=app.notify_url, pay_methods=json.loads(app.pay_methods), amount_limit=app.amount_limit,
+        keys=[KeyView(key_id=k.key_id, status=k.status, created_at=k.created_at) for k in keys],
+        created_at=app.created_at,
+    )
+
+
+def _merchant_view(m: Merchant, apps: list[AppView]) -> MerchantView:
+    return MerchantView(mch_no=m.mch_no, name=m.name, status=m.status, created_at=m.created_at, apps=apps)

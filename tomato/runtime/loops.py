@@ -1,0 +1,47 @@
+"""Background loops a role attaches to its process: connecting the bus and relaying the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tomato.bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundLoops:
+    """Owns the tasks of one process so shutdown can stop them in order."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def spawn(self, coro: object, name: str) -> None:
+        self.tasks.append(asyncio.create_task(coro, name=name))  # type: ignore[arg-type]
+
+    async def start_bus(self, c: Container) -> None:
+        """Connect the bus without blocking start-up: a broker that is down now is retried in the background."""
+        try:
+            await asyncio.wait_for(c.bus.start(), timeout=5)
+        except Exception:
+            log.warning("event bus %s not reachable at start; retrying in the background", c.bus.name)
+            self.spawn(self._retry_bus(c), "bus-connect")
+
+    async def _retry_bus(self, c: Container) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.wait_for(c.bus.start(), timeout=5)
+                log.info("event bus %s connected", c.bus.name)
+                return
+            except Exception:
+                delay = min(delay * 2, 30.0)
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
