@@ -149,3 +149,17 @@ def amqp_url() -> str:
 def amqp_prefix() -> str:
     """A unique exchange/queue name prefix, so parallel or leftover runs never share a queue."""
     return f"tomato-test-{uuid.uuid4().hex[:8]}"
+
+
+# --- the platform ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def stack(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The platform on the embedded backends, its database SQLite or PostgreSQL (both runs)."""
+    from tests.fixtures.stack import running_stack, test_settings
+
+    async with running_stack(test_settings(db_url, tmp_path)) as pair:
+        yield pair
+        if pair[0].db.dialect == "postgresql":
+            await truncate_all(pair[0].db)

@@ -120,6 +120,7 @@ class UnitOfWork:
     ) -> None:
         try:
             if not self.committed:
+                self.session.expunge_all()  # keep what was read usable after the (read-only) unit of work
                 await self.session.rollback()
             await self.session.close()
         finally:

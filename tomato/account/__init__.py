@@ -1,0 +1,1 @@
+"""Ledger accounts, journal entries, fees, settlement and balances (consumes pay.* and refund.* events)."""

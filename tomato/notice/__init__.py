@@ -1,0 +1,1 @@
+"""Merchant webhooks: deliveries, attempts, retry schedule and resend (consumes pay.* and refund.* events)."""

@@ -1,0 +1,1 @@
+"""Daily reconciliation of channel statements against orders and refunds."""
