@@ -163,3 +163,14 @@ async def stack(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
         yield pair
         if pair[0].db.dialect == "postgresql":
             await truncate_all(pair[0].db)
+
+
+@pytest.fixture
+async def pay(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The platform and the channel simulator, wired in-process (SQLite and PostgreSQL runs)."""
+    from tests.fixtures.pay_stack import pay_stack
+
+    async with pay_stack(db_url, tmp_path) as stack:
+        yield stack
+        if stack.c.db.dialect == "postgresql":
+            await truncate_all(stack.c.db)

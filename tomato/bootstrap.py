@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
+from tomato.channel.service import ChannelService
 from tomato.core.bus import EventBus, InProcessBus
 from tomato.core.cache import Cache, MemoryCache, NonceStore, RedisCache
 from tomato.core.clock import Clock, SystemClock
 from tomato.core.crypto import SecretBox
 from tomato.core.db import Database, create_engine
 from tomato.core.ids import Snowflake, WorkerIdLease
+from tomato.core.relay import OutboxRelay
 from tomato.core.settings import Settings
 from tomato.merchant.service import MerchantService
+from tomato.pay.service import PayDeps, PayService
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +40,12 @@ class Container:
     clock: Clock
     nonces: NonceStore
     merchants: MerchantService
-    closers: list[object] = field(default_factory=list)
+    channels: ChannelService
+    pay: PayService
+    relay: OutboxRelay
 
     async def aclose(self) -> None:
+        await self.channels.aclose()
         await self.bus.close()
         await self.lease.release()
         await self.cache.close()
@@ -58,7 +66,13 @@ def secret_box(settings: Settings) -> SecretBox:
     return SecretBox.from_ring(path.read_text().strip())
 
 
-async def bootstrap(settings: Settings, *, clock: Clock | None = None) -> Container:
+async def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    channel_transport: httpx.AsyncBaseTransport | None = None,
+) -> Container:
+    """`channel_transport` lets tests route channel HTTP to an in-process simulator or respx."""
     db = Database(create_engine(settings.database_url))
     cache: Cache = MemoryCache()
     if settings.redis_url:
@@ -73,10 +87,34 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None) -> Contai
     box = secret_box(settings)
     lease = WorkerIdLease(db)
     ids = await lease.acquire()
+    clock = clock or SystemClock()
+    relay = OutboxRelay(db, bus)
     merchants = MerchantService(db, box, ids)
+    channels = ChannelService(db, box, ids, timeout_s=settings.channel_timeout_s, transport=channel_transport)
+    pay_deps = PayDeps(
+        db=db,
+        ids=ids,
+        channels=channels,
+        merchants=merchants,
+        clock=clock,
+        public_url=settings.public_url,
+        compensation_time_scale=settings.compensation_time_scale,
+        wake_relay=relay.notify,
+    )
     container = Container(
-        settings=settings, db=db, cache=cache, bus=bus, box=box, ids=ids, lease=lease,
-        clock=clock or SystemClock(), nonces=NonceStore(cache, settings.nonce_ttl_s), merchants=merchants,
+        settings=settings,
+        db=db,
+        cache=cache,
+        bus=bus,
+        box=box,
+        ids=ids,
+        lease=lease,
+        clock=clock,
+        nonces=NonceStore(cache, settings.nonce_ttl_s),
+        merchants=merchants,
+        channels=channels,
+        pay=PayService(pay_deps),
+        relay=relay,
     )
     await _bootstrap_admin_tokens(container)
     return container

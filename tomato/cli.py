@@ -56,8 +56,14 @@ def serve(
     settings = _settings()
     _ensure_schema(settings)
     uvicorn.run(
-        "tomato.runtime.asgi:create", factory=True, host=host, port=port, workers=workers,
-        access_log=False, timeout_graceful_shutdown=8, log_level=settings.log_level.lower(),
+        "tomato.runtime.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        timeout_graceful_shutdown=8,
+        log_level=settings.log_level.lower(),
     )
 
 
@@ -100,8 +106,11 @@ def create_merchant(
             created = await c.merchants.create_app(
                 merchant.mch_no,
                 AppCreate.model_validate(
-                    {"sign_type": sign_type, "notify_url": notify_url,
-                     "public_key_pem": public_key_file.read_text() if public_key_file else None},
+                    {
+                        "sign_type": sign_type,
+                        "notify_url": notify_url,
+                        "public_key_pem": public_key_file.read_text() if public_key_file else None,
+                    },
                     strict=False,
                 ),
             )
@@ -113,6 +122,30 @@ def create_merchant(
             typer.echo(f"app_secret={created.secret}")
 
     asyncio.run(run())
+
+
+@app.command()
+def dev(
+    port: int = 8000,
+    sandbox_port: int = 9100,
+    host: str = "127.0.0.1",
+    credentials_out: Annotated[Path | None, typer.Option(help="write the credentials JSON here once serving")] = None,
+    notify_url: Annotated[str | None, typer.Option(help="default webhook URL of the demo apps")] = None,
+) -> None:
+    """Gateway, worker, scheduler and channel simulator in one process, seeded for black-box use (API.md §4)."""
+    from tomato.runtime.dev import run_dev
+
+    settings = _settings()
+    asyncio.run(
+        run_dev(
+            settings,
+            host=host,
+            port=port,
+            sandbox_port=sandbox_port,
+            credentials_out=credentials_out,
+            notify_url=notify_url,
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

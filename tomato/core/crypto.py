@@ -119,17 +119,13 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> str:
 
 def public_key_pem(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
     public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def load_private_key(text: str) -> rsa.RSAPrivateKey:
     """PKCS#1 or PKCS#8 PEM, or the bare base64 body the channels' consoles show."""
     data = text.strip()
-    candidates = [data.encode()] if "-----BEGIN" in data else [
-        _pem("PRIVATE KEY", data), _pem("RSA PRIVATE KEY", data)
-    ]
+    candidates = [data.encode()] if "-----BEGIN" in data else [_pem("PRIVATE KEY", data), _pem("RSA PRIVATE KEY", data)]
     for pem in candidates:
         try:
             key = serialization.load_pem_private_key(pem, password=None)
@@ -143,9 +139,7 @@ def load_private_key(text: str) -> rsa.RSAPrivateKey:
 def load_public_key(text: str) -> rsa.RSAPublicKey:
     """SPKI PEM (or PKCS#1 `RSA PUBLIC KEY`), or the bare base64 body."""
     data = text.strip()
-    candidates = [data.encode()] if "-----BEGIN" in data else [
-        _pem("PUBLIC KEY", data), _pem("RSA PUBLIC KEY", data)
-    ]
+    candidates = [data.encode()] if "-----BEGIN" in data else [_pem("PUBLIC KEY", data), _pem("RSA PUBLIC KEY", data)]
     for pem in candidates:
         try:
             key = serialization.load_pem_public_key(pem)

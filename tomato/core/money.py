@@ -20,7 +20,7 @@ def fen_to_yuan(fen: int) -> str:
 
 
 def yuan_to_fen(yuan: str | Decimal) -> int:
-    """"12.34" → 1234; rejects more than two decimals, floats and garbage instead of rounding silently."""
+    """ "12.34" → 1234; rejects more than two decimals, floats and garbage instead of rounding silently."""
     if isinstance(yuan, float):
         raise TypeError("floats are never money")
     try:

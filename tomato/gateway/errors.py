@@ -15,8 +15,15 @@ from tomato.core.errors import RateLimited, TomatoError
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {400: "INVALID_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-               405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 422: "INVALID_REQUEST"}
+_HTTP_CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "INVALID_REQUEST",
+}
 
 
 def request_id(request: Request) -> str:

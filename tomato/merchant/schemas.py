@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from tomato.core.crypto import load_public_key
 from tomato.core.pay_methods import ALL_PAY_METHODS, PayMethod
@@ -17,7 +17,9 @@ DEFAULT_AMOUNT_LIMIT = 100_000_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """Unknown fields are refused; numbers must be numbers (no "12" → 12 coercion)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _check_url(value: str | None) -> str | None:
@@ -45,7 +47,7 @@ class AppCreate(_Strict):
     public_key_pem: str | None = Field(default=None, max_length=8192)
     notify_url: str | None = Field(default=None, max_length=512)
     pay_methods: list[PayMethod] = Field(default_factory=lambda: [PayMethod(m) for m in ALL_PAY_METHODS])
-    amount_limit: int = Field(default=DEFAULT_AMOUNT_LIMIT, ge=1, le=DEFAULT_AMOUNT_LIMIT)
+    amount_limit: StrictInt = Field(default=DEFAULT_AMOUNT_LIMIT, ge=1, le=DEFAULT_AMOUNT_LIMIT)
 
     _url = field_validator("notify_url")(_check_url)
     _key = field_validator("public_key_pem")(_check_public_key)
@@ -55,7 +57,7 @@ class AppUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     notify_url: str | None = Field(default=None, max_length=512)
     pay_methods: list[PayMethod] | None = None
-    amount_limit: int | None = Field(default=None, ge=1, le=DEFAULT_AMOUNT_LIMIT)
+    amount_limit: StrictInt | None = Field(default=None, ge=1, le=DEFAULT_AMOUNT_LIMIT)
 
     _url = field_validator("notify_url")(_check_url)
 

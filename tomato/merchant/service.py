@@ -76,8 +76,9 @@ class MerchantService:
 
     async def create_merchant(self, cmd: MerchantCreate) -> MerchantView:
         now = utcnow()
-        merchant = Merchant(mch_no=f"M{self._ids.next_int()}", name=cmd.name, status="ACTIVE",
-                            created_at=now, updated_at=now)
+        merchant = Merchant(
+            mch_no=f"M{self._ids.next_int()}", name=cmd.name, status="ACTIVE", created_at=now, updated_at=now
+        )
         async with self._db.uow() as uow:
             uow.session.add(merchant)
             await uow.commit()
@@ -113,10 +114,16 @@ class MerchantService:
             raise InvalidRequest.field("public_key_pem", "only for RSA-SHA256 apps")
         now = utcnow()
         app = App(
-            app_id=f"A{self._ids.next_int()}", mch_no=mch_no, name=cmd.name, status="ACTIVE",
-            sign_type=cmd.sign_type, notify_url=cmd.notify_url,
+            app_id=f"A{self._ids.next_int()}",
+            mch_no=mch_no,
+            name=cmd.name,
+            status="ACTIVE",
+            sign_type=cmd.sign_type,
+            notify_url=cmd.notify_url,
             pay_methods=json.dumps(sorted({m.value for m in cmd.pay_methods})),
-            amount_limit=cmd.amount_limit, created_at=now, updated_at=now,
+            amount_limit=cmd.amount_limit,
+            created_at=now,
+            updated_at=now,
         )
         async with self._db.uow() as uow:
             if await repo.get_merchant(uow.session, mch_no) is None:
@@ -194,12 +201,14 @@ class MerchantService:
         if app.sign_type == "RSA-SHA256":
             assert public_key is not None
             pem = public_key_pem(load_public_key(public_key))
-            return AppKey(key_id=key_id, app_id=app.app_id, public_key_pem=pem, status="ACTIVE",
-                          created_at=utcnow()), None
+            return AppKey(
+                key_id=key_id, app_id=app.app_id, public_key_pem=pem, status="ACTIVE", created_at=utcnow()
+            ), None
         secret = random_token(32)
         ciphertext = self._box.encrypt(secret, context=f"app-key:{key_id}")
-        return AppKey(key_id=key_id, app_id=app.app_id, secret_ciphertext=ciphertext, status="ACTIVE",
-                      created_at=utcnow()), secret
+        return AppKey(
+            key_id=key_id, app_id=app.app_id, secret_ciphertext=ciphertext, status="ACTIVE", created_at=utcnow()
+        ), secret
 
     # --- what the gateway asks ------------------------------------------------------------------------
 
@@ -215,14 +224,19 @@ class MerchantService:
             merchant = await repo.get_merchant(uow.session, app.mch_no)
             keys = await repo.active_keys(uow.session, [app_id])
         auth = AppAuth(
-            app_id=app.app_id, mch_no=app.mch_no, sign_type=app.sign_type, app_status=app.status,
+            app_id=app.app_id,
+            mch_no=app.mch_no,
+            sign_type=app.sign_type,
+            app_status=app.status,
             merchant_status=merchant.status if merchant else "FROZEN",
             hmac_secrets=tuple(
                 self._box.decrypt(k.secret_ciphertext, context=f"app-key:{k.key_id}").encode()
-                for k in keys if k.secret_ciphertext
+                for k in keys
+                if k.secret_ciphertext
             ),
             rsa_public_keys=tuple(load_public_key(k.public_key_pem) for k in keys if k.public_key_pem),
-            pay_methods=frozenset(json.loads(app.pay_methods)), amount_limit=app.amount_limit,
+            pay_methods=frozenset(json.loads(app.pay_methods)),
+            amount_limit=app.amount_limit,
             notify_url=app.notify_url,
         )
         self._auth_cache[app_id] = (time.monotonic() + AUTH_CACHE_TTL_S, auth)
@@ -248,8 +262,15 @@ class MerchantService:
         async with self._db.uow() as uow:
             existing = await repo.find_token(uow.session, sha256_hex(plaintext.encode()))
             if existing is None:
-                uow.session.add(AdminToken(token_hash=sha256_hex(plaintext.encode()), role=role,
-                                           name=name or role, created_at=utcnow(), revoked_at=None))
+                uow.session.add(
+                    AdminToken(
+                        token_hash=sha256_hex(plaintext.encode()),
+                        role=role,
+                        name=name or role,
+                        created_at=utcnow(),
+                        revoked_at=None,
+                    )
+                )
                 await uow.commit()
         return plaintext
 
@@ -269,10 +290,15 @@ class MerchantService:
             row = await repo.latest_platform_key(uow.session)
             if row is None:
                 key = generate_rsa_key()
-                row = PlatformKey(key_id=f"PK{self._ids.next_int()}", public_key_pem=public_key_pem(key),
-                                  private_key_ciphertext="", created_at=utcnow())
-                row.private_key_ciphertext = self._box.encrypt(private_key_pem(key),
-                                                               context=f"platform-key:{row.key_id}")
+                row = PlatformKey(
+                    key_id=f"PK{self._ids.next_int()}",
+                    public_key_pem=public_key_pem(key),
+                    private_key_ciphertext="",
+                    created_at=utcnow(),
+                )
+                row.private_key_ciphertext = self._box.encrypt(
+                    private_key_pem(key), context=f"platform-key:{row.key_id}"
+                )
                 uow.session.add(row)
                 await uow.commit()
             pem = self._box.decrypt(row.private_key_ciphertext, context=f"platform-key:{row.key_id}")
@@ -295,8 +321,14 @@ class MerchantService:
 def _app_view(app: App, merchant_status: str, keys: Sequence[AppKey]) -> AppView:
     effective = "FROZEN" if merchant_status != "ACTIVE" or app.status != "ACTIVE" else "ACTIVE"
     return AppView(
-        app_id=app.app_id, mch_no=app.mch_no, name=app.name, status=effective, sign_type=app.sign_type,
-        notify_url=app.notify_url, pay_methods=json.loads(app.pay_methods), amount_limit=app.amount_limit,
+        app_id=app.app_id,
+        mch_no=app.mch_no,
+        name=app.name,
+        status=effective,
+        sign_type=app.sign_type,
+        notify_url=app.notify_url,
+        pay_methods=json.loads(app.pay_methods),
+        amount_limit=app.amount_limit,
         keys=[KeyView(key_id=k.key_id, status=k.status, created_at=k.created_at) for k in keys],
         created_at=app.created_at,
     )

@@ -21,6 +21,8 @@ MODEL_MODULES = (
     "tomato.core.outbox",
     "tomato.core.leases",
     "tomato.merchant.models",
+    "tomato.channel.models",
+    "tomato.pay.models",
 )
 
 

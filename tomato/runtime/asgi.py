@@ -20,4 +20,4 @@ def create() -> FastAPI:
     async def stop(c: Container) -> None:
         await loops.shutdown()
 
-    return create_app(build, on_start=[loops.start_bus], on_stop=[stop])
+    return create_app(build, on_start=[loops.start_bus, loops.start_relay], on_stop=[stop])

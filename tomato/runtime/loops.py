@@ -39,6 +39,9 @@ class BackgroundLoops:
             except Exception:
                 delay = min(delay * 2, 30.0)
 
+    async def start_relay(self, c: Container) -> None:
+        self.spawn(c.relay.run_forever(self.stop), "outbox-relay")
+
     async def shutdown(self) -> None:
         self.stop.set()
         for task in self.tasks:

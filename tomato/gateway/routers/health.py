@@ -46,8 +46,9 @@ async def readyz(request: Request) -> JSONResponse:
         "bus": {"backend": c.bus.name, "up": bus_up},
     }
     ready = db_up and cache_up and bus_up
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -1,0 +1,212 @@
+"""Issue 3 acceptance 3: every auth and validation error of API.md §1 this issue can raise; none writes a row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from tests.fixtures.merchant_client import MerchantClient, nonce
+from tests.fixtures.stack import admin
+
+ORDER = {"out_trade_no": "A-001", "amount": 1234, "subject": "Coffee", "pay_method": "ALIPAY_QR"}
+
+
+async def order_rows(pay) -> int:  # type: ignore[no-untyped-def]
+    async with pay.c.db.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM pay_orders"))).scalar_one())
+
+
+def code(r) -> str:  # type: ignore[no-untyped-def]
+    return str(r.json()["error"]["code"])
+
+
+async def test_forged_signature(pay) -> None:
+    forger = MerchantClient(pay.http, pay.client.app_id, secret="not-the-secret")
+    r = await forger.request("POST", "/v1/pay/orders", ORDER, verify=False)
+    assert r.status_code == 401 and code(r) == "SIGNATURE_INVALID"
+    pay.client.verify(r)  # errors are signed too, with the real secret
+    assert await order_rows(pay) == 0
+
+
+async def test_body_changed_after_signing(pay) -> None:
+    body = json.dumps(ORDER).encode()
+    headers = pay.client.headers("POST", "/v1/pay/orders", body)
+    r = await pay.http.post("/v1/pay/orders", content=body.replace(b"1234", b"9999"), headers=headers)
+    assert r.status_code == 401 and code(r) == "SIGNATURE_INVALID"
+    assert await order_rows(pay) == 0
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+async def test_stale_or_future_timestamp(pay, skew: int) -> None:
+    pay.client.clock_offset = skew
+    r = await pay.client.request("POST", "/v1/pay/orders", ORDER)
+    assert r.status_code == 401 and code(r) == "TIMESTAMP_EXPIRED"
+    assert await order_rows(pay) == 0
+
+
+async def test_reused_nonce(pay) -> None:
+    body = json.dumps(ORDER).encode()
+    n = nonce()
+    first = await pay.http.post(
+        "/v1/pay/orders", content=body, headers=pay.client.headers("POST", "/v1/pay/orders", body, n=n)
+    )
+    assert first.status_code == 201
+    body2 = json.dumps({**ORDER, "out_trade_no": "A-002"}).encode()
+    again = await pay.http.post(
+        "/v1/pay/orders", content=body2, headers=pay.client.headers("POST", "/v1/pay/orders", body2, n=n)
+    )
+    assert again.status_code == 401 and code(again) == "NONCE_REUSED"
+    assert await order_rows(pay) == 1
+
+
+async def test_unknown_app_is_unsigned(pay) -> None:
+    stranger = MerchantClient(pay.http, "A999", secret="x")
+    r = await stranger.request("POST", "/v1/pay/orders", ORDER, verify=False)
+    assert r.status_code == 401 and code(r) == "APP_NOT_FOUND"
+    assert "Tomato-Signature" not in r.headers
+    r = await pay.http.get("/v1/pay/orders/P1")
+    assert r.status_code == 401 and code(r) == "APP_NOT_FOUND"
+    assert await order_rows(pay) == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Tomato-Nonce", "short"),
+        ("Tomato-Nonce", "has-dash-0123456789"),
+        ("Tomato-Signature", "MD5 abc"),
+        ("Tomato-Signature", "HMAC-SHA256 ***"),
+        ("Tomato-Timestamp", "yesterday"),
+    ],
+)
+async def test_malformed_auth_headers_name_the_header(pay, header: str, value: str) -> None:
+    body = json.dumps(ORDER).encode()
+    headers = {**pay.client.headers("POST", "/v1/pay/orders", body), header: value}
+    r = await pay.http.post("/v1/pay/orders", content=body, headers=headers)
+    assert r.status_code == 401 and code(r) == "SIGNATURE_INVALID"
+    assert header in r.json()["error"]["message"]
+    assert await order_rows(pay) == 0
+
+
+async def test_frozen_merchant_and_disabled_app(pay) -> None:
+    mch_no = (await pay.c.merchants.app_auth(pay.client.app_id)).mch_no
+    await pay.http.post(f"/admin/merchants/{mch_no}/freeze", headers=admin())
+    r = await pay.client.request("POST", "/v1/pay/orders", ORDER)
+    assert r.status_code == 403 and code(r) == "MERCHANT_FROZEN"
+    await pay.http.post(f"/admin/merchants/{mch_no}/unfreeze", headers=admin())
+    await pay.http.post(f"/admin/apps/{pay.client.app_id}/freeze", headers=admin())
+    r = await pay.client.request("POST", "/v1/pay/orders", ORDER)
+    assert r.status_code == 403 and code(r) == "APP_DISABLED"
+    assert await order_rows(pay) == 0
+
+
+async def test_disabled_pay_method(pay) -> None:
+    r = await pay.http.patch(
+        f"/admin/apps/{pay.client.app_id}", json={"pay_methods": ["WECHAT_NATIVE"]}, headers=admin()
+    )
+    assert r.status_code == 200
+    r = await pay.client.request("POST", "/v1/pay/orders", ORDER)
+    assert r.status_code == 403 and code(r) == "PAY_METHOD_NOT_ENABLED"
+    assert await order_rows(pay) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("amount", 0),
+        ("amount", 100_000_001),
+        ("amount", "12"),
+        ("amount", 12.5),
+        ("amount", True),
+        ("out_trade_no", "has space"),
+        ("out_trade_no", "x" * 65),
+        ("out_trade_no", ""),
+        ("subject", ""),
+        ("currency", "USD"),
+        ("pay_method", "BITCOIN"),
+        ("expire_minutes", 1441),
+        ("notify_url", "ftp://x"),
+        ("metadata", {f"k{i}": "v" for i in range(21)}),
+        ("client_ip", "not-an-ip"),
+    ],
+)
+async def test_out_of_range_fields(pay, field: str, value: object) -> None:
+    r = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, field: value})
+    assert r.status_code == 422 and code(r) == "INVALID_REQUEST", r.text
+    assert any(d["field"].startswith(field) for d in r.json()["error"]["details"]) or field == "amount"
+    assert await order_rows(pay) == 0
+
+
+async def test_app_amount_limit(pay) -> None:
+    await pay.http.patch(f"/admin/apps/{pay.client.app_id}", json={"amount_limit": 1000}, headers=admin())
+    r = await pay.client.request("POST", "/v1/pay/orders", ORDER)
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "amount"
+    assert await order_rows(pay) == 0
+
+
+async def test_malformed_json(pay) -> None:
+    r = await pay.client.request("POST", "/v1/pay/orders", raw=b'{"out_trade_no": ')
+    assert r.status_code == 400 and code(r) == "INVALID_REQUEST"
+    assert await order_rows(pay) == 0
+
+
+async def test_oversized_body_refused_before_parsing(pay) -> None:
+    body = b"{" + b" " * (64 * 1024) + b"}"
+    r = await pay.client.request("POST", "/v1/pay/orders", raw=body)
+    assert r.status_code == 413 and code(r) == "PAYLOAD_TOO_LARGE"
+    # refused before the signature is checked: a garbage signature gets the same answer
+    headers = {**pay.client.headers("POST", "/v1/pay/orders", b""), "Tomato-Signature": "HMAC-SHA256 AAAA"}
+    r = await pay.http.post("/v1/pay/orders", content=body, headers=headers)
+    assert r.status_code == 413
+    assert await order_rows(pay) == 0
+
+
+async def test_out_trade_no_is_naturally_idempotent(pay) -> None:
+    first = await pay.client.request("POST", "/v1/pay/orders", ORDER)
+    again = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "expire_minutes": 30, "currency": "CNY"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["order_no"] == first.json()["order_no"]
+    other = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "amount": 1})
+    assert other.status_code == 409 and code(other) == "OUT_TRADE_NO_CONFLICT"
+    assert await order_rows(pay) == 1
+
+
+async def test_idempotency_key(pay) -> None:
+    key = {"Idempotency-Key": "key-1"}
+    first = await pay.client.request("POST", "/v1/pay/orders", ORDER, extra=key)
+    replay = await pay.client.request("POST", "/v1/pay/orders", ORDER, extra=key)
+    assert first.status_code == replay.status_code == 201
+    assert replay.json() == first.json()
+    other = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "out_trade_no": "B"}, extra=key)
+    assert other.status_code == 409 and code(other) == "IDEMPOTENCY_KEY_CONFLICT"
+    bad = await pay.client.request("POST", "/v1/pay/orders", ORDER, extra={"Idempotency-Key": "no spaces"})
+    assert bad.status_code == 422 and code(bad) == "INVALID_REQUEST"
+    assert await order_rows(pay) == 1
+
+
+async def test_rate_limited_with_retry_after(pay) -> None:
+    pay.c.settings.rate_limit_rps, pay.c.settings.rate_limit_burst = 1, 2
+    statuses = [(await pay.client.request("GET", "/v1/pay/orders?out_trade_no=none")).status_code for _ in range(4)]
+    assert statuses[:2] == [404, 404] and 429 in statuses[2:]
+    r = await pay.client.request("GET", "/v1/pay/orders?out_trade_no=none")
+    assert r.status_code == 429 and code(r) == "RATE_LIMITED" and int(r.headers["Retry-After"]) >= 1
+
+
+async def test_rsa_app_round_trip_and_platform_key(pay) -> None:
+    r = await pay.rsa_client.request("GET", "/v1/platform-key")
+    assert r.status_code == 200 and r.json()["algorithm"] == "RSA-SHA256"
+    assert r.json()["public_key_pem"] == pay.rsa_client.platform_public_key_pem
+    r = await pay.rsa_client.create_order()
+    assert r.status_code == 201
+    hmac_sig = MerchantClient(pay.http, pay.rsa_client.app_id, secret="x")
+    r = await hmac_sig.request("GET", "/v1/platform-key", verify=False)
+    assert r.status_code == 401 and code(r) == "SIGNATURE_INVALID"
+
+
+async def test_unknown_order_is_404(pay) -> None:
+    r = await pay.client.request("GET", "/v1/pay/orders/P123")
+    assert r.status_code == 404 and code(r) == "ORDER_NOT_FOUND"
+    r = await pay.client.request("POST", "/v1/pay/orders/P123/close", {})
+    assert r.status_code == 404 and code(r) == "ORDER_NOT_FOUND"

@@ -1,0 +1,36 @@
+"""Tables of the channel context: channel accounts (credentials encrypted) and routing rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tomato.core.db import Base
+
+
+class ChannelAccount(Base):
+    __tablename__ = "channel_accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE | DISABLED
+    mch_no: Mapped[str | None] = mapped_column(String(32))  # null: shared by every merchant
+    config_ciphertext: Mapped[str] = mapped_column(Text)  # the whole config JSON, encrypted
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RoutingRule(Base):
+    __tablename__ = "routing_rules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    pay_methods: Mapped[str] = mapped_column(Text)  # JSON list
+    app_id: Mapped[str | None] = mapped_column(String(32))
+    min_amount: Mapped[int | None] = mapped_column(BigInteger)
+    max_amount: Mapped[int | None] = mapped_column(BigInteger)
+    candidates: Mapped[str] = mapped_column(Text)  # JSON [{channel_account_id, priority, weight}]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,43 @@
+"""`create_sandbox_app`: the simulator as its own ASGI app (gateways + payer API); shutdown closes the notifier."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tomato.channel.sandbox.alipay import AlipaySimulator
+from tomato.channel.sandbox.payer import create_payer_router
+from tomato.channel.sandbox.state import SandboxState
+
+
+def alipay_simulator(state: SandboxState) -> AlipaySimulator:
+    """The state's Alipay simulator, created (with a fresh key) on first use."""
+    existing = state.simulators.get("alipay")
+    if isinstance(existing, AlipaySimulator):
+        return existing
+    return AlipaySimulator(state)
+
+
+def create_sandbox_app(state: SandboxState) -> FastAPI:
+    alipay_simulator(state)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    app = FastAPI(title="Tomato Pay channel simulator", lifespan=lifespan)
+    app.state.sandbox = state
+    for simulator in state.simulators.values():
+        app.include_router(simulator.router())
+    app.include_router(create_payer_router(state))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

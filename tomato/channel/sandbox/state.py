@@ -1,0 +1,177 @@
+"""The simulator's in-memory world: per-channel books of merchants and trades, faults, and the time scale.
+
+Channel simulators (`alipay.py`, later `wechat.py`, `bank.py`) keep their trades in a `ChannelBook` here and
+attach themselves to the `SandboxState`, so the payer API, the notifier and the faults serve them all alike.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import httpx
+from fastapi import APIRouter
+
+from tomato.channel.sandbox.notifier import Notifier
+from tomato.core.clock import Clock, SystemClock
+
+CHANNELS = ("alipay", "wechat", "bank")
+
+
+@dataclass
+class Faults:
+    """Fault switches of API.md §4, one set per channel."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    drop_notify: bool = False
+    duplicate_notify: int = 0
+    ignore_close: bool = False
+    reject_refunds: bool = False
+    reject_payouts: bool = False
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply the given fields only (omitted ones keep their values)."""
+        names = {f.name for f in fields(self)}
+        for name, value in changes.items():
+            if name not in names:
+                raise ValueError(f"unknown fault {name!r}")
+            setattr(self, name, value)
+
+
+class TradeState(StrEnum):
+    """Channel-neutral trade states; each simulator maps them onto its own wire status."""
+
+    UNSCANNED = "UNSCANNED"  # code handed out (e.g. a precreated QR): unknown to queries until scanned
+    WAITING = "WAITING"  # created at the channel, unpaid
+    PAID = "PAID"
+    FAILED = "FAILED"  # the payer's payment failed: can no longer be paid
+    CLOSED = "CLOSED"  # closed unpaid by the merchant
+
+
+@dataclass
+class SimRefund:
+    refund_no: str
+    amount: int  # fen
+    created_at: datetime
+
+
+@dataclass
+class SimTrade:
+    channel: str
+    merchant_id: str  # Alipay app_id, WeChat mchid, bank merId
+    out_trade_no: str
+    channel_trade_no: str
+    amount: int  # fen
+    subject: str
+    notify_url: str
+    created_at: datetime
+    state: TradeState = TradeState.WAITING
+    expire_at: datetime | None = None
+    paid_at: datetime | None = None
+    closed_at: datetime | None = None
+    refunds: dict[str, SimRefund] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # channel-specific wire values
+
+    @property
+    def refunded(self) -> int:
+        return sum(r.amount for r in self.refunds.values())
+
+    @property
+    def settled(self) -> bool:
+        """Paid, failed or closed: a scan can no longer change it."""
+        return self.state in (TradeState.PAID, TradeState.FAILED, TradeState.CLOSED)
+
+
+@dataclass
+class ChannelBook:
+    """One channel's registry: merchant keys and trades, indexed by channel trade number and pay code."""
+
+    merchants: dict[str, str] = field(default_factory=dict)  # merchant id → merchant public key PEM
+    trades: dict[str, SimTrade] = field(default_factory=dict)  # channel_trade_no → trade
+    by_out_trade_no: dict[tuple[str, str], str] = field(default_factory=dict)
+    by_code: dict[str, str] = field(default_factory=dict)  # QR / redirect code → channel_trade_no
+
+    def add(self, trade: SimTrade, code: str | None = None) -> None:
+        self.trades[trade.channel_trade_no] = trade
+        self.by_out_trade_no[(trade.merchant_id, trade.out_trade_no)] = trade.channel_trade_no
+        if code:
+            self.by_code[code] = trade.channel_trade_no
+
+    def find(self, merchant_id: str, out_trade_no: str | None = None, trade_no: str | None = None) -> SimTrade | None:
+        """By channel trade number when given (it wins, as at the real channels), else by merchant order number."""
+        if trade_no:
+            trade = self.trades.get(trade_no)
+            return trade if trade is not None and trade.merchant_id == merchant_id else None
+        if out_trade_no:
+            key = self.by_out_trade_no.get((merchant_id, out_trade_no))
+            return self.trades.get(key) if key else None
+        return None
+
+    def find_by_code(self, code: str) -> SimTrade | None:
+        key = self.by_code.get(code)
+        return self.trades.get(key) if key else None
+
+    def find_by_order_no(self, out_trade_no: str) -> SimTrade | None:
+        """Any merchant's trade with that order number, the newest first (the payer does not know the app)."""
+        matches = [t for t in self.trades.values() if t.out_trade_no == out_trade_no]
+        return max(matches, key=lambda t: t.created_at) if matches else None
+
+
+class ChannelSimulator(Protocol):
+    """What a channel simulator offers the shared app and payer API."""
+
+    channel: str
+
+    def router(self) -> APIRouter: ...
+
+    def find_for_scan(self, content: str | None, order_no: str | None) -> SimTrade | None:
+        """The trade a payer scan designates (creating it from a signed pay code if needed), or None."""
+        ...
+
+    def complete(self, trade: SimTrade, paid: bool) -> None:
+        """Record the payer's result on an unsettled trade and send the channel's notify."""
+        ...
+
+
+class SandboxState:
+    """Everything the simulator remembers; tests build one, configure it, and hand it to `create_sandbox_app`."""
+
+    def __init__(
+        self,
+        *,
+        time_scale: float = 1.0,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+        timeout_sleep_s: float = 30.0,
+        notify_transport: httpx.AsyncBaseTransport | None = None,
+        notify_timeout_s: float = 5.0,
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale  # divides notify retry delays
+        self.rng = rng or random.Random()
+        self.clock: Clock = clock or SystemClock()
+        self.timeout_sleep_s = timeout_sleep_s  # how long a `timeout_rate` hit stalls (not scaled)
+        self.faults: dict[str, Faults] = {channel: Faults() for channel in CHANNELS}
+        self.books: dict[str, ChannelBook] = {channel: ChannelBook() for channel in CHANNELS}
+        self.simulators: dict[str, ChannelSimulator] = {}
+        self.notifier = Notifier(self, transport=notify_transport, timeout_s=notify_timeout_s)
+
+    def attach(self, simulator: ChannelSimulator) -> None:
+        self.simulators[simulator.channel] = simulator
+
+    def reset_faults(self) -> None:
+        for channel in self.faults:
+            self.faults[channel] = Faults()
+
+    def roll(self, rate: float) -> bool:
+        """True with probability `rate`, from the injectable generator."""
+        return rate > 0 and self.rng.random() < rate
+
+    async def aclose(self) -> None:
+        await self.notifier.aclose()

@@ -1,0 +1,212 @@
+"""Channel use cases: channel accounts, routing rules, and handing out adapters for an account.
+
+Adapters are built once per account (with their own small guarded HTTP pool) and rebuilt when the account
+changes. This context knows nothing of orders.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import delete, select, update
+
+from tomato.channel.errors import ChannelAccountNotFound, RoutingRuleNotFound
+from tomato.channel.http import guarded_client
+from tomato.channel.models import ChannelAccount, RoutingRule
+from tomato.channel.protocol import ChannelAdapter
+from tomato.channel.registry import FAMILIES
+from tomato.channel.routing import candidates_of, order_candidates, pick_rule
+from tomato.channel.schemas import ChannelAccountCreate, ChannelAccountView, RoutingRuleCreate, RoutingRuleView
+from tomato.core.clock import utcnow
+from tomato.core.crypto import SecretBox
+from tomato.core.db import Database
+from tomato.core.errors import InvalidRequest
+from tomato.core.ids import Snowflake
+from tomato.core.pay_methods import CHANNEL_OF, PayMethod
+
+
+@dataclass(frozen=True)
+class Route:
+    """One candidate an order may be tried on, in the order to try them."""
+
+    channel: str
+    channel_account_id: str
+
+
+class ChannelService:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        ids: Snowflake,
+        *,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._ids = ids
+        self._timeout = timeout_s
+        self._transport = transport
+        self._rng = rng or random.Random()
+        self._adapters: dict[str, tuple[str, ChannelAdapter, httpx.AsyncClient]] = {}
+
+    # --- accounts ------------------------------------------------------------------------------------
+
+    async def create_account(self, cmd: ChannelAccountCreate) -> ChannelAccountView:
+        family = FAMILIES.get(cmd.channel)
+        if family is None:
+            raise InvalidRequest.field("channel", f"channel {cmd.channel} is not available")
+        try:
+            family.validate(cmd.config)
+        except ValueError as exc:
+            field = str(exc).split(":", 1)[0].strip() if ":" in str(exc) else "config"
+            raise InvalidRequest(str(exc), details=[{"field": f"config.{field}", "issue": str(exc)}]) from exc
+        now = utcnow()
+        account = ChannelAccount(
+            id=f"CA{self._ids.next_int()}",
+            channel=cmd.channel,
+            name=cmd.name,
+            status="ACTIVE",
+            mch_no=cmd.mch_no,
+            config_ciphertext="",
+            created_at=now,
+            updated_at=now,
+        )
+        account.config_ciphertext = self._box.encrypt(json.dumps(cmd.config), context=f"channel-account:{account.id}")
+        async with self._db.uow() as uow:
+            uow.session.add(account)
+            await uow.commit()
+        return _view(account)
+
+    async def list_accounts(self, after: str | None, limit: int) -> list[ChannelAccountView]:
+        q = select(ChannelAccount).order_by(ChannelAccount.id).limit(limit)
+        if after is not None:
+            q = q.where(ChannelAccount.id > after)
+        async with self._db.uow() as uow:
+            return [_view(a) for a in (await uow.session.scalars(q)).all()]
+
+    async def get_account(self, account_id: str) -> ChannelAccountView:
+        return _view(await self._account(account_id))
+
+    async def set_status(self, account_id: str, status: str) -> ChannelAccountView:
+        async with self._db.uow() as uow:
+            res = await uow.session.execute(
+                update(ChannelAccount).where(ChannelAccount.id == account_id).values(status=status, updated_at=utcnow())
+            )
+            if not res.rowcount:  # type: ignore[attr-defined]
+                raise ChannelAccountNotFound(f"channel account {account_id} not found")
+            await uow.commit()
+        return await self.get_account(account_id)
+
+    async def _account(self, account_id: str) -> ChannelAccount:
+        async with self._db.uow() as uow:
+            account = await uow.session.get(ChannelAccount, account_id)
+        if account is None:
+            raise ChannelAccountNotFound(f"channel account {account_id} not found")
+        return account
+
+    # --- adapters ------------------------------------------------------------------------------------
+
+    async def adapter(self, account_id: str) -> ChannelAdapter:
+        """The adapter of an account, disabled or not (orders already on it are still queried and closed)."""
+        account = await self._account(account_id)
+        stamp = account.updated_at.isoformat()
+        cached = self._adapters.get(account_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        config: Mapping[str, Any] = json.loads(
+            self._box.decrypt(account.config_ciphertext, context=f"channel-account:{account.id}")
+        )
+        http = guarded_client(self._timeout, self._transport)
+        adapter = FAMILIES[account.channel].build(config, http)
+        if cached is not None:
+            await cached[2].aclose()
+        self._adapters[account_id] = (stamp, adapter, http)
+        return adapter
+
+    async def aclose(self) -> None:
+        for _, _, http in self._adapters.values():
+            await http.aclose()
+        self._adapters.clear()
+
+    # --- routing -------------------------------------------------------------------------------------
+
+    async def create_rule(self, cmd: RoutingRuleCreate) -> RoutingRuleView:
+        async with self._db.uow() as uow:
+            for cand in cmd.candidates:
+                account = await uow.session.get(ChannelAccount, cand.channel_account_id)
+                if account is None:
+                    raise InvalidRequest.field("candidates", f"unknown channel account {cand.channel_account_id}")
+                for method in cmd.pay_methods:
+                    if CHANNEL_OF[method] not in (None, account.channel) or method is PayMethod.CASHIER:
+                        raise InvalidRequest.field(
+                            "candidates", f"{account.channel} account {account.id} does not serve {method.value}"
+                        )
+            rule = RoutingRule(
+                id=f"RR{self._ids.next_int()}",
+                rank=cmd.rank,
+                pay_methods=json.dumps([m.value for m in cmd.pay_methods]),
+                app_id=cmd.app_id,
+                min_amount=cmd.min_amount,
+                max_amount=cmd.max_amount,
+                candidates=json.dumps([c.model_dump() for c in cmd.candidates]),
+                created_at=utcnow(),
+            )
+            uow.session.add(rule)
+            await uow.commit()
+        return _rule_view(rule)
+
+    async def list_rules(self) -> list[RoutingRuleView]:
+        async with self._db.uow() as uow:
+            rules = (await uow.session.scalars(select(RoutingRule).order_by(RoutingRule.rank.desc()))).all()
+        return [_rule_view(r) for r in rules]
+
+    async def delete_rule(self, rule_id: str) -> None:
+        async with self._db.uow() as uow:
+            res = await uow.session.execute(delete(RoutingRule).where(RoutingRule.id == rule_id))
+            if not res.rowcount:  # type: ignore[attr-defined]
+                raise RoutingRuleNotFound(f"routing rule {rule_id} not found")
+            await uow.commit()
+
+    async def route(self, app_id: str, pay_method: str, amount: int) -> list[Route]:
+        """Candidate accounts to try, in order; disabled accounts are left out. Empty: nothing to try."""
+        async with self._db.uow() as uow:
+            rules = (await uow.session.scalars(select(RoutingRule))).all()
+            rule = pick_rule(rules, app_id, pay_method, amount)
+            if rule is None:
+                return []
+            ordered = order_candidates(candidates_of(rule), self._rng)
+            ids = [c.channel_account_id for c in ordered]
+            accounts = {
+                a.id: a
+                for a in (await uow.session.scalars(select(ChannelAccount).where(ChannelAccount.id.in_(ids)))).all()
+            }
+        return [Route(accounts[i].channel, i) for i in ids if i in accounts and accounts[i].status == "ACTIVE"]
+
+
+def _view(a: ChannelAccount) -> ChannelAccountView:
+    return ChannelAccountView(
+        id=a.id, channel=a.channel, name=a.name, status=a.status, mch_no=a.mch_no, created_at=a.created_at
+    )
+
+
+def _rule_view(r: RoutingRule) -> RoutingRuleView:
+    return RoutingRuleView.model_validate(
+        {
+            "id": r.id,
+            "rank": r.rank,
+            "pay_methods": json.loads(r.pay_methods),
+            "app_id": r.app_id,
+            "min_amount": r.min_amount,
+            "max_amount": r.max_amount,
+            "candidates": json.loads(r.candidates),
+            "created_at": r.created_at,
+        }
+    )

@@ -1,0 +1,144 @@
+"""The outbox relay: moves committed outbox rows to the event bus and marks them sent after the broker confirmed.
+
+It is also the sweeper: rows are selected only by `published_at IS NULL` (never by an id/seq watermark, which
+would skip a row whose transaction committed after a higher seq was already sent), so anything left unsent by a
+failed round, a crash or a broker outage goes out on a later round. Delivery is at least once; consumers dedupe
+on the event id.
+
+PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` → publish → `UPDATE published_at` → commit, all in one short
+transaction, so several relays can run side by side without publishing the same row twice in the normal case.
+SQLite (embedded, one process): the selection is read in its own short transaction and marked in another,
+because a SQLite transaction holds the database-wide write lock and must not span a broker round-trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tomato.core.bus import EventBus
+from tomato.core.clock import as_utc, utcnow
+from tomato.core.db import Database
+from tomato.core.outbox import BusMessage, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """Polling publisher with an early wake-up (`notify`) and back-off on errors."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        batch_size: int = 500,
+        *,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        self._db = db
+        self._bus = bus
+        self.batch_size = batch_size
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._wake = asyncio.Event()
+        self.published_total = 0
+        self.failed_rounds = 0
+
+    def notify(self) -> None:
+        """Called after committing an outbox row so it goes out now rather than on the next poll."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Publishes one batch of unsent rows (oldest seq first) and returns how many were marked sent.
+
+        If `bus.publish` raises, nothing is marked and the exception propagates: the rows go again next round.
+        """
+        if self._db.dialect == "postgresql":
+            async with self._db.engine.connect() as conn, conn.begin():
+                messages = await self._select(conn, lock=True)
+                if not messages:
+                    return 0
+                await self._bus.publish(messages)
+                marked = await self._mark(conn, messages)
+        else:
+            async with self._db.engine.connect() as conn:
+                async with conn.begin():
+                    messages = await self._select(conn, lock=False)
+                if not messages:
+                    return 0
+                await self._bus.publish(messages)
+                async with conn.begin():
+                    marked = await self._mark(conn, messages)
+        self.published_total += marked
+        return marked
+
+    async def _select(self, conn: AsyncConnection, *, lock: bool) -> list[BusMessage]:
+        stmt = (
+            select(OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.payload)
+            .where(OutboxEvent.published_at.is_(None))
+            .order_by(OutboxEvent.seq)
+            .limit(self.batch_size)
+        )
+        if lock:
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = (await conn.execute(stmt)).all()
+        return [BusMessage(id=r.id, type=r.event_type, body=r.payload.encode()) for r in rows]
+
+    async def _mark(self, conn: AsyncConnection, messages: list[BusMessage]) -> int:
+        result = await conn.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_([m.id for m in messages]), OutboxEvent.published_at.is_(None))
+            .values(published_at=utcnow())
+        )
+        return int(result.rowcount)
+
+    async def run_forever(self, stop: asyncio.Event, poll_interval_s: float = 1.0) -> None:
+        """Relays until `stop` is set; a failing round is logged and retried with exponential back-off."""
+        failures = 0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                sent = await self.run_once()
+            except Exception:
+                failures += 1
+                self.failed_rounds += 1
+                delay = min(self._backoff_max_s, self._backoff_initial_s * 2 ** min(failures - 1, 30))
+                log.warning(
+                    "outbox relay round failed (%d in a row); retrying in %.2fs", failures, delay, exc_info=True
+                )
+                # notify() does not cut the back-off short: with the broker down it would turn into a busy loop.
+                await self._pause(stop, delay, wake_early=False)
+                continue
+            failures = 0
+            if sent >= self.batch_size:
+                continue  # a full batch: more rows are probably waiting
+            await self._pause(stop, poll_interval_s, wake_early=True)
+
+    async def _pause(self, stop: asyncio.Event, timeout_s: float, *, wake_early: bool) -> None:
+        waiters = [asyncio.create_task(stop.wait())]
+        if wake_early:
+            waiters.append(asyncio.create_task(self._wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def oldest_unpublished_age_s(self) -> float:
+        """Age of the oldest unsent row in seconds (0.0 when none), for the outbox-age alert."""
+        async with self._db.engine.connect() as conn:
+            oldest = (
+                await conn.execute(
+                    select(func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
+                )
+            ).scalar_one_or_none()
+        if oldest is None:
+            return 0.0
+        return max(0.0, (utcnow() - as_utc(oldest)).total_seconds())

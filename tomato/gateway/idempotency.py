@@ -1,0 +1,61 @@
+"""`Idempotency-Key` on POST (API.md §1): same key + same bytes within 24 h replays the first response;
+different bytes, or the first request still running, is a conflict. Responses ≥ 400 are not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from tomato.core.cache import Cache
+from tomato.core.crypto import sha256_hex
+from tomato.core.errors import Conflict, InvalidRequest
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+RUNNING_TTL_S = 120
+
+
+class IdempotencyKeyConflict(Conflict):
+    code = "IDEMPOTENCY_KEY_CONFLICT"
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+
+
+class IdempotencyGuard:
+    def __init__(self, cache: Cache, ttl_s: int) -> None:
+        self._cache = cache
+        self._ttl = ttl_s
+
+    @staticmethod
+    def validate(key: str) -> None:
+        if not KEY_RE.match(key):
+            raise InvalidRequest.field("Idempotency-Key", "1-64 characters of [A-Za-z0-9_-]")
+
+    async def begin(self, app_id: str, key: str, body: bytes) -> StoredResponse | None:
+        """Claims the key (None: go ahead) or returns the stored response to replay; raises on conflict."""
+        slot = f"idem:{app_id}:{key}"
+        digest = sha256_hex(body)
+        if await self._cache.set_nx(slot, json.dumps({"h": digest, "s": "running"}), RUNNING_TTL_S):
+            return None
+        raw = await self._cache.get(slot)
+        if raw is None:  # expired between the two calls: claim again
+            return await self.begin(app_id, key, body)
+        stored = json.loads(raw)
+        if stored["h"] != digest:
+            raise IdempotencyKeyConflict("Idempotency-Key was used with a different request body")
+        if stored["s"] == "running":
+            raise IdempotencyKeyConflict("a request with this Idempotency-Key is still running")
+        return StoredResponse(int(stored["status"]), stored["body"].encode())
+
+    async def finish(self, app_id: str, key: str, body: bytes, status: int, response: bytes) -> None:
+        slot = f"idem:{app_id}:{key}"
+        if status >= 400:
+            await self._cache.delete(slot)
+            return
+        value = {"h": sha256_hex(body), "s": "done", "status": status, "body": response.decode()}
+        await self._cache.set(slot, json.dumps(value), self._ttl)

@@ -1,0 +1,57 @@
+"""Operator endpoints: channel accounts (credentials write-only) and routing rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from tomato.channel.schemas import ChannelAccountCreate, ChannelAccountView, RoutingRuleCreate, RoutingRuleView
+from tomato.gateway.deps import container, require_role
+from tomato.gateway.paging import check_limit, decode_cursor, page
+
+router = APIRouter(prefix="/admin", tags=["admin: channels"], dependencies=[Depends(require_role("operator"))])
+
+
+@router.post("/channel-accounts", status_code=201, response_model=ChannelAccountView)
+async def create_account(cmd: ChannelAccountCreate, request: Request) -> ChannelAccountView:
+    return await container(request).channels.create_account(cmd)
+
+
+@router.get("/channel-accounts")
+async def list_accounts(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+    n = check_limit(limit)
+    items = await container(request).channels.list_accounts(decode_cursor(cursor), n + 1)
+    return page(items, n, lambda a: a.id, lambda a: a.model_dump(mode="json"))
+
+
+@router.get("/channel-accounts/{account_id}", response_model=ChannelAccountView)
+async def get_account(account_id: str, request: Request) -> ChannelAccountView:
+    return await container(request).channels.get_account(account_id)
+
+
+@router.post("/channel-accounts/{account_id}/disable", response_model=ChannelAccountView)
+async def disable_account(account_id: str, request: Request) -> ChannelAccountView:
+    return await container(request).channels.set_status(account_id, "DISABLED")
+
+
+@router.post("/channel-accounts/{account_id}/enable", response_model=ChannelAccountView)
+async def enable_account(account_id: str, request: Request) -> ChannelAccountView:
+    return await container(request).channels.set_status(account_id, "ACTIVE")
+
+
+@router.post("/routing-rules", status_code=201, response_model=RoutingRuleView)
+async def create_rule(cmd: RoutingRuleCreate, request: Request) -> RoutingRuleView:
+    return await container(request).channels.create_rule(cmd)
+
+
+@router.get("/routing-rules")
+async def list_rules(request: Request) -> dict[str, Any]:
+    rules = await container(request).channels.list_rules()
+    return {"data": [r.model_dump(mode="json") for r in rules], "next_cursor": None}
+
+
+@router.delete("/routing-rules/{rule_id}", status_code=204)
+async def delete_rule(rule_id: str, request: Request) -> Response:
+    await container(request).channels.delete_rule(rule_id)
+    return Response(status_code=204)

@@ -1,0 +1,27 @@
+"""Signing what the platform sends a merchant: API responses and webhooks share one scheme (API.md §1, §2).
+
+`TIMESTAMP\\nNONCE\\nBODY\\n`, HMAC-SHA256 with the app secret, or RSA-SHA256 with the platform key for RSA apps.
+"""
+
+from __future__ import annotations
+
+from tomato.core.crypto import hmac_sha256_b64, rsa_sign_b64
+from tomato.merchant.schemas import AppAuth
+from tomato.merchant.service import PlatformSigner
+
+
+def outbound_message(timestamp: str, nonce: str, body: bytes) -> bytes:
+    return timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body + b"\n"
+
+
+def sign_outbound(
+    app: AppAuth, platform: PlatformSigner | None, timestamp: str, nonce: str, body: bytes, key_index: int = 0
+) -> str:
+    """The `Tomato-Signature` value; HMAC apps use the key that signed the request (rotation-safe)."""
+    message = outbound_message(timestamp, nonce, body)
+    if app.sign_type == "HMAC-SHA256":
+        secret = app.hmac_secrets[min(key_index, len(app.hmac_secrets) - 1)]
+        return f"HMAC-SHA256 {hmac_sha256_b64(secret, message)}"
+    if platform is None:
+        raise ValueError("RSA apps need the platform key")
+    return f"RSA-SHA256 {rsa_sign_b64(platform.private_key, message)}"

@@ -1,0 +1,82 @@
+"""Tables of the pay context (private to it): orders, attempts, and anomalies finance must see."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tomato.core.db import Base
+
+
+class PayOrder(Base):
+    __tablename__ = "pay_orders"
+
+    order_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    mch_no: Mapped[str] = mapped_column(String(32))
+    out_trade_no: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    paid_after_close: Mapped[bool] = mapped_column(Boolean, default=False)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    subject: Mapped[str] = mapped_column(String(128))
+    body: Mapped[str | None] = mapped_column(String(512))
+    pay_method: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    channel_account_id: Mapped[str | None] = mapped_column(String(32))
+    channel_trade_no: Mapped[str | None] = mapped_column(String(64))
+    pay_data: Mapped[str | None] = mapped_column(Text)  # JSON {type, value}
+    notify_url: Mapped[str | None] = mapped_column(String(512))
+    return_url: Mapped[str | None] = mapped_column(String(512))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    payer_openid: Mapped[str | None] = mapped_column(String(128))
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    cashier_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_status: Mapped[str] = mapped_column(String(8), default="NONE")
+    expire_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    query_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_query_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("app_id", "out_trade_no", name="uq_pay_orders_app_out_trade_no"),
+        Index("ix_pay_orders_status_next_query", "status", "next_query_at"),
+        Index("ix_pay_orders_status_expire", "status", "expire_at"),
+    )
+
+
+class PayAttempt(Base):
+    """One try of an order on one channel account; an order may have several (routing fallbacks)."""
+
+    __tablename__ = "pay_attempts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(32), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    channel_account_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # CALLING | SUCCESS | FAIL | UNKNOWN
+    error_class: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PayAnomaly(Base):
+    """Something finance must look at: a notify with another amount, a payment after close, …"""
+
+    __tablename__ = "pay_anomalies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_no: Mapped[str | None] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    details: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,104 @@
+"""Commands into and read models out of the pay context (API.md §1 field rules)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from tomato.core.crypto import sha256_hex
+from tomato.core.pay_methods import PayMethod
+
+OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+HttpUrl = Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$")]
+
+
+class Payer(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    openid: str = Field(min_length=1, max_length=128)
+
+
+class PayOrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    out_trade_no: OutNo
+    amount: int = Field(ge=1)
+    currency: Literal["CNY"] = "CNY"
+    subject: str = Field(min_length=1, max_length=128)
+    body: str | None = Field(default=None, max_length=512)
+    pay_method: PayMethod
+    notify_url: HttpUrl | None = None
+    return_url: HttpUrl | None = None
+    expire_minutes: int = Field(default=30, ge=1, le=1440)
+    client_ip: str | None = Field(default=None, max_length=45)
+    payer: Payer | None = None
+    metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(default_factory=dict)
+
+    @field_validator("pay_method", mode="before")
+    @classmethod
+    def _method(cls, value: Any) -> Any:
+        return PayMethod(value) if isinstance(value, str) and value in PayMethod.__members__ else value
+
+    @field_validator("client_ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _meta(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 20:
+            raise ValueError("at most 20 pairs")
+        if any(not 1 <= len(k) <= 64 for k in value):
+            raise ValueError("keys are 1-64 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> PayOrderCreate:
+        if self.pay_method is PayMethod.WECHAT_H5 and self.client_ip is None:
+            raise ValueError("client_ip is required for WECHAT_H5")
+        if self.pay_method is PayMethod.WECHAT_JSAPI and self.payer is None:
+            raise ValueError("payer.openid is required for WECHAT_JSAPI")
+        return self
+
+    def request_hash(self) -> str:
+        """Every field after defaults, canonically serialised: an omitted optional field equals its default."""
+        return sha256_hex(json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode())
+
+
+class PayDataView(BaseModel):
+    type: str
+    value: str | dict[str, str]
+
+
+class PayOrderView(BaseModel):
+    """The API.md order object, field for field."""
+
+    order_no: str
+    app_id: str
+    out_trade_no: str
+    status: str
+    paid_after_close: bool
+    amount: int
+    currency: str
+    subject: str
+    body: str | None
+    pay_method: str
+    channel: str | None
+    channel_trade_no: str | None
+    pay_data: PayDataView | None
+    refunded_amount: int
+    refund_status: str
+    expire_at: str
+    paid_at: str | None
+    created_at: str
+    metadata: dict[str, str]
+
+
+class CloseOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")

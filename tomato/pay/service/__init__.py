@@ -1,0 +1,64 @@
+"""The pay context's use cases; one module per use case, this facade is what other layers call."""
+
+from __future__ import annotations
+
+from tomato.channel.protocol import ChannelNotify
+from tomato.channel.service import Route
+from tomato.merchant.schemas import AppAuth
+from tomato.pay import repository as repo
+from tomato.pay.errors import OrderNotFound
+from tomato.pay.schemas import PayOrderCreate, PayOrderView
+from tomato.pay.service import close, confirm, create, jobs
+from tomato.pay.service.confirm import Outcome, PaymentReport
+from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.views import order_view
+
+__all__ = ["Outcome", "PayDeps", "PayService"]
+
+
+class PayService:
+    def __init__(self, deps: PayDeps) -> None:
+        self.deps = deps
+
+    async def create_order(self, app: AppAuth, cmd: PayOrderCreate) -> tuple[PayOrderView, bool]:
+        return await create.create_order(self.deps, app, cmd)
+
+    async def get_order(self, app_id: str, order_no: str) -> PayOrderView:
+        async with self.deps.db.uow() as uow:
+            order = await repo.get_for_app(uow.session, app_id, order_no)
+        if order is None:
+            raise OrderNotFound(f"order {order_no} not found")
+        return order_view(order)
+
+    async def find_order(self, app_id: str, out_trade_no: str) -> PayOrderView:
+        async with self.deps.db.uow() as uow:
+            order = await repo.by_out_trade_no(uow.session, app_id, out_trade_no)
+        if order is None:
+            raise OrderNotFound(f"no order with out_trade_no {out_trade_no}")
+        return order_view(order)
+
+    async def close_order(self, app_id: str, order_no: str) -> PayOrderView:
+        return await close.close_order(self.deps, app_id, order_no)
+
+    async def apply_notify(self, channel_account_id: str, notify: ChannelNotify) -> Outcome:
+        """A verified channel notify for a payment; refunds come with their own issue."""
+        if notify.kind != "payment":
+            return Outcome.UNCHANGED
+        report = PaymentReport(
+            order_no=notify.order_no,
+            channel_account_id=channel_account_id,
+            status=notify.status,
+            amount=notify.amount,
+            channel_trade_no=notify.channel_trade_no,
+            paid_at=notify.paid_at,
+        )
+        return await confirm.apply_report(self.deps, report)
+
+    async def query_stuck_orders(self) -> int:
+        return await jobs.query_stuck_orders(self.deps)
+
+    async def close_expired_orders(self) -> int:
+        return await jobs.close_expired_orders(self.deps)
+
+    async def submit_cashier_order(self, order_no: str, routes: list[Route]) -> PayOrderView:
+        return await create.submit_to_channel(self.deps, order_no, routes)

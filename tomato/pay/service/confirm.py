@@ -1,0 +1,166 @@
+"""Applying what a channel says about a payment (notify or query) — exactly once, amount-checked.
+
+Every outcome is a compare-and-set on the order's status with its outbox event in the same transaction, so 50
+concurrent duplicate notifies make one transition and one event. Money that arrived is never dropped: a payment
+for a CLOSED order makes it SUCCEEDED with `paid_after_close`; one for a FAILED order is recorded as an anomaly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tomato.channel.protocol import ResultStatus
+from tomato.core.outbox import add_event
+from tomato.pay import repository as repo
+from tomato.pay.events import PAY_FAILED, PAY_SUCCEEDED
+from tomato.pay.models import PayAnomaly, PayOrder
+from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.views import order_payload
+from tomato.pay.states import OrderEvent, OrderStatus
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    APPLIED = "APPLIED"  # this call changed the order
+    UNCHANGED = "UNCHANGED"  # already applied, or nothing to do: acknowledge
+    REJECTED = "REJECTED"  # wrong order, account or amount: refuse, change nothing
+
+
+@dataclass(frozen=True)
+class PaymentReport:
+    """A channel's statement about one order, from a verified notify or an authenticated query."""
+
+    order_no: str
+    channel_account_id: str
+    status: ResultStatus
+    amount: int | None = None
+    channel_trade_no: str | None = None
+    paid_at: datetime | None = None
+    source: str = "notify"
+
+
+async def apply_report(deps: PayDeps, report: PaymentReport) -> Outcome:
+    async with deps.db.uow() as uow:
+        order = await repo.get(uow.session, report.order_no)
+        channel = None if order is None else await _channel_of(uow.session, order, report.channel_account_id)
+        if order is None or channel is None:
+            log.warning("channel report for unknown order/account %s/%s", report.order_no, report.channel_account_id)
+            return Outcome.REJECTED
+        if report.status is ResultStatus.SUCCESS:
+            outcome = await _paid(deps, uow.session, order, channel, report)
+        elif report.status is ResultStatus.FAIL:
+            outcome = await _failed(deps, uow.session, order, report)
+        else:
+            return Outcome.UNCHANGED
+        await uow.commit()
+    if outcome is Outcome.APPLIED:
+        deps.wake_relay()
+    return outcome
+
+
+async def _channel_of(s: AsyncSession, order: PayOrder, account_id: str) -> str | None:
+    """The channel of `account_id` if the order was ever submitted to that account, else None (refuse)."""
+    for attempt in await repo.attempts_of(s, order.order_no):
+        if attempt.channel_account_id == account_id:
+            return attempt.channel
+    return None
+
+
+async def _paid(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, report: PaymentReport) -> Outcome:
+    if report.amount != order.amount:
+        _anomaly(deps, s, order, "amount_mismatch", report, f"channel says {report.amount}, order is {order.amount}")
+        log.error("ALERT amount mismatch on %s: channel %s vs order %s", order.order_no, report.amount, order.amount)
+        return Outcome.REJECTED
+    if order.status == OrderStatus.SUCCEEDED:
+        if report.channel_trade_no and order.channel_trade_no not in (None, report.channel_trade_no):
+            _anomaly(deps, s, order, "second_payment", report, "paid again under another channel trade")
+            return Outcome.APPLIED
+        return Outcome.UNCHANGED
+    if order.status == OrderStatus.FAILED:
+        _anomaly(deps, s, order, "paid_after_failed", report, "the channel confirmed a payment for a FAILED order")
+        log.error("ALERT payment for FAILED order %s", order.order_no)
+        return Outcome.APPLIED
+    was_closed = order.status == OrderStatus.CLOSED
+    moved = await repo.transition(
+        s,
+        order.order_no,
+        OrderEvent.PAID,
+        {
+            "status": OrderStatus.SUCCEEDED.value,
+            "channel": channel,
+            "channel_account_id": report.channel_account_id,
+            "channel_trade_no": report.channel_trade_no,
+            "paid_at": report.paid_at or deps.clock.now(),
+            "paid_after_close": was_closed,
+            "next_query_at": None,
+            "updated_at": deps.clock.now(),
+        },
+        only_from=[OrderStatus(order.status)],
+    )
+    if not moved:  # someone else moved it between our read and write; the caller acks what stands now
+        return Outcome.UNCHANGED
+    if was_closed:
+        _anomaly(deps, s, order, "paid_after_close", report, "payment confirmed after the order was closed")
+    await s.refresh(order)
+    add_event(
+        s,
+        deps.ids,
+        event_type=PAY_SUCCEEDED,
+        aggregate_type="pay_order",
+        aggregate_id=order.order_no,
+        data=order_payload(order),
+        app_id=order.app_id,
+    )
+    return Outcome.APPLIED
+
+
+async def _failed(deps: PayDeps, s: AsyncSession, order: PayOrder, report: PaymentReport) -> Outcome:
+    if order.status not in (OrderStatus.CREATED, OrderStatus.PAYING):
+        return Outcome.UNCHANGED
+    moved = await repo.transition(
+        s,
+        order.order_no,
+        OrderEvent.PAYMENT_FAILED,
+        {"status": OrderStatus.FAILED.value, "next_query_at": None, "updated_at": deps.clock.now()},
+        only_from=[OrderStatus(order.status)],
+    )
+    if not moved:
+        return Outcome.UNCHANGED
+    await s.refresh(order)
+    add_event(
+        s,
+        deps.ids,
+        event_type=PAY_FAILED,
+        aggregate_type="pay_order",
+        aggregate_id=order.order_no,
+        data=order_payload(order),
+        app_id=order.app_id,
+    )
+    return Outcome.APPLIED
+
+
+def _anomaly(deps: PayDeps, s: AsyncSession, order: PayOrder, kind: str, report: PaymentReport, note: str) -> None:
+    details = {
+        "note": note,
+        "source": report.source,
+        "channel_account_id": report.channel_account_id,
+        "amount": report.amount,
+        "channel_trade_no": report.channel_trade_no,
+    }
+    repo.add_anomaly(
+        s,
+        PayAnomaly(
+            id=deps.ids.next_id("AN"),
+            order_no=order.order_no,
+            kind=kind,
+            details=json.dumps(details),
+            created_at=deps.clock.now(),
+        ),
+    )

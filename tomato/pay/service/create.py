@@ -1,0 +1,216 @@
+"""Creating a pay order: insert it, then try the routed channel accounts outside any transaction.
+
+A candidate is abandoned for the next one only when the failure happened before the channel could have created
+the trade (connect error, breaker open, definite business rejection). A timeout or 5xx leaves the order
+`CREATED` and answers `CHANNEL_ERROR`: a retry with the same `out_trade_no` resumes it on the same order number,
+and the expiry job closes it at the channel if nobody does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from tomato.channel.protocol import ChannelResult, CreateRequest, ErrorClass, ResultStatus
+from tomato.channel.service import Route
+from tomato.core.crypto import random_token
+from tomato.core.errors import ChannelError, InvalidRequest, NoChannelAvailable
+from tomato.core.pay_methods import PayMethod
+from tomato.merchant.schemas import AppAuth
+from tomato.merchant.service import MerchantService
+from tomato.pay import repository as repo
+from tomato.pay.errors import OutTradeNoConflict
+from tomato.pay.models import PayAttempt, PayOrder
+from tomato.pay.schemas import PayOrderCreate, PayOrderView
+from tomato.pay.service.compensation import next_query_at
+from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.views import order_view
+from tomato.pay.states import OrderEvent, OrderStatus
+
+log = logging.getLogger(__name__)
+
+RETRY_ELSEWHERE = frozenset({ErrorClass.CONNECT, ErrorClass.BREAKER_OPEN, ErrorClass.REJECTED})
+
+
+async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tuple[PayOrderView, bool]:
+    """Returns the order and whether it was created now (201) rather than found (200)."""
+    MerchantService.ensure_usable(app, cmd.pay_method.value)
+    if cmd.amount > app.amount_limit:
+        raise InvalidRequest.field("amount", f"exceeds this app's limit of {app.amount_limit}")
+    digest = cmd.request_hash()
+    async with deps.db.uow() as uow:
+        existing = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
+    if existing is not None:
+        return await _existing(deps, existing, digest), False
+
+    routes: list[Route] = []
+    if cmd.pay_method is not PayMethod.CASHIER:
+        routes = await deps.channels.route(app.app_id, cmd.pay_method.value, cmd.amount)
+        if not routes:
+            raise NoChannelAvailable(f"no channel account can take {cmd.pay_method.value} now")
+    order = _new_order(deps, app, cmd, digest)
+    try:
+        async with deps.db.uow() as uow:
+            uow.session.add(order)
+            await uow.commit()
+    except IntegrityError:  # a concurrent request with the same out_trade_no won the insert
+        async with deps.db.uow() as uow:
+            winner = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
+        if winner is None:
+            raise
+        return await _existing(deps, winner, digest), False
+    if cmd.pay_method is PayMethod.CASHIER:
+        return order_view(order), True
+    return await _submit(deps, order, routes), True
+
+
+async def _existing(deps: PayDeps, order: PayOrder, digest: str) -> PayOrderView:
+    if order.request_hash != digest:
+        raise OutTradeNoConflict(f"out_trade_no {order.out_trade_no} was used for a different request")
+    if order.status == OrderStatus.CREATED and order.pay_method != PayMethod.CASHIER:
+        routes = await deps.channels.route(order.app_id, order.pay_method, order.amount)
+        return await _submit(deps, order, routes)
+    return order_view(order)
+
+
+def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) -> PayOrder:
+    now = deps.clock.now()
+    order = PayOrder(
+        order_no=deps.ids.next_id("P"),
+        app_id=app.app_id,
+        mch_no=app.mch_no,
+        out_trade_no=cmd.out_trade_no,
+        request_hash=digest,
+        status=OrderStatus.CREATED.value,
+        paid_after_close=False,
+        amount=cmd.amount,
+        currency=cmd.currency,
+        subject=cmd.subject,
+        body=cmd.body,
+        pay_method=cmd.pay_method.value,
+        notify_url=cmd.notify_url,
+        return_url=cmd.return_url,
+        client_ip=cmd.client_ip,
+        payer_openid=cmd.payer.openid if cmd.payer else None,
+        metadata_json=json.dumps(cmd.metadata, ensure_ascii=False, sort_keys=True),
+        refunded_amount=0,
+        refund_status="NONE",
+        expire_at=now + timedelta(minutes=cmd.expire_minutes),
+        query_count=0,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    if cmd.pay_method is PayMethod.CASHIER:
+        order.cashier_token = random_token(24)
+        url = f"{deps.public_url.rstrip('/')}/cashier/{order.cashier_token}"
+        order.pay_data = json.dumps({"type": "cashier_url", "value": url})
+    return order
+
+
+async def submit_to_channel(deps: PayDeps, order_no: str, routes: list[Route]) -> PayOrderView:
+    """Used by the cashier once the payer's wallet is known: the order is then tried like any other."""
+    async with deps.db.uow() as uow:
+        order = await repo.get(uow.session, order_no)
+    assert order is not None
+    return await _submit(deps, order, routes)
+
+
+async def _submit(deps: PayDeps, order: PayOrder, routes: list[Route]) -> PayOrderView:
+    if not routes:
+        raise NoChannelAvailable(f"no channel account can take {order.pay_method} now")
+    request = _channel_request(deps, order)
+    last: ChannelResult | None = None
+    for route in routes:
+        attempt = await _start_attempt(deps, order, route)
+        adapter = await deps.channels.adapter(route.channel_account_id)
+        req = CreateRequest(
+            **{**request.__dict__, "notify_url": deps.callback_url(route.channel, route.channel_account_id)}
+        )
+        try:
+            result = await adapter.create(req)
+        except Exception:  # an adapter bug must not lose the attempt record
+            log.exception("adapter create failed for %s", order.order_no)
+            result = ChannelResult.unknown(ErrorClass.MALFORMED, "adapter error")
+        accepted = await _finish_attempt(deps, order, route, attempt, result)
+        if accepted is not None:
+            return accepted
+        last = result
+        if result.error not in RETRY_ELSEWHERE:
+            break
+    assert last is not None
+    detail = f"{last.error.value}: {last.code or ''} {last.message or ''}".strip()
+    raise ChannelError(f"the channel did not accept the order ({detail})")
+
+
+def _channel_request(deps: PayDeps, order: PayOrder) -> CreateRequest:
+    return CreateRequest(
+        order_no=order.order_no,
+        amount=order.amount,
+        subject=order.subject,
+        pay_method=order.pay_method,
+        notify_url="",
+        expire_at=order.expire_at,
+        body=order.body,
+        return_url=order.return_url,
+        client_ip=order.client_ip,
+        openid=order.payer_openid,
+    )
+
+
+async def _start_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
+    attempt = PayAttempt(
+        id=deps.ids.next_id("PA"),
+        order_no=order.order_no,
+        channel=route.channel,
+        channel_account_id=route.channel_account_id,
+        status="CALLING",
+        created_at=deps.clock.now(),
+    )
+    async with deps.db.uow() as uow:
+        uow.session.add(attempt)
+        await uow.commit()
+    return attempt
+
+
+async def _finish_attempt(
+    deps: PayDeps, order: PayOrder, route: Route, attempt: PayAttempt, result: ChannelResult
+) -> PayOrderView | None:
+    now = deps.clock.now()
+    accepted = result.status in (ResultStatus.SUCCESS, ResultStatus.WAITING) and result.pay_data is not None
+    async with deps.db.uow() as uow:
+        row = await uow.session.get(PayAttempt, attempt.id)
+        assert row is not None
+        row.status = "SUCCESS" if accepted else result.status.value
+        row.error_class = None if accepted else result.error.value
+        row.error_code = result.code
+        row.error_message = (result.message or "")[:512] or None
+        row.finished_at = now
+        moved = False
+        if accepted:
+            assert result.pay_data is not None
+            moved = await repo.transition(
+                uow.session,
+                order.order_no,
+                OrderEvent.CHANNEL_ACCEPTED,
+                {
+                    "status": OrderStatus.PAYING.value,
+                    "channel": route.channel,
+                    "channel_account_id": route.channel_account_id,
+                    "pay_data": json.dumps({"type": result.pay_data.type, "value": result.pay_data.value}),
+                    "next_query_at": next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
+                    "updated_at": now,
+                },
+            )
+        await uow.commit()
+    if not accepted:
+        return None
+    async with deps.db.uow() as uow:
+        fresh = await repo.get(uow.session, order.order_no)
+    assert fresh is not None
+    if not moved:
+        log.info("order %s moved on (%s) while the channel accepted it", order.order_no, fresh.status)
+    return order_view(fresh)

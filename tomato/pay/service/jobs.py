@@ -1,0 +1,75 @@
+"""Timed work on orders: ask the channel about PAYING orders whose notify has not come, close expired ones."""
+
+from __future__ import annotations
+
+import logging
+
+from tomato.channel.protocol import ResultStatus, TradeRef
+from tomato.pay import repository as repo
+from tomato.pay.service.close import close_everywhere
+from tomato.pay.service.compensation import next_query_at
+from tomato.pay.service.confirm import PaymentReport, apply_report
+from tomato.pay.service.deps import PayDeps
+from tomato.pay.states import OrderStatus
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+async def query_stuck_orders(deps: PayDeps) -> int:
+    """One round of compensation queries; returns how many orders were asked about."""
+    now = deps.clock.now()
+    async with deps.db.uow() as uow:
+        due = list(await repo.due_for_query(uow.session, now, BATCH))
+    for order in due:
+        if order.channel_account_id is None:
+            continue
+        try:
+            adapter = await deps.channels.adapter(order.channel_account_id)
+            result = await adapter.query(
+                TradeRef(order.order_no, order.channel_trade_no, order.amount, order.created_at)
+            )
+        except Exception:
+            log.exception("compensation query failed for %s", order.order_no)
+            result = None
+        if result is not None and result.status in (ResultStatus.SUCCESS, ResultStatus.FAIL):
+            await apply_report(
+                deps,
+                PaymentReport(
+                    order.order_no,
+                    order.channel_account_id,
+                    result.status,
+                    result.amount,
+                    result.channel_trade_no,
+                    result.paid_at,
+                    source="query",
+                ),
+            )
+            continue
+        count = order.query_count + 1
+        async with deps.db.uow() as uow:
+            await repo.set_fields(
+                uow.session,
+                order.order_no,
+                OrderStatus.PAYING,
+                {
+                    "query_count": count,
+                    "next_query_at": next_query_at(
+                        order.created_at, order.expire_at, count, deps.compensation_time_scale
+                    ),
+                },
+            )
+            await uow.commit()
+    return len(due)
+
+
+async def close_expired_orders(deps: PayDeps) -> int:
+    """Closes orders past `expire_at`: at the channel first, then locally."""
+    async with deps.db.uow() as uow:
+        expired = list(await repo.expired(uow.session, deps.clock.now(), BATCH))
+    for order in expired:
+        try:
+            await close_everywhere(deps, order)
+        except Exception:
+            log.warning("could not close expired order %s yet", order.order_no, exc_info=True)
+    return len(expired)

@@ -1,0 +1,139 @@
+"""`tomato dev`: gateway, relay, scheduler and the channel simulator in one process, seeded, on loopback.
+
+The credentials file is written atomically only once both ports serve and `/healthz` answers 200; SIGINT or
+SIGTERM drains both servers and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from tomato.bootstrap import bootstrap
+from tomato.channel.sandbox.app import create_sandbox_app
+from tomato.channel.sandbox.state import SandboxState
+from tomato.core.settings import Settings
+from tomato.gateway.app import create_app
+from tomato.runtime.loops import BackgroundLoops
+from tomato.runtime.scheduler import JobRunner
+from tomato.runtime.seed import seed_dev
+
+log = logging.getLogger(__name__)
+
+DEV_OVERRIDES = {
+    "webhook_time_scale": 60.0,
+    "sandbox_time_scale": 60.0,
+    "compensation_time_scale": 6.0,
+    "webhook_allowed_networks": "127.0.0.0/8,::1/128",
+}
+
+
+class _QuietServer(uvicorn.Server):
+    """Signals are ours to handle: two servers share one process and must stop together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def dev_settings(base: Settings, base_url: str) -> Settings:
+    values = base.model_dump()
+    for name, value in DEV_OVERRIDES.items():
+        if name not in base.model_fields_set:
+            values[name] = value
+    if "public_url" not in base.model_fields_set and "TOMATO_PUBLIC_URL" not in os.environ:
+        values["public_url"] = base_url
+    if "database_url" not in base.model_fields_set and "TOMATO_DATABASE_URL" not in os.environ:
+        Path(".tomato").mkdir(exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):  # dev data is throwaway: the simulator's keys are new every run
+            Path(f".tomato/dev.db{suffix}").unlink(missing_ok=True)
+        values["database_url"] = "sqlite+aiosqlite:///./.tomato/dev.db"
+    return Settings(**values)
+
+
+def write_atomically(path: Path, data: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+async def _wait_healthy(url: str) -> None:
+    """Polls the gateway's /healthz (the simulator starts first and is polled the same way)."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def run_dev(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    sandbox_port: int,
+    credentials_out: Path | None,
+    notify_url: str | None,
+) -> None:
+    base_url, sandbox_url = f"http://{host}:{port}", f"http://{host}:{sandbox_port}"
+    settings = dev_settings(settings, base_url)
+    if settings.is_sqlite:
+        await asyncio.to_thread(_upgrade, settings.database_url)
+    c = await bootstrap(settings)
+    sandbox = SandboxState(time_scale=settings.sandbox_time_scale)
+    credentials = await seed_dev(c, sandbox, sandbox_url, notify_url)
+    loops, jobs = BackgroundLoops(), JobRunner(c, speed=5.0)
+    gateway = _QuietServer(uvicorn.Config(create_app(c), host=host, port=port, access_log=False, log_level="warning"))
+    simulator = _QuietServer(
+        uvicorn.Config(create_sandbox_app(sandbox), host=host, port=sandbox_port, access_log=False, log_level="warning")
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    serving = [asyncio.create_task(s.serve(), name=f"serve:{s.config.port}") for s in (gateway, simulator)]
+    try:
+        await loops.start_bus(c)
+        await loops.start_relay(c)
+        jobs.start()
+        await _wait_healthy(sandbox_url)
+        await _wait_healthy(base_url)
+        if credentials_out is not None:
+            write_atomically(credentials_out, credentials.as_json(base_url, sandbox_url))
+        log.warning("tomato dev: gateway %s, simulator %s, app %s", base_url, sandbox_url, credentials.app_id)
+        await _until_stopped(stop, serving)
+    finally:
+        gateway.should_exit = simulator.should_exit = True
+        await asyncio.wait(serving, timeout=5)
+        await jobs.stop()
+        await loops.shutdown()
+        await c.aclose()
+
+
+async def _until_stopped(stop: asyncio.Event, serving: list[asyncio.Task[None]]) -> None:
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *serving], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            raise RuntimeError("a dev server stopped unexpectedly") from task.exception()
+
+
+def _upgrade(url: str) -> None:
+    from tomato.migrations import upgrade
+
+    upgrade(url)

@@ -1,0 +1,84 @@
+"""Timed jobs on APScheduler 3.11, each guarded by a database lease so any number of scheduler processes may run
+and each job still has one runner at a time. Correctness never depends on the scheduler firing: every job works
+off what the database says is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from tomato.bootstrap import Container
+from tomato.core.leases import release, try_acquire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every_s: float
+    run: Callable[[Container], Awaitable[int]]
+
+
+async def _compensation(c: Container) -> int:
+    return await c.pay.query_stuck_orders()
+
+
+async def _expiry(c: Container) -> int:
+    return await c.pay.close_expired_orders()
+
+
+JOBS = (
+    Job("pay.compensation", 5.0, _compensation),
+    Job("pay.expiry", 10.0, _expiry),
+)
+
+
+class JobRunner:
+    def __init__(self, c: Container, *, speed: float = 1.0) -> None:
+        self._c = c
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._speed = speed
+
+    async def run_guarded(self, job: Job) -> int | None:
+        """Runs `job` if this process holds (or can take) its lease; None when another runner has it."""
+        ttl = timedelta(seconds=max(30.0, job.every_s * 6))
+        if await try_acquire(self._c.db, f"job:{job.name}", self._owner, ttl) is None:
+            return None
+        try:
+            return await job.run(self._c)
+        except Exception:
+            log.exception("job %s failed; it runs again next round", job.name)
+            return None
+
+    def start(self) -> None:
+        for job in JOBS:
+            self._scheduler.add_job(
+                self.run_guarded,
+                "interval",
+                args=[job],
+                seconds=max(0.5, job.every_s / self._speed),
+                id=job.name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=60,
+            )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        for job in JOBS:
+            try:
+                await release(self._c.db, f"job:{job.name}", self._owner)
+            except Exception:
+                log.warning("could not release lease of %s", job.name, exc_info=True)

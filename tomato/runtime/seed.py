@@ -1,0 +1,116 @@
+"""Seeding a dev stack: simulator channel accounts wired both ways, routing rules, a demo merchant, tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tomato.bootstrap import Container
+from tomato.channel.sandbox.app import alipay_simulator
+from tomato.channel.sandbox.state import SandboxState
+from tomato.channel.schemas import ChannelAccountCreate, RoutingRuleCreate
+from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
+from tomato.core.pay_methods import CHANNEL_OF, PayMethod
+from tomato.merchant.schemas import AppCreate, MerchantCreate
+
+
+@dataclass(frozen=True)
+class DevCredentials:
+    mch_no: str
+    app_id: str
+    app_secret: str
+    rsa_app_id: str
+    rsa_private_key_pem: str
+    platform_public_key_pem: str
+    admin_tokens: dict[str, str]
+    channel_accounts: dict[str, str]
+
+    def as_json(self, base_url: str, sandbox_url: str) -> dict[str, Any]:
+        """The credentials file of API.md §4."""
+        return {
+            "base_url": base_url,
+            "sandbox_url": sandbox_url,
+            "mch_no": self.mch_no,
+            "app_id": self.app_id,
+            "app_secret": self.app_secret,
+            "rsa_app": {
+                "app_id": self.rsa_app_id,
+                "private_key_pem": self.rsa_private_key_pem,
+                "platform_public_key_pem": self.platform_public_key_pem,
+            },
+            "admin_tokens": self.admin_tokens,
+            "channel_accounts": self.channel_accounts,
+        }
+
+
+async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url: str) -> dict[str, str]:
+    """One simulator account per available channel, and a rank-0 rule sending each of its methods to it."""
+    accounts: dict[str, str] = {}
+    alipay = alipay_simulator(sandbox)
+    merchant_key = generate_rsa_key()
+    alipay_app_id = f"20210001{c.ids.next_int() % 10**8:08d}"
+    alipay.register_app(alipay_app_id, public_key_pem(merchant_key))
+    account = await c.channels.create_account(
+        ChannelAccountCreate(
+            channel="alipay",
+            name="Alipay simulator",
+            config={
+                "app_id": alipay_app_id,
+                "private_key_pem": private_key_pem(merchant_key),
+                "alipay_public_key_pem": alipay.public_key_pem,
+                "gateway_url": f"{sandbox_url}/alipay/gateway.do",
+            },
+        )
+    )
+    accounts["alipay"] = account.id
+    for channel, account_id in accounts.items():
+        methods = [m for m, ch in CHANNEL_OF.items() if ch == channel]
+        await c.channels.create_rule(
+            RoutingRuleCreate.model_validate(
+                {
+                    "rank": 0,
+                    "pay_methods": [m.value for m in methods],
+                    "candidates": [{"channel_account_id": account_id, "priority": 1, "weight": 100}],
+                }
+            )
+        )
+    return accounts
+
+
+async def seed_demo_merchant(c: Container, notify_url: str | None) -> tuple[str, str, str, str, str]:
+    """A merchant with an HMAC app and an RSA app, every pay method enabled: (mch_no, app, secret, rsa app, key)."""
+    merchant = await c.merchants.create_merchant(MerchantCreate(name="Demo Merchant"))
+    every = [PayMethod(m) for m in PayMethod]
+    hmac_app = await c.merchants.create_app(
+        merchant.mch_no, AppCreate(name="demo-hmac", notify_url=notify_url, pay_methods=every)
+    )
+    rsa_key = generate_rsa_key()
+    rsa_app = await c.merchants.create_app(
+        merchant.mch_no,
+        AppCreate(
+            name="demo-rsa",
+            sign_type="RSA-SHA256",
+            public_key_pem=public_key_pem(rsa_key),
+            notify_url=notify_url,
+            pay_methods=every,
+        ),
+    )
+    assert hmac_app.secret is not None
+    return merchant.mch_no, hmac_app.app.app_id, hmac_app.secret, rsa_app.app.app_id, private_key_pem(rsa_key)
+
+
+async def seed_dev(c: Container, sandbox: SandboxState, sandbox_url: str, notify_url: str | None) -> DevCredentials:
+    accounts = await seed_channel_accounts(c, sandbox, sandbox_url)
+    mch_no, app_id, secret, rsa_app_id, rsa_private = await seed_demo_merchant(c, notify_url)
+    tokens = {role: await c.merchants.create_admin_token(role, name=f"dev-{role}") for role in ("operator", "finance")}
+    platform = await c.merchants.platform_signer()
+    return DevCredentials(
+        mch_no=mch_no,
+        app_id=app_id,
+        app_secret=secret,
+        rsa_app_id=rsa_app_id,
+        rsa_private_key_pem=rsa_private,
+        platform_public_key_pem=platform.public_key_pem,
+        admin_tokens=tokens,
+        channel_accounts=accounts,
+    )
