@@ -23,6 +23,8 @@ app.add_typer(merchant_app, name="merchant")
 def _settings() -> Settings:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "apscheduler", "httpx", "aio_pika", "aiormq"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return settings
 
 
@@ -122,6 +124,38 @@ def create_merchant(
             typer.echo(f"app_secret={created.secret}")
 
     asyncio.run(run())
+
+
+@app.command()
+def sandbox(
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    time_scale: Annotated[float, typer.Option(help="divides the channels' notify retry delays")] = 1.0,
+) -> None:
+    """Run the channel simulator alone (Alipay gateway, payer API /sandbox/scan, /sandbox/faults)."""
+    import uvicorn
+
+    from tomato.channel.sandbox import SandboxState, create_sandbox_app
+
+    settings = _settings()
+    app_ = create_sandbox_app(SandboxState(time_scale=time_scale))
+    uvicorn.run(app_, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
+
+
+@app.command()
+def worker() -> None:
+    """Event consumers and the outbox relay (re-publishes anything left unsent)."""
+    from tomato.runtime.roles import run_worker
+
+    asyncio.run(run_worker(_settings()))
+
+
+@app.command()
+def scheduler() -> None:
+    """Timed jobs (compensation queries, expiry), each behind a database lease; run as many as you like."""
+    from tomato.runtime.roles import run_scheduler
+
+    asyncio.run(run_scheduler(_settings()))
 
 
 @app.command()

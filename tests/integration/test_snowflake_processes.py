@@ -34,8 +34,7 @@ async def test_two_processes_never_repeat_an_id(db_url: str, db: Database, tmp_p
     n = 100_000
     outs = [tmp_path / f"ids-{i}.txt" for i in range(2)]
     procs = [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", GENERATOR, db_url, str(out), str(n))
-        for out in outs
+        await asyncio.create_subprocess_exec(sys.executable, "-c", GENERATOR, db_url, str(out), str(n)) for out in outs
     ]
     assert [await p.wait() for p in procs] == [0, 0]
     all_ids = [line for out in outs for line in out.read_text().splitlines()]

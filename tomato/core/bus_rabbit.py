@@ -222,7 +222,7 @@ class RabbitBus:
         Before `start()` the subscription is remembered and attached when the connection comes up.
         """
         prefetch = max(1, prefetch)
-        sub = _Subscription(queue, tuple(patterns), handler, prefetch, asyncio.Semaphore(1))
+        sub = _Subscription(queue, tuple(patterns), handler, prefetch, asyncio.Semaphore(prefetch))
         self._subs.append(sub)
         connection = self._connection
         if connection is not None and not connection.is_closed:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from tomato.channel.sandbox.alipay import AlipaySimulator
 from tomato.channel.sandbox.payer import create_payer_router
+from tomato.channel.sandbox.registration import create_registration_router
 from tomato.channel.sandbox.state import SandboxState
 
 
@@ -35,6 +36,7 @@ def create_sandbox_app(state: SandboxState) -> FastAPI:
     for simulator in state.simulators.values():
         app.include_router(simulator.router())
     app.include_router(create_payer_router(state))
+    app.include_router(create_registration_router(state))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

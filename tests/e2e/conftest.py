@@ -1,0 +1,117 @@
+"""End-to-end fixtures: `tomato dev` as a real process on loopback, used only through API.md."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, need_service
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DevStack:
+    def __init__(self, creds: dict[str, Any], proc: subprocess.Popen[bytes], env: dict[str, str], cwd: Path) -> None:
+        self.creds, self.proc, self.env, self.cwd = creds, proc, env, cwd
+
+    async def scalar(self, sql: str, *args: Any) -> Any:
+        """Reads the stack's own database (to count outbox events, which API.md exposes only later)."""
+        url = self.env.get("TOMATO_DATABASE_URL")
+        if url is None:
+            import sqlite3
+
+            with sqlite3.connect(self.cwd / ".tomato" / "dev.db") as conn:
+                return conn.execute(sql.replace("$1", "?"), args).fetchone()[0]
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            return await conn.fetchval(sql, *args)
+        finally:
+            await conn.close()
+
+
+def _create_pg_db() -> tuple[str, str]:
+    import asyncpg
+
+    name = f"tomato_e2e_{uuid.uuid4().hex[:8]}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(run())
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return name, f"{base}/{name}"
+
+
+def _drop_pg_db(name: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["embedded", "services"], scope="module")
+def dev_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """`tomato dev` on the embedded backends, and on PostgreSQL + Redis + RabbitMQ."""
+    cwd = tmp_path_factory.mktemp(f"dev-{request.param}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
+    db_name = None
+    if request.param == "services":
+        need_service("PostgreSQL", PG_ADMIN_URL, 5432)
+        need_service("Redis", REDIS_URL, 6379)
+        need_service("RabbitMQ", AMQP_URL, 5672)
+        db_name, url = _create_pg_db()
+        subprocess.run([sys.executable, "-m", "tomato.cli", "db", "upgrade"], env={**env, "TOMATO_DATABASE_URL": url},
+                       cwd=cwd, check=True, capture_output=True)  # fmt: skip
+        env.update(
+            TOMATO_DATABASE_URL=url,
+            TOMATO_REDIS_URL=REDIS_URL,
+            TOMATO_REDIS_PREFIX=f"{db_name}:",
+            TOMATO_AMQP_URL=AMQP_URL,
+            TOMATO_AMQP_PREFIX=db_name,
+        )
+    creds_file = cwd / "creds.json"
+    port, sandbox_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "tomato.cli", "dev", "--port", str(port), "--sandbox-port", str(sandbox_port),
+           "--credentials-out", str(creds_file)]  # fmt: skip
+    log = (cwd / "dev.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not creds_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"tomato dev did not come up:\n{(cwd / 'dev.log').read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield DevStack(json.loads(creds_file.read_text()), proc, env, cwd)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, (cwd / "dev.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        if db_name:
+            _drop_pg_db(db_name)
