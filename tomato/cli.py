@@ -37,7 +37,7 @@ def _ensure_schema(settings: Settings) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(revision: str = "heads") -> None:
     """Apply the packaged migrations to TOMATO_DATABASE_URL."""
     settings = _settings()
     from tomato.migrations import upgrade

@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -60,7 +61,6 @@ class _Subscription:
     channel: AbstractRobustChannel | None = None
     amqp_queue: AbstractQueue | None = None
     consumer_tag: str | None = None
-    handled: int = field(default=0)
 
 
 class RabbitBus:
@@ -81,6 +81,7 @@ class RabbitBus:
         retry_delay_s: float = 0.5,
         retry_delay_max_s: float = 5.0,
         drain_timeout_s: float = 10.0,
+        heartbeat_s: int = 15,
     ) -> None:
         if not 1 <= max_deliveries <= BROKER_DELIVERY_LIMIT:
             raise ValueError(f"max_deliveries must be between 1 and {BROKER_DELIVERY_LIMIT}")
@@ -96,6 +97,7 @@ class RabbitBus:
         self._retry_delay_s = retry_delay_s
         self._retry_delay_max_s = retry_delay_max_s
         self._drain_timeout_s = drain_timeout_s
+        self._heartbeat_s = heartbeat_s
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -124,8 +126,11 @@ class RabbitBus:
             if self._connection is not None and not self._connection.is_closed:
                 return
             self._closing = False
+            extra: dict[str, Any] = {}
+            if "heartbeat" not in parse_qs(urlsplit(self._url).query):
+                extra["heartbeat"] = self._heartbeat_s  # a silent network partition is noticed in ~heartbeat s
             connection = aio_pika.RobustConnection(
-                aio_pika.connection.make_url(self._url),
+                aio_pika.connection.make_url(self._url, **extra),
                 reconnect_interval=self._reconnect_interval_s,
                 client_properties={"connection_name": f"tomato:{self.prefix}"},
             )
@@ -146,9 +151,10 @@ class RabbitBus:
 
     async def close(self) -> None:
         """Stop consuming, let running handlers finish (bounded), then close; unacked messages go back."""
+        connected = await self.ping()
         self._closing = True
         for sub in self._subs:
-            if sub.amqp_queue is not None and sub.consumer_tag is not None:
+            if connected and sub.amqp_queue is not None and sub.consumer_tag is not None:
                 await _bounded(sub.amqp_queue.cancel(sub.consumer_tag), 2.0)
             sub.amqp_queue = sub.channel = None
             sub.consumer_tag = None
@@ -223,13 +229,20 @@ class RabbitBus:
         """
         prefetch = max(1, prefetch)
         sub = _Subscription(queue, tuple(patterns), handler, prefetch, asyncio.Semaphore(prefetch))
-        self._subs.append(sub)
         connection = self._connection
         if connection is not None and not connection.is_closed:
-            await self._attach(connection, sub)
+            await self._attach(connection, sub)  # raises (and records nothing) if the broker is unreachable now
+        self._subs.append(sub)
 
     async def _attach(self, connection: AbstractRobustConnection, sub: _Subscription) -> None:
         channel = await connection.channel(publisher_confirms=False)
+        try:
+            await self._declare_and_consume(channel, sub)
+        except BaseException:
+            await _bounded(channel.close(), 2.0)  # a half-set-up robust channel would be restored later
+            raise
+
+    async def _declare_and_consume(self, channel: AbstractRobustChannel, sub: _Subscription) -> None:
         await channel.set_qos(prefetch_count=sub.prefetch)
         exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
         dlx = await channel.declare_exchange(self.dlx_name, aio_pika.ExchangeType.DIRECT, durable=True)
@@ -272,7 +285,6 @@ class RabbitBus:
             except Exception:
                 await self._failed(sub, message, event)
                 return
-            sub.handled += 1
             await _settle(message.ack(), event.id, "ack")
 
     async def _failed(self, sub: _Subscription, message: AbstractIncomingMessage, event: BusMessage) -> None:

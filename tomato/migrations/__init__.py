@@ -40,6 +40,6 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Synchronous on purpose: Alembic drives its own event loop through env.py; call it off the loop."""
     command.upgrade(alembic_config(database_url), revision)

@@ -66,6 +66,7 @@ class PayAttempt(Base):
     error_class: Mapped[str | None] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(String(512))
+    pay_data: Mapped[str | None] = mapped_column(Text)  # what the channel returned (the cashier redirects with it)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

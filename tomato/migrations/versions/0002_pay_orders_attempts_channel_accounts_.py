@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-29 17:04:01.375643
+Create Date: 2026-11-29 17:10:59.507109
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("error_class", sa.String(length=16), nullable=True),
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.String(length=512), nullable=True),
+        sa.Column("pay_data", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pay_attempts")),

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from tomato.channel.protocol import ChannelNotify
-from tomato.channel.service import Route
 from tomato.merchant.schemas import AppAuth
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound
 from tomato.pay.schemas import PayOrderCreate, PayOrderView
 from tomato.pay.service import close, confirm, create, jobs
 from tomato.pay.service.confirm import Outcome, PaymentReport
+from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.views import order_view
 
-__all__ = ["Outcome", "PayDeps", "PayService"]
+__all__ = ["CashierStart", "Outcome", "PayDeps", "PayService"]
 
 
 class PayService:
@@ -60,5 +60,12 @@ class PayService:
     async def close_expired_orders(self) -> int:
         return await jobs.close_expired_orders(self.deps)
 
-    async def submit_cashier_order(self, order_no: str, routes: list[Route]) -> PayOrderView:
-        return await create.submit_to_channel(self.deps, order_no, routes)
+    async def start_cashier(self, token: str, wallet: str, openid: str | None) -> CashierStart:
+        return await create.start_cashier(self.deps, token, wallet, openid)
+
+    async def cashier_order(self, token: str) -> PayOrderView:
+        async with self.deps.db.uow() as uow:
+            order = await repo.by_cashier_token(uow.session, token)
+        if order is None:
+            raise OrderNotFound("unknown cashier link")
+        return order_view(order)

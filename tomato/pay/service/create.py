@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -22,7 +24,7 @@ from tomato.core.pay_methods import PayMethod
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService
 from tomato.pay import repository as repo
-from tomato.pay.errors import OutTradeNoConflict
+from tomato.pay.errors import OrderNotFound, OutTradeNoConflict
 from tomato.pay.models import PayAttempt, PayOrder
 from tomato.pay.schemas import PayOrderCreate, PayOrderView
 from tomato.pay.service.compensation import next_query_at
@@ -33,6 +35,14 @@ from tomato.pay.states import OrderEvent, OrderStatus
 log = logging.getLogger(__name__)
 
 RETRY_ELSEWHERE = frozenset({ErrorClass.CONNECT, ErrorClass.BREAKER_OPEN, ErrorClass.REJECTED})
+
+
+@dataclass(frozen=True)
+class CashierStart:
+    """The order after the cashier tried it, and what the wallet needs (None: nothing to do, e.g. paid)."""
+
+    order: PayOrderView
+    wallet_pay_data: dict[str, Any] | None
 
 
 async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tuple[PayOrderView, bool]:
@@ -64,7 +74,8 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
         return await _existing(deps, winner, digest), False
     if cmd.pay_method is PayMethod.CASHIER:
         return order_view(order), True
-    return await _submit(deps, order, routes), True
+    view, _ = await _submit(deps, order, routes)
+    return view, True
 
 
 async def _existing(deps: PayDeps, order: PayOrder, digest: str) -> PayOrderView:
@@ -72,7 +83,8 @@ async def _existing(deps: PayDeps, order: PayOrder, digest: str) -> PayOrderView
         raise OutTradeNoConflict(f"out_trade_no {order.out_trade_no} was used for a different request")
     if order.status == OrderStatus.CREATED and order.pay_method != PayMethod.CASHIER:
         routes = await deps.channels.route(order.app_id, order.pay_method, order.amount)
-        return await _submit(deps, order, routes)
+        view, _ = await _submit(deps, order, routes)
+        return view
     return order_view(order)
 
 
@@ -111,25 +123,46 @@ def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) ->
     return order
 
 
-async def submit_to_channel(deps: PayDeps, order_no: str, routes: list[Route]) -> PayOrderView:
-    """Used by the cashier once the payer's wallet is known: the order is then tried like any other."""
+WALLET_METHODS = {"alipay": PayMethod.ALIPAY_WAP, "wechat": PayMethod.WECHAT_JSAPI}
+
+
+async def start_cashier(deps: PayDeps, token: str, wallet: str, openid: str | None) -> CashierStart:
+    """The payer opened the cashier page in a wallet: try the order on that wallet's channel.
+
+    The order keeps `pay_method` CASHIER and its `cashier_url`; the wallet's own pay data (redirect URL or JSAPI
+    parameters) goes back to the page. Opening the page again while the order is PAYING reuses the attempt.
+    """
+    method = WALLET_METHODS.get(wallet)
+    if method is None:
+        raise InvalidRequest.field("wallet", "must be alipay or wechat")
+    if method is PayMethod.WECHAT_JSAPI and not openid:
+        raise InvalidRequest.field("openid", "WeChat needs the payer's openid")
     async with deps.db.uow() as uow:
-        order = await repo.get(uow.session, order_no)
-    assert order is not None
-    return await _submit(deps, order, routes)
+        order = await repo.by_cashier_token(uow.session, token)
+        if order is None:
+            raise OrderNotFound("unknown cashier link")
+        attempts = await repo.attempts_of(uow.session, order.order_no)
+    if order.status != OrderStatus.CREATED:
+        reuse = [a.pay_data for a in attempts if a.status == "SUCCESS" and a.channel == wallet and a.pay_data]
+        return CashierStart(order_view(order), json.loads(reuse[-1]) if reuse else None)
+    order.payer_openid = openid or order.payer_openid
+    routes = await deps.channels.route(order.app_id, method.value, order.amount)
+    view, pay_data = await _submit(deps, order, routes, method=method)
+    return CashierStart(view, pay_data)
 
 
-async def _submit(deps: PayDeps, order: PayOrder, routes: list[Route]) -> PayOrderView:
+async def _submit(
+    deps: PayDeps, order: PayOrder, routes: list[Route], *, method: PayMethod | None = None
+) -> tuple[PayOrderView, dict[str, Any] | None]:
+    """Tries `routes` in order; returns the order and the accepted wallet pay data. `method` overrides CASHIER."""
     if not routes:
-        raise NoChannelAvailable(f"no channel account can take {order.pay_method} now")
-    request = _channel_request(deps, order)
+        raise NoChannelAvailable(f"no channel account can take {method or order.pay_method} now")
+    request = _channel_request(deps, order, method)
     last: ChannelResult | None = None
     for route in routes:
         attempt = await _start_attempt(deps, order, route)
         adapter = await deps.channels.adapter(route.channel_account_id)
-        req = CreateRequest(
-            **{**request.__dict__, "notify_url": deps.callback_url(route.channel, route.channel_account_id)}
-        )
+        req = replace(request, notify_url=deps.callback_url(route.channel, route.channel_account_id))
         try:
             result = await adapter.create(req)
         except Exception:  # an adapter bug must not lose the attempt record
@@ -146,12 +179,12 @@ async def _submit(deps: PayDeps, order: PayOrder, routes: list[Route]) -> PayOrd
     raise ChannelError(f"the channel did not accept the order ({detail})")
 
 
-def _channel_request(deps: PayDeps, order: PayOrder) -> CreateRequest:
+def _channel_request(deps: PayDeps, order: PayOrder, method: PayMethod | None) -> CreateRequest:
     return CreateRequest(
         order_no=order.order_no,
         amount=order.amount,
         subject=order.subject,
-        pay_method=order.pay_method,
+        pay_method=(method or PayMethod(order.pay_method)).value,
         notify_url="",
         expire_at=order.expire_at,
         body=order.body,
@@ -178,9 +211,13 @@ async def _start_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAtt
 
 async def _finish_attempt(
     deps: PayDeps, order: PayOrder, route: Route, attempt: PayAttempt, result: ChannelResult
-) -> PayOrderView | None:
+) -> tuple[PayOrderView, dict[str, Any]] | None:
     now = deps.clock.now()
     accepted = result.status in (ResultStatus.SUCCESS, ResultStatus.WAITING) and result.pay_data is not None
+    wallet_data = (
+        {"type": result.pay_data.type, "value": result.pay_data.value} if result.pay_data is not None else None
+    )
+    keep_cashier_url = order.pay_method == PayMethod.CASHIER
     async with deps.db.uow() as uow:
         row = await uow.session.get(PayAttempt, attempt.id)
         assert row is not None
@@ -189,9 +226,9 @@ async def _finish_attempt(
         row.error_code = result.code
         row.error_message = (result.message or "")[:512] or None
         row.finished_at = now
+        row.pay_data = json.dumps(wallet_data) if accepted else None
         moved = False
         if accepted:
-            assert result.pay_data is not None
             moved = await repo.transition(
                 uow.session,
                 order.order_no,
@@ -200,7 +237,7 @@ async def _finish_attempt(
                     "status": OrderStatus.PAYING.value,
                     "channel": route.channel,
                     "channel_account_id": route.channel_account_id,
-                    "pay_data": json.dumps({"type": result.pay_data.type, "value": result.pay_data.value}),
+                    "pay_data": order.pay_data if keep_cashier_url else json.dumps(wallet_data),
                     "next_query_at": next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
                     "updated_at": now,
                 },
@@ -213,4 +250,5 @@ async def _finish_attempt(
     assert fresh is not None
     if not moved:
         log.info("order %s moved on (%s) while the channel accepted it", order.order_no, fresh.status)
-    return order_view(fresh)
+    assert wallet_data is not None
+    return order_view(fresh), wallet_data
