@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tomato.channel.breakers import BreakerRegistry
 from tomato.channel.service import ChannelService
 from tomato.core.bus import EventBus, InProcessBus
 from tomato.core.cache import Cache, MemoryCache, NonceStore, RedisCache
@@ -90,7 +91,19 @@ async def bootstrap(
     clock = clock or SystemClock()
     relay = OutboxRelay(db, bus)
     merchants = MerchantService(db, box, ids)
-    channels = ChannelService(db, box, ids, timeout_s=settings.channel_timeout_s, transport=channel_transport)
+    breakers = BreakerRegistry(
+        cache, fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_timeout_s
+    )
+    channels = ChannelService(
+        db,
+        box,
+        ids,
+        timeout_s=settings.channel_timeout_s,
+        breakers=breakers,
+        clock=clock,
+        business_tz=settings.business_timezone,
+        transport=channel_transport,
+    )
     pay_deps = PayDeps(
         db=db,
         ids=ids,

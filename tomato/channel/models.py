@@ -19,6 +19,7 @@ class ChannelAccount(Base):
     status: Mapped[str] = mapped_column(String(16))  # ACTIVE | DISABLED
     mch_no: Mapped[str | None] = mapped_column(String(32))  # null: shared by every merchant
     config_ciphertext: Mapped[str] = mapped_column(Text)  # the whole config JSON, encrypted
+    daily_limit: Mapped[int | None] = mapped_column(BigInteger)  # fen per business day; null: unlimited
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -33,4 +34,16 @@ class RoutingRule(Base):
     min_amount: Mapped[int | None] = mapped_column(BigInteger)
     max_amount: Mapped[int | None] = mapped_column(BigInteger)
     candidates: Mapped[str] = mapped_column(Text)  # JSON [{channel_account_id, priority, weight}]
+    time_start: Mapped[str | None] = mapped_column(String(5))  # "HH:MM" business time, inclusive
+    time_end: Mapped[str | None] = mapped_column(String(5))  # "HH:MM", exclusive; may wrap past midnight
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AccountUsage(Base):
+    """Amount accepted per account and business day, for daily limits (reserved when a channel accepts)."""
+
+    __tablename__ = "channel_account_usage"
+
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    business_date: Mapped[str] = mapped_column(String(10), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger)

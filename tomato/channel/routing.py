@@ -22,8 +22,19 @@ class RouteCandidate:
     weight: int
 
 
-def rule_matches(rule: RoutingRule, app_id: str, pay_method: str, amount: int) -> bool:
+def in_window(rule: RoutingRule, local_hhmm: str) -> bool:
+    """`time_start` inclusive, `time_end` exclusive, in business time; a window may wrap past midnight."""
+    if rule.time_start is None or rule.time_end is None:
+        return True
+    if rule.time_start <= rule.time_end:
+        return rule.time_start <= local_hhmm < rule.time_end
+    return local_hhmm >= rule.time_start or local_hhmm < rule.time_end
+
+
+def rule_matches(rule: RoutingRule, app_id: str, pay_method: str, amount: int, local_hhmm: str = "12:00") -> bool:
     if rule.app_id is not None and rule.app_id != app_id:
+        return False
+    if not in_window(rule, local_hhmm):
         return False
     if pay_method not in json.loads(rule.pay_methods):
         return False
@@ -32,8 +43,10 @@ def rule_matches(rule: RoutingRule, app_id: str, pay_method: str, amount: int) -
     return not (rule.max_amount is not None and amount > rule.max_amount)
 
 
-def pick_rule(rules: Sequence[RoutingRule], app_id: str, pay_method: str, amount: int) -> RoutingRule | None:
-    matching = [r for r in rules if rule_matches(r, app_id, pay_method, amount)]
+def pick_rule(
+    rules: Sequence[RoutingRule], app_id: str, pay_method: str, amount: int, local_hhmm: str = "12:00"
+) -> RoutingRule | None:
+    matching = [r for r in rules if rule_matches(r, app_id, pay_method, amount, local_hhmm)]
     if not matching:
         return None
     # highest rank; an app-specific rule beats a shared one of equal rank; then newest

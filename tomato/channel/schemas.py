@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tomato.core.pay_methods import PayMethod
 
 ChannelName = Literal["alipay", "wechat", "bank"]
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class ChannelAccountCreate(BaseModel):
@@ -19,6 +20,14 @@ class ChannelAccountCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     config: dict[str, Any]
     mch_no: str | None = Field(default=None, max_length=32)
+    daily_limit: int | None = Field(default=None, ge=1)
+
+
+class ChannelAccountUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    daily_limit: int | None = Field(default=None, ge=1)
 
 
 class ChannelAccountView(BaseModel):
@@ -29,6 +38,7 @@ class ChannelAccountView(BaseModel):
     name: str
     status: str
     mch_no: str | None = None
+    daily_limit: int | None = None
     created_at: datetime
 
 
@@ -49,14 +59,33 @@ class RoutingRuleCreate(BaseModel):
     min_amount: int | None = Field(default=None, ge=0)
     max_amount: int | None = Field(default=None, ge=0)
     candidates: list[Candidate] = Field(min_length=1, max_length=50)
+    time_start: str | None = Field(default=None, pattern=HHMM)
+    time_end: str | None = Field(default=None, pattern=HHMM)
 
     @model_validator(mode="after")
     def _bounds(self) -> RoutingRuleCreate:
         if self.min_amount is not None and self.max_amount is not None and self.min_amount > self.max_amount:
             raise ValueError("min_amount must not exceed max_amount")
+        if (self.time_start is None) != (self.time_end is None):
+            raise ValueError("time_start and time_end go together")
         return self
 
 
 class RoutingRuleView(RoutingRuleCreate):
     id: str
     created_at: datetime
+
+
+class AccountHealth(BaseModel):
+    """Breaker state (shared across processes) and this process's last-5-minute call statistics."""
+
+    channel_account_id: str
+    channel: str
+    status: str
+    breaker: str
+    fail_counter: int
+    opened_at: datetime | None
+    calls: int
+    success_rate: float | None
+    p50_ms: float | None
+    p99_ms: float | None

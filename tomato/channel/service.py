@@ -11,18 +11,30 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
+from tomato.channel.breakers import BreakerRegistry
 from tomato.channel.errors import ChannelAccountNotFound, RoutingRuleNotFound
+from tomato.channel.guarded import GuardedAdapter
+from tomato.channel.health import HealthWindow
 from tomato.channel.http import guarded_client
-from tomato.channel.models import ChannelAccount, RoutingRule
+from tomato.channel.models import AccountUsage, ChannelAccount, RoutingRule
 from tomato.channel.protocol import ChannelAdapter
 from tomato.channel.registry import FAMILIES
 from tomato.channel.routing import candidates_of, order_candidates, pick_rule
-from tomato.channel.schemas import ChannelAccountCreate, ChannelAccountView, RoutingRuleCreate, RoutingRuleView
-from tomato.core.clock import utcnow
+from tomato.channel.schemas import (
+    AccountHealth,
+    ChannelAccountCreate,
+    ChannelAccountUpdate,
+    ChannelAccountView,
+    RoutingRuleCreate,
+    RoutingRuleView,
+)
+from tomato.core.clock import Clock, utcnow
 from tomato.core.crypto import SecretBox
 from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
@@ -46,6 +58,9 @@ class ChannelService:
         ids: Snowflake,
         *,
         timeout_s: float,
+        breakers: BreakerRegistry,
+        clock: Clock,
+        business_tz: str = "Asia/Shanghai",
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -55,6 +70,10 @@ class ChannelService:
         self._timeout = timeout_s
         self._transport = transport
         self._rng = rng or random.Random()
+        self._clock = clock
+        self._tz = ZoneInfo(business_tz)
+        self.breakers = breakers
+        self.health = HealthWindow()
         self._adapters: dict[str, tuple[str, ChannelAdapter, httpx.AsyncClient]] = {}
 
     # --- accounts ------------------------------------------------------------------------------------
@@ -75,6 +94,7 @@ class ChannelService:
             name=cmd.name,
             status="ACTIVE",
             mch_no=cmd.mch_no,
+            daily_limit=cmd.daily_limit,
             config_ciphertext="",
             created_at=now,
             updated_at=now,
@@ -105,6 +125,17 @@ class ChannelService:
             await uow.commit()
         return await self.get_account(account_id)
 
+    async def update_account(self, account_id: str, cmd: ChannelAccountUpdate) -> ChannelAccountView:
+        values: dict[str, Any] = {name: getattr(cmd, name) for name in cmd.model_fields_set}
+        async with self._db.uow() as uow:
+            res = await uow.session.execute(
+                update(ChannelAccount).where(ChannelAccount.id == account_id).values(**values, updated_at=utcnow())
+            )
+            if not res.rowcount:  # type: ignore[attr-defined]
+                raise ChannelAccountNotFound(f"channel account {account_id} not found")
+            await uow.commit()
+        return await self.get_account(account_id)
+
     async def _account(self, account_id: str) -> ChannelAccount:
         async with self._db.uow() as uow:
             account = await uow.session.get(ChannelAccount, account_id)
@@ -125,7 +156,7 @@ class ChannelService:
             self._box.decrypt(account.config_ciphertext, context=f"channel-account:{account.id}")
         )
         http = guarded_client(self._timeout, self._transport)
-        adapter = FAMILIES[account.channel].build(config, http)
+        adapter = GuardedAdapter(account_id, FAMILIES[account.channel].build(config, http), self.breakers, self.health)
         if cached is not None:
             await cached[2].aclose()
         self._adapters[account_id] = (stamp, adapter, http)
@@ -157,6 +188,8 @@ class ChannelService:
                 min_amount=cmd.min_amount,
                 max_amount=cmd.max_amount,
                 candidates=json.dumps([c.model_dump() for c in cmd.candidates]),
+                time_start=cmd.time_start,
+                time_end=cmd.time_end,
                 created_at=utcnow(),
             )
             uow.session.add(rule)
@@ -176,10 +209,12 @@ class ChannelService:
             await uow.commit()
 
     async def route(self, app_id: str, pay_method: str, amount: int) -> list[Route]:
-        """Candidate accounts to try, in order; disabled accounts are left out. Empty: nothing to try."""
+        """Candidate accounts to try, in order. Left out: disabled accounts, open breakers, and accounts whose
+        daily limit this amount would pass. Empty: nothing to try (NO_CHANNEL_AVAILABLE)."""
+        local = self._clock.now().astimezone(self._tz)
         async with self._db.uow() as uow:
             rules = (await uow.session.scalars(select(RoutingRule))).all()
-            rule = pick_rule(rules, app_id, pay_method, amount)
+            rule = pick_rule(rules, app_id, pay_method, amount, local.strftime("%H:%M"))
             if rule is None:
                 return []
             ordered = order_candidates(candidates_of(rule), self._rng)
@@ -188,12 +223,80 @@ class ChannelService:
                 a.id: a
                 for a in (await uow.session.scalars(select(ChannelAccount).where(ChannelAccount.id.in_(ids)))).all()
             }
-        return [Route(accounts[i].channel, i) for i in ids if i in accounts and accounts[i].status == "ACTIVE"]
+            used = {
+                u.account_id: u.amount
+                for u in (
+                    await uow.session.scalars(
+                        select(AccountUsage).where(
+                            AccountUsage.account_id.in_(ids), AccountUsage.business_date == local.date().isoformat()
+                        )
+                    )
+                ).all()
+            }
+        routes = []
+        for account_id in ids:
+            account = accounts.get(account_id)
+            if account is None or account.status != "ACTIVE" or not self.breakers.is_available(account_id):
+                continue
+            if account.daily_limit is not None and used.get(account_id, 0) + amount > account.daily_limit:
+                continue
+            routes.append(Route(account.channel, account_id))
+        return routes
+
+    async def record_usage(self, account_id: str, amount: int) -> None:
+        """Counts an accepted order against the account's daily limit (business date in the business zone)."""
+        day = self._clock.now().astimezone(self._tz).date().isoformat()
+        async with self._db.uow() as uow:
+            res = await uow.session.execute(
+                update(AccountUsage)
+                .where(AccountUsage.account_id == account_id, AccountUsage.business_date == day)
+                .values(amount=AccountUsage.amount + amount)
+            )
+            if not res.rowcount:  # type: ignore[attr-defined]
+                uow.session.add(AccountUsage(account_id=account_id, business_date=day, amount=amount))
+            try:
+                await uow.commit()
+            except IntegrityError:  # a concurrent first order of the day inserted the row: add to it instead
+                await self._add_usage_again(account_id, day, amount)
+
+    async def _add_usage_again(self, account_id: str, day: str, amount: int) -> None:
+        async with self._db.uow() as uow:
+            await uow.session.execute(
+                update(AccountUsage)
+                .where(AccountUsage.account_id == account_id, AccountUsage.business_date == day)
+                .values(amount=AccountUsage.amount + amount)
+            )
+            await uow.commit()
+
+    async def health_of(self, account_id: str | None = None) -> list[AccountHealth]:
+        if account_id is not None:
+            accounts = [await self._account(account_id)]
+        else:
+            async with self._db.uow() as uow:
+                accounts = list((await uow.session.scalars(select(ChannelAccount).order_by(ChannelAccount.id))).all())
+        out = []
+        for a in accounts:
+            await self.breakers.refresh(a.id)
+            b, h = self.breakers.view(a.id), self.health.snapshot(a.id)
+            out.append(
+                AccountHealth(
+                    channel_account_id=a.id, channel=a.channel, status=a.status, breaker=b.state,
+                    fail_counter=b.fail_counter, opened_at=b.opened_at, calls=h.calls,
+                    success_rate=h.success_rate, p50_ms=h.p50_ms, p99_ms=h.p99_ms,
+                )
+            )  # fmt: skip
+        return out
 
 
 def _view(a: ChannelAccount) -> ChannelAccountView:
     return ChannelAccountView(
-        id=a.id, channel=a.channel, name=a.name, status=a.status, mch_no=a.mch_no, created_at=a.created_at
+        id=a.id,
+        channel=a.channel,
+        name=a.name,
+        status=a.status,
+        mch_no=a.mch_no,
+        daily_limit=a.daily_limit,
+        created_at=a.created_at,
     )
 
 
@@ -207,6 +310,8 @@ def _rule_view(r: RoutingRule) -> RoutingRuleView:
             "min_amount": r.min_amount,
             "max_amount": r.max_amount,
             "candidates": json.loads(r.candidates),
+            "time_start": r.time_start,
+            "time_end": r.time_end,
             "created_at": r.created_at,
         }
     )

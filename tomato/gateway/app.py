@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tomato import __version__
 from tomato.bootstrap import Container
 from tomato.gateway import errors
+from tomato.gateway.channel_metrics import channel_health_lines
 from tomato.gateway.metrics import Metrics
 from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, health
@@ -37,7 +38,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = not isinstance(container, Container)
         c = await container() if not isinstance(container, Container) else container
-        app.state.container = c
+        if owned:
+            _attach(app, c, metrics)
         for hook in on_start or []:
             await hook(c)
         try:
@@ -54,7 +56,7 @@ def create_app(
     app = FastAPI(title="Tomato Pay", version=__version__, lifespan=lifespan)
     metrics = Metrics()
     if isinstance(container, Container):
-        app.state.container = container
+        _attach(app, container, metrics)
     app.state.metrics = metrics
     errors.install(app)
     app.include_router(health.router)
@@ -65,3 +67,8 @@ def create_app(
     app.include_router(admin_channels.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
+
+
+def _attach(app: FastAPI, c: Container, metrics: Metrics) -> None:
+    app.state.container = c
+    metrics.collector(lambda: channel_health_lines(c.channels))

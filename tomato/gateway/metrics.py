@@ -18,6 +18,7 @@ class Metrics:
         self._hist: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
         self._sum: dict[tuple[str, str], float] = defaultdict(float)
         self._gauges: dict[str, Callable[[], float]] = {}
+        self._collectors: list[Callable[[], list[str]]] = []
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self._count[(method, route, status)] += 1
@@ -26,6 +27,10 @@ class Metrics:
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         self._gauges[name] = read
+
+    def collector(self, collect: Callable[[], list[str]]) -> None:
+        """Adds lines (with their own HELP/TYPE) computed at scrape time, e.g. per-channel-account health."""
+        self._collectors.append(collect)
 
     def render(self) -> str:
         out = [
@@ -50,4 +55,6 @@ class Metrics:
             out.append(f"tomato_http_request_duration_seconds_count{{{labels}}} {running}")
         for name, read in sorted(self._gauges.items()):
             out += [f"# TYPE {name} gauge", f"{name} {read()}"]
+        for collect in self._collectors:
+            out += collect()
         return "\n".join(out) + "\n"

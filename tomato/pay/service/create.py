@@ -245,6 +245,8 @@ async def _finish_attempt(
         await uow.commit()
     if not accepted:
         return None
+    if moved:
+        await deps.channels.record_usage(route.channel_account_id, order.amount)
     async with deps.db.uow() as uow:
         fresh = await repo.get(uow.session, order.order_no)
     assert fresh is not None

@@ -6,7 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from tomato.channel.schemas import ChannelAccountCreate, ChannelAccountView, RoutingRuleCreate, RoutingRuleView
+from tomato.channel.schemas import (
+    AccountHealth,
+    ChannelAccountCreate,
+    ChannelAccountUpdate,
+    ChannelAccountView,
+    RoutingRuleCreate,
+    RoutingRuleView,
+)
 from tomato.gateway.deps import container, require_role
 from tomato.gateway.paging import check_limit, decode_cursor, page
 
@@ -28,6 +35,23 @@ async def list_accounts(request: Request, limit: int | None = None, cursor: str 
 @router.get("/channel-accounts/{account_id}", response_model=ChannelAccountView)
 async def get_account(account_id: str, request: Request) -> ChannelAccountView:
     return await container(request).channels.get_account(account_id)
+
+
+@router.patch("/channel-accounts/{account_id}", response_model=ChannelAccountView)
+async def update_account(account_id: str, cmd: ChannelAccountUpdate, request: Request) -> ChannelAccountView:
+    return await container(request).channels.update_account(account_id, cmd)
+
+
+@router.get("/channel-health")
+async def channel_health(request: Request) -> dict[str, Any]:
+    """Every account's breaker state and last-5-minute success rate and latency."""
+    items = await container(request).channels.health_of()
+    return {"data": [h.model_dump(mode="json") for h in items], "next_cursor": None}
+
+
+@router.get("/channel-accounts/{account_id}/health", response_model=AccountHealth)
+async def account_health(account_id: str, request: Request) -> AccountHealth:
+    return (await container(request).channels.health_of(account_id))[0]
 
 
 @router.post("/channel-accounts/{account_id}/disable", response_model=ChannelAccountView)

@@ -1,0 +1,75 @@
+"""An adapter wrapped in its account's circuit breaker and health window.
+
+Only failures that say the channel is unwell count against the breaker (timeouts, 5xx, connection errors);
+a declined order or any signed business answer is a healthy channel saying no.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date
+
+from tomato.channel.breakers import BreakerOpen, BreakerRegistry
+from tomato.channel.health import HealthWindow
+from tomato.channel.protocol import (
+    AckResponse,
+    ChannelAdapter,
+    ChannelNotify,
+    ChannelResult,
+    CreateRequest,
+    ErrorClass,
+    RefundRef,
+    RefundRequest,
+    ResultStatus,
+    TradeRef,
+)
+
+UNWELL = frozenset({ErrorClass.TIMEOUT, ErrorClass.SERVER, ErrorClass.CONNECT})
+
+
+def is_unwell(result: ChannelResult) -> bool:
+    return result.status is ResultStatus.UNKNOWN and result.error in UNWELL
+
+
+class GuardedAdapter:
+    def __init__(self, account_id: str, inner: ChannelAdapter, breakers: BreakerRegistry, health: HealthWindow) -> None:
+        self.account_id = account_id
+        self.inner = inner
+        self.channel = inner.channel
+        self.pay_methods = inner.pay_methods
+        self._breakers = breakers
+        self._health = health
+
+    async def _run(self, call: Callable[[], Awaitable[ChannelResult]]) -> ChannelResult:
+        started = time.perf_counter()
+        try:
+            result = await self._breakers.call(self.account_id, call, is_unwell)
+        except BreakerOpen as exc:
+            return ChannelResult.unknown(ErrorClass.BREAKER_OPEN, str(exc))
+        self._health.record(self.account_id, time.perf_counter() - started, not is_unwell(result))
+        return result
+
+    async def create(self, req: CreateRequest) -> ChannelResult:
+        return await self._run(lambda: self.inner.create(req))
+
+    async def query(self, ref: TradeRef) -> ChannelResult:
+        return await self._run(lambda: self.inner.query(ref))
+
+    async def close(self, ref: TradeRef) -> ChannelResult:
+        return await self._run(lambda: self.inner.close(ref))
+
+    async def refund(self, req: RefundRequest) -> ChannelResult:
+        return await self._run(lambda: self.inner.refund(req))
+
+    async def query_refund(self, ref: RefundRef) -> ChannelResult:
+        return await self._run(lambda: self.inner.query_refund(ref))
+
+    async def download_statement(self, bill_date: date) -> bytes:
+        return await self.inner.download_statement(bill_date)
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify:
+        return self.inner.parse_callback(headers, body)
+
+    def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
+        return self.inner.callback_ack(ok, message)
