@@ -57,7 +57,7 @@ def serve(
 
     settings = _settings()
     _ensure_schema(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         "tomato.runtime.asgi:create",
         factory=True,
         host=host,
@@ -67,6 +67,12 @@ def serve(
         timeout_graceful_shutdown=8,
         log_level=settings.log_level.lower(),
     )
+    if workers > 1:  # uvicorn's supervisor forwards SIGTERM to the workers and waits for them
+        uvicorn.run(config.app, factory=True, host=host, port=port, workers=workers, access_log=False)
+        return
+    from tomato.runtime.servers import GracefulServer
+
+    GracefulServer(config).run()
 
 
 @admin_app.command("create-token")
@@ -138,8 +144,12 @@ def sandbox(
     from tomato.channel.sandbox import SandboxState, create_sandbox_app
 
     settings = _settings()
+    from tomato.runtime.servers import GracefulServer
+
     app_ = create_sandbox_app(SandboxState(time_scale=time_scale))
-    uvicorn.run(app_, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
+    GracefulServer(
+        uvicorn.Config(app_, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
+    ).run()
 
 
 @app.command()

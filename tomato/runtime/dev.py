@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ from tomato.gateway.app import create_app
 from tomato.runtime.loops import BackgroundLoops
 from tomato.runtime.scheduler import JobRunner
 from tomato.runtime.seed import seed_dev
+from tomato.runtime.servers import EmbeddedServer
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ DEV_OVERRIDES = {
     "compensation_time_scale": 6.0,
     "webhook_allowed_networks": "127.0.0.0/8,::1/128",
 }
-
-
-class _QuietServer(uvicorn.Server):
-    """Signals are ours to handle: two servers share one process and must stop together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def dev_settings(base: Settings, base_url: str) -> Settings:
@@ -97,8 +89,8 @@ async def run_dev(
     sandbox = SandboxState(time_scale=settings.sandbox_time_scale)
     credentials = await seed_dev(c, sandbox, sandbox_url, notify_url)
     loops, jobs = BackgroundLoops(), JobRunner(c, speed=5.0)
-    gateway = _QuietServer(uvicorn.Config(create_app(c), host=host, port=port, access_log=False, log_level="warning"))
-    simulator = _QuietServer(
+    gateway = EmbeddedServer(uvicorn.Config(create_app(c), host=host, port=port, access_log=False, log_level="warning"))
+    simulator = EmbeddedServer(
         uvicorn.Config(create_sandbox_app(sandbox), host=host, port=sandbox_port, access_log=False, log_level="warning")
     )
     stop = asyncio.Event()
