@@ -105,9 +105,14 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 async def truncate_all(database: Database) -> None:
-    names = ", ".join(f'"{t.name}"' for t in metadata().sorted_tables)
+    """Empties every table the migrations created (a model without its migration yet is skipped)."""
     async with database.engine.begin() as conn:
-        await conn.exec_driver_sql(f"TRUNCATE {names}")
+        existing = set(
+            (await conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
+        )
+        names = ", ".join(f'"{t.name}"' for t in metadata().sorted_tables if t.name in existing)
+        if names:
+            await conn.exec_driver_sql(f"TRUNCATE {names}")
 
 
 # --- Redis ---------------------------------------------------------------------------------------------------

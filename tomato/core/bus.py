@@ -31,12 +31,19 @@ class EventBus(Protocol):
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic semantics: `*` is one word, `#` is zero or more words."""
-    parts = []
-    for word in pattern.split("."):
-        parts.append({"*": r"[^.]+", "#": r".*"}.get(word, re.escape(word)))
-    regex = r"\.".join(parts).replace(r"\..*", r"(\..*)?").replace(r".*\.", r"(.*\.)?")
-    return re.fullmatch(regex, routing_key) is not None
+    """AMQP topic semantics: `*` is exactly one word, `#` is zero or more words."""
+    return _match(pattern.split("."), routing_key.split("."))
+
+
+def _match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    if not words:
+        return False
+    return (head == "*" or head == words[0]) and _match(rest, words[1:])
 
 
 class InProcessBus:
@@ -44,10 +51,12 @@ class InProcessBus:
 
     name = "in-process"
 
-    def __init__(self, redelivery_delay_s: float = 1.0) -> None:
+    def __init__(self, redelivery_delay_s: float = 1.0, max_delay_s: float = 60.0) -> None:
         self._subs: list[tuple[list[str], asyncio.Queue[BusMessage]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._delay = redelivery_delay_s
+        self._max_delay = max_delay_s
+        self._failures: dict[str, int] = {}
 
     async def start(self) -> None:
         return None
@@ -69,12 +78,16 @@ class InProcessBus:
             message = await q.get()
             try:
                 await handler(message)
+                self._failures.pop(message.id, None)
             except asyncio.CancelledError:
                 q.put_nowait(message)
                 raise
             except Exception:
-                log.exception("consumer failed on %s; redelivering", message.id)
-                asyncio.get_running_loop().call_later(self._delay, q.put_nowait, message)
+                # never dropped (the outbox row is already marked sent): retried with a growing delay instead
+                n = self._failures[message.id] = self._failures.get(message.id, 0) + 1
+                delay = min(self._max_delay, self._delay * 2 ** (n - 1))
+                log.exception("consumer failed on %s (%d times); redelivering in %.1f s", message.id, n, delay)
+                asyncio.get_running_loop().call_later(delay, q.put_nowait, message)
 
     async def ping(self) -> bool:
         return True
