@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlalchemy import text
@@ -40,7 +41,8 @@ async def test_body_changed_after_signing(pay) -> None:
 
 @pytest.mark.parametrize("skew", [-301, 301])
 async def test_stale_or_future_timestamp(pay, skew: int) -> None:
-    pay.client.clock_offset = skew
+    # relative to the server's (frozen) clock, not to the wall clock the client reads
+    pay.client.clock_offset = skew + int(pay.clock.timestamp()) - int(time.time())
     r = await pay.client.request("POST", "/v1/pay/orders", ORDER)
     assert r.status_code == 401 and code(r) == "TIMESTAMP_EXPIRED"
     assert await order_rows(pay) == 0

@@ -15,10 +15,10 @@ from tomato.gateway import errors
 from tomato.gateway.channel_metrics import channel_health_lines
 from tomato.gateway.metrics import Metrics
 from tomato.gateway.middleware import RequestContextMiddleware
-from tomato.gateway.routers import callbacks, health
+from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import merchants as admin_merchants
-from tomato.gateway.routers.v1 import pay_orders, platform
+from tomato.gateway.routers.v1 import pay_orders, platform, refunds
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,10 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(pay_orders.router)
+    app.include_router(refunds.router)
     app.include_router(platform.router)
     app.include_router(callbacks.router)
+    app.include_router(cashier.router)
     app.include_router(admin_merchants.router)
     app.include_router(admin_channels.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

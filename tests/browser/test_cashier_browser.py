@@ -1,0 +1,306 @@
+"""Issue 4 acceptance 5: the cashier page in headless Chromium on a phone-sized viewport.
+
+The platform (gateway with the cashier, channel simulator) serves on loopback from a background thread, seeded like
+`tomato dev`; the browser is Debian's Chromium driven by Playwright. Screenshots go to `test-artifacts/`.
+Without /usr/bin/chromium (or Playwright) the tests skip, unless `TOMATO_REQUIRE_SERVICES=1`, which fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.conftest import REQUIRE_SERVICES
+from tests.fixtures import stack as stack_fixtures
+from tests.fixtures.merchant_client import MerchantClient
+from tomato.bootstrap import bootstrap
+from tomato.channel.registry import FAMILIES
+from tomato.channel.sandbox.app import create_sandbox_app
+from tomato.channel.sandbox.state import SandboxState
+from tomato.gateway.app import create_app
+from tomato.gateway.routers import cashier
+from tomato.migrations import upgrade
+from tomato.runtime.seed import seed_dev
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("TOMATO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PHONE = {"width": 390, "height": 844}
+SAFARI_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+             "Version/17.0 Mobile/15E148 Safari/604.1")  # fmt: skip
+ALIPAY_UA = SAFARI_UA + " AlipayClient/10.5.36.8000 Language/zh-Hans"
+WECHAT_UA = SAFARI_UA + " MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN"
+PAID_WITHIN_MS = 20_000  # a ceiling for the poller to see the notify, not a timing assertion
+
+
+def _need_browser() -> None:
+    problem = None
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        problem = "the playwright package is not installed"
+    if problem is None and not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if problem is None:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{problem} and TOMATO_REQUIRE_SERVICES=1")
+    pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveStack:
+    """Gateway (with the cashier router) and channel simulator on loopback, served from a background thread."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.base_url = f"http://127.0.0.1:{_free_port()}"
+        self.sandbox_url = f"http://127.0.0.1:{_free_port()}"
+        self.creds: dict[str, Any] = {}
+        self._servers: list[uvicorn.Server] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cashier-live-stack", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout=60) or self._error is not None:
+            self.stop()
+            raise AssertionError("the live stack did not come up") from self._error
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to start(); the thread must not die silently
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        db_url = f"sqlite+aiosqlite:///{self.workdir / 'cashier.db'}"
+        await asyncio.to_thread(upgrade, db_url)
+        c = await bootstrap(stack_fixtures.test_settings(db_url, self.workdir, public_url=self.base_url))
+        try:
+            sandbox = SandboxState(time_scale=60.0)
+            creds = await seed_dev(c, sandbox, self.sandbox_url, None)
+            self.creds = creds.as_json(self.base_url, self.sandbox_url)
+            gateway = create_app(c)
+            for app, url in ((gateway, self.base_url), (create_sandbox_app(sandbox), self.sandbox_url)):
+                port = int(url.rsplit(":", 1)[1])
+                config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+                self._servers.append(uvicorn.Server(config))
+            tasks = [asyncio.create_task(s.serve()) for s in self._servers]
+            while not all(s.started for s in self._servers):
+                if any(t.done() for t in tasks):
+                    raise RuntimeError("a server stopped while starting")
+                await asyncio.sleep(0.05)
+            self._ready.set()
+            await asyncio.gather(*tasks)
+        finally:
+            await c.aclose()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    _need_browser()
+    stack = LiveStack(tmp_path_factory.mktemp("cashier-live"))
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def browser(live: LiveStack) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def _phone(browser: Any, user_agent: str) -> tuple[Any, Any, list[str]]:
+    """A phone-sized page with `user_agent`; the list collects console errors (CSP violations among them)."""
+    context = await browser.new_context(
+        viewport=PHONE, user_agent=user_agent, is_mobile=True, has_touch=True, device_scale_factor=2
+    )
+    page = await context.new_page()
+    problems: list[str] = []
+
+    def console(message: Any) -> None:
+        source = str(message.location.get("url", ""))
+        if message.type == "error" and not source.endswith("/favicon.ico"):  # the pages have no favicon
+            problems.append(f"{message.text} ({source})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    return context, page, problems
+
+
+async def _create_cashier_order(live: LiveStack, **fields: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        client = MerchantClient(http, live.creds["app_id"], secret=live.creds["app_secret"])
+        r = await client.create_order(pay_method="CASHIER", **fields)
+    assert r.status_code == 201, r.text
+    order: dict[str, Any] = r.json()
+    assert order["status"] == "CREATED" and order["channel"] is None
+    assert order["pay_data"]["type"] == "cashier_url"
+    return order
+
+
+async def _merchant_view(live: LiveStack, order_no: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        client = MerchantClient(http, live.creds["app_id"], secret=live.creds["app_secret"])
+        r = await client.request("GET", f"/v1/pay/orders/{order_no}")
+    assert r.status_code == 200, r.text
+    view: dict[str, Any] = r.json()
+    return view
+
+
+async def _scan(live: LiveStack, order_no: str) -> None:
+    async with httpx.AsyncClient(base_url=live.sandbox_url) as sandbox:
+        r = await sandbox.post("/sandbox/scan", json={"order_no": order_no, "result": "paid"})
+    assert r.status_code == 200, r.text
+
+
+async def _fits_the_phone(page: Any) -> None:
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll"
+
+
+async def test_cashier_renders_qr_switches_by_user_agent_and_shows_paid(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    order = await _create_cashier_order(live, amount=1234, subject="Tomato soup ×2")
+    url = order["pay_data"]["value"]
+    assert url.startswith(f"{live.base_url}/cashier/")
+
+    # any other browser: amount, QR of the page's own URL, both choices, status waiting
+    ctx, page, problems = await _phone(browser, SAFARI_UA)
+    response = await page.goto(url)
+    assert response is not None and response.status == 200
+    await expect(page.locator("#amount")).to_have_text("¥12.34")
+    await expect(page.locator("#subject")).to_have_text("Tomato soup ×2")
+    qr = page.locator("#qr svg")
+    await expect(qr).to_be_visible()
+    box = await qr.bounding_box()
+    assert box is not None and 150 <= box["width"] <= PHONE["width"] and abs(box["width"] - box["height"]) < 2
+    assert await page.locator("#qr svg path").count() == 1
+    await expect(page.locator("#pay-alipay")).to_be_visible()
+    await expect(page.locator("#pay-wechat button")).to_be_visible()
+    await expect(page.locator("#status")).to_have_attribute("data-state", "waiting")
+    await _fits_the_phone(page)
+    await page.screenshot(path=str(ARTIFACTS / "cashier-default.png"), full_page=True)
+    assert (await _merchant_view(live, order["order_no"]))["status"] == "CREATED"
+
+    # inside the Alipay app: the attempt starts and the page hands over to Alipay
+    alipay_ctx, alipay, alipay_problems = await _phone(browser, ALIPAY_UA)
+    await alipay.goto(url)
+    await expect(alipay).to_have_url(re.compile(re.escape(f"{live.sandbox_url}/alipay/gateway.do?")))
+    await expect(alipay).to_have_title("Alipay sandbox cashier")
+    await expect(alipay.get_by_text("Amount: ¥12.34")).to_be_visible()
+    await alipay.screenshot(path=str(ARTIFACTS / "cashier-alipay-redirect.png"), full_page=True)
+    view = await _merchant_view(live, order["order_no"])
+    assert view["status"] == "PAYING" and view["channel"] == "alipay" and view["pay_method"] == "CASHIER"
+
+    # the payer pays; the page still open in the other browser sees it by polling
+    await _scan(live, order["order_no"])
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "paid", timeout=PAID_WITHIN_MS)
+    await expect(status).to_have_text(cashier.STATE_LABELS["paid"])
+    await expect(page.locator("#qr")).to_be_hidden()
+    await expect(page.locator("#pay-alipay")).to_be_hidden()
+    await page.screenshot(path=str(ARTIFACTS / "cashier-paid.png"), full_page=True)
+
+    # re-opened in Alipay after payment: no redirect, the page says paid
+    response = await alipay.goto(url)
+    assert response is not None and response.status == 200 and alipay.url == url
+    await expect(alipay.locator("#status")).to_have_attribute("data-state", "paid")
+    await alipay.screenshot(path=str(ARTIFACTS / "cashier-paid-reopened-in-alipay.png"), full_page=True)
+    assert (await _merchant_view(live, order["order_no"]))["status"] == "SUCCEEDED"
+    assert problems == [] and alipay_problems == []  # no CSP violation, no script error
+    await ctx.close()
+    await alipay_ctx.close()
+
+
+async def test_choosing_alipay_in_a_plain_browser_leads_to_alipay(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    order = await _create_cashier_order(live)
+    ctx, page, problems = await _phone(browser, SAFARI_UA)
+    await page.goto(order["pay_data"]["value"])
+    await page.locator("#pay-alipay").click()
+    await expect(page).to_have_url(re.compile(re.escape(f"{live.sandbox_url}/alipay/gateway.do?")))
+    await expect(page).to_have_title("Alipay sandbox cashier")
+    assert (await _merchant_view(live, order["order_no"]))["channel"] == "alipay"
+    assert problems == []
+    await ctx.close()
+
+
+async def test_unknown_link_is_a_not_found_page(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    ctx, page, _ = await _phone(browser, ALIPAY_UA)
+    response = await page.goto(f"{live.base_url}/cashier/{'A' * 32}")
+    assert response is not None and response.status == 404
+    await expect(page.locator("h1")).to_have_text("Payment link not found")
+    await ctx.close()
+
+
+@pytest.mark.skipif("wechat" not in FAMILIES, reason="the WeChat channel family is not registered yet")
+async def test_wechat_shows_jsapi_parameters_and_then_paid(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    order = await _create_cashier_order(live, amount=880, subject="Noodles")
+    url = order["pay_data"]["value"]
+    ctx, page, problems = await _phone(browser, WECHAT_UA)
+
+    # without an openid the page asks for one and starts nothing
+    await page.goto(url)
+    await expect(page.locator("#need-openid")).to_be_visible()
+    assert (await _merchant_view(live, order["order_no"]))["status"] == "CREATED"
+
+    await page.goto(f"{url}?openid=oSandboxPayer0001")
+    await expect(page.locator("#jsapi-params")).to_be_visible()
+    for field in cashier.JSAPI_FIELDS:
+        await expect(page.locator(f"#jsapi-params dd[data-field='{field}']")).not_to_be_empty()
+    await page.locator("#wx-pay").click()
+    await expect(page.locator("#wx-note")).to_be_visible()
+    await expect(page.locator("#status")).to_have_attribute("data-state", "waiting")
+    await _fits_the_phone(page)
+    await page.screenshot(path=str(ARTIFACTS / "cashier-wechat-jsapi.png"), full_page=True)
+    view = await _merchant_view(live, order["order_no"])
+    assert view["status"] == "PAYING" and view["channel"] == "wechat" and view["pay_method"] == "CASHIER"
+
+    await _scan(live, order["order_no"])
+    await expect(page.locator("#status")).to_have_attribute("data-state", "paid", timeout=PAID_WITHIN_MS)
+    await expect(page.locator("#jsapi")).to_be_hidden()
+    await page.screenshot(path=str(ARTIFACTS / "cashier-wechat-paid.png"), full_page=True)
+    assert problems == []
+    await ctx.close()
