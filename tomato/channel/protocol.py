@@ -58,6 +58,17 @@ class ChannelResult:
     def unknown(cls, error: ErrorClass, message: str) -> ChannelResult:
         return cls(ResultStatus.UNKNOWN, error=error, message=message)
 
+    @property
+    def settles_query(self) -> bool:
+        """A query answer that states the trade's outcome: paid, or definitely failed/closed.
+
+        A signed refusal to answer (FAIL with REJECTED: too many queries, bad arguments) says nothing about the
+        trade and must never fail an order.
+        """
+        return self.status is ResultStatus.SUCCESS or (
+            self.status is ResultStatus.FAIL and self.error is ErrorClass.NONE
+        )
+
 
 @dataclass(frozen=True)
 class CreateRequest:
@@ -71,6 +82,7 @@ class CreateRequest:
     return_url: str | None = None
     client_ip: str | None = None
     openid: str | None = None
+    created_at: datetime | None = None  # when the order was made (the bank identifies a trade by it: txnTime)
 
 
 @dataclass(frozen=True)

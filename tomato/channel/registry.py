@@ -10,6 +10,8 @@ import httpx
 
 from tomato.channel.adapters.alipay import AlipayAdapter
 from tomato.channel.adapters.alipay import parse_config as parse_alipay
+from tomato.channel.adapters.bank import BankAdapter
+from tomato.channel.adapters.bank import parse_config as parse_bank
 from tomato.channel.protocol import ChannelAdapter
 
 
@@ -25,6 +27,11 @@ def _alipay(config: Mapping[str, Any], http: httpx.AsyncClient) -> ChannelAdapte
     return AlipayAdapter(parse_alipay(dict(config)), http)
 
 
+def _bank(config: Mapping[str, Any], http: httpx.AsyncClient) -> ChannelAdapter:
+    return BankAdapter(parse_bank(dict(config)), http)
+
+
 FAMILIES: dict[str, ChannelFamily] = {
     "alipay": ChannelFamily("alipay", AlipayAdapter.pay_methods, lambda c: parse_alipay(dict(c)), _alipay),
+    "bank": ChannelFamily("bank", BankAdapter.pay_methods, lambda c: parse_bank(dict(c)), _bank),
 }

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tomato.bootstrap import Container
-from tomato.channel.sandbox.app import alipay_simulator
+from tomato.channel.sandbox.app import alipay_simulator, bank_simulator
+from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.state import SandboxState
 from tomato.channel.schemas import ChannelAccountCreate, RoutingRuleCreate
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
@@ -63,6 +64,26 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
         )
     )
     accounts["alipay"] = account.id
+
+    bank = bank_simulator(sandbox)
+    bank_key = generate_rsa_key()
+    mer_id = f"777290{c.ids.next_int() % 10**9:09d}"
+    cert_id = str(10**10 + c.ids.next_int() % (9 * 10**10))
+    bank.register_merchant(mer_id, cert_id, public_key_pem(bank_key))
+    account = await c.channels.create_account(
+        ChannelAccountCreate(
+            channel="bank",
+            name="Bank simulator",
+            config={
+                "mer_id": mer_id,
+                "cert_id": cert_id,
+                "private_key_pem": private_key_pem(bank_key),
+                "bank_public_key_pem": bank.public_key_pem,
+                **BankSimulator.urls(sandbox_url),
+            },
+        )
+    )
+    accounts["bank"] = account.id
     for channel, account_id in accounts.items():
         methods = [m for m, ch in CHANNEL_OF.items() if ch == channel]
         await c.channels.create_rule(

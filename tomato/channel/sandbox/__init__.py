@@ -6,17 +6,20 @@
 """
 
 from tomato.channel.sandbox.alipay import AlipaySimulator
-from tomato.channel.sandbox.app import alipay_simulator, create_sandbox_app
+from tomato.channel.sandbox.app import alipay_simulator, bank_simulator, create_sandbox_app
+from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.notifier import Notifier
 from tomato.channel.sandbox.state import Faults, SandboxState, SimTrade, TradeState
 
 __all__ = [
     "AlipaySimulator",
+    "BankSimulator",
     "Faults",
     "Notifier",
     "SandboxState",
     "SimTrade",
     "TradeState",
     "alipay_simulator",
+    "bank_simulator",
     "create_sandbox_app",
 ]

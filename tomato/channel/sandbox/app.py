@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tomato.channel.sandbox.alipay import AlipaySimulator
+from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.payer import create_payer_router
 from tomato.channel.sandbox.registration import create_registration_router
 from tomato.channel.sandbox.state import SandboxState
@@ -21,8 +22,17 @@ def alipay_simulator(state: SandboxState) -> AlipaySimulator:
     return AlipaySimulator(state)
 
 
+def bank_simulator(state: SandboxState) -> BankSimulator:
+    """The state's bank simulator, created (with a fresh key and cert id) on first use."""
+    existing = state.simulators.get("bank")
+    if isinstance(existing, BankSimulator):
+        return existing
+    return BankSimulator(state)
+
+
 def create_sandbox_app(state: SandboxState) -> FastAPI:
     alipay_simulator(state)
+    bank_simulator(state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

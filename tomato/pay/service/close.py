@@ -52,7 +52,7 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
             continue
         # could not close: find out whether it was paid (then apply it) before giving up
         query = await adapter.query(ref)
-        if query.status in (ResultStatus.SUCCESS, ResultStatus.FAIL):
+        if query.settles_query:
             await apply_report(
                 deps,
                 PaymentReport(

@@ -191,6 +191,7 @@ def _channel_request(deps: PayDeps, order: PayOrder, method: PayMethod | None) -
         return_url=order.return_url,
         client_ip=order.client_ip,
         openid=order.payer_openid,
+        created_at=order.created_at,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tomato.channel.protocol import ResultStatus, TradeRef
+from tomato.channel.protocol import TradeRef
 from tomato.pay import repository as repo
 from tomato.pay.service.close import close_everywhere
 from tomato.pay.service.compensation import next_query_at
@@ -32,7 +32,7 @@ async def query_stuck_orders(deps: PayDeps) -> int:
         except Exception:
             log.exception("compensation query failed for %s", order.order_no)
             result = None
-        if result is not None and result.status in (ResultStatus.SUCCESS, ResultStatus.FAIL):
+        if result is not None and result.settles_query:
             await apply_report(
                 deps,
                 PaymentReport(

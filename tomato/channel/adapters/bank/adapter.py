@@ -1,0 +1,401 @@
+"""The bank channel adapter, modelled on UnionPay ACP 5.1.0 (channel-protocols.md §C).
+
+Result mapping (respCode = the call's own outcome, origRespCode = the queried transaction's):
+
+| flow         | answer                                              | result                                   |
+|--------------|-----------------------------------------------------|------------------------------------------|
+| create       | (no server call: signed form for the payer's browser) | SUCCESS, pay_data `form_html`          |
+| query        | 00 + origRespCode 00/A6                             | SUCCESS (queryId, txnAmt, paid_at)       |
+|              | 00 + origRespCode 03/04/05                          | WAITING (in process)                     |
+|              | respCode 34 (no such transaction: nobody paid yet)  | WAITING                                  |
+|              | 00 + any other origRespCode                         | FAIL, error NONE (the payment failed)    |
+| close        | ACP has no close for gateway payments: a query      | paid → FAIL REJECTED `ALREADY_PAID`;     |
+|              |                                                     | not found / failed → SUCCESS (the bank   |
+|              |                                                     | trade dies at payTimeout); in process →  |
+|              |                                                     | WAITING (cannot promise it is closed)    |
+| refund       | 00                                                  | WAITING: accepted, result by notify/query|
+| query_refund | as query, on the refund's orderId + txnTime         | SUCCESS / WAITING / FAIL                 |
+| every call   | connect / timeout / 5xx                             | UNKNOWN CONNECT / TIMEOUT / SERVER       |
+|              | unsigned or badly signed / unparseable              | UNKNOWN BAD_SIGNATURE / MALFORMED        |
+|              | signed respCode 03/04/05                            | UNKNOWN SERVER (query later)             |
+|              | signed other non-00 respCode                        | FAIL REJECTED, code = respCode           |
+
+txnTime: ACP identifies a transaction by merId + orderId + txnTime, but the platform does not store the txnTime
+that create sent. Create sends the clock's now; query derives the original's txnTime from `TradeRef.created_at`
+(refund queries from `RefundRef.created_at`) in Beijing time — the order row is written just before create is
+called, so both name the same moment to within the DB round trips (the simulator tolerates minutes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from hmac import compare_digest
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tomato.channel.adapters.bank import codec, signing
+from tomato.channel.protocol import (
+    AckResponse,
+    CallbackRejected,
+    ChannelNotify,
+    ChannelResult,
+    CreateRequest,
+    ErrorClass,
+    PayData,
+    RefundRef,
+    RefundRequest,
+    ResultStatus,
+    TradeRef,
+)
+from tomato.core.clock import Clock, SystemClock
+from tomato.core.crypto import load_private_key, load_public_key
+from tomato.core.errors import ChannelError
+
+PAY_METHOD = "BANK_WEB"
+ALREADY_PAID = "ALREADY_PAID"
+_URLS = ("front_url", "back_url", "query_url")
+_REQUIRED = ("mer_id", "cert_id", "private_key_pem", "bank_public_key_pem", *_URLS)
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    mer_id: str  # 15 characters (§C2)
+    cert_id: str  # decimal serial of the merchant signing certificate
+    private_key_pem: str  # PKCS#1/PKCS#8 PEM or bare base64
+    bank_public_key_pem: str
+    front_url: str  # frontTransReq.do: the payer's browser posts the form here
+    back_url: str  # backTransReq.do: refunds
+    query_url: str  # queryTrans.do
+    file_url: str | None = None  # file-transfer host (optional: statements need it)
+
+    def __repr__(self) -> str:  # never print the private key
+        return f"BankConfig(mer_id={self.mer_id!r}, cert_id={self.cert_id!r}, front_url={self.front_url!r})"
+
+
+def parse_config(raw: Mapping[str, Any]) -> BankConfig:
+    """Validate a channel-account config dict; the ValueError names the first bad field."""
+    values: dict[str, str] = {}
+    for name in _REQUIRED:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name}: required non-empty string")
+        values[name] = value.strip()
+    if len(values["mer_id"]) != 15 or not values["mer_id"].isalnum() or not values["mer_id"].isascii():
+        raise ValueError("mer_id: must be 15 letters or digits")
+    if not values["cert_id"].isdigit() or not values["cert_id"].isascii() or len(values["cert_id"]) > 40:
+        raise ValueError("cert_id: must be the decimal certificate serial number")
+    for name, load in (("private_key_pem", _private_key), ("bank_public_key_pem", _public_key)):
+        try:
+            load(values[name])
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    file_url = raw.get("file_url")
+    if file_url is not None and (not isinstance(file_url, str) or not file_url.strip()):
+        raise ValueError("file_url: must be a non-empty string when given")
+    urls = {n: values[n] for n in _URLS} | ({"file_url": file_url.strip()} if file_url else {})
+    for name, url in urls.items():
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{name}: must be an absolute http(s) URL")
+    return BankConfig(
+        mer_id=values["mer_id"], cert_id=values["cert_id"], private_key_pem=values["private_key_pem"],
+        bank_public_key_pem=values["bank_public_key_pem"], front_url=values["front_url"],
+        back_url=values["back_url"], query_url=values["query_url"], file_url=urls.get("file_url"),
+    )
+
+
+@lru_cache(maxsize=128)
+def _private_key(text: str) -> rsa.RSAPrivateKey:
+    """Parsing validates the RSA key (slow); accounts are rebuilt often, their keys rarely change."""
+    return load_private_key(text)
+
+
+@lru_cache(maxsize=128)
+def _public_key(text: str) -> rsa.RSAPublicKey:
+    return load_public_key(text)
+
+
+class StatementUnavailable(ChannelError):
+    """The reconciliation file could not be had; `result` says why (no file, not configured, or UNKNOWN)."""
+
+    def __init__(self, result: ChannelResult) -> None:
+        super().__init__(f"bank statement unavailable: {result.code or result.error}: {result.message}")
+        self.result = result
+
+
+class BankAdapter:
+    channel = "bank"
+    pay_methods = frozenset({PAY_METHOD})
+
+    def __init__(self, config: BankConfig, http: httpx.AsyncClient, clock: Clock | None = None) -> None:
+        self._config = config
+        self._http = http
+        self._clock = clock or SystemClock()
+        self._private_key = _private_key(config.private_key_pem)
+        self._bank_key = _public_key(config.bank_public_key_pem)
+
+    # --- flows ------------------------------------------------------------------------------------------
+
+    async def create(self, req: CreateRequest) -> ChannelResult:
+        if req.pay_method != PAY_METHOD:
+            return _refused("PAY_METHOD_NOT_SUPPORTED", req.pay_method)
+        if not codec.valid_order_id(req.order_no):
+            return _refused("INVALID_ORDER_ID", "orderId must be 8-40 letters or digits")
+        fields = self._base("01", "01", "000201") | {
+            "channelType": "07",
+            "orderId": req.order_no,
+            "txnTime": codec.format_time(self._clock.now()),
+            "txnAmt": codec.fen_text(req.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "frontUrl": req.return_url or _origin(req.notify_url),
+            "backUrl": req.notify_url,
+            "payTimeout": codec.format_time(req.expire_at),
+            "riskRateInfo": codec.encode_nested({"commodityName": _plain(req.subject)}),
+        }
+        signed = signing.sign_fields(fields, self._private_key, self._config.cert_id)
+        return ChannelResult(ResultStatus.SUCCESS, pay_data=PayData("form_html", codec.form_html(
+            self._config.front_url, signed)))
+
+    async def query(self, ref: TradeRef) -> ChannelResult:
+        return await self._query(ref.order_no, ref.created_at)
+
+    async def close(self, ref: TradeRef) -> ChannelResult:
+        """ACP cannot close a gateway payment; the query decides whether there is anything left to close."""
+        found = await self.query(ref)
+        if found.status is ResultStatus.SUCCESS:
+            return ChannelResult(
+                ResultStatus.FAIL, ErrorClass.REJECTED, code=ALREADY_PAID, message="the payer already paid",
+                channel_trade_no=found.channel_trade_no, amount=found.amount, paid_at=found.paid_at,
+            )
+        if found.status is ResultStatus.WAITING and found.code == codec.NOT_FOUND_CODE:
+            return ChannelResult(ResultStatus.SUCCESS, code=found.code, message="no payment at the bank")
+        if found.status is ResultStatus.FAIL and found.error is ErrorClass.NONE:
+            return ChannelResult(ResultStatus.SUCCESS, code=found.code, message="the payment failed at the bank",
+                                 channel_trade_no=found.channel_trade_no)
+        return found  # in process (WAITING), UNKNOWN, or a refused query
+
+    async def refund(self, req: RefundRequest) -> ChannelResult:
+        if not codec.valid_order_id(req.refund_no) or not codec.valid_order_id(req.order_no):
+            return _refused("INVALID_ORDER_ID", "orderIds must be 8-40 letters or digits")
+        orig_qry_id = req.channel_trade_no
+        if not orig_qry_id:  # the refund names the payment by its queryId: learn it from the bank first
+            paid = await self._query(req.order_no, req.order_created_at)
+            if paid.status is ResultStatus.UNKNOWN or paid.error is ErrorClass.REJECTED:
+                return paid
+            if paid.status is not ResultStatus.SUCCESS or not paid.channel_trade_no:
+                return _refused("ORIGINAL_NOT_PAID", "the bank knows no paid payment for this order")
+            orig_qry_id = paid.channel_trade_no
+        reserved = {"origOrderId": req.order_no}
+        if req.order_created_at is not None:
+            reserved["origTxnTime"] = codec.format_time(req.order_created_at)
+        fields = self._base("04", "00", "000201") | {
+            "channelType": "07",
+            "orderId": req.refund_no,
+            "txnTime": codec.format_time(self._clock.now()),
+            "txnAmt": codec.fen_text(req.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "origQryId": orig_qry_id,
+            "backUrl": req.notify_url,
+            "reqReserved": codec.encode_nested(reserved),
+        }
+        node = await self._call(self._config.back_url, fields, "refund")
+        if isinstance(node, ChannelResult):
+            return node
+        return ChannelResult(
+            ResultStatus.WAITING, code=node.get("respCode"), message=node.get("respMsg"),
+            channel_trade_no=node.get("origQryId") or orig_qry_id, channel_refund_no=node.get("queryId") or None,
+            amount=req.amount,
+        )
+
+    async def query_refund(self, ref: RefundRef) -> ChannelResult:
+        node = await self._query_node(ref.refund_no, ref.created_at)
+        if isinstance(node, ChannelResult):
+            return node
+        found = _map_query(node, ref.created_at)
+        if found.status is not ResultStatus.SUCCESS:
+            return found
+        return ChannelResult(
+            ResultStatus.SUCCESS, code=found.code, channel_trade_no=node.get("origQryId") or ref.channel_trade_no,
+            channel_refund_no=found.channel_trade_no, amount=ref.amount if found.amount is None else found.amount,
+        )
+
+    async def download_statement(self, bill_date: date) -> bytes:
+        """The zip of the day's reconciliation file (§C5): our documented CSV inside the real envelope."""
+        if not self._config.file_url:
+            raise StatementUnavailable(_refused("NO_FILE_URL", "this bank account has no file_url configured"))
+        fields = self._base("76", "01", "000000") | {
+            "txnTime": codec.format_time(self._clock.now()),
+            "settleDate": codec.settle_date(bill_date),
+            "fileType": "00",
+        }
+        node = await self._call(self._config.file_url, fields, "fileTransfer")
+        if isinstance(node, ChannelResult):
+            raise StatementUnavailable(node)
+        try:
+            return codec.decode_file_content(node.get("fileContent", ""))
+        except ValueError as exc:
+            raise StatementUnavailable(ChannelResult.unknown(ErrorClass.MALFORMED, str(exc))) from None
+
+    # --- callbacks --------------------------------------------------------------------------------------
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify:
+        """A back-notify: a form POST of the signed result fields; anything unproven raises CallbackRejected."""
+        try:
+            fields = codec.parse_form(body)
+        except ValueError as exc:
+            raise CallbackRejected(f"bank notify: unparseable body: {exc}") from None
+        if fields.get("signMethod") != codec.SIGN_METHOD_RSA or fields.get("version") != codec.VERSION:
+            raise CallbackRejected("bank notify: not a 5.1.0 signMethod 01 message")
+        if not signing.verify_fields(fields, self._bank_key):
+            raise CallbackRejected("bank notify: signature does not verify")
+        if not compare_digest(fields.get("merId", "").encode(), self._config.mer_id.encode()):
+            raise CallbackRejected("bank notify: merId is not this account's")
+        order_id, resp_code = fields.get("orderId", ""), fields.get("respCode", "")
+        if not order_id or not resp_code:
+            raise CallbackRejected("bank notify: orderId or respCode missing")
+        status = _status_of(resp_code)
+        try:
+            amount = codec.parse_fen(fields["txnAmt"])
+            txn_time = codec.parse_time(fields["txnTime"])
+            when = codec.parse_trace_time(fields["traceTime"], txn_time) if fields.get("traceTime") else txn_time
+        except (KeyError, ValueError) as exc:
+            raise CallbackRejected(f"bank notify: {exc}") from None
+        query_id = fields.get("queryId") or None
+        if fields.get("txnType") == "01":
+            return ChannelNotify(
+                kind="payment", status=status, order_no=order_id, amount=amount, channel_trade_no=query_id,
+                paid_at=when if status is ResultStatus.SUCCESS else None, raw=fields,
+            )
+        if fields.get("txnType") == "04":
+            origin = _reserved(fields.get("reqReserved", "")).get("origOrderId")
+            return ChannelNotify(
+                kind="refund", status=status, order_no=origin or order_id, amount=amount,
+                channel_trade_no=fields.get("origQryId") or None, refund_no=order_id, channel_refund_no=query_id,
+                raw=fields,
+            )
+        raise CallbackRejected(f"bank notify: unexpected txnType {fields.get('txnType')!r}")
+
+    def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
+        """The bank only looks at the status: 200 acknowledges, anything else makes it retry."""
+        return AckResponse(200, b"ok") if ok else AckResponse(400, b"fail")
+
+    # --- transport --------------------------------------------------------------------------------------
+
+    def _base(self, txn_type: str, txn_sub_type: str, biz_type: str) -> dict[str, str]:
+        return {
+            "version": codec.VERSION, "encoding": codec.ENCODING, "signMethod": codec.SIGN_METHOD_RSA,
+            "txnType": txn_type, "txnSubType": txn_sub_type, "bizType": biz_type, "accessType": "0",
+            "merId": self._config.mer_id,
+        }
+
+    async def _query(self, order_id: str, txn_at: datetime | None) -> ChannelResult:
+        node = await self._query_node(order_id, txn_at)
+        return node if isinstance(node, ChannelResult) else _map_query(node, txn_at)
+
+    async def _query_node(self, order_id: str, txn_at: datetime | None) -> dict[str, str] | ChannelResult:
+        """txnType 00 for any transaction (payment or refund) by its orderId + original txnTime."""
+        if txn_at is None:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, "query needs the original txnTime (created_at)")
+        fields = self._base("00", "00", "000000") | {"orderId": order_id, "txnTime": codec.format_time(txn_at)}
+        return await self._call(self._config.query_url, fields, "query", not_found=ResultStatus.WAITING)
+
+    async def _call(
+        self, url: str, fields: dict[str, str], op: str, *, not_found: ResultStatus | None = None
+    ) -> dict[str, str] | ChannelResult:
+        """POST one signed form; the verified fields on respCode 00, else the mapped result."""
+        signed = signing.sign_fields(fields, self._private_key, self._config.cert_id)
+        try:
+            response = await self._http.post(
+                url, content=codec.encode_form(signed), headers={"Content-Type": codec.FORM_CONTENT_TYPE}
+            )
+        except httpx.TransportError as exc:
+            return _transport_result(exc)
+        if response.status_code >= 500:
+            return ChannelResult.unknown(ErrorClass.SERVER, f"{op}: HTTP {response.status_code}")
+        if response.status_code != 200:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, f"{op}: HTTP {response.status_code}")
+        try:
+            node = codec.parse_kv(response.content.decode("utf-8").strip("\r\n"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, f"{op}: unparseable answer: {exc}")
+        if not node:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, f"{op}: empty answer")
+        if not signing.verify_fields(node, self._bank_key):
+            return ChannelResult.unknown(ErrorClass.BAD_SIGNATURE, f"{op}: answer signature missing or wrong")
+        if node.get("merId", self._config.mer_id) != self._config.mer_id:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, f"{op}: answer names another merId")
+        code, message = node.get("respCode", ""), node.get("respMsg") or None
+        if code == "00":
+            return node
+        if not code:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, f"{op}: answer without respCode")
+        if code in codec.PENDING_CODES:
+            return ChannelResult(ResultStatus.UNKNOWN, ErrorClass.SERVER, code=code, message=message)
+        if code == codec.NOT_FOUND_CODE and not_found is not None:
+            return ChannelResult(not_found, code=code, message=message)
+        return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=code, message=message)
+
+
+def _map_query(node: Mapping[str, str], txn_at: datetime | None) -> ChannelResult:
+    """A query that ran (respCode 00): the queried transaction's own result is `origRespCode`."""
+    orig = node.get("origRespCode", "")
+    message = node.get("origRespMsg") or None
+    query_id = node.get("queryId") or None
+    try:
+        amount = codec.parse_fen(node["txnAmt"]) if node.get("txnAmt") else None
+        if orig in codec.SUCCESS_CODES:
+            txn_time = codec.parse_time(node["txnTime"]) if node.get("txnTime") else txn_at
+            trace = node.get("traceTime")
+            paid_at = codec.parse_trace_time(trace, txn_time) if trace and txn_time else txn_time
+            return ChannelResult(ResultStatus.SUCCESS, code=orig, message=message, channel_trade_no=query_id,
+                                 amount=amount, paid_at=paid_at)
+    except ValueError as exc:
+        return ChannelResult.unknown(ErrorClass.MALFORMED, f"query: {exc}")
+    if orig in codec.PENDING_CODES:
+        return ChannelResult(ResultStatus.WAITING, code=orig, message=message, channel_trade_no=query_id)
+    if not orig:
+        return ChannelResult.unknown(ErrorClass.MALFORMED, "query: respCode 00 without origRespCode")
+    return ChannelResult(ResultStatus.FAIL, code=orig, message=message, channel_trade_no=query_id, amount=amount)
+
+
+def _status_of(resp_code: str) -> ResultStatus:
+    if resp_code in codec.SUCCESS_CODES:
+        return ResultStatus.SUCCESS
+    return ResultStatus.WAITING if resp_code in codec.PENDING_CODES else ResultStatus.FAIL
+
+
+def _reserved(value: str) -> dict[str, str]:
+    try:
+        return codec.parse_nested(value) if value else {}
+    except ValueError:
+        return {}
+
+
+def _refused(code: str, message: str) -> ChannelResult:
+    return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=code, message=message)
+
+
+def _origin(url: str) -> str:
+    """Where the payer's browser lands without a return_url: the platform's public origin."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/" if parts.scheme and parts.netloc else ""
+
+
+def _plain(text: str) -> str:
+    """The subject inside `riskRateInfo={commodityName=…}` without the characters that delimit it."""
+    return " ".join("".join(" " if c in "{}[]&=" else c for c in text).split())[:64] or "-"
+
+
+def _transport_result(exc: httpx.TransportError) -> ChannelResult:
+    """Connect failures never left us (another account may be tried); anything later may have been done."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ChannelResult.unknown(ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return ChannelResult.unknown(ErrorClass.TIMEOUT, f"{type(exc).__name__}: {exc}")
+    return ChannelResult.unknown(ErrorClass.SERVER, f"{type(exc).__name__}: {exc}")

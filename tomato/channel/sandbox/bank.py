@@ -1,0 +1,399 @@
+"""The bank simulator, modelled on UnionPay ACP 5.1.0 (channel-protocols.md §C).
+
+Endpoints: the front form (the payer's browser), back transactions (refunds), query and file transfer; every
+request is verified (merId, certId, signMethod 01 signature) and every answer is a signed raw `k=v&…` body.
+Choices where UnionPay is not known or not followed:
+- A payment exists once its signed front form reaches the bank: posted by a browser, or presented to
+  `POST /sandbox/scan` as `content` (the `form_html` itself). Scanning by `order_no` finds it after that; before,
+  the bank has never seen the order (the platform's create makes no server call) and the scan answers 404.
+- Unpaid trades are unknown to queries (respCode 34, as for a consume nobody paid); after `payTimeout` the trade
+  is closed and scans answer 409. There is no close API, so `ignore_close` does not apply.
+- Failed payments are notified too (UnionPay notifies successes only) so the platform learns within seconds.
+- Refunds are processed at once: the answer is respCode 00 (accepted), then a refund back-notify follows.
+- Queries match merId + orderId and accept a txnTime within `TXN_TIME_TOLERANCE` of the original (the platform
+  derives it from its own created_at; UnionPay wants the exact value).
+- `signPubKeyCert` is not sent: accounts pin the bank's public key. Back-notifies count as delivered on HTTP 200
+  and are retried after `notify_gaps_s` (unconfirmed for UnionPay), each divided by `state.time_scale`.
+- Reconciliation file: the real envelope with our CSV inside (`codec.build_statement_zip`); settleDate is the
+  Beijing calendar date of the payment or refund (no 23:00 cut-off), fee `FEE_PPM` of the amount.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from hmac import compare_digest
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from tomato.channel.adapters.bank import codec, signing
+from tomato.channel.sandbox.notifier import Notification
+from tomato.channel.sandbox.state import ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
+from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
+from tomato.core.money import fen_to_yuan
+
+FRONT_PATH = "/bank/gateway/api/frontTransReq.do"
+BACK_PATH = "/bank/gateway/api/backTransReq.do"
+QUERY_PATH = "/bank/gateway/api/queryTrans.do"
+FILE_PATH = "/bank/filedownload"
+NOTIFY_GAPS_S = (15.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)  # 15s,30s,1m,5m,30m,1h: 7 sends over ~1.6 h
+TXN_TIME_TOLERANCE = timedelta(minutes=15)
+FEE_PPM = 6000  # 0.6 %, only for the reconciliation file
+OK_MSG = "成功[0000000]"
+_ECHO = ("version", "encoding", "signMethod", "txnType", "txnSubType", "bizType", "accessType", "merId",
+         "orderId", "txnTime")
+_SAFE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
+
+Fields = dict[str, str]
+
+
+class BankError(Exception):
+    """A signed refusal: `respCode` and `respMsg` of the answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        plain = "".join(c for c in message if c not in "{}[]&")  # it goes into a raw k=v body
+        super().__init__(f"{code} {plain}")
+        self.code, self.message = code, plain
+
+
+@dataclass
+class BankRefund:
+    mer_id: str
+    order_id: str
+    txn_time: str
+    query_id: str
+    orig_qry_id: str
+    amount: int  # fen
+    back_url: str
+    req_reserved: str
+    at: datetime
+    trace_no: str
+
+
+class BankSimulator:
+    channel = "bank"
+
+    def __init__(
+        self,
+        state: SandboxState,
+        *,
+        private_key: rsa.RSAPrivateKey | None = None,
+        cert_id: str | None = None,
+        notify_gaps_s: Sequence[float] = NOTIFY_GAPS_S,
+    ) -> None:
+        self._state = state
+        self._key = private_key or generate_rsa_key()
+        self._cert_id = cert_id or str(10**10 + secrets.randbelow(9 * 10**10))
+        self._gaps = tuple(notify_gaps_s)
+        self._merchants: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
+        self._refunds: dict[tuple[str, str], BankRefund] = {}
+        self._back: dict[str, Callable[[str, Fields], Fields]] = {"04": self._refund}
+        state.attach(self)
+
+    @property
+    def public_key_pem(self) -> str:
+        """The bank's public key: configure the platform's `bank_public_key_pem` with it."""
+        return public_key_pem(self._key)
+
+    @property
+    def cert_id(self) -> str:
+        """The decimal serial the bank signs its answers and notifies with (`certId`)."""
+        return self._cert_id
+
+    @property
+    def book(self) -> ChannelBook:
+        return self._state.books[self.channel]
+
+    def register_merchant(self, mer_id: str, merchant_cert_id: str, merchant_public_key_pem: str) -> None:
+        """Register (or re-key) a merchant: its requests must carry this certId and verify with this key."""
+        self._merchants[mer_id] = (merchant_cert_id, load_public_key(merchant_public_key_pem))
+        self.book.merchants[mer_id] = merchant_public_key_pem
+
+    @staticmethod
+    def urls(base_url: str) -> dict[str, str]:
+        """The account config URLs of a simulator served at `base_url`."""
+        base = base_url.rstrip("/")
+        return {"front_url": base + FRONT_PATH, "back_url": base + BACK_PATH, "query_url": base + QUERY_PATH,
+                "file_url": base + FILE_PATH}
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route(FRONT_PATH, self._front, methods=["POST"], include_in_schema=False)
+        for path, handler in ((BACK_PATH, self._back_trans), (QUERY_PATH, self._query), (FILE_PATH, self._file)):
+            router.add_api_route(path, self._endpoint(handler), methods=["POST"], include_in_schema=False)
+        return router
+
+    # --- HTTP ---------------------------------------------------------------------------------------------
+
+    def _endpoint(self, handler: Callable[[str, Fields], Fields]) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            faults = self._state.faults[self.channel]
+            if faults.latency_ms > 0:
+                await asyncio.sleep(faults.latency_ms / 1000)
+            if self._state.roll(faults.error_rate):
+                return Response("Internal Server Error", status_code=500, media_type="text/plain")
+            stall = self._state.roll(faults.timeout_rate)
+            fields: Fields = {}
+            try:
+                try:
+                    fields = codec.parse_form(await request.body())
+                except ValueError:
+                    raise BankError("10", "报文格式错误") from None
+                answer = handler(self._authenticate(fields), fields)
+            except BankError as exc:
+                answer = _echo(fields) | {"respCode": exc.code, "respMsg": exc.message}
+            body = codec.encode_kv(signing.sign_fields(answer, self._key, self._cert_id))
+            if stall:  # the work is done, the answer comes too late: the caller sees a timeout, outcome unknown
+                await asyncio.sleep(self._state.timeout_sleep_s)
+            return Response(body.encode("utf-8"), media_type="text/plain;charset=UTF-8")
+
+        return serve
+
+    async def _front(self, request: Request) -> Response:
+        """The browser flow: the auto-submitted form creates the trade and lands on the bank's pay page."""
+        try:
+            trade = self._open_front_trade(codec.parse_form(await request.body()))
+            self._expire_if_due(trade)
+        except (ValueError, BankError) as exc:
+            text = html.escape(str(exc))
+            return HTMLResponse(f"<!doctype html><title>Bank error</title><p>{text}</p>", status_code=400)
+        page = (
+            "<!doctype html><meta charset='utf-8'><title>Bank sandbox payment</title>"
+            f"<h1>{html.escape(trade.subject)}</h1><p>Amount: ¥{fen_to_yuan(trade.amount)}</p>"
+            f"<p>Order: {html.escape(trade.out_trade_no)} · Query id: {trade.channel_trade_no} · "
+            f"{trade.state.value}</p><p>Pay with <code>POST /sandbox/scan</code> and this order number.</p>"
+        )
+        return HTMLResponse(page)
+
+    def _authenticate(self, fields: Fields) -> str:
+        if fields.get("version") != codec.VERSION or fields.get("signMethod") != codec.SIGN_METHOD_RSA:
+            raise BankError("10", "报文格式错误: version 5.1.0 and signMethod 01 only")
+        mer_id = fields.get("merId", "")
+        merchant = self._merchants.get(mer_id)
+        if merchant is None:
+            raise BankError("31", "商户状态不正确")
+        cert_id, key = merchant
+        if not compare_digest(fields.get("certId", "").encode(), cert_id.encode()):
+            raise BankError("11", "验证签名失败: unknown certId")
+        if not signing.verify_fields(fields, key):
+            raise BankError("11", "验证签名失败")
+        return mer_id
+
+    # --- payer API ----------------------------------------------------------------------------------------
+
+    def find_for_scan(self, content: str | None, order_no: str | None) -> SimTrade | None:
+        trade: SimTrade | None = None
+        if content:
+            if "<form" not in content.lower():
+                return None
+            try:
+                _, fields = codec.parse_form_html(content)
+                trade = self._open_front_trade(fields)
+            except (ValueError, BankError):
+                return None
+        elif order_no:
+            trade = self.book.find_by_order_no(order_no)
+        if trade is not None:
+            self._expire_if_due(trade)
+        return trade
+
+    def complete(self, trade: SimTrade, paid: bool) -> None:
+        now = self._state.clock.now()
+        if paid:
+            trade.state, trade.paid_at = TradeState.PAID, now
+        else:
+            trade.state, trade.closed_at = TradeState.FAILED, now
+        trade.extra["traceNo"] = f"{secrets.randbelow(10**6):06d}"
+        trade.extra["traceTime"] = codec.format_time(now)[4:]
+        self._notify(trade.notify_url, self._payment_fields(trade) | {"respCode": "00" if paid else "01",
+                     "respMsg": OK_MSG if paid else "交易失败"}, trade.channel_trade_no)
+
+    # --- transactions -------------------------------------------------------------------------------------
+
+    def _open_front_trade(self, fields: Fields) -> SimTrade:
+        mer_id = self._authenticate(fields)
+        if (fields.get("txnType"), fields.get("txnSubType"), fields.get("bizType")) != ("01", "01", "000201"):
+            raise BankError("32", "无此交易权限: the front endpoint takes consumes only")
+        order_id, amount, txn_time = _txn_fields(fields)
+        back_url = fields.get("backUrl", "")
+        if urlsplit(back_url).scheme not in ("http", "https") or fields.get("currencyCode") != codec.CURRENCY_CNY:
+            raise BankError("13", "报文交易要素缺失: backUrl or currencyCode")
+        try:
+            expire_at = codec.parse_time(fields["payTimeout"]) if fields.get("payTimeout") else None
+        except ValueError:
+            raise BankError("10", "报文格式错误: payTimeout") from None
+        try:
+            subject = codec.parse_nested(fields["riskRateInfo"]).get("commodityName") or order_id
+        except (KeyError, ValueError):
+            subject = order_id
+        trade = self.book.find(mer_id, order_id)
+        if trade is not None:
+            if trade.amount != amount or trade.extra["txnTime"] != fields["txnTime"]:
+                raise BankError("12", "重复交易")
+            return trade
+        now = self._state.clock.now()
+        trade = SimTrade(
+            channel=self.channel, merchant_id=mer_id, out_trade_no=order_id, channel_trade_no=_query_id(now),
+            amount=amount, subject=subject, notify_url=back_url, created_at=now, expire_at=expire_at,
+        )
+        trade.extra["txnTime"] = codec.format_time(txn_time)
+        self.book.add(trade)
+        return trade
+
+    def _back_trans(self, mer_id: str, fields: Fields) -> Fields:
+        handler = self._back.get(fields.get("txnType", ""))
+        if handler is None:
+            raise BankError("32", "无此交易权限")
+        return handler(mer_id, fields)
+
+    def _refund(self, mer_id: str, fields: Fields) -> Fields:
+        if self._state.faults[self.channel].reject_refunds:
+            raise BankError("01", "交易失败: refunds refused (sandbox fault)")
+        order_id, amount, txn_time = _txn_fields(fields)
+        orig_qry_id, back_url = fields.get("origQryId", ""), fields.get("backUrl", "")
+        reserved = fields.get("reqReserved", "")
+        if fields.get("txnSubType") != "00" or not orig_qry_id or not back_url:
+            raise BankError("13", "报文交易要素缺失")
+        try:
+            codec.encode_kv({"reqReserved": reserved})
+        except ValueError:
+            raise BankError("10", "报文格式错误: reqReserved") from None
+        done = self._refunds.get((mer_id, order_id))
+        if done is not None:  # a replay of the same refund is accepted again, anything else is a duplicate
+            if (done.orig_qry_id, done.amount) != (orig_qry_id, amount):
+                raise BankError("12", "重复交易")
+            return self._refund_fields(done) | {"respCode": "00", "respMsg": OK_MSG}
+        trade = self.book.find(mer_id, trade_no=orig_qry_id)
+        if trade is None or trade.state is not TradeState.PAID:
+            raise BankError("35", "原交易不存在或状态不正确")
+        if trade.refunded + amount > trade.amount:
+            raise BankError("33", "交易金额超限: beyond the refundable balance")
+        now = self._state.clock.now()
+        refund = BankRefund(mer_id, order_id, codec.format_time(txn_time), _query_id(now), orig_qry_id, amount,
+                            back_url, reserved, now, f"{secrets.randbelow(10**6):06d}")
+        trade.refunds[order_id] = SimRefund(order_id, amount, now)
+        self._refunds[(mer_id, order_id)] = refund
+        answer = self._refund_fields(refund)
+        self._notify(back_url, answer | {"respCode": "00", "respMsg": OK_MSG}, refund.query_id)
+        return answer | {"respCode": "00", "respMsg": OK_MSG}
+
+    def _query(self, mer_id: str, fields: Fields) -> Fields:
+        order_id = fields.get("orderId", "")
+        try:
+            asked = codec.parse_time(fields.get("txnTime", ""))
+        except ValueError:
+            raise BankError("10", "报文格式错误: txnTime") from None
+        answer: Fields | None = None
+        trade = self.book.find(mer_id, order_id)
+        if trade is not None:
+            self._expire_if_due(trade)
+            if trade.state in (TradeState.PAID, TradeState.FAILED) and _near(trade.extra["txnTime"], asked):
+                paid = trade.state is TradeState.PAID
+                answer = self._payment_fields(trade) | {
+                    "origRespCode": "00" if paid else "01", "origRespMsg": OK_MSG if paid else "交易失败"}
+        refund = self._refunds.get((mer_id, order_id))
+        if answer is None and refund is not None and _near(refund.txn_time, asked):
+            answer = self._refund_fields(refund) | {"origRespCode": "00", "origRespMsg": OK_MSG}
+        if answer is None:
+            raise BankError(codec.NOT_FOUND_CODE, "查无此交易")
+        return answer | {"txnType": "00", "txnSubType": "00", "bizType": "000000", "respCode": "00",
+                         "respMsg": OK_MSG}
+
+    def _file(self, mer_id: str, fields: Fields) -> Fields:
+        mmdd = fields.get("settleDate", "")
+        day = codec.resolve_settle_date(mmdd, codec.beijing_date(self._state.clock.now()))
+        if (fields.get("txnType"), fields.get("fileType")) != ("76", "00") or day is None:
+            raise BankError("10", "报文格式错误: txnType 76, fileType 00, settleDate MMdd")
+        rows = [codec.statement_row(t.channel_trade_no, t.extra.get("traceNo", ""), t.out_trade_no,
+                                    t.extra["txnTime"], "01", t.amount, day, FEE_PPM)
+                for t in self.book.trades.values()
+                if t.merchant_id == mer_id and t.paid_at is not None and codec.beijing_date(t.paid_at) == day]
+        rows += [codec.statement_row(r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -r.amount, day, FEE_PPM)
+                 for r in self._refunds.values() if r.mer_id == mer_id and codec.beijing_date(r.at) == day]
+        name = f"INN{day:%y%m%d}01ZM_{mer_id}.csv"
+        content = codec.encode_file_content(codec.build_statement_zip(name, rows))
+        return _echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "settleDate": mmdd, "fileType": "00",
+                                "fileName": f"{mer_id}_{day:%Y%m%d}.zip", "fileContent": content}
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _payment_fields(self, trade: SimTrade) -> Fields:
+        fields = self._common(trade.merchant_id) | {
+            "txnType": "01", "txnSubType": "01", "bizType": "000201", "channelType": "07",
+            "orderId": trade.out_trade_no, "txnTime": trade.extra["txnTime"], "txnAmt": str(trade.amount),
+            "currencyCode": codec.CURRENCY_CNY, "queryId": trade.channel_trade_no,
+            "traceNo": trade.extra.get("traceNo", ""), "traceTime": trade.extra.get("traceTime", ""),
+        }
+        if trade.paid_at is not None:
+            fields |= {"settleAmt": str(trade.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
+                       "settleDate": codec.settle_date(codec.beijing_date(trade.paid_at))}
+        return fields
+
+    def _refund_fields(self, refund: BankRefund) -> Fields:
+        """Echoes `reqReserved` as sent — a nested `{k=v&…}` value in a raw k=v body."""
+        return self._common(refund.mer_id) | {
+            "txnType": "04", "txnSubType": "00", "bizType": "000201", "channelType": "07",
+            "orderId": refund.order_id, "txnTime": refund.txn_time, "txnAmt": str(refund.amount),
+            "currencyCode": codec.CURRENCY_CNY, "queryId": refund.query_id, "origQryId": refund.orig_qry_id,
+            "traceNo": refund.trace_no, "traceTime": codec.format_time(refund.at)[4:],
+            "settleAmt": str(refund.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
+            "settleDate": codec.settle_date(codec.beijing_date(refund.at)), "reqReserved": refund.req_reserved,
+        }
+
+    @staticmethod
+    def _common(mer_id: str) -> Fields:
+        return {"version": codec.VERSION, "encoding": codec.ENCODING, "signMethod": codec.SIGN_METHOD_RSA,
+                "accessType": "0", "merId": mer_id}
+
+    def _notify(self, url: str, fields: Fields, query_id: str) -> None:
+        """A back-notify: the signed result fields as a form POST to backUrl, delivered once HTTP 200 comes back."""
+        if not url:
+            return
+        signed = signing.sign_fields(fields, self._key, self._cert_id)
+        self._state.notifier.send(
+            Notification(
+                channel=self.channel, url=url, body=codec.encode_form(signed),
+                headers={"Content-Type": codec.FORM_CONTENT_TYPE}, accepted=lambda r: r.status_code == 200,
+                gaps_s=self._gaps, notify_id=f"{query_id}-{secrets.token_hex(4)}",
+            )
+        )
+
+    def _expire_if_due(self, trade: SimTrade) -> None:
+        """An unpaid trade dies at its payTimeout: the bank's only way of closing a gateway payment."""
+        if trade.state is TradeState.WAITING and trade.expire_at and self._state.clock.now() >= trade.expire_at:
+            trade.state, trade.closed_at = TradeState.CLOSED, trade.expire_at
+
+
+def _txn_fields(fields: Fields) -> tuple[str, int, datetime]:
+    """orderId, txnAmt (fen, > 0) and txnTime of a transaction request, or the bank's format refusal."""
+    order_id = fields.get("orderId", "")
+    try:
+        amount = codec.parse_fen(fields.get("txnAmt", ""))
+        txn_time = codec.parse_time(fields.get("txnTime", ""))
+    except ValueError as exc:
+        raise BankError("10", f"报文格式错误: {exc}") from None
+    if not codec.valid_order_id(order_id) or amount <= 0:
+        raise BankError("10", "报文格式错误: orderId or txnAmt")
+    return order_id, amount, txn_time
+
+
+def _echo(fields: Fields) -> Fields:
+    """Request fields an answer repeats, when they are plain enough to go back into a raw k=v body."""
+    return {k: fields[k] for k in _ECHO if k in fields and set(fields[k]) <= _SAFE}
+
+
+def _near(original: str, asked: datetime) -> bool:
+    return abs(codec.parse_time(original) - asked) <= TXN_TIME_TOLERANCE
+
+
+def _query_id(now: datetime) -> str:
+    """21 digits like UnionPay's: Beijing yyMMddHHmmss + 9 random digits."""
+    return codec.format_time(now)[2:] + f"{secrets.randbelow(10**9):09d}"
+
