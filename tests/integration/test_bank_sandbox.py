@@ -31,8 +31,8 @@ from tomato.channel.protocol import (
     TradeRef,
 )
 from tomato.channel.sandbox import SandboxState, alipay_simulator, create_sandbox_app
-from tomato.channel.sandbox.bank import NOTIFY_GAPS_S, BankSimulator
-from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
+from tomato.channel.sandbox.bank import APP_PATH, NOTIFY_GAPS_S, BankSimulator
+from tomato.core.crypto import generate_rsa_key, load_public_key, private_key_pem, public_key_pem
 
 SANDBOX = "http://sandbox.test"
 NOTIFY_URL = "http://platform.test/callbacks/bank/ca1"
@@ -92,8 +92,13 @@ class TimeoutASGITransport(httpx.AsyncBaseTransport):
 
 
 def bank_config(keys: dict[str, rsa.RSAPrivateKey], sim: BankSimulator) -> dict[str, str]:
-    return {"mer_id": MER_ID, "cert_id": CERT_ID, "private_key_pem": private_key_pem(keys["merchant"]),
-            "bank_public_key_pem": sim.public_key_pem, **BankSimulator.urls(SANDBOX)}
+    return {
+        "mer_id": MER_ID,
+        "cert_id": CERT_ID,
+        "private_key_pem": private_key_pem(keys["merchant"]),
+        "bank_public_key_pem": sim.public_key_pem,
+        **BankSimulator.urls(SANDBOX),
+    }
 
 
 @dataclass
@@ -106,15 +111,34 @@ class Env:
     app: FastAPI
     created: dict[str, datetime] = field(default_factory=dict)
 
+    def request(self, order_no: str, amount: int = 1234, expire_in: timedelta = timedelta(minutes=30)) -> CreateRequest:
+        """The platform's create request: it passes the order row's created_at (the same on every retry)."""
+        created_at = self.created.setdefault(order_no, datetime.now(UTC))
+        return CreateRequest(
+            order_no=order_no,
+            amount=amount,
+            subject="会员充值",
+            pay_method="BANK_WEB",
+            notify_url=NOTIFY_URL,
+            expire_at=created_at + expire_in,
+            return_url="https://shop.test/done",
+            created_at=created_at,
+        )
+
     async def create(self, order_no: str, amount: int = 1234, expire_in: timedelta = timedelta(minutes=30)) -> str:
-        """The platform's create: the order row's created_at is taken just before the adapter is called."""
-        self.created[order_no] = datetime.now(UTC)
-        result = await self.adapter.create(CreateRequest(
-            order_no=order_no, amount=amount, subject="会员充值", pay_method="BANK_WEB", notify_url=NOTIFY_URL,
-            expire_at=datetime.now(UTC) + expire_in, return_url="https://shop.test/done"))
-        assert result.status is ResultStatus.SUCCESS and result.pay_data is not None
+        result = await self.adapter.create(self.request(order_no, amount, expire_in))
+        assert result.status is ResultStatus.SUCCESS and result.pay_data is not None, result
         assert result.pay_data.type == "form_html"
         return str(result.pay_data.value)
+
+    async def pre_order(self, fields: dict[str, str], key: rsa.RSAPrivateKey) -> dict[str, str]:
+        """A hand-signed appTransReq.do call; the bank's verified answer fields."""
+        signed = signing.sign_fields(fields, key, CERT_ID)
+        response = await self.payer.post(APP_PATH, data=signed)
+        assert response.status_code == 200
+        answer = codec.parse_kv(response.text)
+        assert signing.verify_fields(answer, load_public_key(self.sim.public_key_pem))
+        return answer
 
     async def post_form(self, form_html: str) -> httpx.Response:
         """What the payer's browser does with the auto-submitting form."""
@@ -161,15 +185,11 @@ async def env(keys: dict[str, rsa.RSAPrivateKey]) -> AsyncIterator[Env]:
 # --- payments ----------------------------------------------------------------------------------------------
 
 
-async def test_browser_posts_the_form_then_payer_pays_by_order_no(
+async def test_scan_by_order_no_right_after_create_pays_and_notifies(
     env: Env, keys: dict[str, rsa.RSAPrivateKey]
 ) -> None:
+    """API.md §4: nobody posts the form; the pre-order alone lets the payer pay by order number."""
     form = await env.create("P20240101001")
-    assert (await env.scan(order_no="P20240101001", result="paid")).status_code == 404  # the bank never saw it
-
-    page = await env.post_form(form)
-    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "12.34" in page.text and "会员充值" in page.text
     unpaid = await env.adapter.query(env.ref("P20240101001"))
     assert (unpaid.status, unpaid.code) == (ResultStatus.WAITING, "34")
 
@@ -184,11 +204,16 @@ async def test_browser_posts_the_form_then_payer_pays_by_order_no(
     assert env.receiver.rejected == 0 and len(env.receiver.notifies) == 1
     notify = env.receiver.notifies[0]
     assert (notify.kind, notify.status, notify.order_no, notify.amount) == (
-        "payment", ResultStatus.SUCCESS, "P20240101001", 1234)
+        "payment",
+        ResultStatus.SUCCESS,
+        "P20240101001",
+        1234,
+    )
     assert notify.channel_trade_no == query_id and notify.paid_at is not None
     sent = dict(parse_qsl(env.receiver.bodies[0].decode(), keep_blank_values=True))
     assert sent["certId"] == env.sim.cert_id and signing.verify_fields(sent, keys["bank"].public_key())
     assert all(v != "" for v in sent.values())
+    assert sent["txnTime"] == codec.format_time(env.created["P20240101001"])  # the order's own creation time
 
     paid = await env.adapter.query(env.ref("P20240101001"))
     assert (paid.status, paid.channel_trade_no, paid.amount) == (ResultStatus.SUCCESS, query_id, 1234)
@@ -196,7 +221,86 @@ async def test_browser_posts_the_form_then_payer_pays_by_order_no(
 
     assert (await env.scan(order_no="P20240101001", result="paid")).status_code == 409
     assert (await env.scan(content=form, result="paid")).status_code == 409
+    page = await env.post_form(form)  # the browser arriving late lands on the same, paid trade
+    assert page.status_code == 200 and query_id in page.text and "PAID" in page.text
+
+
+async def test_form_post_after_the_pre_order_finds_the_same_trade(env: Env) -> None:
+    form = await env.create("P20240101010")
+    trade = env.sim.book.find(MER_ID, "P20240101010")
+    assert trade is not None and trade.state.value == "WAITING"
+    page = await env.post_form(form)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "12.34" in page.text and "会员充值" in page.text and trade.channel_trade_no in page.text
     assert (await env.post_form(form)).status_code == 200  # the same form again is the same trade
+    assert [t.out_trade_no for t in env.sim.book.trades.values()] == ["P20240101010"]
+    scanned = await env.scan(content=form, result="paid")
+    assert scanned.status_code == 200 and scanned.json()["channel_trade_no"] == trade.channel_trade_no
+
+
+async def test_form_with_other_terms_than_its_pre_order_is_refused(
+    env: Env, keys: dict[str, rsa.RSAPrivateKey]
+) -> None:
+    form = await env.create("P20240101011")
+    _, fields = codec.parse_form_html(form)
+    for change in ({"txnAmt": "1"}, {"backUrl": "http://evil.test/notify"}):
+        forged = signing.sign_fields({**fields, **change}, keys["merchant"], CERT_ID)  # validly signed
+        page = await env.payer.post(urlsplit(BankSimulator.urls(SANDBOX)["front_url"]).path, data=forged)
+        assert page.status_code == 400 and "重复交易" in page.text
+        forged_form = codec.form_html(BankSimulator.urls(SANDBOX)["front_url"], forged)
+        assert (await env.scan(content=forged_form, result="paid")).status_code == 404
+    trade = env.sim.book.find(MER_ID, "P20240101011")
+    assert trade is not None and (trade.amount, trade.notify_url, trade.state.value) == (1234, NOTIFY_URL, "WAITING")
+
+
+async def test_pre_order_is_idempotent_on_order_id_and_txn_time(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    _, fields = codec.parse_form_html(await env.create("P20240101012"))
+    first = await env.pre_order(fields, keys["merchant"])
+    again = await env.pre_order(fields, keys["merchant"])
+    assert first["respCode"] == again["respCode"] == "00"
+    assert first["tn"] == again["tn"] and len(first["tn"]) == 21
+    assert (first["orderId"], first["txnTime"]) == ("P20240101012", fields["txnTime"])
+    other_amount = await env.pre_order({**fields, "txnAmt": "1235"}, keys["merchant"])
+    later = codec.format_time(env.created["P20240101012"] + timedelta(seconds=1))
+    other_time = await env.pre_order({**fields, "txnTime": later}, keys["merchant"])
+    assert other_amount["respCode"] == other_time["respCode"] == "12" and "tn" not in other_amount
+    assert len(env.sim.book.trades) == 1
+
+    retried = await env.adapter.create(env.request("P20240101012"))  # the platform retrying its create
+    assert retried.status is ResultStatus.SUCCESS and len(env.sim.book.trades) == 1
+    refused = await env.adapter.create(env.request("P20240101012", amount=99))
+    assert (refused.status, refused.error, refused.code, refused.pay_data) == (
+        ResultStatus.FAIL,
+        ErrorClass.REJECTED,
+        "12",
+        None,
+    )
+
+
+async def test_pre_order_refuses_non_consumes_and_strangers(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    _, fields = codec.parse_form_html(await env.create("P20240101013"))
+    refund_like = await env.pre_order({**fields, "txnType": "04", "txnSubType": "00"}, keys["merchant"])
+    assert refund_like["respCode"] == "32"
+    stranger = await env.pre_order({**fields, "orderId": "P20240101014"}, keys["other"])
+    assert stranger["respCode"] == "11"
+    assert env.sim.book.find(MER_ID, "P20240101014") is None
+
+
+async def test_pre_order_faults_map_like_every_call(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    await env.faults(error_rate=1.0)
+    failed = await env.adapter.create(env.request("P20240101015"))
+    assert (failed.status, failed.error, failed.pay_data) == (ResultStatus.UNKNOWN, ErrorClass.SERVER, None)
+    assert env.sim.book.find(MER_ID, "P20240101015") is None
+    await env.faults(error_rate=0.0, timeout_rate=1.0)
+    transport = TimeoutASGITransport(httpx.ASGITransport(app=env.app), timeout_s=0.2)
+    async with guarded_client(0.2, transport=transport) as http:
+        late = await BankAdapter(parse_config(bank_config(keys, env.sim)), http).create(env.request("P20240101015"))
+    assert (late.status, late.error, late.pay_data) == (ResultStatus.UNKNOWN, ErrorClass.TIMEOUT, None)
+    assert env.sim.book.find(MER_ID, "P20240101015") is not None  # the bank did the work, the answer came late
+    await env.faults(timeout_rate=0.0)
+    await env.create("P20240101015")  # the platform's retry pre-orders the same trade
+    assert len(env.sim.book.trades) == 1
+    assert (await env.scan(order_no="P20240101015", result="paid")).status_code == 200
 
 
 async def test_scan_with_the_form_html_creates_and_pays(env: Env) -> None:
@@ -235,11 +339,14 @@ async def test_pay_timeout_closes_the_trade(env: Env) -> None:
     assert (await env.adapter.close(env.ref("P20240101005"))).status is ResultStatus.SUCCESS
 
 
-async def test_query_needs_the_original_txn_time(env: Env) -> None:
+async def test_query_needs_the_exact_original_txn_time(env: Env) -> None:
     await env.pay("P20240101006")
-    far = TradeRef("P20240101006", created_at=env.created["P20240101006"] - timedelta(hours=1))
-    result = await env.adapter.query(far)
-    assert (result.status, result.code) == (ResultStatus.WAITING, "34")
+    created = env.created["P20240101006"]
+    same_second = TradeRef("P20240101006", created_at=created.replace(microsecond=0))
+    assert (await env.adapter.query(same_second)).status is ResultStatus.SUCCESS  # txnTime has whole seconds
+    for off in (timedelta(seconds=1), timedelta(seconds=-1), timedelta(hours=1)):
+        result = await env.adapter.query(TradeRef("P20240101006", created_at=created + off))
+        assert (result.status, result.code) == (ResultStatus.WAITING, "34")
 
 
 # --- close -------------------------------------------------------------------------------------------------
@@ -247,7 +354,8 @@ async def test_query_needs_the_original_txn_time(env: Env) -> None:
 
 async def test_close_unpaid_and_paid(env: Env) -> None:
     assert (await env.adapter.close(TradeRef("P20240101007", created_at=datetime.now(UTC)))).status is (
-        ResultStatus.SUCCESS)  # never reached the bank
+        ResultStatus.SUCCESS
+    )  # never reached the bank
     form = await env.create("P20240101008")
     assert (await env.post_form(form)).status_code == 200
     closed = await env.adapter.close(env.ref("P20240101008"))
@@ -255,15 +363,26 @@ async def test_close_unpaid_and_paid(env: Env) -> None:
     query_id = await env.pay("P20240101009")
     refused = await env.adapter.close(env.ref("P20240101009"))
     assert (refused.status, refused.error, refused.code, refused.channel_trade_no) == (
-        ResultStatus.FAIL, ErrorClass.REJECTED, "ALREADY_PAID", query_id)
+        ResultStatus.FAIL,
+        ErrorClass.REJECTED,
+        "ALREADY_PAID",
+        query_id,
+    )
 
 
 # --- refunds -----------------------------------------------------------------------------------------------
 
 
 def refund_req(env: Env, refund_no: str, amount: int, query_id: str | None) -> RefundRequest:
-    return RefundRequest("P20240101020", refund_no, amount, 1234, NOTIFY_URL, channel_trade_no=query_id,
-                         order_created_at=env.created.get("P20240101020"))
+    return RefundRequest(
+        "P20240101020",
+        refund_no,
+        amount,
+        1234,
+        NOTIFY_URL,
+        channel_trade_no=query_id,
+        order_created_at=env.created.get("P20240101020"),
+    )
 
 
 async def test_refunds_partial_replay_beyond_and_full(env: Env) -> None:
@@ -279,7 +398,11 @@ async def test_refunds_partial_replay_beyond_and_full(env: Env) -> None:
     await env.state.notifier.drain()
     refund_notify = env.receiver.notifies[-1]
     assert (refund_notify.kind, refund_notify.status, refund_notify.order_no, refund_notify.refund_no) == (
-        "refund", ResultStatus.SUCCESS, "P20240101020", "R20240101001")
+        "refund",
+        ResultStatus.SUCCESS,
+        "P20240101020",
+        "R20240101001",
+    )
     assert (refund_notify.amount, refund_notify.channel_refund_no) == (234, partial.channel_refund_no)
 
     replay = await env.adapter.refund(refund_req(env, "R20240101001", 234, query_id))
@@ -290,6 +413,10 @@ async def test_refunds_partial_replay_beyond_and_full(env: Env) -> None:
     assert (confirmed.status, confirmed.amount, confirmed.channel_trade_no) == (ResultStatus.SUCCESS, 234, query_id)
     missing = await env.adapter.query_refund(RefundRef("P20240101020", "R20240101009", created_at=refund_at))
     assert (missing.status, missing.code) == (ResultStatus.WAITING, "34")
+    far = await env.adapter.query_refund(
+        RefundRef("P20240101020", "R20240101001", created_at=refund_at - timedelta(hours=1))
+    )
+    assert (far.status, far.code) == (ResultStatus.WAITING, "34")  # refunds: minutes of tolerance, not more
 
     beyond = await env.adapter.refund(refund_req(env, "R20240101002", 1001, query_id))  # 1000 left
     assert (beyond.status, beyond.error, beyond.code) == (ResultStatus.FAIL, ErrorClass.REJECTED, "33")
@@ -352,9 +479,21 @@ async def test_requests_signed_with_another_key_get_a_signed_refusal(
 
 
 async def test_hostile_request_values_get_a_signed_refusal(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
-    fields = {"version": "5.1.0", "encoding": "UTF-8", "signMethod": "01", "txnType": "04", "txnSubType": "00",
-              "bizType": "000201", "accessType": "0", "merId": MER_ID, "orderId": "R2024&{x", "txnTime": "{[",
-              "txnAmt": "{1&2", "origQryId": "1", "backUrl": NOTIFY_URL}
+    fields = {
+        "version": "5.1.0",
+        "encoding": "UTF-8",
+        "signMethod": "01",
+        "txnType": "04",
+        "txnSubType": "00",
+        "bizType": "000201",
+        "accessType": "0",
+        "merId": MER_ID,
+        "orderId": "R2024&{x",
+        "txnTime": "{[",
+        "txnAmt": "{1&2",
+        "origQryId": "1",
+        "backUrl": NOTIFY_URL,
+    }
     signed = signing.sign_fields(fields, keys["merchant"], CERT_ID)
     response = await env.payer.post(urlsplit(BankSimulator.urls(SANDBOX)["back_url"]).path, data=signed)
     assert response.status_code == 200
@@ -386,8 +525,74 @@ async def test_statement_lists_payments_and_refunds(env: Env) -> None:
     rows = {r["orderId"]: r for r in codec.read_statement(zipped)}
     assert set(rows) == {"P20240101020", "R20240101001", "P20240101050"}
     assert {k: rows["P20240101020"][k] for k in ("queryId", "txnType", "txnAmt", "settleAmt", "fee")} == {
-        "queryId": query_id, "txnType": "01", "txnAmt": "1234", "settleAmt": "1234", "fee": "7"}
+        "queryId": query_id,
+        "txnType": "01",
+        "txnAmt": "1234",
+        "settleAmt": "1234",
+        "fee": "7",
+    }
     assert {k: rows["R20240101001"][k] for k in ("queryId", "txnType", "settleAmt", "fee")} == {
-        "queryId": refund.channel_refund_no, "txnType": "04", "settleAmt": "-234", "fee": "-1"}
+        "queryId": refund.channel_refund_no,
+        "txnType": "04",
+        "settleAmt": "-234",
+        "fee": "-1",
+    }
     yesterday = codec.beijing_date(datetime.now(UTC)) - timedelta(days=1)
     assert codec.read_statement(await env.adapter.download_statement(yesterday)) == []
+
+
+# --- registration (a standalone `tomato sandbox`) -------------------------------------------------------------
+
+
+async def test_register_a_bank_merchant_over_http(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
+    mer_id, cert_id, key = "898310048990001", "70001", generate_rsa_key()
+    body = {"channel": "bank", "merchant_id": mer_id, "cert_id": cert_id, "public_key_pem": public_key_pem(key)}
+    registered = await env.payer.post("/sandbox/apps", json=body)
+    assert registered.status_code == 200, registered.text
+    assert registered.json() == {"channel": "bank", "merchant_id": mer_id, "cert_id": cert_id}
+    keys_page = (await env.payer.get("/sandbox/keys")).json()
+    assert keys_page["bank"] == env.sim.public_key_pem
+
+    raw = {**bank_config(keys, env.sim), "mer_id": mer_id, "cert_id": cert_id, "private_key_pem": private_key_pem(key)}
+    async with guarded_client(5.0, transport=httpx.ASGITransport(app=env.app)) as http:
+        adapter = BankAdapter(parse_config(raw), http)
+        created = await adapter.create(env.request("P20240101060"))
+        assert created.status is ResultStatus.SUCCESS, created
+        stale = BankAdapter(parse_config({**raw, "cert_id": "70002"}), http)
+        refused = await stale.create(env.request("P20240101061"))
+    assert (refused.status, refused.error, refused.code) == (ResultStatus.FAIL, ErrorClass.REJECTED, "11")
+    trade = env.sim.book.find(mer_id, "P20240101060")
+    assert trade is not None and env.sim.book.merchants[mer_id] == public_key_pem(key)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"merchant_id": "89831004899000"}, "merchant_id"),  # 14 characters
+        ({"merchant_id": "89831004899000-"}, "merchant_id"),
+        ({"cert_id": "7000a"}, "cert_id"),
+        ({"cert_id": None}, "cert_id"),
+        ({"public_key_pem": "not a key"}, "public_key_pem"),
+        ({"public_key_pem": ""}, "public_key_pem"),
+        ({"channel": "wechat"}, "channel"),
+        ({"channel": "alipay"}, "cert_id"),  # cert_id is the bank's alone
+    ],
+)
+async def test_registration_refuses_bad_input_with_422(env: Env, change: dict[str, Any], field: str) -> None:
+    body = {"channel": "bank", "merchant_id": "898310048990001", "cert_id": "70001",
+            "public_key_pem": public_key_pem(generate_rsa_key(1024)), **change}
+    response = await env.payer.post("/sandbox/apps", json={k: v for k, v in body.items() if v is not None})
+    assert response.status_code == 422, response.text
+    assert field in response.text
+    assert "898310048990001" not in env.sim.book.merchants
+
+
+async def test_registration_keeps_alipay_working(env: Env) -> None:
+    key = generate_rsa_key(1024)
+    body = {"channel": "alipay", "merchant_id": "2021000000000888", "public_key_pem": public_key_pem(key)}
+    registered = await env.payer.post("/sandbox/apps", json=body)
+    assert registered.status_code == 200, registered.text
+    assert registered.json() == {"channel": "alipay", "merchant_id": "2021000000000888"}
+    assert env.state.books["alipay"].merchants["2021000000000888"] == public_key_pem(key)
+    bad = await env.payer.post("/sandbox/apps", json={**body, "public_key_pem": "nope"})
+    assert bad.status_code == 422 and "public_key_pem" in bad.text

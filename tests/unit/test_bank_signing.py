@@ -60,8 +60,9 @@ def ref_verify(fields: dict[str, str], public: rsa.RSAPublicKey) -> bool:
     content = "&".join(k + "=" + fields[k] for k in sorted(fields) if k != "signature")
     hex_digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
     try:
-        public.verify(base64.b64decode(fields["signature"]), hex_digest.encode("ascii"), padding.PKCS1v15(),
-                      hashes.SHA256())
+        public.verify(
+            base64.b64decode(fields["signature"]), hex_digest.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+        )
     except (InvalidSignature, KeyError):
         return False
     return True
@@ -138,7 +139,9 @@ def test_parse_kv_keeps_nested_values_whole() -> None:
         "empty": "",
     }
     assert codec.parse_nested("{origOrderId=P1&origTxnTime=20240101100000}") == {
-        "origOrderId": "P1", "origTxnTime": "20240101100000"}
+        "origOrderId": "P1",
+        "origTxnTime": "20240101100000",
+    }
 
 
 def test_parse_kv_literals() -> None:
@@ -147,9 +150,7 @@ def test_parse_kv_literals() -> None:
     assert codec.parse_kv("") == {}
 
 
-@pytest.mark.parametrize(
-    "body", ["a={b=1&c=2", "a=[", "a=1&", "a=1&b", "=1", "a=1&a=2", "&a=1", "a={x}&b={[}"]
-)
+@pytest.mark.parametrize("body", ["a={b=1&c=2", "a=[", "a=1&", "a=1&b", "=1", "a=1&a=2", "&a=1", "a={x}&b={[}"])
 def test_parse_kv_refuses_malformed_bodies(body: str) -> None:
     with pytest.raises(ValueError):
         codec.parse_kv(body)
@@ -168,8 +169,11 @@ def test_encode_kv_refuses_values_that_would_not_parse_back() -> None:
 _plain = st.text(alphabet=st.characters(blacklist_characters="{}[]&=", codec="utf-8"), max_size=8)
 _nested = st.recursive(
     _plain,
-    lambda inner: st.builds(lambda ks, vs: "{" + "&".join(f"k{i}={v}" for i, v in enumerate(vs)) + "}",
-                            st.none(), st.lists(inner, min_size=1, max_size=3)),
+    lambda inner: st.builds(
+        lambda ks, vs: "{" + "&".join(f"k{i}={v}" for i, v in enumerate(vs)) + "}",
+        st.none(),
+        st.lists(inner, min_size=1, max_size=3),
+    ),
     max_leaves=8,
 )
 
@@ -185,7 +189,8 @@ def test_kv_round_trips_nested_values(fields: dict[str, str]) -> None:
 def test_form_html_escapes_and_parses_back(key: rsa.RSAPrivateKey) -> None:
     fields = signing.sign_fields(
         {"orderId": "T1", "frontUrl": 'https://r.test/?a=1&b="2"', "riskRateInfo": "{commodityName=<b>会员</b>}"},
-        key, "1",
+        key,
+        "1",
     )
     page = codec.form_html("https://bank.test/frontTransReq.do?x=1&y=2", fields)
     assert "<b>" not in page and "&quot;2&quot;" in page and 'method="post"' in page
@@ -227,8 +232,20 @@ def test_times_are_beijing_wall_clock() -> None:
 
 
 def test_file_content_is_base64_of_zlib_deflated_zip() -> None:
-    rows = [{"queryId": "1", "traceNo": "2", "orderId": "T1", "txnTime": "20240101100000", "txnType": "01",
-             "txnAmt": "1234", "settleDate": "0101", "settleAmt": "1234", "fee": "7", "respCode": "00"}]
+    rows = [
+        {
+            "queryId": "1",
+            "traceNo": "2",
+            "orderId": "T1",
+            "txnTime": "20240101100000",
+            "txnType": "01",
+            "txnAmt": "1234",
+            "settleDate": "0101",
+            "settleAmt": "1234",
+            "fee": "7",
+            "respCode": "00",
+        }
+    ]
     zipped = codec.build_statement_zip("INN24010101ZM_777290058110048.csv", rows)
     content = codec.encode_file_content(zipped)
     assert zlib.decompress(base64.b64decode(content)) == zipped  # what Java's Inflater(false) reads
@@ -265,10 +282,23 @@ def test_parse_config_accepts_pem_and_bare_base64(key: rsa.RSAPrivateKey) -> Non
     raw = _config(key)
     config = parse_config(raw)
     assert (config.mer_id, config.file_url) == ("777290058110048", None)
-    bare = parse_config({**raw, "private_key_pem": _bare(raw["private_key_pem"]),
-                         "bank_public_key_pem": _bare(raw["bank_public_key_pem"]), "file_url": "http://f.test/"})
+    bare = parse_config(
+        {
+            **raw,
+            "private_key_pem": _bare(raw["private_key_pem"]),
+            "bank_public_key_pem": _bare(raw["bank_public_key_pem"]),
+            "file_url": "http://f.test/",
+        }
+    )
     assert bare.file_url == "http://f.test/"
     assert "PRIVATE" not in repr(bare) and raw["private_key_pem"][40:80] not in repr(bare)
+
+
+def test_pre_order_url_is_app_url_else_derived_from_front_url(key: rsa.RSAPrivateKey) -> None:
+    raw = _config(key)
+    assert parse_config(raw).pre_order_url == "http://127.0.0.1:9100/bank/gateway/api/appTransReq.do"
+    real = "https://gateway.test.95516.com/gateway/api/appTransReq.do"
+    assert parse_config({**raw, "app_url": f" {real} "}).pre_order_url == real
 
 
 @pytest.mark.parametrize(
@@ -285,6 +315,8 @@ def test_parse_config_accepts_pem_and_bare_base64(key: rsa.RSAPrivateKey) -> Non
         ("query_url", "/relative/queryTrans.do"),
         ("file_url", "file:///etc/passwd"),
         ("file_url", 3),
+        ("app_url", "//bank.test/appTransReq.do"),
+        ("app_url", ""),
     ],
 )
 def test_parse_config_names_the_bad_field(key: rsa.RSAPrivateKey, field: str, value: object) -> None:

@@ -1,17 +1,19 @@
 """The bank simulator, modelled on UnionPay ACP 5.1.0 (channel-protocols.md §C).
 
-Endpoints: the front form (the payer's browser), back transactions (refunds), query and file transfer; every
-request is verified (merId, certId, signMethod 01 signature) and every answer is a signed raw `k=v&…` body.
-Choices where UnionPay is not known or not followed:
-- A payment exists once its signed front form reaches the bank: posted by a browser, or presented to
-  `POST /sandbox/scan` as `content` (the `form_html` itself). Scanning by `order_no` finds it after that; before,
-  the bank has never seen the order (the platform's create makes no server call) and the scan answers 404.
+Endpoints: the app pre-order, the front form (the payer's browser), back transactions (refunds), query and file
+transfer; every request is verified (merId, certId, signMethod 01 signature) and every answer is a signed raw
+`k=v&…` body. Choices where UnionPay is not known or not followed:
+- Web payments are pre-ordered (our deviation, mirrored in the adapter): create POSTs the signed consume to
+  `appTransReq.do` as ACP app payments do, and the trade (amount, backUrl, orderId, txnTime) exists from then on,
+  so `POST /sandbox/scan` by `order_no` finds it before any form is posted (API.md §4). The same orderId, txnTime,
+  amount and backUrl again answer the same `tn`; other terms answer respCode 12. A front form (a browser's, or the
+  scan's `content`) must match its pre-order likewise, or opens the trade itself when there was none.
 - Unpaid trades are unknown to queries (respCode 34, as for a consume nobody paid); after `payTimeout` the trade
   is closed and scans answer 409. There is no close API, so `ignore_close` does not apply.
 - Failed payments are notified too (UnionPay notifies successes only) so the platform learns within seconds.
 - Refunds are processed at once: the answer is respCode 00 (accepted), then a refund back-notify follows.
-- Queries match merId + orderId and accept a txnTime within `TXN_TIME_TOLERANCE` of the original (the platform
-  derives it from its own created_at; UnionPay wants the exact value).
+- Queries match merId + orderId + the exact txnTime, as UnionPay does; a refund's txnTime alone is accepted within
+  `TXN_TIME_TOLERANCE`: the platform sends the clock's now but queries with its refund row's created_at.
 - `signPubKeyCert` is not sent: accounts pin the bank's public key. Back-notifies count as delivered on HTTP 200
   and are retried after `notify_gaps_s` (unconfirmed for UnionPay), each divided by `state.time_scale`.
 - Reconciliation file: the real envelope with our CSV inside (`codec.build_statement_zip`); settleDate is the
@@ -34,6 +36,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.bank import codec, signing
+from tomato.channel.adapters.bank.config import APP_PATH
 from tomato.channel.sandbox.notifier import Notification
 from tomato.channel.sandbox.state import ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
 from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
@@ -47,9 +50,6 @@ NOTIFY_GAPS_S = (15.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)  # 15s,30s,1m,5m,30m,1
 TXN_TIME_TOLERANCE = timedelta(minutes=15)
 FEE_PPM = 6000  # 0.6 %, only for the reconciliation file
 OK_MSG = "成功[0000000]"
-_ECHO = ("version", "encoding", "signMethod", "txnType", "txnSubType", "bizType", "accessType", "merId",
-         "orderId", "txnTime")
-_SAFE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
 
 Fields = dict[str, str]
 
@@ -118,7 +118,7 @@ class BankSimulator:
 
     @staticmethod
     def urls(base_url: str) -> dict[str, str]:
-        """The account config URLs of a simulator served at `base_url`."""
+        """The account config URLs of a simulator at `base_url` (the adapter derives `app_url` from front_url)."""
         base = base_url.rstrip("/")
         return {"front_url": base + FRONT_PATH, "back_url": base + BACK_PATH, "query_url": base + QUERY_PATH,
                 "file_url": base + FILE_PATH}
@@ -126,7 +126,8 @@ class BankSimulator:
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_route(FRONT_PATH, self._front, methods=["POST"], include_in_schema=False)
-        for path, handler in ((BACK_PATH, self._back_trans), (QUERY_PATH, self._query), (FILE_PATH, self._file)):
+        for path, handler in ((APP_PATH, self._pre_order), (BACK_PATH, self._back_trans), (QUERY_PATH, self._query),
+                              (FILE_PATH, self._file)):
             router.add_api_route(path, self._endpoint(handler), methods=["POST"], include_in_schema=False)
         return router
 
@@ -148,7 +149,7 @@ class BankSimulator:
                     raise BankError("10", "报文格式错误") from None
                 answer = handler(self._authenticate(fields), fields)
             except BankError as exc:
-                answer = _echo(fields) | {"respCode": exc.code, "respMsg": exc.message}
+                answer = codec.echo(fields) | {"respCode": exc.code, "respMsg": exc.message}
             body = codec.encode_kv(signing.sign_fields(answer, self._key, self._cert_id))
             if stall:  # the work is done, the answer comes too late: the caller sees a timeout, outcome unknown
                 await asyncio.sleep(self._state.timeout_sleep_s)
@@ -157,9 +158,10 @@ class BankSimulator:
         return serve
 
     async def _front(self, request: Request) -> Response:
-        """The browser flow: the auto-submitted form creates the trade and lands on the bank's pay page."""
+        """The browser flow: the auto-submitted form finds its pre-order (or opens the trade), shows the pay page."""
         try:
-            trade = self._open_front_trade(codec.parse_form(await request.body()))
+            fields = codec.parse_form(await request.body())
+            trade = self._open_trade(self._authenticate(fields), fields)
             self._expire_if_due(trade)
         except (ValueError, BankError) as exc:
             text = html.escape(str(exc))
@@ -195,7 +197,7 @@ class BankSimulator:
                 return None
             try:
                 _, fields = codec.parse_form_html(content)
-                trade = self._open_front_trade(fields)
+                trade = self._open_trade(self._authenticate(fields), fields)
             except (ValueError, BankError):
                 return None
         elif order_no:
@@ -217,10 +219,15 @@ class BankSimulator:
 
     # --- transactions -------------------------------------------------------------------------------------
 
-    def _open_front_trade(self, fields: Fields) -> SimTrade:
-        mer_id = self._authenticate(fields)
+    def _pre_order(self, mer_id: str, fields: Fields) -> Fields:
+        """appTransReq.do: the consume is registered before any browser shows up; the answer carries its `tn`."""
+        trade = self._open_trade(mer_id, fields)
+        return codec.echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "tn": trade.extra["tn"]}
+
+    def _open_trade(self, mer_id: str, fields: Fields) -> SimTrade:
+        """The consume of a pre-order or a front form: the known trade when the terms match, else a new one."""
         if (fields.get("txnType"), fields.get("txnSubType"), fields.get("bizType")) != ("01", "01", "000201"):
-            raise BankError("32", "无此交易权限: the front endpoint takes consumes only")
+            raise BankError("32", "无此交易权限: consumes only (txnType 01, txnSubType 01, bizType 000201)")
         order_id, amount, txn_time = _txn_fields(fields)
         back_url = fields.get("backUrl", "")
         if urlsplit(back_url).scheme not in ("http", "https") or fields.get("currencyCode") != codec.CURRENCY_CNY:
@@ -230,20 +237,20 @@ class BankSimulator:
         except ValueError:
             raise BankError("10", "报文格式错误: payTimeout") from None
         try:
-            subject = codec.parse_nested(fields["riskRateInfo"]).get("commodityName") or order_id
-        except (KeyError, ValueError):
+            subject = codec.parse_nested(fields.get("riskRateInfo", "")).get("commodityName") or order_id
+        except ValueError:
             subject = order_id
         trade = self.book.find(mer_id, order_id)
         if trade is not None:
-            if trade.amount != amount or trade.extra["txnTime"] != fields["txnTime"]:
-                raise BankError("12", "重复交易")
+            if (trade.amount, trade.extra["txnTime"], trade.notify_url) != (amount, fields["txnTime"], back_url):
+                raise BankError("12", "重复交易: this orderId is known with other terms")
             return trade
         now = self._state.clock.now()
         trade = SimTrade(
-            channel=self.channel, merchant_id=mer_id, out_trade_no=order_id, channel_trade_no=_query_id(now),
+            channel=self.channel, merchant_id=mer_id, out_trade_no=order_id, channel_trade_no=codec.new_query_id(now),
             amount=amount, subject=subject, notify_url=back_url, created_at=now, expire_at=expire_at,
+            extra={"txnTime": codec.format_time(txn_time), "tn": codec.new_query_id(now)},
         )
-        trade.extra["txnTime"] = codec.format_time(txn_time)
         self.book.add(trade)
         return trade
 
@@ -276,7 +283,7 @@ class BankSimulator:
         if trade.refunded + amount > trade.amount:
             raise BankError("33", "交易金额超限: beyond the refundable balance")
         now = self._state.clock.now()
-        refund = BankRefund(mer_id, order_id, codec.format_time(txn_time), _query_id(now), orig_qry_id, amount,
+        refund = BankRefund(mer_id, order_id, codec.format_time(txn_time), codec.new_query_id(now), orig_qry_id, amount,
                             back_url, reserved, now, f"{secrets.randbelow(10**6):06d}")
         trade.refunds[order_id] = SimRefund(order_id, amount, now)
         self._refunds[(mer_id, order_id)] = refund
@@ -294,7 +301,7 @@ class BankSimulator:
         trade = self.book.find(mer_id, order_id)
         if trade is not None:
             self._expire_if_due(trade)
-            if trade.state in (TradeState.PAID, TradeState.FAILED) and _near(trade.extra["txnTime"], asked):
+            if trade.state in (TradeState.PAID, TradeState.FAILED) and trade.extra["txnTime"] == fields["txnTime"]:
                 paid = trade.state is TradeState.PAID
                 answer = self._payment_fields(trade) | {
                     "origRespCode": "00" if paid else "01", "origRespMsg": OK_MSG if paid else "交易失败"}
@@ -319,8 +326,8 @@ class BankSimulator:
                  for r in self._refunds.values() if r.mer_id == mer_id and codec.beijing_date(r.at) == day]
         name = f"INN{day:%y%m%d}01ZM_{mer_id}.csv"
         content = codec.encode_file_content(codec.build_statement_zip(name, rows))
-        return _echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "settleDate": mmdd, "fileType": "00",
-                                "fileName": f"{mer_id}_{day:%Y%m%d}.zip", "fileContent": content}
+        return codec.echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "settleDate": mmdd, "fileType": "00",
+                                     "fileName": f"{mer_id}_{day:%Y%m%d}.zip", "fileContent": content}
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -384,16 +391,8 @@ def _txn_fields(fields: Fields) -> tuple[str, int, datetime]:
     return order_id, amount, txn_time
 
 
-def _echo(fields: Fields) -> Fields:
-    """Request fields an answer repeats, when they are plain enough to go back into a raw k=v body."""
-    return {k: fields[k] for k in _ECHO if k in fields and set(fields[k]) <= _SAFE}
-
-
 def _near(original: str, asked: datetime) -> bool:
+    """Refunds only: the platform cannot name a refund's txnTime exactly (see the module docstring)."""
     return abs(codec.parse_time(original) - asked) <= TXN_TIME_TOLERANCE
 
-
-def _query_id(now: datetime) -> str:
-    """21 digits like UnionPay's: Beijing yyMMddHHmmss + 9 random digits."""
-    return codec.format_time(now)[2:] + f"{secrets.randbelow(10**9):09d}"
 

@@ -1,27 +1,47 @@
 """Wiring a standalone simulator (`tomato sandbox`) to a platform over HTTP.
 
 `GET /sandbox/keys` gives each channel's public key (to configure channel accounts with); `POST /sandbox/apps`
-registers a merchant-side public key under the channel's merchant id (Alipay `app_id`), as a channel's console
-would. `tomato dev` does the same in-process.
+registers a merchant-side public key under the channel's merchant id, as a channel's console would:
+
+    {"channel": "alipay", "merchant_id": "<app_id>", "public_key_pem": "…"}
+    {"channel": "bank", "merchant_id": "<merId>", "cert_id": "<decimal serial>", "public_key_pem": "…"}
+
+The bank also needs `cert_id`: ACP requests name their signing certificate by it and the simulator refuses any
+other. Bad input answers 422 naming the field. `tomato dev` does the same in-process.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from tomato.channel.sandbox.alipay import AlipaySimulator
+from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.state import SandboxState
 
+PublicKeyPem = Annotated[str, Field(min_length=1, max_length=8192)]
 
-class AppRegistration(BaseModel):
+
+class AlipayApp(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: Literal["alipay"]
-    merchant_id: str = Field(min_length=1, max_length=64)
-    public_key_pem: str = Field(min_length=1, max_length=8192)
+    merchant_id: str = Field(min_length=1, max_length=64)  # app_id
+    public_key_pem: PublicKeyPem
+
+
+class BankMerchant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["bank"]
+    merchant_id: str = Field(pattern=r"^[0-9A-Za-z]{15}$")  # merId: 15 letters or digits (§C2)
+    cert_id: str = Field(pattern=r"^[0-9]{1,40}$")  # the merchant certificate's decimal serial
+    public_key_pem: PublicKeyPem
+
+
+AppRegistration = Annotated[AlipayApp | BankMerchant, Field(discriminator="channel")]
 
 
 def create_registration_router(state: SandboxState) -> APIRouter:
@@ -34,12 +54,15 @@ def create_registration_router(state: SandboxState) -> APIRouter:
     @router.post("/apps")
     async def register(body: AppRegistration) -> dict[str, str]:
         simulator = state.simulators.get(body.channel)
-        if not isinstance(simulator, AlipaySimulator):
-            raise HTTPException(404, f"no {body.channel} simulator")
         try:
-            simulator.register_app(body.merchant_id, body.public_key_pem)
+            if isinstance(body, BankMerchant) and isinstance(simulator, BankSimulator):
+                simulator.register_merchant(body.merchant_id, body.cert_id, body.public_key_pem)
+                return {"channel": body.channel, "merchant_id": body.merchant_id, "cert_id": body.cert_id}
+            if isinstance(body, AlipayApp) and isinstance(simulator, AlipaySimulator):
+                simulator.register_app(body.merchant_id, body.public_key_pem)
+                return {"channel": body.channel, "merchant_id": body.merchant_id}
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
-        return {"channel": body.channel, "merchant_id": body.merchant_id}
+            raise HTTPException(422, f"public_key_pem: {exc}") from exc
+        raise HTTPException(404, f"no {body.channel} simulator")
 
     return router

@@ -4,7 +4,8 @@ Result mapping (respCode = the call's own outcome, origRespCode = the queried tr
 
 | flow         | answer                                              | result                                   |
 |--------------|-----------------------------------------------------|------------------------------------------|
-| create       | (no server call: signed form for the payer's browser) | SUCCESS, pay_data `form_html`          |
+| create       | pre-order 00 with `tn`                              | SUCCESS, pay_data `form_html`            |
+|              | pre-order 00 without `tn`, or naming another order  | UNKNOWN MALFORMED                        |
 | query        | 00 + origRespCode 00/A6                             | SUCCESS (queryId, txnAmt, paid_at)       |
 |              | 00 + origRespCode 03/04/05                          | WAITING (in process)                     |
 |              | respCode 34 (no such transaction: nobody paid yet)  | WAITING                                  |
@@ -20,26 +21,33 @@ Result mapping (respCode = the call's own outcome, origRespCode = the queried tr
 |              | signed respCode 03/04/05                            | UNKNOWN SERVER (query later)             |
 |              | signed other non-00 respCode                        | FAIL REJECTED, code = respCode           |
 
-txnTime: ACP identifies a transaction by merId + orderId + txnTime, but the platform does not store the txnTime
-that create sent. Create sends the clock's now; query derives the original's txnTime from `TradeRef.created_at`
-(refund queries from `RefundRef.created_at`) in Beijing time — the order row is written just before create is
-called, so both name the same moment to within the DB round trips (the simulator tolerates minutes).
+Create deviates from ACP web payments on purpose. A real B2C gateway payment makes no server call: the bank first
+hears of the trade when the payer's browser posts the front form. Our platform must be able to name the trade at
+the channel as soon as create answers (API.md §4: the sandbox pays it by `order_no`), so create first registers
+the consume server to server the way ACP's app pre-order does — the signed consume fields POSTed to
+`appTransReq.do` (config `app_url`, see `config.py`), answered with a signed `tn` — and only then hands out the
+auto-submitting form. The form carries exactly the pre-ordered fields and signature (nothing added after signing),
+so the bank matches it to the pre-order by merId + orderId + txnTime. `tn` is not returned: `channel_trade_no` is the
+bank's `queryId`, learned from the notify or a query.
+
+txnTime: ACP identifies a transaction by merId + orderId + txnTime. Create sends the order's creation time
+(`CreateRequest.created_at`, the clock only when absent), so a retried create pre-orders the same trade and a query
+from `TradeRef.created_at` names it exactly. A refund sends the clock's now (`RefundRequest` carries no creation
+time); its query uses `RefundRef.created_at`, the refund row's time, which is a moment earlier (the simulator
+tolerates minutes for refunds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 from hmac import compare_digest
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tomato.channel.adapters.bank import codec, signing
+from tomato.channel.adapters.bank.config import BankConfig, private_key, public_key
 from tomato.channel.protocol import (
     AckResponse,
     CallbackRejected,
@@ -54,71 +62,10 @@ from tomato.channel.protocol import (
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
-from tomato.core.crypto import load_private_key, load_public_key
 from tomato.core.errors import ChannelError
 
 PAY_METHOD = "BANK_WEB"
 ALREADY_PAID = "ALREADY_PAID"
-_URLS = ("front_url", "back_url", "query_url")
-_REQUIRED = ("mer_id", "cert_id", "private_key_pem", "bank_public_key_pem", *_URLS)
-
-
-@dataclass(frozen=True)
-class BankConfig:
-    mer_id: str  # 15 characters (§C2)
-    cert_id: str  # decimal serial of the merchant signing certificate
-    private_key_pem: str  # PKCS#1/PKCS#8 PEM or bare base64
-    bank_public_key_pem: str
-    front_url: str  # frontTransReq.do: the payer's browser posts the form here
-    back_url: str  # backTransReq.do: refunds
-    query_url: str  # queryTrans.do
-    file_url: str | None = None  # file-transfer host (optional: statements need it)
-
-    def __repr__(self) -> str:  # never print the private key
-        return f"BankConfig(mer_id={self.mer_id!r}, cert_id={self.cert_id!r}, front_url={self.front_url!r})"
-
-
-def parse_config(raw: Mapping[str, Any]) -> BankConfig:
-    """Validate a channel-account config dict; the ValueError names the first bad field."""
-    values: dict[str, str] = {}
-    for name in _REQUIRED:
-        value = raw.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{name}: required non-empty string")
-        values[name] = value.strip()
-    if len(values["mer_id"]) != 15 or not values["mer_id"].isalnum() or not values["mer_id"].isascii():
-        raise ValueError("mer_id: must be 15 letters or digits")
-    if not values["cert_id"].isdigit() or not values["cert_id"].isascii() or len(values["cert_id"]) > 40:
-        raise ValueError("cert_id: must be the decimal certificate serial number")
-    for name, load in (("private_key_pem", _private_key), ("bank_public_key_pem", _public_key)):
-        try:
-            load(values[name])
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-    file_url = raw.get("file_url")
-    if file_url is not None and (not isinstance(file_url, str) or not file_url.strip()):
-        raise ValueError("file_url: must be a non-empty string when given")
-    urls = {n: values[n] for n in _URLS} | ({"file_url": file_url.strip()} if file_url else {})
-    for name, url in urls.items():
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{name}: must be an absolute http(s) URL")
-    return BankConfig(
-        mer_id=values["mer_id"], cert_id=values["cert_id"], private_key_pem=values["private_key_pem"],
-        bank_public_key_pem=values["bank_public_key_pem"], front_url=values["front_url"],
-        back_url=values["back_url"], query_url=values["query_url"], file_url=urls.get("file_url"),
-    )
-
-
-@lru_cache(maxsize=128)
-def _private_key(text: str) -> rsa.RSAPrivateKey:
-    """Parsing validates the RSA key (slow); accounts are rebuilt often, their keys rarely change."""
-    return load_private_key(text)
-
-
-@lru_cache(maxsize=128)
-def _public_key(text: str) -> rsa.RSAPublicKey:
-    return load_public_key(text)
 
 
 class StatementUnavailable(ChannelError):
@@ -137,20 +84,22 @@ class BankAdapter:
         self._config = config
         self._http = http
         self._clock = clock or SystemClock()
-        self._private_key = _private_key(config.private_key_pem)
-        self._bank_key = _public_key(config.bank_public_key_pem)
+        self._private_key = private_key(config.private_key_pem)
+        self._bank_key = public_key(config.bank_public_key_pem)
 
     # --- flows ------------------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> ChannelResult:
+        """Pre-order the consume at the bank (so it knows the trade at once), then hand out the signed form."""
         if req.pay_method != PAY_METHOD:
             return _refused("PAY_METHOD_NOT_SUPPORTED", req.pay_method)
         if not codec.valid_order_id(req.order_no):
             return _refused("INVALID_ORDER_ID", "orderId must be 8-40 letters or digits")
+        txn_time = codec.format_time(req.created_at or self._clock.now())
         fields = self._base("01", "01", "000201") | {
             "channelType": "07",
             "orderId": req.order_no,
-            "txnTime": codec.format_time(self._clock.now()),
+            "txnTime": txn_time,
             "txnAmt": codec.fen_text(req.amount),
             "currencyCode": codec.CURRENCY_CNY,
             "frontUrl": req.return_url or _origin(req.notify_url),
@@ -159,8 +108,15 @@ class BankAdapter:
             "riskRateInfo": codec.encode_nested({"commodityName": _plain(req.subject)}),
         }
         signed = signing.sign_fields(fields, self._private_key, self._config.cert_id)
-        return ChannelResult(ResultStatus.SUCCESS, pay_data=PayData("form_html", codec.form_html(
-            self._config.front_url, signed)))
+        node = await self._send(self._config.pre_order_url, signed, "pre-order")
+        if isinstance(node, ChannelResult):
+            return node
+        if not node.get("tn"):
+            return ChannelResult.unknown(ErrorClass.MALFORMED, "pre-order: respCode 00 without tn")
+        if (node.get("orderId", req.order_no), node.get("txnTime", txn_time)) != (req.order_no, txn_time):
+            return ChannelResult.unknown(ErrorClass.MALFORMED, "pre-order: answer names another order")
+        return ChannelResult(ResultStatus.SUCCESS, pay_data=PayData(
+            "form_html", codec.form_html(self._config.front_url, signed)))
 
     async def query(self, ref: TradeRef) -> ChannelResult:
         return await self._query(ref.order_no, ref.created_at)
@@ -308,8 +264,14 @@ class BankAdapter:
     async def _call(
         self, url: str, fields: dict[str, str], op: str, *, not_found: ResultStatus | None = None
     ) -> dict[str, str] | ChannelResult:
-        """POST one signed form; the verified fields on respCode 00, else the mapped result."""
+        """Sign and POST one request; the verified answer fields on respCode 00, else the mapped result."""
         signed = signing.sign_fields(fields, self._private_key, self._config.cert_id)
+        return await self._send(url, signed, op, not_found=not_found)
+
+    async def _send(
+        self, url: str, signed: dict[str, str], op: str, *, not_found: ResultStatus | None = None
+    ) -> dict[str, str] | ChannelResult:
+        """POST already signed fields (create reuses them in its form): one error mapping for every call."""
         try:
             response = await self._http.post(
                 url, content=codec.encode_form(signed), headers={"Content-Type": codec.FORM_CONTENT_TYPE}

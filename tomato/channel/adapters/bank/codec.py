@@ -12,6 +12,7 @@ import csv
 import html
 import io
 import re
+import secrets
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -36,6 +37,9 @@ NOT_FOUND_CODE = "34"
 _ORDER_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
 _FEN = re.compile(r"^[0-9]{1,15}$")
 _OPENERS = {"{": "}", "[": "]"}
+_ECHO = ("version", "encoding", "signMethod", "txnType", "txnSubType", "bizType", "accessType", "merId", "orderId",
+         "txnTime")
+_ECHO_SAFE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
 STATEMENT_COLUMNS = (
     "queryId", "traceNo", "orderId", "txnTime", "txnType", "txnAmt", "settleDate", "settleAmt", "fee", "respCode",
 )
@@ -61,6 +65,11 @@ def parse_fen(text: str) -> int:
 def valid_order_id(value: str) -> bool:
     """ACP orderId: 8–40 letters and digits (no `-` or `_`)."""
     return bool(_ORDER_ID.match(value))
+
+
+def new_query_id(now: datetime) -> str:
+    """21 digits like UnionPay's `queryId` (and our simulated `tn`): Beijing yyMMddHHmmss + 9 random digits."""
+    return format_time(now)[2:] + f"{secrets.randbelow(10**9):09d}"
 
 
 # --- times ----------------------------------------------------------------------------------------------
@@ -174,6 +183,11 @@ def encode_kv(fields: Mapping[str, str]) -> str:
     if parse_kv(body) != dict(fields):
         raise ValueError("a value holds '&' outside brackets or unbalanced brackets")
     return body
+
+
+def echo(fields: Mapping[str, str]) -> dict[str, str]:
+    """The request fields an answer repeats (`_ECHO`), when plain enough to go back into a raw k=v body."""
+    return {k: fields[k] for k in _ECHO if k in fields and set(fields[k]) <= _ECHO_SAFE}
 
 
 def encode_nested(values: Mapping[str, str]) -> str:
