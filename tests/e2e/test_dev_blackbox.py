@@ -1,4 +1,4 @@
-"""Issue 3 acceptance 1, black-box: a client written from API.md alone against `tomato dev`."""
+"""Issues 3 and 4 acceptance 1, black-box: a client written from API.md alone against `tomato dev`, every method."""
 
 from __future__ import annotations
 
@@ -11,14 +11,37 @@ import pytest
 from tests.e2e.conftest import DevStack
 from tests.fixtures.merchant_client import MerchantClient
 
+CHANNEL_METHODS = {
+    "ALIPAY_QR": ("alipay", "qr_code"),
+    "ALIPAY_WAP": ("alipay", "redirect_url"),
+    "ALIPAY_PC": ("alipay", "redirect_url"),
+    "WECHAT_NATIVE": ("wechat", "qr_code"),
+    "WECHAT_JSAPI": ("wechat", "jsapi"),
+    "WECHAT_H5": ("wechat", "redirect_url"),
+    "BANK_WEB": ("bank", "form_html"),
+}
+EXTRA = {"WECHAT_JSAPI": {"payer": {"openid": "oSandboxPayer0001"}}, "WECHAT_H5": {"client_ip": "203.0.113.9"}}
+
+
+def _scan_body(order: dict) -> dict:  # type: ignore[type-arg]
+    """Scan the code the payer would see; BANK_WEB (an HTML form) and JSAPI are found by order number."""
+    value = order["pay_data"]["value"]
+    if order["pay_data"]["type"] in ("qr_code", "redirect_url"):
+        return {"content": value, "result": "paid"}
+    if order["pay_data"]["type"] == "jsapi":
+        return {"content": value["package"], "result": "paid"}
+    return {"order_no": order["order_no"], "result": "paid"}
+
 
 async def _pay_and_watch(stack: DevStack, client: MerchantClient, method: str) -> None:
-    r = await client.create_order(pay_method=method, return_url="https://shop.example/back")
+    r = await client.create_order(pay_method=method, return_url="https://shop.example/back", **EXTRA.get(method, {}))
     assert r.status_code == 201, r.text
     order = r.json()
-    assert order["status"] == "PAYING" and order["channel"] == "alipay"
+    channel, data_type = CHANNEL_METHODS[method]
+    assert order["status"] == "PAYING" and order["channel"] == channel
+    assert order["pay_data"]["type"] == data_type
     async with httpx.AsyncClient(base_url=stack.creds["sandbox_url"]) as sandbox:
-        scan = await sandbox.post("/sandbox/scan", json={"content": order["pay_data"]["value"], "result": "paid"})
+        scan = await sandbox.post("/sandbox/scan", json=_scan_body(order))
     assert scan.status_code == 200, scan.text
     started = time.monotonic()
     while True:
@@ -35,8 +58,8 @@ async def _pay_and_watch(stack: DevStack, client: MerchantClient, method: str) -
     assert count == 1
 
 
-@pytest.mark.parametrize("method", ["ALIPAY_QR", "ALIPAY_WAP", "ALIPAY_PC"])
-async def test_hmac_app_pays_every_alipay_method(dev_stack: DevStack, method: str) -> None:
+@pytest.mark.parametrize("method", list(CHANNEL_METHODS))
+async def test_hmac_app_pays_every_method(dev_stack: DevStack, method: str) -> None:
     async with httpx.AsyncClient(base_url=dev_stack.creds["base_url"]) as http:
         client = MerchantClient(http, dev_stack.creds["app_id"], secret=dev_stack.creds["app_secret"])
         await _pay_and_watch(dev_stack, client, method)

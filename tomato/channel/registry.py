@@ -12,6 +12,8 @@ from tomato.channel.adapters.alipay import AlipayAdapter
 from tomato.channel.adapters.alipay import parse_config as parse_alipay
 from tomato.channel.adapters.bank import BankAdapter
 from tomato.channel.adapters.bank import parse_config as parse_bank
+from tomato.channel.adapters.wechat import WechatAdapter
+from tomato.channel.adapters.wechat import parse_config as parse_wechat
 from tomato.channel.protocol import ChannelAdapter
 
 
@@ -31,7 +33,12 @@ def _bank(config: Mapping[str, Any], http: httpx.AsyncClient) -> ChannelAdapter:
     return BankAdapter(parse_bank(dict(config)), http)
 
 
+def _wechat(config: Mapping[str, Any], http: httpx.AsyncClient) -> ChannelAdapter:
+    return WechatAdapter(parse_wechat(dict(config)), http)
+
+
 FAMILIES: dict[str, ChannelFamily] = {
     "alipay": ChannelFamily("alipay", AlipayAdapter.pay_methods, lambda c: parse_alipay(dict(c)), _alipay),
+    "wechat": ChannelFamily("wechat", WechatAdapter.pay_methods, lambda c: parse_wechat(dict(c)), _wechat),
     "bank": ChannelFamily("bank", BankAdapter.pay_methods, lambda c: parse_bank(dict(c)), _bank),
 }

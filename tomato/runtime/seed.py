@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from tomato.bootstrap import Container
-from tomato.channel.sandbox.app import alipay_simulator, bank_simulator
+from tomato.channel.sandbox.app import alipay_simulator, bank_simulator, wechat_simulator
 from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.state import SandboxState
 from tomato.channel.schemas import ChannelAccountCreate, RoutingRuleCreate
@@ -84,6 +85,30 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
         )
     )
     accounts["bank"] = account.id
+
+    wechat = wechat_simulator(sandbox)
+    wechat_key = generate_rsa_key()
+    mchid = f"19{c.ids.next_int() % 10**8:08d}"
+    serial_no = secrets.token_hex(20).upper()
+    api_v3_key = secrets.token_hex(16)
+    wechat.register_merchant(mchid, serial_no, public_key_pem(wechat_key), api_v3_key)
+    account = await c.channels.create_account(
+        ChannelAccountCreate(
+            channel="wechat",
+            name="WeChat Pay simulator",
+            config={
+                "mchid": mchid,
+                "appid": f"wx{secrets.token_hex(8)}",
+                "serial_no": serial_no,
+                "private_key_pem": private_key_pem(wechat_key),
+                "api_v3_key": api_v3_key,
+                "platform_public_key_pem": wechat.public_key_pem,
+                "platform_public_key_id": wechat.public_key_id,
+                "base_url": sandbox_url,
+            },
+        )
+    )
+    accounts["wechat"] = account.id
     for channel, account_id in accounts.items():
         methods = [m for m, ch in CHANNEL_OF.items() if ch == channel]
         await c.channels.create_rule(

@@ -12,6 +12,7 @@ from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.payer import create_payer_router
 from tomato.channel.sandbox.registration import create_registration_router
 from tomato.channel.sandbox.state import SandboxState
+from tomato.channel.sandbox.wechat import WechatSimulator
 
 
 def alipay_simulator(state: SandboxState) -> AlipaySimulator:
@@ -30,8 +31,17 @@ def bank_simulator(state: SandboxState) -> BankSimulator:
     return BankSimulator(state)
 
 
+def wechat_simulator(state: SandboxState) -> WechatSimulator:
+    """The state's WeChat Pay simulator, created (with a fresh platform key) on first use."""
+    existing = state.simulators.get("wechat")
+    if isinstance(existing, WechatSimulator):
+        return existing
+    return WechatSimulator(state)
+
+
 def create_sandbox_app(state: SandboxState) -> FastAPI:
     alipay_simulator(state)
+    wechat_simulator(state)
     bank_simulator(state)
 
     @asynccontextmanager

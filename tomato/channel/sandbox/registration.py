@@ -5,6 +5,8 @@ registers a merchant-side public key under the channel's merchant id, as a chann
 
     {"channel": "alipay", "merchant_id": "<app_id>", "public_key_pem": "…"}
     {"channel": "bank", "merchant_id": "<merId>", "cert_id": "<decimal serial>", "public_key_pem": "…"}
+    {"channel": "wechat", "merchant_id": "<mchid>", "serial_no": "<hex>", "api_v3_key": "<32 chars>",
+     "public_key_pem": "…"}
 
 The bank also needs `cert_id`: ACP requests name their signing certificate by it and the simulator refuses any
 other. Bad input answers 422 naming the field. `tomato dev` does the same in-process.
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tomato.channel.sandbox.alipay import AlipaySimulator
 from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.state import SandboxState
+from tomato.channel.sandbox.wechat import WechatSimulator
 
 PublicKeyPem = Annotated[str, Field(min_length=1, max_length=8192)]
 
@@ -41,7 +44,17 @@ class BankMerchant(BaseModel):
     public_key_pem: PublicKeyPem
 
 
-AppRegistration = Annotated[AlipayApp | BankMerchant, Field(discriminator="channel")]
+class WechatMerchant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["wechat"]
+    merchant_id: str = Field(pattern=r"^[0-9]{1,32}$")  # mchid
+    serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")  # the merchant API certificate serial
+    api_v3_key: str = Field(pattern=r"^[\x20-\x7e]{32}$")  # encrypts notifies
+    public_key_pem: PublicKeyPem
+
+
+AppRegistration = Annotated[AlipayApp | BankMerchant | WechatMerchant, Field(discriminator="channel")]
 
 
 def create_registration_router(state: SandboxState) -> APIRouter:
@@ -49,7 +62,14 @@ def create_registration_router(state: SandboxState) -> APIRouter:
 
     @router.get("/keys")
     async def keys() -> dict[str, str]:
-        return {name: sim.public_key_pem for name, sim in state.simulators.items() if hasattr(sim, "public_key_pem")}
+        keys = {name: sim.public_key_pem for name, sim in state.simulators.items() if hasattr(sim, "public_key_pem")}
+        wechat = state.simulators.get("wechat")
+        if isinstance(wechat, WechatSimulator):
+            keys["wechat_public_key_id"] = wechat.public_key_id
+        bank = state.simulators.get("bank")
+        if isinstance(bank, BankSimulator):
+            keys["bank_cert_id"] = bank.cert_id
+        return keys
 
     @router.post("/apps")
     async def register(body: AppRegistration) -> dict[str, str]:
@@ -58,6 +78,13 @@ def create_registration_router(state: SandboxState) -> APIRouter:
             if isinstance(body, BankMerchant) and isinstance(simulator, BankSimulator):
                 simulator.register_merchant(body.merchant_id, body.cert_id, body.public_key_pem)
                 return {"channel": body.channel, "merchant_id": body.merchant_id, "cert_id": body.cert_id}
+            if isinstance(body, WechatMerchant) and isinstance(simulator, WechatSimulator):
+                simulator.register_merchant(body.merchant_id, body.serial_no, body.public_key_pem, body.api_v3_key)
+                return {
+                    "channel": body.channel,
+                    "merchant_id": body.merchant_id,
+                    "public_key_id": simulator.public_key_id,
+                }
             if isinstance(body, AlipayApp) and isinstance(simulator, AlipaySimulator):
                 simulator.register_app(body.merchant_id, body.public_key_pem)
                 return {"channel": body.channel, "merchant_id": body.merchant_id}

@@ -1,0 +1,86 @@
+"""A WeChat Pay channel account's config (API.md §4 keys, plus an optional platform certificate), validated.
+
+`platform_public_key_id` is normally the `PUB_KEY_ID_…` of the platform public key; an account set up in the older
+platform-certificate mode may give that certificate's hex serial instead. During WeChat's migration both kinds
+of serial arrive (§B3), so `platform_certificate_pem` may name a certificate that still signs alongside the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tomato.channel.adapters.wechat import signing
+
+_MCHID = re.compile(r"[0-9]{1,32}")
+_SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
+_KEY_ID = re.compile(r"PUB_KEY_ID_[0-9A-Za-z]{1,64}|[0-9A-Fa-f]{1,64}")  # public-key id, or a cert serial
+
+
+@dataclass(frozen=True)
+class WechatConfig:
+    mchid: str
+    appid: str
+    serial_no: str  # the merchant API certificate serial, sent in Authorization
+    private_key_pem: str  # merchant API key: PKCS#1/PKCS#8 PEM or bare base64
+    api_v3_key: str  # 32 ASCII characters: decrypts notifies
+    platform_public_key_pem: str
+    platform_public_key_id: str  # `PUB_KEY_ID_…`, or the serial of the platform certificate it came from
+    base_url: str  # origin only; requests go to base_url + /v3/…
+    platform_certificate_pem: str | None = None  # optional: a platform certificate still signing (migration)
+
+    def __repr__(self) -> str:  # never print the private key or the APIv3 key
+        return f"WechatConfig(mchid={self.mchid!r}, appid={self.appid!r}, base_url={self.base_url!r})"
+
+
+def parse_config(raw: Mapping[str, Any]) -> WechatConfig:
+    """Validate a channel-account config dict; the ValueError names the first bad field."""
+    values: dict[str, str] = {}
+    names = ("mchid", "appid", "serial_no", "private_key_pem", "api_v3_key", "platform_public_key_pem",
+             "platform_public_key_id", "base_url")
+    for name in names:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name}: required non-empty string")
+        values[name] = value if name == "api_v3_key" else value.strip()
+    for name, pattern in (("mchid", _MCHID), ("serial_no", _SERIAL), ("platform_public_key_id", _KEY_ID)):
+        if not pattern.fullmatch(values[name]):
+            raise ValueError(f"{name}: malformed")
+    key = values["api_v3_key"]
+    if len(key) != 32 or not key.isascii() or not key.isprintable():
+        raise ValueError("api_v3_key: must be exactly 32 printable ASCII characters")
+    for name, loader in (("private_key_pem", signing.private_key), ("platform_public_key_pem", signing.public_key)):
+        try:
+            loader(values[name])
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    url = urlsplit(values["base_url"])
+    try:
+        url.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ValueError("base_url: malformed port") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("base_url: must be an absolute http(s) URL")
+    if url.path not in ("", "/") or url.query or url.fragment or url.username or url.password:
+        raise ValueError("base_url: must be an origin without a path (requests go to base_url + /v3/…)")
+    values["base_url"] = f"{url.scheme}://{url.netloc}"
+    cert = raw.get("platform_certificate_pem") or None
+    if cert is not None:
+        try:
+            signing.certificate(cert.strip() if isinstance(cert, str) else "")
+        except ValueError as exc:
+            raise ValueError(f"platform_certificate_pem: {exc}") from None
+    return WechatConfig(**values, platform_certificate_pem=cert.strip() if isinstance(cert, str) else None)
+
+
+def platform_keys(config: WechatConfig) -> tuple[tuple[str, rsa.RSAPublicKey], ...]:
+    """Every (Wechatpay-Serial, key) WeChat may sign with for this account: the public key, then the certificate."""
+    keys = [(config.platform_public_key_id, signing.public_key(config.platform_public_key_pem))]
+    if config.platform_certificate_pem:
+        keys.append(signing.certificate(config.platform_certificate_pem))
+    return tuple(keys)
