@@ -15,7 +15,7 @@ from tests.fixtures.stack import admin
 from tomato.channel.models import RoutingRule
 from tomato.channel.protocol import CreateRequest, ErrorClass, ResultStatus, TradeRef
 from tomato.channel.routing import RouteCandidate, in_window, order_candidates
-from tomato.channel.sandbox import SandboxState, alipay_simulator, create_sandbox_app
+from tomato.channel.sandbox import SandboxState, alipay_simulator, create_sandbox_app, wechat_simulator
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
 
 SICK_HOST = "sick-sandbox.test"
@@ -38,8 +38,29 @@ async def _second_account(pay: PayStack, host: str, sandbox: SandboxState) -> st
     return str(r.json()["id"])
 
 
-async def _rule(pay: PayStack, candidates: list[dict[str, object]], **extra: object) -> dict:  # type: ignore[type-arg]
-    body = {"rank": 10, "pay_methods": ["ALIPAY_QR"], "candidates": candidates, **extra}
+async def _wechat_account(pay: PayStack, host: str, sandbox: SandboxState) -> str:
+    """A second WeChat Pay account on its own simulator instance, so faults hit only this account."""
+    sim = wechat_simulator(sandbox)
+    key, serial, v3_key = (
+        generate_rsa_key(),
+        "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        "0123456789abcdef0123456789abcdef",
+    )
+    sim.register_merchant("1900000777", serial, public_key_pem(key), v3_key)
+    pay.to_sandbox.apps_by_host[host] = create_sandbox_app(sandbox)
+    config = {"mchid": "1900000777", "appid": "wx0000000000000777", "serial_no": serial,
+              "private_key_pem": private_key_pem(key), "api_v3_key": v3_key,
+              "platform_public_key_pem": sim.public_key_pem, "platform_public_key_id": sim.public_key_id,
+              "base_url": f"http://{host}"}  # fmt: skip
+    r = await pay.http.post(
+        "/admin/channel-accounts", json={"channel": "wechat", "name": "sick", "config": config}, headers=admin()
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _rule(pay: PayStack, candidates: list[dict[str, object]], method: str = "ALIPAY_QR", **extra: object) -> dict:  # type: ignore[type-arg]
+    body = {"rank": 10, "pay_methods": [method], "candidates": candidates, **extra}
     r = await pay.http.post("/admin/routing-rules", json=body, headers=admin())
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -47,14 +68,16 @@ async def _rule(pay: PayStack, candidates: list[dict[str, object]], **extra: obj
 
 @pytest.fixture
 async def sick(db_url: str, tmp_path):  # type: ignore[no-untyped-def]
-    """Healthy seeded account (priority 2) and a second one (priority 1) whose simulator times out."""
+    """Two WECHAT_NATIVE accounts: the seeded healthy one (priority 2) and one (priority 1) whose simulator
+    times out."""
     settings = {"channel_timeout_s": 0.3, "breaker_fail_max": 3, "breaker_reset_timeout_s": 0.5}
     async with pay_stack(db_url, tmp_path, **settings) as pay:
         sick_sandbox = SandboxState(timeout_sleep_s=5.0)
-        sick_id = await _second_account(pay, SICK_HOST, sick_sandbox)
+        sick_id = await _wechat_account(pay, SICK_HOST, sick_sandbox)
         await _rule(pay, [{"channel_account_id": sick_id, "priority": 1, "weight": 100},
-                          {"channel_account_id": pay.accounts["alipay"], "priority": 2, "weight": 100}])  # fmt: skip
-        sick_sandbox.faults["alipay"].timeout_rate = 1.0
+                          {"channel_account_id": pay.accounts["wechat"], "priority": 2, "weight": 100}],
+                    method="WECHAT_NATIVE")  # fmt: skip
+        sick_sandbox.faults["wechat"].timeout_rate = 1.0
         yield pay, sick_id, sick_sandbox
         await sick_sandbox.aclose()
         if pay.c.db.dialect == "postgresql":
@@ -67,13 +90,13 @@ async def test_breaker_opens_skips_probes_once_and_closes(sick) -> None:
     pay, sick_id, sick_sandbox = sick
     # fail_max timeouts: each is an unknown outcome, so the order is not moved elsewhere (502), breaker counts it
     for _ in range(3):
-        r = await pay.client.create_order()
+        r = await pay.client.create_order(pay_method="WECHAT_NATIVE")
         assert r.status_code == 502 and r.json()["error"]["code"] == "CHANNEL_ERROR"
     assert pay.c.channels.breakers.view(sick_id).state == "open"
     calls_before = pay.to_sandbox.calls.get(SICK_HOST, 0)
     for _ in range(5):  # while open: orders succeed on the healthy account, none reaches the sick one
-        r = await pay.client.create_order()
-        assert r.status_code == 201 and r.json()["channel"] == "alipay"
+        r = await pay.client.create_order(pay_method="WECHAT_NATIVE")
+        assert r.status_code == 201 and r.json()["channel"] == "wechat"
     assert pay.to_sandbox.calls.get(SICK_HOST, 0) == calls_before
 
     async def half_open_due() -> None:
@@ -82,14 +105,14 @@ async def test_breaker_opens_skips_probes_once_and_closes(sick) -> None:
 
     await asyncio.wait_for(half_open_due(), 5)
     # half-open: exactly one probe reaches the sick account; concurrent orders go to the healthy one
-    results = await asyncio.gather(*(pay.client.create_order() for _ in range(6)))
+    results = await asyncio.gather(*(pay.client.create_order(pay_method="WECHAT_NATIVE") for _ in range(6)))
     assert pay.to_sandbox.calls.get(SICK_HOST, 0) == calls_before + 1
     assert sorted(r.status_code for r in results) == [201] * 5 + [502]
     assert pay.c.channels.breakers.view(sick_id).state == "open"  # the probe timed out again
     # the fault is removed: the next probe succeeds and closes the breaker
     sick_sandbox.reset_faults()
     await asyncio.wait_for(half_open_due(), 5)
-    r = await pay.client.create_order()
+    r = await pay.client.create_order(pay_method="WECHAT_NATIVE")
     assert r.status_code == 201
     assert pay.c.channels.breakers.view(sick_id).state == "closed"
     health = (await pay.http.get(f"/admin/channel-accounts/{sick_id}/health", headers=admin())).json()
@@ -101,7 +124,7 @@ async def test_breaker_opens_skips_probes_once_and_closes(sick) -> None:
 async def test_cancelled_call_never_counts_as_failure(sick) -> None:
     pay, sick_id, _ = sick
     adapter = await pay.c.channels.adapter(sick_id)
-    req = CreateRequest(order_no="P1", amount=100, subject="s", pay_method="ALIPAY_QR", notify_url="http://x/",
+    req = CreateRequest(order_no="P1", amount=100, subject="s", pay_method="WECHAT_NATIVE", notify_url="http://x/",
                         expire_at=datetime.now(UTC))  # fmt: skip
     for _ in range(5):
         task = asyncio.create_task(adapter.create(req))
