@@ -24,7 +24,6 @@ from tests.conftest import REQUIRE_SERVICES
 from tests.fixtures import stack as stack_fixtures
 from tests.fixtures.merchant_client import MerchantClient
 from tomato.bootstrap import bootstrap
-from tomato.channel.registry import FAMILIES
 from tomato.channel.sandbox.app import create_sandbox_app
 from tomato.channel.sandbox.state import SandboxState
 from tomato.gateway.app import create_app
@@ -273,7 +272,6 @@ async def test_unknown_link_is_a_not_found_page(live: LiveStack, browser: Any) -
     await ctx.close()
 
 
-@pytest.mark.skipif("wechat" not in FAMILIES, reason="the WeChat channel family is not registered yet")
 async def test_wechat_shows_jsapi_parameters_and_then_paid(live: LiveStack, browser: Any) -> None:
     from playwright.async_api import expect
 

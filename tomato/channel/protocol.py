@@ -15,6 +15,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tomato.core.errors import ChannelError
+
 
 class ResultStatus(StrEnum):
     SUCCESS = "SUCCESS"
@@ -105,6 +107,7 @@ class RefundRequest:
     reason: str | None = None
     channel_trade_no: str | None = None
     order_created_at: datetime | None = None
+    created_at: datetime | None = None  # when the refund was made (the bank's txnTime of the refund)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,14 @@ class AckResponse:
     status_code: int
     body: bytes = b""
     content_type: str = "text/plain"
+
+
+class StatementUnavailable(ChannelError):
+    """A statement could not be had; `result` says why (not ready, not configured, or an UNKNOWN outcome)."""
+
+    def __init__(self, result: ChannelResult, channel: str = "channel") -> None:
+        super().__init__(f"{channel} statement unavailable: {result.code or result.error}: {result.message}")
+        self.result = result
 
 
 class CallbackRejected(Exception):

@@ -3,8 +3,8 @@
 from tomato.channel.adapters.alipay.adapter import (
     AlipayAdapter,
     AlipayConfig,
-    StatementUnavailable,
     parse_config,
 )
+from tomato.channel.protocol import StatementUnavailable
 
-__all__ = ["AlipayAdapter", "AlipayConfig", "StatementUnavailable", "parse_config"]
+__all__ = ["StatementUnavailable", "AlipayAdapter", "AlipayConfig", "parse_config"]

@@ -29,11 +29,11 @@ from tomato.channel.protocol import (
     RefundRef,
     RefundRequest,
     ResultStatus,
+    StatementUnavailable,
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
 from tomato.core.crypto import load_private_key, load_public_key
-from tomato.core.errors import ChannelError
 
 SUCCESS_CODE = "10000"
 UNAVAILABLE_CODE = "20000"
@@ -91,14 +91,6 @@ def _public_key(text: str) -> rsa.RSAPublicKey:
     return load_public_key(text)
 
 
-class StatementUnavailable(ChannelError):
-    """The bill could not be downloaded; `result` says why (not ready yet, or an UNKNOWN transport outcome)."""
-
-    def __init__(self, result: ChannelResult) -> None:
-        super().__init__(f"alipay statement unavailable: {result.code or result.error}: {result.message}")
-        self.result = result
-
-
 class AlipayAdapter:
     channel = "alipay"
     pay_methods = frozenset({"ALIPAY_QR", "ALIPAY_WAP", "ALIPAY_PC"})
@@ -149,17 +141,18 @@ class AlipayAdapter:
             amount = codec.fen(str(node["total_amount"])) if "total_amount" in node else None
             if status in PAID_STATUSES:
                 paid_at = codec.parse_beijing(str(node["send_pay_date"])) if "send_pay_date" in node else None
-                return ChannelResult(
-                    ResultStatus.SUCCESS, channel_trade_no=trade_no, amount=amount, paid_at=paid_at
-                )
+                return ChannelResult(ResultStatus.SUCCESS, channel_trade_no=trade_no, amount=amount, paid_at=paid_at)
         except (ValueError, KeyError) as exc:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"trade.query: {exc}")
         if status == "WAIT_BUYER_PAY":
             return ChannelResult(ResultStatus.WAITING, code=status, channel_trade_no=trade_no, amount=amount)
         if status == "TRADE_CLOSED":
             return ChannelResult(
-                ResultStatus.FAIL, code="TRADE_CLOSED", message="closed unpaid, or fully refunded",
-                channel_trade_no=trade_no, amount=amount,
+                ResultStatus.FAIL,
+                code="TRADE_CLOSED",
+                message="closed unpaid, or fully refunded",
+                channel_trade_no=trade_no,
+                amount=amount,
             )
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"unknown trade_status {status!r}")
 
@@ -199,8 +192,9 @@ class AlipayAdapter:
         trade_no = _opt_str(node.get("trade_no"))
         if node.get("refund_status") != "REFUND_SUCCESS":
             # Code 10000 alone only says the query ran; no refund_status means not refunded (yet).
-            return ChannelResult(ResultStatus.WAITING, code=_opt_str(node.get("refund_status")),
-                                 channel_trade_no=trade_no)
+            return ChannelResult(
+                ResultStatus.WAITING, code=_opt_str(node.get("refund_status")), channel_trade_no=trade_no
+            )
         try:
             amount = codec.fen(str(node["refund_amount"])) if "refund_amount" in node else ref.amount
         except ValueError as exc:
@@ -250,18 +244,29 @@ class AlipayAdapter:
         if fields.get("refund_fee") or fields.get("out_biz_no"):
             # refund_fee is the trade's cumulative refunded amount, not this refund's: leave amount to the caller.
             return ChannelNotify(
-                kind="refund", status=ResultStatus.SUCCESS, order_no=order_no, channel_trade_no=trade_no,
-                refund_no=fields.get("out_biz_no") or None, raw=fields,
+                kind="refund",
+                status=ResultStatus.SUCCESS,
+                order_no=order_no,
+                channel_trade_no=trade_no,
+                refund_no=fields.get("out_biz_no") or None,
+                raw=fields,
             )
         trade_status = fields.get("trade_status")
         status = (
-            ResultStatus.SUCCESS if trade_status in PAID_STATUSES
-            else ResultStatus.FAIL if trade_status == "TRADE_CLOSED"
+            ResultStatus.SUCCESS
+            if trade_status in PAID_STATUSES
+            else ResultStatus.FAIL
+            if trade_status == "TRADE_CLOSED"
             else ResultStatus.WAITING
         )
         return ChannelNotify(
-            kind="payment", status=status, order_no=order_no, amount=amount, channel_trade_no=trade_no,
-            paid_at=paid_at, raw=fields,
+            kind="payment",
+            status=status,
+            order_no=order_no,
+            amount=amount,
+            channel_trade_no=trade_no,
+            paid_at=paid_at,
+            raw=fields,
         )
 
     def callback_ack(self, ok: bool, message: str = "") -> AckResponse:

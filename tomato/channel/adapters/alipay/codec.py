@@ -20,8 +20,21 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
 
 # Common request parameters (A2): they travel in the URL query of a POST, everything else in the form body.
 COMMON_PARAMS = frozenset(
-    {"app_id", "method", "format", "charset", "sign_type", "sign", "timestamp", "version", "notify_url",
-     "return_url", "app_auth_token", "app_cert_sn", "alipay_root_cert_sn"}
+    {
+        "app_id",
+        "method",
+        "format",
+        "charset",
+        "sign_type",
+        "sign",
+        "timestamp",
+        "version",
+        "notify_url",
+        "return_url",
+        "app_auth_token",
+        "app_cert_sn",
+        "alipay_root_cert_sn",
+    }
 )
 
 
@@ -31,7 +44,7 @@ def yuan(fen: int) -> str:
 
 
 def fen(yuan_text: str) -> int:
-    """"12.34" → 1234; raises MoneyFormatError (a ValueError) on anything that is not a yuan amount."""
+    """ "12.34" → 1234; raises MoneyFormatError (a ValueError) on anything that is not a yuan amount."""
     return yuan_to_fen(yuan_text)
 
 

@@ -32,9 +32,8 @@ bank's `queryId`, learned from the notify or a query.
 
 txnTime: ACP identifies a transaction by merId + orderId + txnTime. Create sends the order's creation time
 (`CreateRequest.created_at`, the clock only when absent), so a retried create pre-orders the same trade and a query
-from `TradeRef.created_at` names it exactly. A refund sends the clock's now (`RefundRequest` carries no creation
-time); its query uses `RefundRef.created_at`, the refund row's time, which is a moment earlier (the simulator
-tolerates minutes for refunds).
+from `TradeRef.created_at` names it exactly. A refund likewise sends its own creation time (`RefundRequest.created_at`,
+the clock only when absent), and its query names it by `RefundRef.created_at`, the same time.
 """
 
 from __future__ import annotations
@@ -59,21 +58,13 @@ from tomato.channel.protocol import (
     RefundRef,
     RefundRequest,
     ResultStatus,
+    StatementUnavailable,
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
-from tomato.core.errors import ChannelError
 
 PAY_METHOD = "BANK_WEB"
 ALREADY_PAID = "ALREADY_PAID"
-
-
-class StatementUnavailable(ChannelError):
-    """The reconciliation file could not be had; `result` says why (no file, not configured, or UNKNOWN)."""
-
-    def __init__(self, result: ChannelResult) -> None:
-        super().__init__(f"bank statement unavailable: {result.code or result.error}: {result.message}")
-        self.result = result
 
 
 class BankAdapter:
@@ -115,8 +106,9 @@ class BankAdapter:
             return ChannelResult.unknown(ErrorClass.MALFORMED, "pre-order: respCode 00 without tn")
         if (node.get("orderId", req.order_no), node.get("txnTime", txn_time)) != (req.order_no, txn_time):
             return ChannelResult.unknown(ErrorClass.MALFORMED, "pre-order: answer names another order")
-        return ChannelResult(ResultStatus.SUCCESS, pay_data=PayData(
-            "form_html", codec.form_html(self._config.front_url, signed)))
+        return ChannelResult(
+            ResultStatus.SUCCESS, pay_data=PayData("form_html", codec.form_html(self._config.front_url, signed))
+        )
 
     async def query(self, ref: TradeRef) -> ChannelResult:
         return await self._query(ref.order_no, ref.created_at)
@@ -126,14 +118,23 @@ class BankAdapter:
         found = await self.query(ref)
         if found.status is ResultStatus.SUCCESS:
             return ChannelResult(
-                ResultStatus.FAIL, ErrorClass.REJECTED, code=ALREADY_PAID, message="the payer already paid",
-                channel_trade_no=found.channel_trade_no, amount=found.amount, paid_at=found.paid_at,
+                ResultStatus.FAIL,
+                ErrorClass.REJECTED,
+                code=ALREADY_PAID,
+                message="the payer already paid",
+                channel_trade_no=found.channel_trade_no,
+                amount=found.amount,
+                paid_at=found.paid_at,
             )
         if found.status is ResultStatus.WAITING and found.code == codec.NOT_FOUND_CODE:
             return ChannelResult(ResultStatus.SUCCESS, code=found.code, message="no payment at the bank")
         if found.status is ResultStatus.FAIL and found.error is ErrorClass.NONE:
-            return ChannelResult(ResultStatus.SUCCESS, code=found.code, message="the payment failed at the bank",
-                                 channel_trade_no=found.channel_trade_no)
+            return ChannelResult(
+                ResultStatus.SUCCESS,
+                code=found.code,
+                message="the payment failed at the bank",
+                channel_trade_no=found.channel_trade_no,
+            )
         return found  # in process (WAITING), UNKNOWN, or a refused query
 
     async def refund(self, req: RefundRequest) -> ChannelResult:
@@ -153,7 +154,7 @@ class BankAdapter:
         fields = self._base("04", "00", "000201") | {
             "channelType": "07",
             "orderId": req.refund_no,
-            "txnTime": codec.format_time(self._clock.now()),
+            "txnTime": codec.format_time(req.created_at or self._clock.now()),
             "txnAmt": codec.fen_text(req.amount),
             "currencyCode": codec.CURRENCY_CNY,
             "origQryId": orig_qry_id,
@@ -164,8 +165,11 @@ class BankAdapter:
         if isinstance(node, ChannelResult):
             return node
         return ChannelResult(
-            ResultStatus.WAITING, code=node.get("respCode"), message=node.get("respMsg"),
-            channel_trade_no=node.get("origQryId") or orig_qry_id, channel_refund_no=node.get("queryId") or None,
+            ResultStatus.WAITING,
+            code=node.get("respCode"),
+            message=node.get("respMsg"),
+            channel_trade_no=node.get("origQryId") or orig_qry_id,
+            channel_refund_no=node.get("queryId") or None,
             amount=req.amount,
         )
 
@@ -177,8 +181,11 @@ class BankAdapter:
         if found.status is not ResultStatus.SUCCESS:
             return found
         return ChannelResult(
-            ResultStatus.SUCCESS, code=found.code, channel_trade_no=node.get("origQryId") or ref.channel_trade_no,
-            channel_refund_no=found.channel_trade_no, amount=ref.amount if found.amount is None else found.amount,
+            ResultStatus.SUCCESS,
+            code=found.code,
+            channel_trade_no=node.get("origQryId") or ref.channel_trade_no,
+            channel_refund_no=found.channel_trade_no,
+            amount=ref.amount if found.amount is None else found.amount,
         )
 
     async def download_statement(self, bill_date: date) -> bytes:
@@ -225,14 +232,24 @@ class BankAdapter:
         query_id = fields.get("queryId") or None
         if fields.get("txnType") == "01":
             return ChannelNotify(
-                kind="payment", status=status, order_no=order_id, amount=amount, channel_trade_no=query_id,
-                paid_at=when if status is ResultStatus.SUCCESS else None, raw=fields,
+                kind="payment",
+                status=status,
+                order_no=order_id,
+                amount=amount,
+                channel_trade_no=query_id,
+                paid_at=when if status is ResultStatus.SUCCESS else None,
+                raw=fields,
             )
         if fields.get("txnType") == "04":
             origin = _reserved(fields.get("reqReserved", "")).get("origOrderId")
             return ChannelNotify(
-                kind="refund", status=status, order_no=origin or order_id, amount=amount,
-                channel_trade_no=fields.get("origQryId") or None, refund_no=order_id, channel_refund_no=query_id,
+                kind="refund",
+                status=status,
+                order_no=origin or order_id,
+                amount=amount,
+                channel_trade_no=fields.get("origQryId") or None,
+                refund_no=order_id,
+                channel_refund_no=query_id,
                 raw=fields,
             )
         raise CallbackRejected(f"bank notify: unexpected txnType {fields.get('txnType')!r}")
@@ -245,8 +262,13 @@ class BankAdapter:
 
     def _base(self, txn_type: str, txn_sub_type: str, biz_type: str) -> dict[str, str]:
         return {
-            "version": codec.VERSION, "encoding": codec.ENCODING, "signMethod": codec.SIGN_METHOD_RSA,
-            "txnType": txn_type, "txnSubType": txn_sub_type, "bizType": biz_type, "accessType": "0",
+            "version": codec.VERSION,
+            "encoding": codec.ENCODING,
+            "signMethod": codec.SIGN_METHOD_RSA,
+            "txnType": txn_type,
+            "txnSubType": txn_sub_type,
+            "bizType": biz_type,
+            "accessType": "0",
             "merId": self._config.mer_id,
         }
 
@@ -315,8 +337,14 @@ def _map_query(node: Mapping[str, str], txn_at: datetime | None) -> ChannelResul
             txn_time = codec.parse_time(node["txnTime"]) if node.get("txnTime") else txn_at
             trace = node.get("traceTime")
             paid_at = codec.parse_trace_time(trace, txn_time) if trace and txn_time else txn_time
-            return ChannelResult(ResultStatus.SUCCESS, code=orig, message=message, channel_trade_no=query_id,
-                                 amount=amount, paid_at=paid_at)
+            return ChannelResult(
+                ResultStatus.SUCCESS,
+                code=orig,
+                message=message,
+                channel_trade_no=query_id,
+                amount=amount,
+                paid_at=paid_at,
+            )
     except ValueError as exc:
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"query: {exc}")
     if orig in codec.PENDING_CODES:

@@ -37,11 +37,30 @@ NOT_FOUND_CODE = "34"
 _ORDER_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
 _FEN = re.compile(r"^[0-9]{1,15}$")
 _OPENERS = {"{": "}", "[": "]"}
-_ECHO = ("version", "encoding", "signMethod", "txnType", "txnSubType", "bizType", "accessType", "merId", "orderId",
-         "txnTime")
+_ECHO = (
+    "version",
+    "encoding",
+    "signMethod",
+    "txnType",
+    "txnSubType",
+    "bizType",
+    "accessType",
+    "merId",
+    "orderId",
+    "txnTime",
+)
 _ECHO_SAFE = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
 STATEMENT_COLUMNS = (
-    "queryId", "traceNo", "orderId", "txnTime", "txnType", "txnAmt", "settleDate", "settleAmt", "fee", "respCode",
+    "queryId",
+    "traceNo",
+    "orderId",
+    "txnTime",
+    "txnType",
+    "txnAmt",
+    "settleDate",
+    "settleAmt",
+    "fee",
+    "respCode",
 )
 
 
@@ -231,7 +250,7 @@ def form_html(action: str, fields: Mapping[str, str]) -> str:
     return (
         '<!doctype html><html><head><meta charset="UTF-8"/><title>Redirecting to the bank</title></head><body>'
         f'<form id="pay_form" name="pay_form" action="{html.escape(action)}" method="post" accept-charset="UTF-8">'
-        f"{inputs}<noscript><button type=\"submit\">Continue to the bank</button></noscript></form>"
+        f'{inputs}<noscript><button type="submit">Continue to the bank</button></noscript></form>'
         '<script>document.getElementById("pay_form").submit();</script></body></html>'
     )
 
@@ -289,9 +308,18 @@ def statement_row(
 ) -> dict[str, str]:
     """One file row; `amount` is signed (refunds negative) and so are `settleAmt` and `fee`."""
     fee = proportional_fen(abs(amount), fee_ppm) * (1 if amount >= 0 else -1)
-    return {"queryId": query_id, "traceNo": trace_no, "orderId": order_id, "txnTime": txn_time,
-            "txnType": txn_type, "txnAmt": str(abs(amount)), "settleDate": settle_date(day),
-            "settleAmt": str(amount), "fee": str(fee), "respCode": "00"}
+    return {
+        "queryId": query_id,
+        "traceNo": trace_no,
+        "orderId": order_id,
+        "txnTime": txn_time,
+        "txnType": txn_type,
+        "txnAmt": str(abs(amount)),
+        "settleDate": settle_date(day),
+        "settleAmt": str(amount),
+        "fee": str(fee),
+        "respCode": "00",
+    }
 
 
 def build_statement_zip(name: str, rows: list[dict[str, str]]) -> bytes:

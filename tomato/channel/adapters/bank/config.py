@@ -77,9 +77,14 @@ def parse_config(raw: Mapping[str, Any]) -> BankConfig:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{name}: must be an absolute http(s) URL")
     return BankConfig(
-        mer_id=values["mer_id"], cert_id=values["cert_id"], private_key_pem=values["private_key_pem"],
-        bank_public_key_pem=values["bank_public_key_pem"], front_url=values["front_url"],
-        back_url=values["back_url"], query_url=values["query_url"], file_url=optional.get("file_url"),
+        mer_id=values["mer_id"],
+        cert_id=values["cert_id"],
+        private_key_pem=values["private_key_pem"],
+        bank_public_key_pem=values["bank_public_key_pem"],
+        front_url=values["front_url"],
+        back_url=values["back_url"],
+        query_url=values["query_url"],
+        file_url=optional.get("file_url"),
         app_url=optional.get("app_url"),
     )
 

@@ -28,10 +28,10 @@ from tomato.channel.protocol import (
     RefundRef,
     RefundRequest,
     ResultStatus,
+    StatementUnavailable,
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
-from tomato.core.errors import ChannelError
 
 USER_AGENT = "tomato-pay/0.1 (WeChatPay APIv3)"
 PAID_STATES = frozenset({"SUCCESS", "REFUND"})  # REFUND: paid, then (partly) refunded — the payment stands
@@ -43,12 +43,6 @@ NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_E
 CLOSED_CODES = frozenset({"ORDER_CLOSED", "ORDERCLOSED"})
 REFUND_FAILED = frozenset({"ABNORMAL", "CLOSED"})  # ABNORMAL: could not reach the payer's account; merchant must act
 _Body = dict[str, Any]
-class StatementUnavailable(ChannelError):
-    """The bill could not be had; `result` says why (not there, or an UNKNOWN transport/integrity outcome)."""
-
-    def __init__(self, result: ChannelResult) -> None:
-        super().__init__(f"wechat statement unavailable: {result.code or result.error}: {result.message}")
-        self.result = result
 
 
 class WechatAdapter:
@@ -88,8 +82,11 @@ class WechatAdapter:
         body = await self._call("POST", f"/v3/pay/transactions/{kind}", payload)
         if isinstance(body, ChannelResult):
             return body
-        field, pay_type = {"native": ("code_url", "qr_code"), "jsapi": ("prepay_id", "jsapi"),
-                           "h5": ("h5_url", "redirect_url")}[kind]
+        field, pay_type = {
+            "native": ("code_url", "qr_code"),
+            "jsapi": ("prepay_id", "jsapi"),
+            "h5": ("h5_url", "redirect_url"),
+        }[kind]
         value = body.get(field) if body else None
         if not isinstance(value, str) or not value:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"{kind} create answered without {field}")
@@ -101,8 +98,12 @@ class WechatAdapter:
         timestamp, nonce, package = str(int(self._clock.timestamp())), signing.nonce_str(), f"prepay_id={prepay_id}"
         pay_sign = signing.jsapi_pay_sign(self._private_key, self._config.appid, timestamp, nonce, package)
         return {
-            "appId": self._config.appid, "timeStamp": timestamp, "nonceStr": nonce, "package": package,
-            "signType": "RSA", "paySign": pay_sign,
+            "appId": self._config.appid,
+            "timeStamp": timestamp,
+            "nonceStr": nonce,
+            "package": package,
+            "signType": "RSA",
+            "paySign": pay_sign,
         }
 
     async def query(self, ref: TradeRef) -> ChannelResult:
@@ -122,13 +123,19 @@ class WechatAdapter:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"query: {exc}")
         if state in PAID_STATES:
-            return ChannelResult(ResultStatus.SUCCESS, code=str(state), channel_trade_no=trade_no, amount=amount,
-                                 paid_at=paid_at)
+            return ChannelResult(
+                ResultStatus.SUCCESS, code=str(state), channel_trade_no=trade_no, amount=amount, paid_at=paid_at
+            )
         if state in WAITING_STATES:
             return ChannelResult(ResultStatus.WAITING, code=str(state), channel_trade_no=trade_no, amount=amount)
         if state in FAILED_STATES:
-            return ChannelResult(ResultStatus.FAIL, code=str(state), message=_opt_str(body.get("trade_state_desc")),
-                                 channel_trade_no=trade_no, amount=amount)
+            return ChannelResult(
+                ResultStatus.FAIL,
+                code=str(state),
+                message=_opt_str(body.get("trade_state_desc")),
+                channel_trade_no=trade_no,
+                amount=amount,
+            )
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"unknown trade_state {state!r}")
 
     async def close(self, ref: TradeRef) -> ChannelResult:
@@ -178,8 +185,14 @@ class WechatAdapter:
             succeeded_at = codec.parse_time(done_at) if isinstance(done_at, str) else None
         except (ValueError, AttributeError) as exc:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"refund: {exc}")
-        return ChannelResult(result, code=str(status), channel_trade_no=trade_no, channel_refund_no=refund_id,
-                             amount=amount, paid_at=succeeded_at)
+        return ChannelResult(
+            result,
+            code=str(status),
+            channel_trade_no=trade_no,
+            channel_refund_no=refund_id,
+            amount=amount,
+            paid_at=succeeded_at,
+        )
 
     async def download_statement(self, bill_date: date) -> bytes:
         """The day's ALL trade bill, decompressed and checked against WeChat's SHA1 (§B9): UTF-8 CSV bytes."""
@@ -233,25 +246,42 @@ class WechatAdapter:
 
     def _payment_notify(self, data: _Body, raw: _Body) -> ChannelNotify:
         state = data.get("trade_state")
-        status = (ResultStatus.SUCCESS if state in PAID_STATES else ResultStatus.FAIL if state in FAILED_STATES
-                  else ResultStatus.WAITING)
+        status = (
+            ResultStatus.SUCCESS
+            if state in PAID_STATES
+            else ResultStatus.FAIL
+            if state in FAILED_STATES
+            else ResultStatus.WAITING
+        )
         return ChannelNotify(
-            kind="payment", status=status, order_no=_required(data, "out_trade_no"),
-            amount=codec.fen_field(data["amount"], "total"), channel_trade_no=_opt_str(data.get("transaction_id")),
-            paid_at=codec.parse_time(data["success_time"]) if status is ResultStatus.SUCCESS else None, raw=raw,
+            kind="payment",
+            status=status,
+            order_no=_required(data, "out_trade_no"),
+            amount=codec.fen_field(data["amount"], "total"),
+            channel_trade_no=_opt_str(data.get("transaction_id")),
+            paid_at=codec.parse_time(data["success_time"]) if status is ResultStatus.SUCCESS else None,
+            raw=raw,
         )
 
     def _refund_notify(self, event: str, data: _Body, raw: _Body) -> ChannelNotify:
-        status = {"REFUND.SUCCESS": ResultStatus.SUCCESS, "REFUND.ABNORMAL": ResultStatus.FAIL,
-                  "REFUND.CLOSED": ResultStatus.FAIL}.get(event)
+        status = {
+            "REFUND.SUCCESS": ResultStatus.SUCCESS,
+            "REFUND.ABNORMAL": ResultStatus.FAIL,
+            "REFUND.CLOSED": ResultStatus.FAIL,
+        }.get(event)
         if status is None:
             raise ValueError(f"unsupported event_type {event!r}")
         done_at = data.get("success_time") if status is ResultStatus.SUCCESS else None
         return ChannelNotify(
-            kind="refund", status=status, order_no=_required(data, "out_trade_no"),
-            amount=codec.fen_field(data["amount"], "refund"), channel_trade_no=_opt_str(data.get("transaction_id")),
-            refund_no=_required(data, "out_refund_no"), channel_refund_no=_opt_str(data.get("refund_id")),
-            paid_at=codec.parse_time(done_at) if isinstance(done_at, str) else None, raw=raw,  # the refund's time
+            kind="refund",
+            status=status,
+            order_no=_required(data, "out_trade_no"),
+            amount=codec.fen_field(data["amount"], "refund"),
+            channel_trade_no=_opt_str(data.get("transaction_id")),
+            refund_no=_required(data, "out_refund_no"),
+            channel_refund_no=_opt_str(data.get("refund_id")),
+            paid_at=codec.parse_time(done_at) if isinstance(done_at, str) else None,
+            raw=raw,  # the refund's time
         )
 
     def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
@@ -267,11 +297,21 @@ class WechatAdapter:
 
     def _headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
         auth = signing.authorization(
-            mchid=self._config.mchid, serial_no=self._config.serial_no, private_key=self._private_key,
-            method=method, url=url, body=body, timestamp=str(int(self._clock.timestamp())), nonce=signing.nonce_str(),
+            mchid=self._config.mchid,
+            serial_no=self._config.serial_no,
+            private_key=self._private_key,
+            method=method,
+            url=url,
+            body=body,
+            timestamp=str(int(self._clock.timestamp())),
+            nonce=signing.nonce_str(),
         )
-        headers = {"Authorization": auth, "Accept": "application/json", "User-Agent": USER_AGENT,
-                   "Wechatpay-Serial": self._config.platform_public_key_id}
+        headers = {
+            "Authorization": auth,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "Wechatpay-Serial": self._config.platform_public_key_id,
+        }
         if body:
             headers["Content-Type"] = "application/json"
         return headers
@@ -284,8 +324,9 @@ class WechatAdapter:
         content = codec.dumps(payload) if payload is not None else b""
         signed_url = url.raw_path.decode("ascii")  # path + ?query exactly as it goes on the wire
         try:
-            response = await self._http.request(method, url, content=content,
-                                                headers=self._headers(method, signed_url, content))
+            response = await self._http.request(
+                method, url, content=content, headers=self._headers(method, signed_url, content)
+            )
         except httpx.TransportError as exc:
             return _transport_result(exc)
         name = f"{method} {path.split('?')[0]}"

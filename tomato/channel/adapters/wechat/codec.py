@@ -144,17 +144,45 @@ def format_trade_bill(lines: Sequence[BillLine]) -> bytes:
         fees += line.fee
         money, zero = fen_to_yuan(line.amount), "0.00"
         cells = [
-            line.time.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"), line.appid, line.mchid, "0", "",
-            line.transaction_id, line.out_trade_no, line.openid, line.trade_type,
-            "REFUND" if is_refund else "SUCCESS", "OTHERS", "CNY", zero if is_refund else money, zero,
-            line.refund_id or "0", line.out_refund_no or "0", money if is_refund else zero, zero,
-            "ORIGINAL" if is_refund else "", "SUCCESS" if is_refund else "", line.description, "",
-            _fee(line.fee), line.fee_rate, zero if is_refund else money, money if is_refund else zero, "",
+            line.time.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+            line.appid,
+            line.mchid,
+            "0",
+            "",
+            line.transaction_id,
+            line.out_trade_no,
+            line.openid,
+            line.trade_type,
+            "REFUND" if is_refund else "SUCCESS",
+            "OTHERS",
+            "CNY",
+            zero if is_refund else money,
+            zero,
+            line.refund_id or "0",
+            line.out_refund_no or "0",
+            money if is_refund else zero,
+            zero,
+            "ORIGINAL" if is_refund else "",
+            "SUCCESS" if is_refund else "",
+            line.description,
+            "",
+            _fee(line.fee),
+            line.fee_rate,
+            zero if is_refund else money,
+            money if is_refund else zero,
+            "",
         ]
         rows.append(",".join("`" + cell.replace(",", "，") for cell in cells))
     rows.append(BILL_SUMMARY_HEADER)
-    summary = [str(len(lines)), fen_to_yuan(paid), fen_to_yuan(refunded), "0.00", _fee(fees), fen_to_yuan(paid),
-               fen_to_yuan(refunded)]
+    summary = [
+        str(len(lines)),
+        fen_to_yuan(paid),
+        fen_to_yuan(refunded),
+        "0.00",
+        _fee(fees),
+        fen_to_yuan(paid),
+        fen_to_yuan(refunded),
+    ]
     rows.append(",".join("`" + cell for cell in summary))
     return ("\r\n".join(rows) + "\r\n").encode("utf-8")
 

@@ -41,8 +41,16 @@ class WechatConfig:
 def parse_config(raw: Mapping[str, Any]) -> WechatConfig:
     """Validate a channel-account config dict; the ValueError names the first bad field."""
     values: dict[str, str] = {}
-    names = ("mchid", "appid", "serial_no", "private_key_pem", "api_v3_key", "platform_public_key_pem",
-             "platform_public_key_id", "base_url")
+    names = (
+        "mchid",
+        "appid",
+        "serial_no",
+        "private_key_pem",
+        "api_v3_key",
+        "platform_public_key_pem",
+        "platform_public_key_id",
+        "base_url",
+    )
     for name in names:
         value = raw.get(name)
         if not isinstance(value, str) or not value.strip():

@@ -85,8 +85,15 @@ def request_message(method: str, url: str, timestamp: str, nonce: str, body: byt
 
 
 def authorization(
-    *, mchid: str, serial_no: str, private_key: rsa.RSAPrivateKey, method: str, url: str, body: bytes,
-    timestamp: str, nonce: str,
+    *,
+    mchid: str,
+    serial_no: str,
+    private_key: rsa.RSAPrivateKey,
+    method: str,
+    url: str,
+    body: bytes,
+    timestamp: str,
+    nonce: str,
 ) -> str:
     """The `Authorization` header value for one request."""
     signature = rsa_sign_b64(private_key, request_message(method, url, timestamp, nonce, body))
@@ -105,7 +112,7 @@ def parse_authorization(header: str) -> dict[str, str]:
     for part in rest.split(","):
         match = _AUTH_ITEM.fullmatch(part)
         if match is None:
-            raise ValueError("authorization items are key=\"value\" pairs")
+            raise ValueError('authorization items are key="value" pairs')
         key, value = match.groups()
         if key in items:
             raise ValueError(f"authorization item {key} repeated")
@@ -116,9 +123,7 @@ def parse_authorization(header: str) -> dict[str, str]:
     return items
 
 
-def verify_request(
-    public_key: rsa.RSAPublicKey, items: Mapping[str, str], method: str, url: str, body: bytes
-) -> bool:
+def verify_request(public_key: rsa.RSAPublicKey, items: Mapping[str, str], method: str, url: str, body: bytes) -> bool:
     message = request_message(method, url, items["timestamp"], items["nonce_str"], body)
     return rsa_verify_b64(public_key, message, items["signature"])
 
@@ -218,17 +223,30 @@ def open_notify(api_v3_key: str, body: bytes) -> tuple[dict[str, Any], dict[str,
 
 
 def seal_notify(
-    api_v3_key: str, *, notify_id: str, create_time: str, event_type: str, summary: str, original_type: str,
+    api_v3_key: str,
+    *,
+    notify_id: str,
+    create_time: str,
+    event_type: str,
+    summary: str,
+    original_type: str,
     plaintext: bytes,
 ) -> bytes:
     """A notify body as WeChat sends it (§B7): the resource encrypted, AD = `original_type` (the simulator's side)."""
     nonce = resource_nonce()
-    return codec.dumps({
-        "id": notify_id, "create_time": create_time, "resource_type": "encrypt-resource", "event_type": event_type,
-        "summary": summary,
-        "resource": {
-            "original_type": original_type, "algorithm": AEAD_ALGORITHM,
-            "ciphertext": encrypt_resource(api_v3_key, nonce, original_type, plaintext),
-            "associated_data": original_type, "nonce": nonce,
-        },
-    })
+    return codec.dumps(
+        {
+            "id": notify_id,
+            "create_time": create_time,
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": summary,
+            "resource": {
+                "original_type": original_type,
+                "algorithm": AEAD_ALGORITHM,
+                "ciphertext": encrypt_resource(api_v3_key, nonce, original_type, plaintext),
+                "associated_data": original_type,
+                "nonce": nonce,
+            },
+        }
+    )
