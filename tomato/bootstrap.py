@@ -90,7 +90,7 @@ async def bootstrap(
     ids = await lease.acquire()
     clock = clock or SystemClock()
     relay = OutboxRelay(db, bus)
-    merchants = MerchantService(db, box, ids)
+    merchants = MerchantService(db, box, ids, webhook_allowed_networks=settings.webhook_allowed_networks)
     breakers = BreakerRegistry(
         cache, fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_timeout_s
     )
@@ -112,6 +112,8 @@ async def bootstrap(
         clock=clock,
         public_url=settings.public_url,
         compensation_time_scale=settings.compensation_time_scale,
+        refund_window_days=settings.refund_window_days,
+        webhook_allowed_networks=settings.webhook_allowed_networks,
         wake_relay=relay.notify,
     )
     container = Container(

@@ -212,3 +212,27 @@ async def test_unknown_order_is_404(pay) -> None:
     assert r.status_code == 404 and code(r) == "ORDER_NOT_FOUND"
     r = await pay.client.request("POST", "/v1/pay/orders/P123/close", {})
     assert r.status_code == 404 and code(r) == "ORDER_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/",
+        "http://localhost:8080/",
+    ],
+)
+async def test_private_notify_urls_are_refused_at_creation(pay, url: str) -> None:
+    r = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "notify_url": url})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "notify_url"
+    r = await pay.http.patch(f"/admin/apps/{pay.client.app_id}", json={"notify_url": url}, headers=admin())
+    assert r.status_code == 422
+    assert await order_rows(pay) == 0
+
+
+async def test_allow_listed_networks_are_accepted(pay) -> None:
+    pay.c.pay.deps.webhook_allowed_networks = "127.0.0.0/8"
+    r = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "notify_url": "http://127.0.0.1:9/hook"})
+    assert r.status_code == 201

@@ -87,8 +87,9 @@ class RecordingBus:
 async def write_events(db: Database, ids: Snowflake, n: int, event_type: str = "pay.succeeded") -> list[str]:
     async with db.uow() as uow:
         rows = [
-            add_event(uow.session, ids, event_type=event_type, aggregate_type="order", aggregate_id=f"P{i}",
-                      data={"i": i})
+            add_event(
+                uow.session, ids, event_type=event_type, aggregate_type="order", aggregate_id=f"P{i}", data={"i": i}
+            )
             for i in range(n)
         ]
         await uow.commit()
@@ -163,8 +164,9 @@ async def test_a_late_commit_with_a_lower_seq_is_still_published(db: Database, i
     bus = RecordingBus()
     relay = OutboxRelay(db, bus)
     async with db.uow() as slow:
-        late = add_event(slow.session, ids, event_type="pay.succeeded", aggregate_type="order",
-                         aggregate_id="P1", data={})  # seq taken now, committed last
+        late = add_event(
+            slow.session, ids, event_type="pay.succeeded", aggregate_type="order", aggregate_id="P1", data={}
+        )  # seq taken now, committed last
         early = await write_events(db, ids, 1)
         assert await relay.run_once() == 1
         assert bus.ids == early
@@ -204,8 +206,9 @@ async def test_oldest_unpublished_age(db: Database, ids: Snowflake) -> None:
     relay = OutboxRelay(db, RecordingBus())
     assert await relay.oldest_unpublished_age_s() == 0.0
     async with db.uow() as uow:
-        row = add_event(uow.session, ids, event_type="pay.succeeded", aggregate_type="order", aggregate_id="P1",
-                        data={})
+        row = add_event(
+            uow.session, ids, event_type="pay.succeeded", aggregate_type="order", aggregate_id="P1", data={}
+        )
         row.created_at = utcnow() - timedelta(hours=1)
         await uow.commit()
     await write_events(db, ids, 1)
@@ -359,8 +362,12 @@ async def rabbit_cleanup(amqp_url: str, amqp_prefix: str) -> AsyncIterator[list[
             await bus.close()
         connection = await aio_pika.connect(amqp_url)
         async with connection:
-            for kind, name in [("q", f"{amqp_prefix}.relay"), ("q", f"{amqp_prefix}.relay.dead"),
-                               ("x", f"{amqp_prefix}.events"), ("x", f"{amqp_prefix}.dlx")]:
+            for kind, name in [
+                ("q", f"{amqp_prefix}.relay"),
+                ("q", f"{amqp_prefix}.relay.dead"),
+                ("x", f"{amqp_prefix}.events"),
+                ("x", f"{amqp_prefix}.dlx"),
+            ]:
                 channel = await connection.channel()
                 with contextlib.suppress(Exception):
                     if kind == "q":

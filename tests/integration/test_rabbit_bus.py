@@ -135,7 +135,10 @@ async def test_published_messages_are_persistent_and_labelled(broker: Broker) ->
         got = await queue.get(timeout=5)
         assert got.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert (got.message_id, got.type, got.content_type, got.body) == (
-            sent.id, sent.type, "application/json", sent.body,
+            sent.id,
+            sent.type,
+            "application/json",
+            sent.body,
         )
         assert got.routing_key == "pay.succeeded"
         await got.ack()

@@ -83,9 +83,7 @@ def test_topic_matches(pattern: str, key: str, expected: bool) -> None:
 
 def test_topic_matches_agrees_with_amqp_semantics() -> None:
     keys = [".".join(w) for n in range(1, 5) for w in itertools.product(["a", "b"], repeat=n)]
-    patterns = [
-        ".".join(w) for n in range(1, 5) for w in itertools.product(["a", "b", "*", "#"], repeat=n)
-    ]
+    patterns = [".".join(w) for n in range(1, 5) for w in itertools.product(["a", "b", "*", "#"], repeat=n)]
     wrong = [(p, k) for p in patterns for k in keys if topic_matches(p, k) != amqp_topic_match(p, k)]
     assert wrong == []
 

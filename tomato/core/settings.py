@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     compensation_time_scale: float = Field(default=1.0, gt=0, description="divides compensation delays")
     sandbox_time_scale: float = Field(default=1.0, gt=0, description="divides the simulator's notify retries")
     webhook_time_scale: float = Field(default=1.0, gt=0, description="divides webhook retry delays")
+    webhook_retry_schedule: str = Field(
+        default="15,15,30,180,600,1200,1800,1800,1800,3600,10800,10800,10800,21600,21600",
+        description="seconds to wait after each failed webhook attempt (API.md §2); then FAILED",
+    )
+    webhook_concurrency: int = Field(default=128, ge=1, description="webhook attempts in flight per worker process")
     webhook_allowed_networks: str = Field(default="", description="CIDRs webhooks may reach despite SSRF guard")
     business_timezone: str = Field(default="Asia/Shanghai", description="time zone of business dates")
     refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")

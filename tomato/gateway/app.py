@@ -17,8 +17,9 @@ from tomato.gateway.metrics import Metrics
 from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import channels as admin_channels
+from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import merchants as admin_merchants
-from tomato.gateway.routers.v1 import pay_orders, platform, refunds
+from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,12 @@ def create_app(
     app.include_router(pay_orders.router)
     app.include_router(refunds.router)
     app.include_router(platform.router)
+    app.include_router(events.router)
     app.include_router(callbacks.router)
     app.include_router(cashier.router)
     app.include_router(admin_merchants.router)
     app.include_router(admin_channels.router)
+    app.include_router(admin_deliveries.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

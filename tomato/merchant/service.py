@@ -27,6 +27,7 @@ from tomato.core.crypto import (
 from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
 from tomato.core.ids import Snowflake
+from tomato.core.netguard import check_literal
 from tomato.merchant import repository as repo
 from tomato.merchant.errors import (
     AppDisabled,
@@ -65,8 +66,9 @@ class PlatformSigner:
 
 
 class MerchantService:
-    def __init__(self, db: Database, box: SecretBox, ids: Snowflake) -> None:
+    def __init__(self, db: Database, box: SecretBox, ids: Snowflake, *, webhook_allowed_networks: str = "") -> None:
         self._db = db
+        self._allowed_networks = webhook_allowed_networks
         self._box = box
         self._ids = ids
         self._auth_cache: dict[str, tuple[float, AppAuth]] = {}
@@ -108,6 +110,8 @@ class MerchantService:
     # --- apps ---------------------------------------------------------------------------------------
 
     async def create_app(self, mch_no: str, cmd: AppCreate) -> AppCreated:
+        if cmd.notify_url is not None:
+            check_literal(cmd.notify_url, self._allowed_networks)
         if cmd.sign_type == "RSA-SHA256" and not cmd.public_key_pem:
             raise InvalidRequest.field("public_key_pem", "required for RSA-SHA256 apps")
         if cmd.sign_type == "HMAC-SHA256" and cmd.public_key_pem:
@@ -144,6 +148,8 @@ class MerchantService:
         return _app_view(app, merchant.status if merchant else "FROZEN", list(keys))
 
     async def update_app(self, app_id: str, cmd: AppUpdate) -> AppView:
+        if cmd.notify_url is not None:
+            check_literal(cmd.notify_url, self._allowed_networks)
         async with self._db.uow() as uow:
             app = await repo.get_app(uow.session, app_id)
             if app is None:

@@ -15,3 +15,23 @@ class OutTradeNoConflict(Conflict):
 
 class OrderStateConflict(Conflict):
     code = "ORDER_STATE_CONFLICT"
+
+
+class RefundNotFound(NotFound):
+    code = "REFUND_NOT_FOUND"
+
+
+class OutRefundNoConflict(Conflict):
+    code = "OUT_REFUND_NO_CONFLICT"
+
+
+class RefundAmountExceeded(Conflict):
+    """More than the order's refundable remainder (amount minus its PENDING and SUCCEEDED refunds)."""
+
+    code = "REFUND_AMOUNT_EXCEEDED"
+
+
+class RefundNotAllowed(Conflict):
+    """The refund window has passed, or the order already has the most refunds a channel takes."""
+
+    code = "REFUND_NOT_ALLOWED"

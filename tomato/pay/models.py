@@ -1,4 +1,4 @@
-"""Tables of the pay context (private to it): orders, attempts, and anomalies finance must see."""
+"""Tables of the pay context (private to it): orders, attempts, refunds, and anomalies finance must see."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ class PayOrder(Base):
     cashier_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     refund_status: Mapped[str] = mapped_column(String(8), default="NONE")
+    # Σ amount of the order's PENDING and SUCCEEDED refunds: moved only by guarded UPDATEs (repository)
+    refund_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    refund_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # refunds ever accepted
     expire_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -81,3 +84,38 @@ class PayAnomaly(Base):
     kind: Mapped[str] = mapped_column(String(32))
     details: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Refund(Base):
+    """One refund of a SUCCEEDED order; its amount is reserved on the order from creation until it FAILS."""
+
+    __tablename__ = "refunds"
+
+    refund_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(32), index=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    mch_no: Mapped[str] = mapped_column(String(32))
+    out_refund_no: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    channel_account_id: Mapped[str] = mapped_column(String(32))
+    channel_refund_no: Mapped[str | None] = mapped_column(String(64))
+    failure_reason: Mapped[str | None] = mapped_column(String(256))
+    reason: Mapped[str | None] = mapped_column(String(256))
+    notify_url: Mapped[str | None] = mapped_column(String(512))
+    # when the channel acknowledged the request with a signed answer; NULL: it may never have arrived, so the
+    # compensation job sends it again (same refund_no, which every channel deduplicates) once a query finds nothing
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    query_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_query_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("app_id", "out_refund_no", name="uq_refunds_app_out_refund_no"),
+        Index("ix_refunds_status_next_query", "status", "next_query_at"),
+    )

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder
-from tomato.pay.states import OrderEvent, OrderStatus, sources
+from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
+from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
 
 
 async def get(s: AsyncSession, order_no: str) -> PayOrder | None:
@@ -91,3 +91,123 @@ async def attempts_of(s: AsyncSession, order_no: str) -> Sequence[PayAttempt]:
 
 def add_anomaly(s: AsyncSession, anomaly: PayAnomaly) -> None:
     s.add(anomaly)
+
+
+# --- refunds -----------------------------------------------------------------------------------------------
+# The order's `refund_reserved` is Σ amount of its PENDING and SUCCEEDED refunds and `refunded_amount` Σ of its
+# SUCCEEDED ones. Both move only through the guarded UPDATEs below, each in the unit of work of the refund's own
+# insert or compare-and-set, so concurrent refunds can never reserve more than the order amount.
+
+
+async def reserve_refund(s: AsyncSession, order_no: str, amount: int, max_count: int, now: datetime) -> bool:
+    """Reserves `amount` of a SUCCEEDED order's remainder and counts one refund; False when it does not fit."""
+    res = await s.execute(
+        update(PayOrder)
+        .where(
+            PayOrder.order_no == order_no,
+            PayOrder.status == OrderStatus.SUCCEEDED.value,
+            PayOrder.refund_reserved + amount <= PayOrder.amount,
+            PayOrder.refund_count < max_count,
+        )
+        .values(
+            refund_reserved=PayOrder.refund_reserved + amount,
+            refund_count=PayOrder.refund_count + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def release_refund(s: AsyncSession, order_no: str, amount: int, now: datetime) -> bool:
+    """Gives a FAILED refund's amount back to the remainder (never below what SUCCEEDED refunds hold)."""
+    res = await s.execute(
+        update(PayOrder)
+        .where(PayOrder.order_no == order_no, PayOrder.refund_reserved - amount >= PayOrder.refunded_amount)
+        .values(refund_reserved=PayOrder.refund_reserved - amount, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def add_refunded(s: AsyncSession, order_no: str, amount: int, now: datetime) -> bool:
+    """Counts a SUCCEEDED refund on the order: `refunded_amount`, and `refund_status` PARTIAL or FULL."""
+    total = PayOrder.refunded_amount + amount
+    res = await s.execute(
+        update(PayOrder)
+        .where(PayOrder.order_no == order_no, total <= PayOrder.refund_reserved)
+        .values(
+            refunded_amount=total,
+            refund_status=case((total >= PayOrder.amount, "FULL"), else_="PARTIAL"),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def get_refund(s: AsyncSession, refund_no: str) -> Refund | None:
+    return await s.get(Refund, refund_no)
+
+
+async def get_refund_for_app(s: AsyncSession, app_id: str, refund_no: str) -> Refund | None:
+    q = select(Refund).where(Refund.refund_no == refund_no, Refund.app_id == app_id)
+    return (await s.scalars(q)).first()
+
+
+async def refund_by_out_refund_no(s: AsyncSession, app_id: str, out_refund_no: str) -> Refund | None:
+    q = select(Refund).where(Refund.app_id == app_id, Refund.out_refund_no == out_refund_no)
+    return (await s.scalars(q)).first()
+
+
+async def refunds_of(s: AsyncSession, order_no: str) -> Sequence[Refund]:
+    q = select(Refund).where(Refund.order_no == order_no).order_by(Refund.created_at, Refund.refund_no)
+    return (await s.scalars(q)).all()
+
+
+async def refund_transition(s: AsyncSession, refund_no: str, event: RefundEvent, values: dict[str, Any]) -> bool:
+    """Moves the refund if (and only if) its current status allows `event`; True when this call moved it."""
+    allowed = [st.value for st in refund_sources(event)]
+    res = await s.execute(
+        update(Refund)
+        .where(Refund.refund_no == refund_no, Refund.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_refund_fields(s: AsyncSession, refund_no: str, status: RefundStatus, values: dict[str, Any]) -> bool:
+    """Updates non-state fields while the refund is still in `status` (query bookkeeping, acknowledgement)."""
+    res = await s.execute(
+        update(Refund)
+        .where(Refund.refund_no == refund_no, Refund.status == status.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def refunds_due_for_query(s: AsyncSession, now: datetime, limit: int) -> Sequence[Refund]:
+    q = (
+        select(Refund)
+        .where(Refund.status == RefundStatus.PENDING.value, Refund.next_query_at <= now)
+        .order_by(Refund.next_query_at)
+        .limit(limit)
+    )
+    return (await s.scalars(q)).all()
+
+
+async def make_pending_refunds_due(s: AsyncSession, order_no: str, channel_account_id: str, now: datetime) -> int:
+    """Brings the order's PENDING refunds forward to be queried now (a refund notify we could not pin down)."""
+    res = await s.execute(
+        update(Refund)
+        .where(
+            Refund.order_no == order_no,
+            Refund.channel_account_id == channel_account_id,
+            Refund.status == RefundStatus.PENDING.value,
+        )
+        .values(next_query_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(res.rowcount)  # type: ignore[attr-defined]

@@ -102,3 +102,40 @@ class PayOrderView(BaseModel):
 
 class CloseOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RefundCreate(BaseModel):
+    """`POST /v1/refunds`: the order by exactly one of `order_no`, `out_trade_no`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    order_no: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
+    out_trade_no: OutNo | None = None
+    out_refund_no: OutNo
+    amount: int = Field(ge=1)
+    reason: str | None = Field(default=None, min_length=1, max_length=80)  # WeChat's limit, the tightest
+    notify_url: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _one_order_reference(self) -> RefundCreate:
+        if (self.order_no is None) == (self.out_trade_no is None):
+            raise ValueError("give exactly one of order_no and out_trade_no")
+        return self
+
+    def request_hash(self) -> str:
+        """Every field after defaults, canonically serialised (the same rule as pay orders)."""
+        return sha256_hex(json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode())
+
+
+class RefundView(BaseModel):
+    """The API.md refund object, field for field (also the `data` of every refund.* event)."""
+
+    refund_no: str
+    order_no: str
+    out_refund_no: str
+    amount: int
+    status: str
+    channel_refund_no: str | None
+    failure_reason: str | None
+    created_at: str
+    succeeded_at: str | None

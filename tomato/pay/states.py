@@ -48,3 +48,32 @@ def sources(event: OrderEvent) -> list[OrderStatus]:
 
 def target(current: OrderStatus, event: OrderEvent) -> OrderStatus | None:
     return TRANSITIONS.get((current, event))
+
+
+class RefundStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class RefundEvent(StrEnum):
+    REFUNDED = "refunded"  # the channel says the money went back
+    REFUND_FAILED = "refund_failed"  # the channel definitely refused or failed it
+
+
+RS, RE = RefundStatus, RefundEvent
+
+# The refund state machine (DESIGN.md §5): PENDING is queried until final; both final states are final.
+REFUND_TRANSITIONS: dict[tuple[RefundStatus, RefundEvent], RefundStatus] = {
+    (RS.PENDING, RE.REFUNDED): RS.SUCCEEDED,
+    (RS.PENDING, RE.REFUND_FAILED): RS.FAILED,
+}
+
+
+def refund_sources(event: RefundEvent) -> list[RefundStatus]:
+    """The states from which `event` may move a refund: the `WHERE status IN (…)` of its compare-and-set."""
+    return [src for (src, ev) in REFUND_TRANSITIONS if ev is event]
+
+
+def refund_target(current: RefundStatus, event: RefundEvent) -> RefundStatus | None:
+    return REFUND_TRANSITIONS.get((current, event))

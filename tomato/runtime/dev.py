@@ -100,6 +100,7 @@ async def run_dev(
     serving = [asyncio.create_task(s.serve(), name=f"serve:{s.config.port}") for s in (gateway, simulator)]
     try:
         await loops.start_bus(c)
+        await loops.start_notice(c)
         await loops.start_relay(c)
         jobs.start()
         await _wait_healthy(sandbox_url)

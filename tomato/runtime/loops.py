@@ -39,6 +39,13 @@ class BackgroundLoops:
             except Exception:
                 delay = min(delay * 2, 30.0)
 
+    async def start_notice(self, c: Container) -> None:
+        """Webhooks (consumer, delivery worker, sweeper); subscribed before this returns, so call it before
+        start_relay: an in-process bus must never publish to nobody."""
+        from tomato.runtime.notice_loops import start_notice
+
+        self.tasks.append(await start_notice(c, self.stop))
+
     async def start_relay(self, c: Container) -> None:
         self.spawn(c.relay.run_forever(self.stop), "outbox-relay")
 

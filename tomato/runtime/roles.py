@@ -32,6 +32,7 @@ async def run_worker(settings: Settings) -> None:
     loops = BackgroundLoops()
     try:
         await loops.start_bus(c)
+        await loops.start_notice(c)
         await loops.start_relay(c)
         await _until_signal()
     finally:

@@ -36,9 +36,14 @@ async def _expiry(c: Container) -> int:
     return await c.pay.close_expired_orders()
 
 
+async def _refund_compensation(c: Container) -> int:
+    return await c.pay.query_pending_refunds()
+
+
 JOBS = (
     Job("pay.compensation", 5.0, _compensation),
     Job("pay.expiry", 10.0, _expiry),
+    Job("pay.refund_compensation", 5.0, _refund_compensation),
 )
 
 

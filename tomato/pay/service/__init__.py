@@ -6,14 +6,15 @@ from tomato.channel.protocol import ChannelNotify
 from tomato.merchant.schemas import AppAuth
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound
-from tomato.pay.schemas import PayOrderCreate, PayOrderView
-from tomato.pay.service import close, confirm, create, jobs
+from tomato.pay.schemas import PayOrderCreate, PayOrderView, RefundCreate, RefundView
+from tomato.pay.service import close, confirm, create, jobs, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.refunds import RefundPolicy
 from tomato.pay.service.views import order_view
 
-__all__ = ["CashierStart", "Outcome", "PayDeps", "PayService"]
+__all__ = ["CashierStart", "Outcome", "PayDeps", "PayService", "RefundPolicy"]
 
 
 class PayService:
@@ -41,7 +42,9 @@ class PayService:
         return await close.close_order(self.deps, app_id, order_no)
 
     async def apply_notify(self, channel_account_id: str, notify: ChannelNotify) -> Outcome:
-        """A verified channel notify for a payment; refunds come with their own issue."""
+        """A verified channel notify: a payment's or a refund's."""
+        if notify.kind == "refund":
+            return await refunds.apply_refund_notify(self.deps, channel_account_id, notify)
         if notify.kind != "payment":
             return Outcome.UNCHANGED
         report = PaymentReport(
@@ -53,6 +56,26 @@ class PayService:
             paid_at=notify.paid_at,
         )
         return await confirm.apply_report(self.deps, report)
+
+    async def create_refund(
+        self, app: AppAuth, cmd: RefundCreate, policy: RefundPolicy | None = None
+    ) -> tuple[RefundView, bool]:
+        """The refund and whether it was created now (201) rather than found by out_refund_no (200)."""
+        default = RefundPolicy(window_days=self.deps.refund_window_days)
+        return await refunds.create_refund(self.deps, app, cmd, policy or default)
+
+    async def get_refund(self, app_id: str, refund_no: str) -> RefundView:
+        return await refunds.get_refund(self.deps, app_id, refund_no)
+
+    async def find_refund(self, app_id: str, out_refund_no: str) -> RefundView:
+        return await refunds.find_refund(self.deps, app_id, out_refund_no)
+
+    async def refund_notify_url(self, refund_no: str) -> str | None:
+        """For webhooks: the refund's notify_url, else its order's (None: the app's default applies)."""
+        return await refunds.refund_notify_url(self.deps, refund_no)
+
+    async def query_pending_refunds(self) -> int:
+        return await refunds.query_pending_refunds(self.deps)
 
     async def query_stuck_orders(self) -> int:
         return await jobs.query_stuck_orders(self.deps)

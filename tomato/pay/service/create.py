@@ -50,6 +50,7 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     MerchantService.ensure_usable(app, cmd.pay_method.value)
     if cmd.amount > app.amount_limit:
         raise InvalidRequest.field("amount", f"exceeds this app's limit of {app.amount_limit}")
+    deps.check_notify_url(cmd.notify_url)
     digest = cmd.request_hash()
     async with deps.db.uow() as uow:
         existing = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)

@@ -9,6 +9,7 @@ from tomato.channel.service import ChannelService
 from tomato.core.clock import Clock
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
+from tomato.core.netguard import check_literal
 from tomato.merchant.service import MerchantService
 
 
@@ -21,7 +22,14 @@ class PayDeps:
     clock: Clock
     public_url: str
     compensation_time_scale: float = 1.0
+    refund_window_days: int = 365
+    webhook_allowed_networks: str = ""  # CIDRs a notify_url may name despite the SSRF guard
     wake_relay: Callable[[], None] = field(default=lambda: None)
+
+    def check_notify_url(self, url: str | None) -> None:
+        """Refuses literal loopback/private/link-local webhook targets at creation (delivery re-checks DNS)."""
+        if url is not None:
+            check_literal(url, self.webhook_allowed_networks)
 
     def callback_url(self, channel: str, account_id: str) -> str:
         return f"{self.public_url.rstrip('/')}/callbacks/{channel}/{account_id}"

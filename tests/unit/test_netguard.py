@@ -1,0 +1,168 @@
+"""Issue 6 acceptance 4: the SSRF guard — literal addresses at creation, resolved addresses at delivery, pinning."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpcore
+import httpx
+import pytest
+
+from tomato.core.errors import InvalidRequest
+from tomato.core.netguard import (
+    AddressNotAllowed,
+    PinnedBackend,
+    PinnedTransport,
+    check_literal,
+    literal_address,
+    resolve_and_check,
+)
+
+REFUSED = [
+    "http://127.0.0.1/hook", "http://10.0.0.1/hook", "http://[::1]/hook", "http://127.1/", "http://2130706433/",
+    "http://0x7f000001/", "http://017700000001/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/",
+    "http://169.254.169.254/latest/meta-data", "http://0.0.0.0:8080/", "http://192.168.1.10/", "http://172.16.0.1/",
+    "http://100.64.0.1/", "http://[fe80::1]/", "http://[fc00::1]/", "http://224.0.0.1/", "http://localhost:9000/x",
+    "http://api.localhost/", "https://user:pw@10.1.2.3:8443/x", "http://[::]/",
+]  # fmt: skip
+ACCEPTED = ["https://shop.example.com/hooks", "http://8.8.8.8/x", "https://[2606:4700::1111]/x", "http://1.1.1.1:81/"]
+
+
+@pytest.mark.parametrize("url", REFUSED)
+def test_literal_private_addresses_are_refused_naming_notify_url(url: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        check_literal(url, "")
+    assert err.value.status == 422 and err.value.details == [
+        {"field": "notify_url", "issue": err.value.details[0]["issue"]}
+    ]
+
+
+@pytest.mark.parametrize("url", ACCEPTED)
+def test_public_addresses_and_names_pass_at_creation(url: str) -> None:
+    check_literal(url, "")
+
+
+def test_allow_listed_networks_pass() -> None:
+    check_literal("http://127.0.0.1:8000/hook", "127.0.0.0/8,::1/128")
+    check_literal("http://[::1]:8000/hook", "127.0.0.0/8,::1/128")
+    check_literal("http://localhost:8000/hook", "127.0.0.0/8")
+    check_literal("http://10.0.0.1/", "10.0.0.0/24")
+    with pytest.raises(InvalidRequest):
+        check_literal("http://10.0.1.1/", "10.0.0.0/24")
+    with pytest.raises(InvalidRequest):
+        check_literal("http://[::ffff:10.0.1.1]/", "10.0.0.0/24")
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "http:///nohost", "notaurl", "http://h:99999/"])
+def test_malformed_urls_are_refused(url: str) -> None:
+    with pytest.raises(InvalidRequest):
+        check_literal(url, "")
+
+
+def test_literal_address_spellings() -> None:
+    assert str(literal_address("127.1")) == "127.0.0.1"
+    assert str(literal_address("0x7f.1")) == "127.0.0.1"
+    assert literal_address("example.com") is None and literal_address("cafe") is None
+
+
+# --- delivery time: resolve once, refuse if any answer is private, connect to what was checked ----------------
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
+    """A fake resolver: name → addresses; records every lookup."""
+    table: dict[str, list[str]] = {}
+    calls: list[str] = []
+    table["__calls__"] = calls
+
+    async def getaddrinfo(self: Any, host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown")
+        out = []
+        for ip in table[host]:
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            out.append((family, socket.SOCK_STREAM, 6, "", (ip, port)))
+        return out
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    yield table
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused(dns: dict[str, list[str]]) -> None:
+    dns["intranet.example"] = ["10.0.0.7"]
+    dns["mixed.example"] = ["93.184.216.34", "127.0.0.1"]
+    dns["public.example"] = ["93.184.216.34", "2606:2800:220:1::1"]
+    with pytest.raises(AddressNotAllowed):
+        await resolve_and_check("intranet.example", "")
+    with pytest.raises(AddressNotAllowed):
+        await resolve_and_check("mixed.example", "")  # any refused answer refuses the name
+    assert await resolve_and_check("public.example", "") == ["93.184.216.34", "2606:2800:220:1::1"]
+    assert await resolve_and_check("intranet.example", "10.0.0.0/8") == ["10.0.0.7"]
+    with pytest.raises(httpcore.ConnectError):
+        await resolve_and_check("nowhere.example", "")
+
+
+class _RecordingBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self.inner = httpcore.AnyIOBackend()
+        self.connected: list[str] = []
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,  # noqa: ASYNC109
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:  # fmt: skip
+        self.connected.append(host)
+        return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[tuple[int, list[bytes]]]:
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], heads
+    server.close()
+
+
+async def test_the_connection_goes_to_the_checked_address_with_the_host_header_kept(
+    dns: dict[str, list[str]], local_server: tuple[int, list[bytes]]
+) -> None:
+    port, heads = local_server
+    dns["merchant.test"] = ["127.0.0.1"]
+    recorder = _RecordingBackend()
+    pool = httpcore.AsyncConnectionPool(network_backend=PinnedBackend("127.0.0.0/8", inner=recorder))
+    response = await pool.request("POST", f"http://merchant.test:{port}/hook", content=b"{}")
+    await pool.aclose()
+    assert response.status == 204
+    assert recorder.connected == ["127.0.0.1"]  # the checked address, never the name (no second lookup)
+    assert dns["__calls__"] == ["merchant.test"]
+    assert f"Host: merchant.test:{port}".encode() in heads[0]
+
+
+async def test_dns_rebinding_to_a_private_address_never_connects(dns: dict[str, list[str]]) -> None:
+    dns["rebind.test"] = ["10.0.0.1"]
+    recorder = _RecordingBackend()
+    async with httpx.AsyncClient(transport=PinnedTransport("")) as client:
+        client._transport._pool._network_backend = PinnedBackend("", inner=recorder)  # type: ignore[attr-defined]
+        with pytest.raises(AddressNotAllowed):
+            await client.post("http://rebind.test/hook", content=b"{}")
+    assert recorder.connected == []
+
+
+async def test_pinned_transport_refuses_loopback_literals_and_names(dns: dict[str, list[str]]) -> None:
+    dns["localhost"] = ["127.0.0.1", "::1"]
+    async with httpx.AsyncClient(transport=PinnedTransport("")) as client:
+        for url in ("http://127.0.0.1:1/x", "http://[::1]:1/x", "http://localhost:1/x", "http://10.0.0.1:1/x"):
+            with pytest.raises(AddressNotAllowed):
+                await client.post(url, content=b"{}")

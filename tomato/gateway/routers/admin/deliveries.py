@@ -1,0 +1,71 @@
+"""Operator endpoints for webhook deliveries: list and filter, read one with its attempts, resend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from tomato.core.errors import InvalidRequest
+from tomato.gateway.deps import container, require_role
+from tomato.gateway.paging import check_limit, decode_cursor, encode_cursor
+from tomato.notice.schemas import DeliveryDetail, ResendRange, ResendResult
+from tomato.notice.service import NoticeService
+
+router = APIRouter(
+    prefix="/admin/deliveries", tags=["admin: deliveries"], dependencies=[Depends(require_role("operator"))]
+)
+
+
+def _service(request: Request) -> NoticeService:
+    return NoticeService(container(request).db)
+
+
+def _seq(cursor: str | None) -> int | None:
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    if not key.isdigit() or len(key) > 20:
+        raise InvalidRequest.field("cursor", "malformed cursor")
+    return int(key)
+
+
+@router.get("")
+async def list_deliveries(
+    request: Request,
+    limit: int | None = None,
+    cursor: str | None = None,
+    mch_no: str | None = None,
+    app_id: str | None = None,
+    event_id: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """Newest first; filter by merchant, app, event and status (PENDING, SUCCEEDED, FAILED, SKIPPED)."""
+    n = check_limit(limit)
+    given = {"mch_no": mch_no, "app_id": app_id, "event_id": event_id, "status": status}
+    filters = {k: v for k, v in given.items() if v is not None}
+    items = await _service(request).list_deliveries(filters, _seq(cursor), n + 1)
+    more = len(items) > n
+    shown = items[:n]
+    return {
+        "data": [d.model_dump(mode="json") for d in shown],
+        "next_cursor": encode_cursor(shown[-1].id[1:]) if more else None,
+    }
+
+
+@router.post("/resend", response_model=ResendResult)
+async def resend_failed(cmd: ResendRange, request: Request) -> ResendResult:
+    """Every FAILED delivery of `mch_no` created in [from, to) gets a new schedule round, starting now."""
+    return ResendResult(resent=await _service(request).resend_failed(cmd))
+
+
+@router.get("/{delivery_id}", response_model=DeliveryDetail)
+async def get_delivery(delivery_id: str, request: Request) -> DeliveryDetail:
+    """The delivery and every attempt: time, HTTP status, latency, first KiB of the response, error class."""
+    return await _service(request).get_delivery(delivery_id)
+
+
+@router.post("/{delivery_id}/resend", response_model=DeliveryDetail)
+async def resend(delivery_id: str, request: Request) -> DeliveryDetail:
+    """A new schedule round starting now (any status but SKIPPED; not while an attempt is running)."""
+    return await _service(request).resend(delivery_id)

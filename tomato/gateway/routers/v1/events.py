@@ -1,0 +1,45 @@
+"""`GET /v1/events`: the app's events, oldest first, each byte-identical to the webhook body (API.md §1)."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response
+
+from tomato.core.errors import InvalidRequest
+from tomato.gateway.deps import container
+from tomato.gateway.paging import check_limit, decode_cursor, encode_cursor
+from tomato.gateway.signed_route import SignedRoute, current_app
+from tomato.notice.service import NoticeService
+
+router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: events"])
+
+
+def seq_cursor(cursor: str | None) -> int | None:
+    """An opaque cursor holding an event sequence number; anything else → 422 naming `cursor`."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    if not key.isdigit() or len(key) > 20:
+        raise InvalidRequest.field("cursor", "malformed cursor")
+    return int(key)
+
+
+@router.get(
+    "/events",
+    responses={200: {"description": '{"data": [webhook body, …], "next_cursor": "…" | null}'}},
+)
+async def list_events(request: Request, limit: int | None = None, cursor: str | None = None) -> Response:
+    """Catch up on webhooks: every event of the calling app, oldest first, `limit` 1–100 (default 20)."""
+    n = check_limit(limit)
+    page = await NoticeService(container(request).db).list_events(current_app(request).app_id, seq_cursor(cursor), n)
+    next_cursor = encode_cursor(str(page.last_seq)) if page.more and page.last_seq is not None else None
+    # the stored bodies are spliced in as they are, so each item is exactly what the webhook carried
+    body = (
+        b'{"data":['
+        + b",".join(p.encode() for p in page.payloads)
+        + b'],"next_cursor":'
+        + json.dumps(next_cursor).encode()
+        + b"}"
+    )
+    return Response(body, media_type="application/json")

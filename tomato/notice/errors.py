@@ -1,0 +1,15 @@
+"""Errors of the notice context (API.md error body; operators see them on the admin API)."""
+
+from __future__ import annotations
+
+from tomato.core.errors import Conflict, NotFound
+
+
+class DeliveryNotFound(NotFound):
+    code = "DELIVERY_NOT_FOUND"
+
+
+class DeliveryNotResendable(Conflict):
+    """The delivery has no URL (SKIPPED) or a worker is attempting it right now."""
+
+    code = "DELIVERY_NOT_RESENDABLE"

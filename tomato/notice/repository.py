@@ -1,0 +1,226 @@
+"""Every query of the notice context. Batch-shaped (one statement per batch), Core-level where it is hot; never
+commits. Compare-and-set everywhere a worker takes or releases a delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tomato.core.outbox import OutboxEvent
+from tomato.notice.models import Delivery, DeliveryAttempt
+
+EVENT_PREFIXES = ("pay.", "refund.", "payout.")  # merchant-facing event types (API.md §2)
+PENDING, SUCCEEDED, FAILED, SKIPPED = "PENDING", "SUCCEEDED", "FAILED", "SKIPPED"
+STATUSES = (PENDING, SUCCEEDED, FAILED, SKIPPED)
+
+_D = cast(Table, Delivery.__table__)
+_A = cast(Table, DeliveryAttempt.__table__)
+
+
+def _merchant_facing() -> Any:
+    return or_(*(OutboxEvent.event_type.startswith(p) for p in EVENT_PREFIXES))
+
+
+# --- consuming events ----------------------------------------------------------------------------------------
+
+
+async def outbox_rows(s: AsyncSession, event_ids: Sequence[str]) -> Sequence[Any]:
+    stmt = select(
+        OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.app_id, OutboxEvent.aggregate_type,
+        OutboxEvent.aggregate_id, OutboxEvent.payload, OutboxEvent.created_at,
+    ).where(OutboxEvent.id.in_(event_ids))  # fmt: skip
+    return (await s.execute(stmt)).all()
+
+
+async def events_seen(s: AsyncSession, event_ids: Sequence[str]) -> set[str]:
+    """Events that already have a delivery row (the consumer's dedupe by event id)."""
+    rows = await s.execute(select(Delivery.event_id).where(Delivery.event_id.in_(event_ids)).distinct())
+    return set(rows.scalars())
+
+
+async def insert_deliveries(s: AsyncSession, dialect: str, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """INSERT … ON CONFLICT (event_id, url) DO NOTHING; returns the ids actually inserted."""
+    if not rows:
+        return []
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(_D).on_conflict_do_nothing(index_elements=["event_id", "url"]).returning(_D.c.id)
+    # executemany form: one cached compiled statement whatever the batch size ("insertmanyvalues")
+    return list((await s.execute(stmt, list(rows))).scalars())
+
+
+async def unconsumed_events(
+    s: AsyncSession, after: tuple[datetime, int], published_before: datetime, limit: int
+) -> Sequence[Any]:
+    """Merchant-facing events relayed after the keyset `after` = (published_at, seq) that have no delivery row:
+    their bus message was lost. Returns (id, published_at, seq) in keyset order."""
+    at, seq = after
+    stmt = (
+        select(OutboxEvent.id, OutboxEvent.published_at, OutboxEvent.seq)
+        .where(
+            or_(OutboxEvent.published_at > at, and_(OutboxEvent.published_at == at, OutboxEvent.seq > seq)),
+            OutboxEvent.published_at <= published_before,
+            OutboxEvent.app_id.is_not(None),
+            _merchant_facing(),
+            ~exists().where(Delivery.event_id == OutboxEvent.id),
+        )
+        .order_by(OutboxEvent.published_at, OutboxEvent.seq)
+        .limit(limit)
+    )
+    return (await s.execute(stmt)).all()
+
+
+# --- attempting ----------------------------------------------------------------------------------------------
+
+
+async def claim(
+    s: AsyncSession, ids: Sequence[str], now: datetime, due_by: datetime, lease_until: datetime, token: str
+) -> Sequence[Any]:
+    """Takes the PENDING deliveries among `ids` that are due by `due_by` and not leased (compare-and-set)."""
+    stmt = (
+        update(_D)
+        .where(
+            _D.c.id.in_(ids),
+            _D.c.status == PENDING,
+            _D.c.next_attempt_at <= due_by,
+            or_(_D.c.lease_until.is_(None), _D.c.lease_until < now),
+        )
+        .values(lease_until=lease_until, claim_token=token, requested_at=None, updated_at=now)
+        .returning(_D.c.id, _D.c.event_id, _D.c.app_id, _D.c.url, _D.c.attempts, _D.c.round_start, _D.c.next_attempt_at)
+    )
+    return (await s.execute(stmt)).all()
+
+
+async def payloads(s: AsyncSession, event_ids: Sequence[str]) -> dict[str, str]:
+    rows = await s.execute(select(OutboxEvent.id, OutboxEvent.payload).where(OutboxEvent.id.in_(event_ids)))
+    return {r.id: r.payload for r in rows}
+
+
+async def states(s: AsyncSession, ids: Sequence[str]) -> Sequence[Any]:
+    stmt = select(_D.c.id, _D.c.status, _D.c.next_attempt_at, _D.c.lease_until).where(_D.c.id.in_(ids))
+    return (await s.execute(stmt)).all()
+
+
+async def record(s: AsyncSession, attempts: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]) -> None:
+    """Appends the attempts and moves each delivery on — only if it still holds the claim token."""
+    if attempts:
+        await s.execute(_A.insert(), list(attempts))
+    if updates:
+        stmt = (
+            _D.update()
+            .where(_D.c.id == bindparam("b_id"), _D.c.claim_token == bindparam("b_token"))
+            .values(
+                status=bindparam("status"),
+                attempts=bindparam("attempts"),
+                next_attempt_at=bindparam("next_attempt_at"),
+                last_status=bindparam("last_status"),
+                last_error=bindparam("last_error"),
+                finished_at=bindparam("finished_at"),
+                updated_at=bindparam("updated_at"),
+                lease_until=None,
+                claim_token=None,
+            )
+        )
+        await s.execute(stmt, list(updates))
+
+
+# --- sweeping ------------------------------------------------------------------------------------------------
+
+
+async def sweep(s: AsyncSession, now: datetime, overdue_before: datetime, limit: int) -> list[str]:
+    """Marks and returns PENDING deliveries whose wake-up went missing: overdue by the grace period and not
+    swept within it, or asked for by a resend; never one a live worker holds."""
+    free = or_(_D.c.lease_until.is_(None), _D.c.lease_until < now)
+    lost = and_(_D.c.next_attempt_at <= overdue_before, or_(_D.c.swept_at.is_(None), _D.c.swept_at <= overdue_before))
+    due = select(_D.c.id).where(_D.c.status == PENDING, free, or_(lost, _D.c.requested_at.is_not(None)))
+    ids = list((await s.execute(due.order_by(_D.c.next_attempt_at).limit(limit))).scalars())
+    if not ids:
+        return []
+    stmt = (
+        update(_D)
+        .where(_D.c.id.in_(ids), _D.c.status == PENDING, free, or_(lost, _D.c.requested_at.is_not(None)))
+        .values(swept_at=now, requested_at=None)
+        .returning(_D.c.id)
+    )
+    return list((await s.execute(stmt)).scalars())
+
+
+# --- reading and resending -----------------------------------------------------------------------------------
+
+
+async def app_events(s: AsyncSession, app_id: str, after_seq: int | None, limit: int) -> Sequence[Any]:
+    stmt = select(OutboxEvent.seq, OutboxEvent.payload).where(OutboxEvent.app_id == app_id, _merchant_facing())
+    if after_seq is not None:
+        stmt = stmt.where(OutboxEvent.seq > after_seq)
+    return (await s.execute(stmt.order_by(OutboxEvent.seq).limit(limit))).all()
+
+
+async def app_event_exists(s: AsyncSession, app_id: str, seq: int) -> bool:
+    stmt = select(OutboxEvent.id).where(OutboxEvent.app_id == app_id, OutboxEvent.seq == seq)
+    return (await s.execute(stmt)).first() is not None
+
+
+async def list_deliveries(
+    s: AsyncSession, filters: dict[str, str], before_seq: int | None, limit: int
+) -> Sequence[Delivery]:
+    stmt = select(Delivery).where(*(getattr(Delivery, k) == v for k, v in filters.items()))
+    if before_seq is not None:
+        stmt = stmt.where(Delivery.seq < before_seq)
+    return (await s.execute(stmt.order_by(Delivery.seq.desc()).limit(limit))).scalars().all()
+
+
+async def delivery_exists_seq(s: AsyncSession, seq: int) -> bool:
+    return (await s.execute(select(Delivery.id).where(Delivery.seq == seq))).first() is not None
+
+
+async def get(s: AsyncSession, delivery_id: str) -> Delivery | None:
+    return await s.get(Delivery, delivery_id)
+
+
+async def attempts_of(s: AsyncSession, delivery_id: str) -> Sequence[DeliveryAttempt]:
+    stmt = select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
+    return (await s.execute(stmt.order_by(DeliveryAttempt.attempt_no, DeliveryAttempt.id))).scalars().all()
+
+
+def _resend_values(now: datetime) -> dict[str, Any]:
+    """A new schedule round starting now; the sweeper (or an in-process queue) picks it up."""
+    return {
+        "status": PENDING,
+        "round_start": _D.c.attempts,
+        "next_attempt_at": now,
+        "requested_at": now,
+        "finished_at": None,
+        "updated_at": now,
+    }
+
+
+async def request_resend(s: AsyncSession, delivery_id: str, now: datetime) -> bool:
+    """Compare-and-set: refused while a worker holds the delivery or when it has no URL."""
+    stmt = (
+        update(_D)
+        .where(
+            _D.c.id == delivery_id,
+            _D.c.status != SKIPPED,
+            or_(_D.c.lease_until.is_(None), _D.c.lease_until < now),
+        )
+        .values(**_resend_values(now))
+    )
+    return bool(cast(CursorResult[Any], await s.execute(stmt)).rowcount)
+
+
+async def request_resend_failed(s: AsyncSession, mch_no: str, start: datetime, end: datetime, now: datetime) -> int:
+    stmt = (
+        update(_D)
+        .where(_D.c.mch_no == mch_no, _D.c.status == FAILED, _D.c.created_at >= start, _D.c.created_at < end)
+        .values(**_resend_values(now))
+    )
+    return int(cast(CursorResult[Any], await s.execute(stmt)).rowcount)
+
+
+async def count_by_status(s: AsyncSession) -> dict[str, int]:
+    rows = await s.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+    return {status: int(n) for status, n in rows.all()}

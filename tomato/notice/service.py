@@ -1,0 +1,121 @@
+"""Notice use cases for the edge: the merchant's event feed and the operator's deliveries, attempts and resends.
+
+The background work (consuming, attempting, sweeping) lives in `consumers`, `worker` and `sweeper`. A resend
+only moves the delivery row (new schedule round, due now, `requested_at` set); the sweeper of any worker
+process picks it up within a sweep interval, or at once when this service was given the process's queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from tomato.core.clock import as_utc, utcnow
+from tomato.core.db import Database
+from tomato.core.errors import InvalidRequest
+from tomato.notice import repository as repo
+from tomato.notice.errors import DeliveryNotFound, DeliveryNotResendable
+from tomato.notice.models import Delivery, DeliveryAttempt
+from tomato.notice.queues import DeliveryQueue
+from tomato.notice.schemas import AttemptView, DeliveryDetail, DeliveryView, EventPage, ResendRange
+
+log = logging.getLogger(__name__)
+
+DELIVERY_FILTERS = ("mch_no", "app_id", "event_id", "status")
+
+
+class NoticeService:
+    def __init__(self, db: Database, queue: DeliveryQueue | None = None) -> None:
+        self._db = db
+        self._queue = queue
+
+    # --- merchants: GET /v1/events -----------------------------------------------------------------------
+
+    async def list_events(self, app_id: str, after_seq: int | None, limit: int) -> EventPage:
+        """The app's merchant-facing events oldest first; `after_seq` must be one of its events (else 422)."""
+        async with self._db.uow() as uow:
+            if after_seq is not None and not await repo.app_event_exists(uow.session, app_id, after_seq):
+                raise InvalidRequest.field("cursor", "unknown cursor")
+            rows = await repo.app_events(uow.session, app_id, after_seq, limit + 1)
+        shown = rows[:limit]
+        return EventPage(
+            payloads=[r.payload for r in shown], last_seq=shown[-1].seq if shown else None, more=len(rows) > limit
+        )
+
+    # --- operators ---------------------------------------------------------------------------------------
+
+    async def list_deliveries(self, filters: dict[str, str], before_seq: int | None, limit: int) -> list[DeliveryView]:
+        """Newest first; `limit` rows (the caller asks for one more to know whether a next page exists)."""
+        unknown = set(filters) - set(DELIVERY_FILTERS)
+        if unknown:
+            raise InvalidRequest.field(sorted(unknown)[0], "unknown filter")
+        if "status" in filters and filters["status"] not in repo.STATUSES:
+            raise InvalidRequest.field("status", f"must be one of {', '.join(repo.STATUSES)}")
+        async with self._db.uow() as uow:
+            if before_seq is not None and not await repo.delivery_exists_seq(uow.session, before_seq):
+                raise InvalidRequest.field("cursor", "unknown cursor")
+            rows = await repo.list_deliveries(uow.session, filters, before_seq, limit)
+        return [delivery_view(d) for d in rows]
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryDetail:
+        async with self._db.uow() as uow:
+            delivery = await repo.get(uow.session, delivery_id)
+            if delivery is None:
+                raise DeliveryNotFound(f"delivery {delivery_id} not found")
+            attempts = await repo.attempts_of(uow.session, delivery_id)
+        view = delivery_view(delivery)
+        return DeliveryDetail(**view.model_dump(), attempt_log=[attempt_view(a) for a in attempts])
+
+    async def resend(self, delivery_id: str) -> DeliveryDetail:
+        """A new schedule round starting now, whatever the status (not for SKIPPED or while being attempted)."""
+        async with self._db.uow() as uow:
+            delivery = await repo.get(uow.session, delivery_id)
+            if delivery is None:
+                raise DeliveryNotFound(f"delivery {delivery_id} not found")
+            if not await repo.request_resend(uow.session, delivery_id, utcnow()):
+                why = "it has no URL" if delivery.status == repo.SKIPPED else "a worker is attempting it right now"
+                raise DeliveryNotResendable(f"delivery {delivery_id} cannot be resent: {why}")
+            await uow.commit()
+        await self._wake([delivery_id])
+        return await self.get_delivery(delivery_id)
+
+    async def resend_failed(self, cmd: ResendRange) -> int:
+        async with self._db.uow() as uow:
+            start, end = as_utc(cmd.from_), as_utc(cmd.to)  # stored times are UTC (naive on SQLite)
+            n = await repo.request_resend_failed(uow.session, cmd.mch_no, start, end, utcnow())
+            await uow.commit()
+        log.info("resend of %d FAILED deliveries of %s requested", n, cmd.mch_no)
+        return n
+
+    async def counts(self) -> dict[str, int]:
+        async with self._db.uow() as uow:
+            return await repo.count_by_status(uow.session)
+
+    async def _wake(self, ids: list[str]) -> None:
+        if self._queue is None:
+            return
+        try:
+            await self._queue.enqueue(ids)
+        except Exception:
+            log.warning("could not enqueue resent deliveries; the sweeper will", exc_info=True)
+
+
+def _t(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+def delivery_view(d: Delivery) -> DeliveryView:
+    return DeliveryView(
+        id=d.id, event_id=d.event_id, event_type=d.event_type, app_id=d.app_id, mch_no=d.mch_no, url=d.url,
+        status=d.status, attempts=d.attempts, next_attempt_at=_t(d.next_attempt_at), last_status=d.last_status,
+        last_error=d.last_error, event_created_at=as_utc(d.event_created_at), created_at=as_utc(d.created_at),
+        updated_at=as_utc(d.updated_at), finished_at=_t(d.finished_at),
+    )  # fmt: skip
+
+
+def attempt_view(a: DeliveryAttempt) -> AttemptView:
+    return AttemptView(
+        attempt_no=a.attempt_no, started_at=as_utc(a.started_at), latency_ms=a.latency_ms,
+        http_status=a.http_status, response_body=a.response_body, error_class=a.error_class,
+        error_message=a.error_message, succeeded=bool(a.succeeded),
+    )  # fmt: skip
