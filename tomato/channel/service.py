@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,15 @@ from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
 from tomato.core.ids import Snowflake
 from tomato.core.pay_methods import CHANNEL_OF, PayMethod
+
+SNAPSHOT_TTL_S = 2.0
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    expires_at: float
+    rules: list[RoutingRule]
+    accounts: dict[str, ChannelAccount]
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class ChannelService:
         self.breakers = breakers
         self.health = HealthWindow()
         self._adapters: dict[str, tuple[str, ChannelAdapter, httpx.AsyncClient]] = {}
+        self._snapshot: _Snapshot | None = None
 
     # --- accounts ------------------------------------------------------------------------------------
 
@@ -103,6 +114,7 @@ class ChannelService:
         async with self._db.uow() as uow:
             uow.session.add(account)
             await uow.commit()
+        self.invalidate()
         return _view(account)
 
     async def list_accounts(self, after: str | None, limit: int) -> list[ChannelAccountView]:
@@ -123,6 +135,7 @@ class ChannelService:
             if not res.rowcount:  # type: ignore[attr-defined]
                 raise ChannelAccountNotFound(f"channel account {account_id} not found")
             await uow.commit()
+        self.invalidate()
         return await self.get_account(account_id)
 
     async def update_account(self, account_id: str, cmd: ChannelAccountUpdate) -> ChannelAccountView:
@@ -134,6 +147,7 @@ class ChannelService:
             if not res.rowcount:  # type: ignore[attr-defined]
                 raise ChannelAccountNotFound(f"channel account {account_id} not found")
             await uow.commit()
+        self.invalidate()
         return await self.get_account(account_id)
 
     async def _account(self, account_id: str) -> ChannelAccount:
@@ -147,7 +161,7 @@ class ChannelService:
 
     async def adapter(self, account_id: str) -> ChannelAdapter:
         """The adapter of an account, disabled or not (orders already on it are still queried and closed)."""
-        account = await self._account(account_id)
+        account = (await self._routing_data()).accounts.get(account_id) or await self._account(account_id)
         stamp = account.updated_at.isoformat()
         cached = self._adapters.get(account_id)
         if cached is not None and cached[0] == stamp:
@@ -161,6 +175,21 @@ class ChannelService:
             await cached[2].aclose()
         self._adapters[account_id] = (stamp, adapter, http)
         return adapter
+
+    async def _routing_data(self) -> _Snapshot:
+        """Rules and accounts, read at most every SNAPSHOT_TTL_S (admin changes here invalidate at once; other
+        processes see them within the TTL) — they rarely change and every order needs them."""
+        snap = self._snapshot
+        if snap is not None and snap.expires_at > time.monotonic():
+            return snap
+        async with self._db.uow() as uow:
+            rules = list((await uow.session.scalars(select(RoutingRule))).all())
+            accounts = {a.id: a for a in (await uow.session.scalars(select(ChannelAccount))).all()}
+        self._snapshot = _Snapshot(time.monotonic() + SNAPSHOT_TTL_S, rules, accounts)
+        return self._snapshot
+
+    def invalidate(self) -> None:
+        self._snapshot = None
 
     async def aclose(self) -> None:
         for _, _, http in self._adapters.values():
@@ -194,6 +223,7 @@ class ChannelService:
             )
             uow.session.add(rule)
             await uow.commit()
+        self.invalidate()
         return _rule_view(rule)
 
     async def list_rules(self) -> list[RoutingRuleView]:
@@ -207,32 +237,28 @@ class ChannelService:
             if not res.rowcount:  # type: ignore[attr-defined]
                 raise RoutingRuleNotFound(f"routing rule {rule_id} not found")
             await uow.commit()
+        self.invalidate()
 
     async def route(self, app_id: str, pay_method: str, amount: int) -> list[Route]:
         """Candidate accounts to try, in order. Left out: disabled accounts, open breakers, and accounts whose
         daily limit this amount would pass. Empty: nothing to try (NO_CHANNEL_AVAILABLE)."""
         local = self._clock.now().astimezone(self._tz)
-        async with self._db.uow() as uow:
-            rules = (await uow.session.scalars(select(RoutingRule))).all()
-            rule = pick_rule(rules, app_id, pay_method, amount, local.strftime("%H:%M"))
-            if rule is None:
-                return []
-            ordered = order_candidates(candidates_of(rule), self._rng)
-            ids = [c.channel_account_id for c in ordered]
-            accounts = {
-                a.id: a
-                for a in (await uow.session.scalars(select(ChannelAccount).where(ChannelAccount.id.in_(ids)))).all()
-            }
-            used = {
-                u.account_id: u.amount
-                for u in (
-                    await uow.session.scalars(
-                        select(AccountUsage).where(
-                            AccountUsage.account_id.in_(ids), AccountUsage.business_date == local.date().isoformat()
-                        )
+        data = await self._routing_data()
+        rule = pick_rule(data.rules, app_id, pay_method, amount, local.strftime("%H:%M"))
+        if rule is None:
+            return []
+        ids = [c.channel_account_id for c in order_candidates(candidates_of(rule), self._rng)]
+        accounts = data.accounts
+        limited = [i for i in ids if i in accounts and accounts[i].daily_limit is not None]
+        used: dict[str, int] = {}
+        if limited:  # only accounts with a daily limit need today's usage
+            async with self._db.uow() as uow:
+                rows = await uow.session.scalars(
+                    select(AccountUsage).where(
+                        AccountUsage.account_id.in_(limited), AccountUsage.business_date == local.date().isoformat()
                     )
-                ).all()
-            }
+                )
+                used = {u.account_id: u.amount for u in rows.all()}
         routes = []
         for account_id in ids:
             account = accounts.get(account_id)
@@ -244,7 +270,12 @@ class ChannelService:
         return routes
 
     async def record_usage(self, account_id: str, amount: int) -> None:
-        """Counts an accepted order against the account's daily limit (business date in the business zone)."""
+        """Counts an accepted order against the account's daily limit (business date in the business zone).
+
+        Only accounts with a limit are counted: usage is tracked while a limit is set."""
+        account = (await self._routing_data()).accounts.get(account_id)
+        if account is None or account.daily_limit is None:
+            return
         day = self._clock.now().astimezone(self._tz).date().isoformat()
         async with self._db.uow() as uow:
             res = await uow.session.execute(

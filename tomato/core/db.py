@@ -51,12 +51,14 @@ def forbid_http_in_transaction(what: str) -> None:
         raise HttpInsideTransaction(f"{what}: HTTP call while a unit of work is open")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping (three round trips on every checkout); connections are recycled instead, and a connection
+    # that died with the server fails one unit of work, which rolls back as any error does.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -52,15 +52,15 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
         raise InvalidRequest.field("amount", f"exceeds this app's limit of {app.amount_limit}")
     deps.check_notify_url(cmd.notify_url)
     digest = cmd.request_hash()
-    async with deps.db.uow() as uow:
-        existing = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
-    if existing is not None:
-        return await _existing(deps, existing, digest), False
-
+    # No read before the insert: the unique (app_id, out_trade_no) key finds repeats (the IntegrityError below).
     routes: list[Route] = []
     if cmd.pay_method is not PayMethod.CASHIER:
         routes = await deps.channels.route(app.app_id, cmd.pay_method.value, cmd.amount)
         if not routes:
+            async with deps.db.uow() as uow:
+                existing = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
+            if existing is not None:
+                return await _existing(deps, existing, digest), False
             raise NoChannelAvailable(f"no channel account can take {cmd.pay_method.value} now")
     order = _new_order(deps, app, cmd, digest)
     try:
