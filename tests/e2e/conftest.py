@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +74,13 @@ def _drop_pg_db(name: str) -> None:
     asyncio.run(run())
 
 
-@pytest.fixture(params=["embedded", "services"], scope="module")
-def dev_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    """`tomato dev` on the embedded backends, and on PostgreSQL + Redis + RabbitMQ."""
-    cwd = tmp_path_factory.mktemp(f"dev-{request.param}")
+@contextmanager
+def running_dev(kind: str, cwd: Path, extra_args: list[str] | None = None) -> Iterator[DevStack]:
+    """`tomato dev` as a subprocess on the embedded backends (`kind="embedded"`) or on PostgreSQL + Redis + RabbitMQ
+    (`"services"`); yields once the credentials file exists, and checks it exits 0 on SIGTERM within 10 s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
     db_name = None
-    if request.param == "services":
+    if kind == "services":
         need_service("PostgreSQL", PG_ADMIN_URL, 5432)
         need_service("Redis", REDIS_URL, 6379)
         need_service("RabbitMQ", AMQP_URL, 5672)
@@ -94,9 +95,8 @@ def dev_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
             TOMATO_AMQP_PREFIX=db_name,
         )
     creds_file = cwd / "creds.json"
-    port, sandbox_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "tomato.cli", "dev", "--port", str(port), "--sandbox-port", str(sandbox_port),
-           "--credentials-out", str(creds_file)]  # fmt: skip
+    cmd = [sys.executable, "-m", "tomato.cli", "dev", "--port", str(free_port()), "--sandbox-port", str(free_port()),
+           "--credentials-out", str(creds_file), *(extra_args or [])]  # fmt: skip
     log = (cwd / "dev.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -115,3 +115,10 @@ def dev_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         log.close()
         if db_name:
             _drop_pg_db(db_name)
+
+
+@pytest.fixture(params=["embedded", "services"], scope="module")
+def dev_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """`tomato dev` on the embedded backends, and on PostgreSQL + Redis + RabbitMQ."""
+    with running_dev(request.param, tmp_path_factory.mktemp(f"dev-{request.param}")) as stack:
+        yield stack

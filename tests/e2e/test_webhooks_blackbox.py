@@ -5,18 +5,13 @@ within 2 s of `/sandbox/scan`, and the signature verifies with code written from
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import AMQP_URL, REDIS_URL, need_service
-from tests.e2e.conftest import DevStack, _create_pg_db, _drop_pg_db, free_port
+from tests.e2e.conftest import DevStack, running_dev
 from tests.fixtures.merchant_client import MerchantClient
 from tests.fixtures.webhook_receiver import Received, ThreadedReceiver, verify_webhook
 
@@ -34,40 +29,8 @@ def hooked_stack(
 ) -> Iterator[DevStack]:
     """`tomato dev --notify-url <receiver>` on the embedded backends, and on PostgreSQL + Redis + RabbitMQ."""
     cwd = tmp_path_factory.mktemp(f"hooks-{request.param}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
-    db_name = None
-    if request.param == "services":
-        from tests.conftest import PG_ADMIN_URL
-
-        need_service("PostgreSQL", PG_ADMIN_URL, 5432)
-        need_service("Redis", REDIS_URL, 6379)
-        need_service("RabbitMQ", AMQP_URL, 5672)
-        db_name, url = _create_pg_db()
-        subprocess.run([sys.executable, "-m", "tomato.cli", "db", "upgrade"], env={**env, "TOMATO_DATABASE_URL": url},
-                       cwd=cwd, check=True, capture_output=True)  # fmt: skip
-        env.update(TOMATO_DATABASE_URL=url, TOMATO_REDIS_URL=REDIS_URL, TOMATO_REDIS_PREFIX=f"{db_name}:",
-                   TOMATO_AMQP_URL=AMQP_URL, TOMATO_AMQP_PREFIX=db_name)  # fmt: skip
-    creds_file = cwd / "creds.json"
-    cmd = [sys.executable, "-m", "tomato.cli", "dev", "--port", str(free_port()), "--sandbox-port", str(free_port()),
-           "--credentials-out", str(creds_file), "--notify-url", receiver.url]  # fmt: skip
-    log = (cwd / "dev.log").open("wb")
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not creds_file.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"tomato dev did not come up:\n{(cwd / 'dev.log').read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield DevStack(json.loads(creds_file.read_text()), proc, env, cwd)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, (cwd / "dev.log").read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-        if db_name:
-            _drop_pg_db(db_name)
+    with running_dev(request.param, cwd, ["--notify-url", receiver.url]) as stack:
+        yield stack
 
 
 async def _pay_and_receive(stack: DevStack, receiver: ThreadedReceiver, client: MerchantClient) -> Received:
