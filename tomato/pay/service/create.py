@@ -63,9 +63,12 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
                 return await _existing(deps, existing, digest), False
             raise NoChannelAvailable(f"no channel account can take {cmd.pay_method.value} now")
     order = _new_order(deps, app, cmd, digest)
+    first = _new_attempt(deps, order, routes[0]) if routes else None
     try:
-        async with deps.db.uow() as uow:
+        async with deps.db.uow() as uow:  # the order and its first attempt in one transaction
             uow.session.add(order)
+            if first is not None:
+                uow.session.add(first)
             await uow.commit()
     except IntegrityError:  # a concurrent request with the same out_trade_no won the insert
         async with deps.db.uow() as uow:
@@ -75,7 +78,7 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
         return await _existing(deps, winner, digest), False
     if cmd.pay_method is PayMethod.CASHIER:
         return order_view(order), True
-    view, _ = await _submit(deps, order, routes)
+    view, _ = await _submit(deps, order, routes, first_attempt=first)
     return view, True
 
 
@@ -153,15 +156,21 @@ async def start_cashier(deps: PayDeps, token: str, wallet: str, openid: str | No
 
 
 async def _submit(
-    deps: PayDeps, order: PayOrder, routes: list[Route], *, method: PayMethod | None = None
+    deps: PayDeps,
+    order: PayOrder,
+    routes: list[Route],
+    *,
+    method: PayMethod | None = None,
+    first_attempt: PayAttempt | None = None,
 ) -> tuple[PayOrderView, dict[str, Any] | None]:
-    """Tries `routes` in order; returns the order and the accepted wallet pay data. `method` overrides CASHIER."""
+    """Tries `routes` in order; returns the order and the accepted wallet pay data. `method` overrides CASHIER;
+    `first_attempt` is the already stored attempt for `routes[0]`."""
     if not routes:
         raise NoChannelAvailable(f"no channel account can take {method or order.pay_method} now")
     request = _channel_request(deps, order, method)
     last: ChannelResult | None = None
-    for route in routes:
-        attempt = await _start_attempt(deps, order, route)
+    for i, route in enumerate(routes):
+        attempt = first_attempt if i == 0 and first_attempt is not None else await _start_attempt(deps, order, route)
         adapter = await deps.channels.adapter(route.channel_account_id)
         req = replace(request, notify_url=deps.callback_url(route.channel, route.channel_account_id))
         try:
@@ -196,8 +205,8 @@ def _channel_request(deps: PayDeps, order: PayOrder, method: PayMethod | None) -
     )
 
 
-async def _start_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
-    attempt = PayAttempt(
+def _new_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
+    return PayAttempt(
         id=deps.ids.next_id("PA"),
         order_no=order.order_no,
         channel=route.channel,
@@ -205,6 +214,10 @@ async def _start_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAtt
         status="CALLING",
         created_at=deps.clock.now(),
     )
+
+
+async def _start_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
+    attempt = _new_attempt(deps, order, route)
     async with deps.db.uow() as uow:
         uow.session.add(attempt)
         await uow.commit()
@@ -244,13 +257,12 @@ async def _finish_attempt(
                     "updated_at": now,
                 },
             )
+        fresh = await repo.get(uow.session, order.order_no) if accepted else None
         await uow.commit()
     if not accepted:
         return None
     if moved:
         await deps.channels.record_usage(route.channel_account_id, order.amount)
-    async with deps.db.uow() as uow:
-        fresh = await repo.get(uow.session, order.order_no)
     assert fresh is not None
     if not moved:
         log.info("order %s moved on (%s) while the channel accepted it", order.order_no, fresh.status)
