@@ -211,3 +211,8 @@ async def make_pending_refunds_due(s: AsyncSession, order_no: str, channel_accou
         .execution_options(synchronize_session=False)
     )
     return int(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def notify_urls(s: AsyncSession, order_nos: Sequence[str]) -> dict[str, str | None]:
+    rows = await s.execute(select(PayOrder.order_no, PayOrder.notify_url).where(PayOrder.order_no.in_(order_nos)))
+    return {str(r.order_no): r.notify_url for r in rows}

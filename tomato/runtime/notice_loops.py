@@ -47,7 +47,7 @@ class NoticeRuntime:
             cfg.allowed_networks, timeout_s=cfg.http_timeout_s, clients=cfg.http_clients,
             connections_per_client=cfg.connections_per_client, body_limit=cfg.response_body_bytes,
         )  # fmt: skip
-        lookup = targets or PayTargets(c.db, c.pay)
+        lookup = targets or PayTargets(c.pay)
         self.worker = DeliveryWorker(c.db, c.ids, c.merchants, self.queue, self.sender, cfg)
         self.consumer = EventConsumer(c.db, c.ids, c.merchants, lookup, self.queue, cfg, local=self.worker)
         self.sweeper = Sweeper(c.db, self.queue, self.consumer, cfg, self.worker.lag)

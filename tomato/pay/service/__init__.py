@@ -31,6 +31,13 @@ class PayService:
             raise OrderNotFound(f"order {order_no} not found")
         return order_view(order)
 
+    async def order_notify_urls(self, order_nos: list[str]) -> dict[str, str | None]:
+        """The merchant's own webhook URL per order (None: the app's default applies)."""
+        if not order_nos:
+            return {}
+        async with self.deps.db.uow() as uow:
+            return await repo.notify_urls(uow.session, order_nos)
+
     async def find_order(self, app_id: str, out_trade_no: str) -> PayOrderView:
         async with self.deps.db.uow() as uow:
             order = await repo.by_out_trade_no(uow.session, app_id, out_trade_no)
