@@ -51,7 +51,7 @@ async def adapter(keys: dict[str, rsa.RSAPrivateKey]) -> AsyncIterator[AlipayAda
             "gateway_url": GATEWAY,
         }
     )
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         yield AlipayAdapter(config, http, clock=FrozenClock(NOW))
 
 

@@ -65,7 +65,7 @@ def config(keys: dict[str, rsa.RSAPrivateKey], **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 async def adapter(keys: dict[str, rsa.RSAPrivateKey]) -> AsyncIterator[BankAdapter]:
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         yield BankAdapter(parse_config(config(keys)), http, clock=FrozenClock(NOW))
 
 
@@ -223,7 +223,7 @@ async def test_create_fields_reproduce_the_d9_digest(
 ) -> None:
     """With §D9's inputs, the form minus payTimeout/riskRateInfo hashes to the published intermediate."""
     mock.post(APP).mock(side_effect=pre_order_ok(keys, []))
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         adapter = BankAdapter(parse_config(config(keys)), http, clock=FrozenClock(NOW + timedelta(hours=3)))
         result = await adapter.create(
             create_request(
@@ -247,7 +247,7 @@ async def test_create_posts_to_app_url_when_configured(
         side_effect=pre_order_ok(keys, [])
     )
     raw = config(keys, app_url="https://gateway.test.95516.com/gateway/api/appTransReq.do")
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         result = await BankAdapter(parse_config(raw), http, clock=FrozenClock(NOW)).create(create_request())
     assert result.status is ResultStatus.SUCCESS
     assert (explicit.call_count, derived.call_count) == (1, 0)
@@ -679,7 +679,7 @@ async def test_download_statement_failures_raise(
 
 async def test_download_statement_needs_a_file_url(keys: dict[str, rsa.RSAPrivateKey]) -> None:
     raw = {k: v for k, v in config(keys).items() if k != "file_url"}
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         with pytest.raises(StatementUnavailable, match="NO_FILE_URL"):
             await BankAdapter(parse_config(raw), http).download_statement(date(2024, 1, 1))
 

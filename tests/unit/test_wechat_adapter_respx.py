@@ -69,7 +69,7 @@ def config(keys: dict[str, rsa.RSAPrivateKey], **overrides: Any) -> dict[str, An
 
 @pytest.fixture
 async def adapter(keys: dict[str, rsa.RSAPrivateKey]) -> AsyncIterator[WechatAdapter]:
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         yield WechatAdapter(parse_config(config(keys)), http, clock=FrozenClock(NOW))
 
 
@@ -561,7 +561,7 @@ async def test_both_public_key_id_and_certificate_serial_verify(
     mock: respx.MockRouter, keys: dict[str, rsa.RSAPrivateKey]
 ) -> None:
     pem = self_signed_certificate(keys["cert"], CERT_SERIAL)
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         adapter = WechatAdapter(parse_config(config(keys, platform_certificate_pem=pem)), http, FrozenClock(NOW))
         hex_serial = format(CERT_SERIAL, "X")
         for answer in (
@@ -582,7 +582,7 @@ async def test_both_public_key_id_and_certificate_serial_verify(
 async def test_platform_key_configured_by_certificate_serial(
     mock: respx.MockRouter, keys: dict[str, rsa.RSAPrivateKey]
 ) -> None:
-    async with guarded_client(2.0) as http:
+    async with guarded_client(2.0, httpx.AsyncHTTPTransport()) as http:
         adapter = WechatAdapter(parse_config(config(keys, platform_public_key_id="00ABCDEF")), http, FrozenClock(NOW))
         _reply(mock, signed(keys["wechat"], 200, TRANSACTION, serial="abcdef"))
         assert (await adapter.query(TradeRef("P100"))).status is ResultStatus.SUCCESS

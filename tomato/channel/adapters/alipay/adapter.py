@@ -18,6 +18,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tomato.channel.adapters.alipay import codec, signing
+from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
     AckResponse,
     CallbackRejected,
@@ -212,7 +213,7 @@ class AlipayAdapter:
         try:
             response = await self._http.get(url)
         except httpx.TransportError as exc:
-            raise StatementUnavailable(_transport_result(exc)) from exc
+            raise StatementUnavailable(transport_result(exc)) from exc
         if response.status_code != 200:
             raise StatementUnavailable(
                 ChannelResult.unknown(ErrorClass.SERVER, f"bill download HTTP {response.status_code}")
@@ -301,7 +302,7 @@ class AlipayAdapter:
                 headers={"Content-Type": codec.FORM_CONTENT_TYPE},
             )
         except httpx.TransportError as exc:
-            return _transport_result(exc)
+            return transport_result(exc)
         if response.status_code >= 500:
             return ChannelResult.unknown(ErrorClass.SERVER, f"{method}: HTTP {response.status_code}")
         if response.status_code != 200:
@@ -351,14 +352,6 @@ def _classify(method: str, node: dict[str, Any], not_found: ResultStatus | None)
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"{method}: response without code")
     return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=sub_code or code, message=message)
 
-
-def _transport_result(exc: httpx.TransportError) -> ChannelResult:
-    """Connect failures never left us (another account may be tried); anything later may have been done."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ChannelResult.unknown(ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, httpx.TimeoutException):
-        return ChannelResult.unknown(ErrorClass.TIMEOUT, f"{type(exc).__name__}: {exc}")
-    return ChannelResult.unknown(ErrorClass.SERVER, f"{type(exc).__name__}: {exc}")
 
 
 def _trade_biz(ref: TradeRef) -> dict[str, Any]:

@@ -47,6 +47,7 @@ import httpx
 
 from tomato.channel.adapters.bank import codec, signing
 from tomato.channel.adapters.bank.config import BankConfig, private_key, public_key
+from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
     AckResponse,
     CallbackRejected,
@@ -299,7 +300,7 @@ class BankAdapter:
                 url, content=codec.encode_form(signed), headers={"Content-Type": codec.FORM_CONTENT_TYPE}
             )
         except httpx.TransportError as exc:
-            return _transport_result(exc)
+            return transport_result(exc)
         if response.status_code >= 500:
             return ChannelResult.unknown(ErrorClass.SERVER, f"{op}: HTTP {response.status_code}")
         if response.status_code != 200:
@@ -381,11 +382,3 @@ def _plain(text: str) -> str:
     """The subject inside `riskRateInfo={commodityName=…}` without the characters that delimit it."""
     return " ".join("".join(" " if c in "{}[]&=" else c for c in text).split())[:64] or "-"
 
-
-def _transport_result(exc: httpx.TransportError) -> ChannelResult:
-    """Connect failures never left us (another account may be tried); anything later may have been done."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ChannelResult.unknown(ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, httpx.TimeoutException):
-        return ChannelResult.unknown(ErrorClass.TIMEOUT, f"{type(exc).__name__}: {exc}")
-    return ChannelResult.unknown(ErrorClass.SERVER, f"{type(exc).__name__}: {exc}")

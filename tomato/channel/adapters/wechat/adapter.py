@@ -17,6 +17,7 @@ import httpx
 
 from tomato.channel.adapters.wechat import codec, signing
 from tomato.channel.adapters.wechat.config import WechatConfig, platform_keys
+from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
     AckResponse,
     CallbackRejected,
@@ -211,7 +212,7 @@ class WechatAdapter:
         try:
             response = await self._http.get(target, headers=self._headers("GET", target.raw_path.decode(), b""))
         except httpx.TransportError as exc:
-            raise StatementUnavailable(_transport_result(exc)) from exc
+            raise StatementUnavailable(transport_result(exc)) from exc
         if response.status_code != 200:  # downloads are unsigned: a refusal here is not provably WeChat's
             raise StatementUnavailable(ChannelResult.unknown(ErrorClass.SERVER, f"bill HTTP {response.status_code}"))
         try:
@@ -328,7 +329,7 @@ class WechatAdapter:
                 method, url, content=content, headers=self._headers(method, signed_url, content)
             )
         except httpx.TransportError as exc:
-            return _transport_result(exc)
+            return transport_result(exc)
         name = f"{method} {path.split('?')[0]}"
         if response.status_code >= 500:
             return ChannelResult.unknown(ErrorClass.SERVER, f"{name}: HTTP {response.status_code}")
@@ -369,14 +370,6 @@ class WechatAdapter:
             return "signature does not verify"
         return None
 
-
-def _transport_result(exc: httpx.TransportError) -> ChannelResult:
-    """Connect failures never left us (another account may be tried); anything later may have been done."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ChannelResult.unknown(ErrorClass.CONNECT, f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, httpx.TimeoutException):
-        return ChannelResult.unknown(ErrorClass.TIMEOUT, f"{type(exc).__name__}: {exc}")
-    return ChannelResult.unknown(ErrorClass.SERVER, f"{type(exc).__name__}: {exc}")
 
 
 def _refused(code: str, message: str) -> ChannelResult:
