@@ -132,7 +132,7 @@ async def worker_main(ready: Path) -> None:
     await c.bus.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    knobs = json.loads(os.environ.get("BENCH_NOTICE_CONFIG", "{}"))  # e.g. {"http_clients": 16}
+    knobs = json.loads(os.environ.get("BENCH_NOTICE_CONFIG", "{}"))  # e.g. {"http_connections": 32}
     runtime = NoticeRuntime(c, NoticeConfig.from_settings(c.settings, **knobs))
     await runtime.start()
     ready.write_text("ok")
@@ -405,7 +405,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--config", default="{}", help='NoticeConfig overrides as JSON, e.g. {"http_clients": 16}')
+    p.add_argument("--config", default="{}", help='NoticeConfig overrides as JSON, e.g. {"http_connections": 32}')
     p.add_argument("--uvloop", action="store_true", help="run the notice workers on uvloop (default: asyncio)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--port", type=int)

@@ -1,4 +1,5 @@
-"""Issue 6 acceptance 4: the SSRF guard — literal addresses at creation, resolved addresses at delivery, pinning."""
+"""Issue 6 acceptance 4: the SSRF guard — literal addresses at creation, resolved addresses at delivery, and the
+address checked is the address connected to (through the webhook sender's aiohttp connector)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpcore
-import httpx
 import pytest
 
 from tomato.core.errors import InvalidRequest
 from tomato.core.netguard import (
     AddressNotAllowed,
-    PinnedBackend,
-    PinnedTransport,
+    CheckedResolver,
+    HostNotFound,
+    check_host,
     check_literal,
     literal_address,
     resolve_and_check,
 )
+from tomato.notice.sender import WebhookSender
 
 REFUSED = [
     "http://127.0.0.1/hook", "http://10.0.0.1/hook", "http://[::1]/hook", "http://127.1/", "http://2130706433/",
@@ -102,22 +103,23 @@ async def test_a_name_resolving_to_a_private_address_is_refused(dns: dict[str, l
         await resolve_and_check("mixed.example", "")  # any refused answer refuses the name
     assert await resolve_and_check("public.example", "") == ["93.184.216.34", "2606:2800:220:1::1"]
     assert await resolve_and_check("intranet.example", "10.0.0.0/8") == ["10.0.0.7"]
-    with pytest.raises(httpcore.ConnectError):
+    with pytest.raises(HostNotFound):
         await resolve_and_check("nowhere.example", "")
 
 
-class _RecordingBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self.inner = httpcore.AnyIOBackend()
-        self.connected: list[str] = []
+@pytest.fixture
+async def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every address a socket is connected to (the event loop call under aiohttp's connector)."""
+    seen: list[str] = []
+    loop_type = type(asyncio.get_running_loop())
+    real = loop_type.sock_connect
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,  # noqa: ASYNC109
-                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:  # fmt: skip
-        self.connected.append(host)
-        return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+    async def sock_connect(self: Any, sock: socket.socket, address: Any) -> None:
+        seen.append(str(address[0]))
+        await real(self, sock, address)
 
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    monkeypatch.setattr(loop_type, "sock_connect", sock_connect)
+    return seen
 
 
 @pytest.fixture
@@ -126,7 +128,7 @@ async def local_server() -> AsyncIterator[tuple[int, list[bytes]]]:
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         heads.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         await writer.drain()
         writer.close()
 
@@ -135,34 +137,60 @@ async def local_server() -> AsyncIterator[tuple[int, list[bytes]]]:
     server.close()
 
 
+async def test_the_resolver_answers_only_with_checked_addresses(dns: dict[str, list[str]]) -> None:
+    dns["merchant.test"] = ["127.0.0.1", "::1"]
+    dns["mixed.test"] = ["93.184.216.34", "10.0.0.1"]
+    answer = await CheckedResolver("127.0.0.0/8,::1/128").resolve("merchant.test", 8443)
+    assert [(a["host"], a["port"], a["family"], a["hostname"]) for a in answer] == [
+        ("127.0.0.1", 8443, socket.AF_INET, "merchant.test"), ("::1", 8443, socket.AF_INET6, "merchant.test")
+    ]  # fmt: skip
+    with pytest.raises(AddressNotAllowed):
+        await CheckedResolver("").resolve("mixed.test", 443)
+
+
 async def test_the_connection_goes_to_the_checked_address_with_the_host_header_kept(
-    dns: dict[str, list[str]], local_server: tuple[int, list[bytes]]
+    dns: dict[str, list[str]], connects: list[str], local_server: tuple[int, list[bytes]]
 ) -> None:
     port, heads = local_server
     dns["merchant.test"] = ["127.0.0.1"]
-    recorder = _RecordingBackend()
-    pool = httpcore.AsyncConnectionPool(network_backend=PinnedBackend("127.0.0.0/8", inner=recorder))
-    response = await pool.request("POST", f"http://merchant.test:{port}/hook", content=b"{}")
-    await pool.aclose()
-    assert response.status == 204
-    assert recorder.connected == ["127.0.0.1"]  # the checked address, never the name (no second lookup)
-    assert dns["__calls__"] == ["merchant.test"]
-    assert f"Host: merchant.test:{port}".encode() in heads[0]
+    sender = WebhookSender("127.0.0.0/8")
+    outcome = await sender.post(f"http://merchant.test:{port}/hook", b"{}", {})
+    dns["merchant.test"] = ["10.0.0.1"]  # rebinding: the next lookup would answer a refused address
+    again = await sender.post(f"http://merchant.test:{port}/hook", b"{}", {})  # the server closed: new connection
+    await sender.aclose()
+    assert outcome.http_status == 204 and outcome.succeeded
+    assert connects == ["127.0.0.1", "127.0.0.1"]  # the checked address, never the name (no second lookup)
+    assert dns["__calls__"] == ["merchant.test"]  # the second connection reused the checked, cached answer
+    assert again.succeeded and all(f"Host: merchant.test:{port}".encode() in h for h in heads)
 
 
-async def test_dns_rebinding_to_a_private_address_never_connects(dns: dict[str, list[str]]) -> None:
+async def test_dns_rebinding_to_a_private_address_never_connects(
+    dns: dict[str, list[str]], connects: list[str]
+) -> None:
     dns["rebind.test"] = ["10.0.0.1"]
-    recorder = _RecordingBackend()
-    async with httpx.AsyncClient(transport=PinnedTransport("")) as client:
-        client._transport._pool._network_backend = PinnedBackend("", inner=recorder)  # type: ignore[attr-defined]
-        with pytest.raises(AddressNotAllowed):
-            await client.post("http://rebind.test/hook", content=b"{}")
-    assert recorder.connected == []
+    dns["mixed.test"] = ["93.184.216.34", "127.0.0.1"]
+    sender = WebhookSender("")
+    outcomes = [await sender.post(f"http://{host}/hook", b"{}", {}) for host in ("rebind.test", "mixed.test")]
+    await sender.aclose()
+    assert [o.error_class for o in outcomes] == ["AddressNotAllowed"] * 2
+    assert connects == []
 
 
-async def test_pinned_transport_refuses_loopback_literals_and_names(dns: dict[str, list[str]]) -> None:
+async def test_loopback_literals_and_names_never_connect(dns: dict[str, list[str]], connects: list[str]) -> None:
     dns["localhost"] = ["127.0.0.1", "::1"]
-    async with httpx.AsyncClient(transport=PinnedTransport("")) as client:
-        for url in ("http://127.0.0.1:1/x", "http://[::1]:1/x", "http://localhost:1/x", "http://10.0.0.1:1/x"):
-            with pytest.raises(AddressNotAllowed):
-                await client.post(url, content=b"{}")
+    sender = WebhookSender("")
+    urls = ("http://127.0.0.1:1/x", "http://[::1]:1/x", "http://localhost:1/x", "http://10.0.0.1:1/x", "http://127.1:1/x",
+            "http://0x7f000001:1/x", "http://[::ffff:7f00:1]:1/x", "http://169.254.169.254/x")  # fmt: skip
+    outcomes = [await sender.post(url, b"{}", {}) for url in urls]
+    await sender.aclose()
+    assert [o.error_class for o in outcomes] == ["AddressNotAllowed"] * len(urls)
+    assert connects == []
+
+
+def test_check_host_refuses_literals_and_leaves_names_to_the_resolver() -> None:
+    for host in ("127.0.0.1", "2130706433", "0x7f.1", "::ffff:127.0.0.1", "[fe80::1]", "1.2.3.4.5", "1:2:3"):
+        with pytest.raises(AddressNotAllowed):
+            check_host(host, "")
+    for host in ("8.8.8.8", "shop.example.com", "localhost", "2606:4700::1111"):
+        check_host(host, "")  # names are checked when resolved
+    check_host("127.0.0.1", "127.0.0.0/8")

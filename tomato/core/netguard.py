@@ -6,10 +6,15 @@ Two checks, because a name may resolve anywhere:
 * `check_literal(url, allowed)` at order/refund creation: a URL whose host *is* an address (any spelling the
   resolver accepts: `127.1`, `2130706433`, `0x7f.0.0.1`, `[::ffff:127.0.0.1]`) or a `localhost` name is refused
   with `422 INVALID_REQUEST` naming `notify_url`. Other names are left to delivery time.
-* `resolve_and_check(host, allowed)` at delivery time: resolves the name once and refuses when ANY address is
-  disallowed. `PinnedBackend` (an httpcore network backend) calls it inside `connect_tcp` and connects to the
-  address it just checked, so a second DNS answer (rebinding) can never be the one connected to. The URL keeps
-  its host name, so TLS SNI, certificate checks and the Host header are unchanged.
+* At delivery time (`notice.sender`, on aiohttp) the address that was checked is the address connected to:
+  - names go through `CheckedResolver`, the connector's resolver: `resolve_and_check` resolves the name once,
+    refuses it when ANY address is disallowed, and hands the connector only the checked addresses, which it
+    connects to as they are (no second lookup, so a rebinding DNS answer can never be the one connected to);
+  - aiohttp never asks its resolver about a host that looks like an address literal, so the sender calls
+    `check_host` on every URL's host first: a disallowed literal in any spelling, or something that looks like an
+    address but is none, is refused before any connection.
+  The URL keeps its host name, so TLS SNI, certificate checks and the Host header are unchanged. No proxy from
+  the environment is ever used (a proxy would do its own resolving).
 """
 
 from __future__ import annotations
@@ -18,13 +23,10 @@ import asyncio
 import functools
 import ipaddress
 import socket
-import ssl
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tomato.core.errors import InvalidRequest
 
@@ -37,6 +39,10 @@ _SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: inte
 
 class AddressNotAllowed(Exception):
     """A merchant URL resolved to an address the SSRF guard refuses."""
+
+
+class HostNotFound(OSError):
+    """A merchant URL's host name did not resolve (an OSError, so HTTP clients report it as a connect failure)."""
 
 
 @functools.lru_cache(maxsize=32)
@@ -103,81 +109,72 @@ def check_literal(url: str, allowed_networks: Allowed) -> None:
         )
 
 
-async def resolve_and_check(host: str, allowed: Allowed, port: int = 443) -> list[str]:
+def check_host(host: str, allowed: Allowed) -> None:
+    """Delivery-time check of a URL host that a connection layer may connect to without resolving it.
+
+    Raises `AddressNotAllowed` for an address literal (any spelling) that is refused, and for a host that looks
+    like an address (a colon, or only digits and dots) without being one; returns for names, which are left to
+    `resolve_and_check` in the resolver, and for allowed literals.
+    """
+    address = literal_address(host)
+    if address is None:
+        bare = host.strip("[]")
+        if ":" in bare or bare.replace(".", "").isdigit():
+            raise AddressNotAllowed(f"{host} is not a valid address")
+        return
+    if is_disallowed(address, allowed):
+        raise AddressNotAllowed(f"{host} is {address}, which is not allow-listed")
+
+
+async def resolve_and_check(host: str, allowed: Allowed, port: int = 443, family: int = socket.AF_UNSPEC) -> list[str]:
     """Resolves `host` once; returns its addresses (resolver order) or raises `AddressNotAllowed` if ANY of
-    them is refused (a mixed answer must not slip through on the connection attempt order)."""
+    them is refused (a mixed answer must not slip through on the connection attempt order), `HostNotFound` if
+    it does not resolve."""
     literal = literal_address(host)
     if literal is not None:
         candidates: list[IPAddress] = [literal]
     else:
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            raise HostNotFound(f"cannot resolve {host}: {exc}") from exc
         candidates = []
         for info in infos:
             address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
             if address not in candidates:
                 candidates.append(address)
     if not candidates:
-        raise httpcore.ConnectError(f"{host} resolved to no address")
+        raise HostNotFound(f"{host} resolved to no address")
     refused = [str(a) for a in candidates if is_disallowed(a, allowed)]
     if refused:
         raise AddressNotAllowed(f"{host} resolves to {', '.join(refused)}, which is not allow-listed")
     return [str(a) for a in candidates]
 
 
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves and checks in `connect_tcp`, then connects to the checked address itself (no second lookup)."""
+class CheckedResolver(AbstractResolver):
+    """aiohttp resolver that answers only with addresses `resolve_and_check` accepted (see the module docstring).
 
-    def __init__(self, allowed: Allowed, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    The connector connects to the returned addresses as they are and may cache them for its DNS TTL; what it
+    caches was checked against the same allow-list, so a cached answer is still a checked one.
+    """
+
+    def __init__(self, allowed: Allowed) -> None:
         self._allowed = _networks(allowed)
-        self._inner = inner or httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        last: Exception | None = None
-        for address in await resolve_and_check(host, self._allowed, port):
-            try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
-                last = exc
-        assert last is not None
-        raise last
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await resolve_and_check(host, self._allowed, port, family)
+        return [_result(host, address, port) for address in addresses]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise AddressNotAllowed("unix sockets are never a merchant endpoint")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport whose every connection goes through `PinnedBackend`; never uses proxies from the
-    environment (a proxy would do its own resolving)."""
-
-    def __init__(
-        self, allowed: Allowed, *, max_connections: int = 8, ssl_context: ssl.SSLContext | None = None
-    ) -> None:
-        super().__init__(trust_env=False)
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        # httpx exposes no network-backend option, so the pool it built is replaced by an equivalent one.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=PinnedBackend(allowed),
-        )
+def _result(hostname: str, address: str, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV  # the connector must not look anything up again
+    return ResolveResult(
+        hostname=hostname, host=address, port=port, family=family, proto=socket.IPPROTO_TCP, flags=flags
+    )

@@ -64,8 +64,7 @@ class NoticeConfig:
     allowed_networks: tuple[IPNetwork, ...] = ()
     http_timeout_s: float = HTTP_TIMEOUT_S
     concurrency: int = 128  # deliveries attempted at once per process (the work queue's prefetch)
-    http_clients: int = 16  # httpx costs CPU per pooled connection: many small pools (baselines.md, sender.py)
-    connections_per_client: int = 2
+    http_connections: int = 64  # the webhook sender's keep-alive pool, also its cap on requests in flight
     lease_s: float = 15.0  # a claimed delivery is another worker's again after this (> the 5 s timeout)
     sweep_interval_s: float = 2.0
     sweep_grace_s: float = 15.0  # overdue by this much with no worker on it: its wake-up message was lost

@@ -44,8 +44,8 @@ class NoticeRuntime:
         cfg = self.config
         self.queue = build_queue(c, cfg)
         self.sender = WebhookSender(
-            cfg.allowed_networks, timeout_s=cfg.http_timeout_s, clients=cfg.http_clients,
-            connections_per_client=cfg.connections_per_client, body_limit=cfg.response_body_bytes,
+            cfg.allowed_networks, timeout_s=cfg.http_timeout_s, connections=cfg.http_connections,
+            body_limit=cfg.response_body_bytes,
         )  # fmt: skip
         lookup = targets or PayTargets(c.pay)
         self.worker = DeliveryWorker(c.db, c.ids, c.merchants, self.queue, self.sender, cfg)
