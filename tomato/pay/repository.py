@@ -1,4 +1,8 @@
-"""Every query of the pay context. Never commits; every state change is a compare-and-set on `status`."""
+"""Every query of the pay context. Never commits; every state change is a compare-and-set on `status`.
+
+Writes on the order hot path (insert, transitions) are Core statements on the tables: the ORM's unit of work and
+bulk-update machinery cost more CPU than the rest of a create-order together, and these rows need neither.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,30 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import Table, Update, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
 from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
+
+ORDERS: Table = PayOrder.__table__  # type: ignore[assignment]
+ATTEMPTS: Table = PayAttempt.__table__  # type: ignore[assignment]
+
+
+def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
+    """The attributes set on a new (transient) row: unset ones keep their column defaults."""
+    return {k: v for k, v in vars(row).items() if not k.startswith("_")}
+
+
+async def insert_order(s: AsyncSession, order: PayOrder, first_attempt: PayAttempt | None) -> None:
+    """Inserts a new order (and its first attempt); a repeated (app_id, out_trade_no) raises IntegrityError."""
+    await s.execute(insert(ORDERS).values(_set_values(order)))
+    if first_attempt is not None:
+        await s.execute(insert(ATTEMPTS).values(_set_values(first_attempt)))
+
+
+async def finish_attempt(s: AsyncSession, attempt_id: str, values: dict[str, Any]) -> None:
+    await s.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id).values(**values))
 
 
 async def get(s: AsyncSession, order_no: str) -> PayOrder | None:
@@ -40,23 +63,33 @@ async def transition(
     only_from: Sequence[OrderStatus] | None = None,
 ) -> bool:
     """Moves the order if (and only if) its current status allows `event`; True when this call moved it."""
-    allowed = [st.value for st in (only_from if only_from is not None else sources(event))]
-    res = await s.execute(
-        update(PayOrder)
-        .where(PayOrder.order_no == order_no, PayOrder.status.in_(allowed))
-        .values(**values, version=PayOrder.version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    res = await s.execute(_transition(order_no, event, values, only_from))
     return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def transition_returning(
+    s: AsyncSession, order_no: str, event: OrderEvent, values: dict[str, Any]
+) -> PayOrder | None:
+    """`transition`, answering the moved order (detached) — or None when its status did not allow `event`."""
+    row = (await s.execute(_transition(order_no, event, values, None).returning(*ORDERS.c))).first()
+    return None if row is None else PayOrder(**row._mapping)
+
+
+def _transition(
+    order_no: str, event: OrderEvent, values: dict[str, Any], only_from: Sequence[OrderStatus] | None
+) -> Update:
+    allowed = [st.value for st in (only_from if only_from is not None else sources(event))]
+    return (
+        update(ORDERS)
+        .where(ORDERS.c.order_no == order_no, ORDERS.c.status.in_(allowed))
+        .values(**values, version=ORDERS.c.version + 1)
+    )
 
 
 async def set_fields(s: AsyncSession, order_no: str, status: OrderStatus, values: dict[str, Any]) -> bool:
     """Updates non-state fields while the order is still in `status` (e.g. query bookkeeping)."""
     res = await s.execute(
-        update(PayOrder)
-        .where(PayOrder.order_no == order_no, PayOrder.status == status.value)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(ORDERS).where(ORDERS.c.order_no == order_no, ORDERS.c.status == status.value).values(**values)
     )
     return bool(res.rowcount)  # type: ignore[attr-defined]
 

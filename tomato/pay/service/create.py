@@ -66,9 +66,7 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     first = _new_attempt(deps, order, routes[0]) if routes else None
     try:
         async with deps.db.uow() as uow:  # the order and its first attempt in one transaction
-            uow.session.add(order)
-            if first is not None:
-                uow.session.add(first)
+            await repo.insert_order(uow.session, order, first)
             await uow.commit()
     except IntegrityError:  # a concurrent request with the same out_trade_no won the insert
         async with deps.db.uow() as uow:
@@ -234,17 +232,18 @@ async def _finish_attempt(
     )
     keep_cashier_url = order.pay_method == PayMethod.CASHIER
     async with deps.db.uow() as uow:
-        row = await uow.session.get(PayAttempt, attempt.id)
-        assert row is not None
-        row.status = "SUCCESS" if accepted else result.status.value
-        row.error_class = None if accepted else result.error.value
-        row.error_code = result.code
-        row.error_message = (result.message or "")[:512] or None
-        row.finished_at = now
-        row.pay_data = json.dumps(wallet_data) if accepted else None
+        await repo.finish_attempt(uow.session, attempt.id, {
+            "status": "SUCCESS" if accepted else result.status.value,
+            "error_class": None if accepted else result.error.value,
+            "error_code": result.code,
+            "error_message": (result.message or "")[:512] or None,
+            "finished_at": now,
+            "pay_data": json.dumps(wallet_data) if accepted else None,
+        })  # fmt: skip
+        fresh: PayOrder | None = None
         moved = False
         if accepted:
-            moved = await repo.transition(
+            fresh = await repo.transition_returning(
                 uow.session,
                 order.order_no,
                 OrderEvent.CHANNEL_ACCEPTED,
@@ -257,14 +256,15 @@ async def _finish_attempt(
                     "updated_at": now,
                 },
             )
-        fresh = await repo.get(uow.session, order.order_no) if accepted else None
+            moved = fresh is not None
+            if fresh is None:  # it moved on meanwhile (paid, closed): answer what it is now
+                fresh = await repo.get(uow.session, order.order_no)
         await uow.commit()
     if not accepted:
         return None
+    assert fresh is not None and wallet_data is not None
     if moved:
         await deps.channels.record_usage(route.channel_account_id, order.amount)
-    assert fresh is not None
-    if not moved:
+    else:
         log.info("order %s moved on (%s) while the channel accepted it", order.order_no, fresh.status)
-    assert wallet_data is not None
     return order_view(fresh), wallet_data
