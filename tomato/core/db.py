@@ -45,6 +45,15 @@ def in_transaction() -> bool:
     return _in_transaction.get()
 
 
+def enter_transaction() -> contextvars.Token[bool]:
+    """Marks the current task as inside a unit of work (for units of work not built on `UnitOfWork`)."""
+    return _in_transaction.set(True)
+
+
+def leave_transaction(token: contextvars.Token[bool]) -> None:
+    _in_transaction.reset(token)
+
+
 def forbid_http_in_transaction(what: str) -> None:
     """Called by every outbound HTTP client before a request."""
     if _in_transaction.get():

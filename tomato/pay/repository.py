@@ -1,7 +1,7 @@
 """Every query of the pay context. Never commits; every state change is a compare-and-set on `status`.
 
-Writes on the order hot path (insert, transitions) are Core statements on the tables: the ORM's unit of work and
-bulk-update machinery cost more CPU than the rest of a create-order together, and these rows need neither.
+Order writes are Core statements on the tables (the ORM's bulk-update machinery costs more than the statement);
+create-order's own writes go through a `FastTx` (core/fasttx.py), which skips SQLAlchemy on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Update, case, insert, or_, select, update
+from sqlalchemy import Table, Update, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tomato.core.fasttx import FastTx
 from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
 from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
 
@@ -25,15 +26,15 @@ def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
     return {k: v for k, v in vars(row).items() if not k.startswith("_")}
 
 
-async def insert_order(s: AsyncSession, order: PayOrder, first_attempt: PayAttempt | None) -> None:
+async def insert_order(tx: FastTx, order: PayOrder, first_attempt: PayAttempt | None) -> None:
     """Inserts a new order (and its first attempt); a repeated (app_id, out_trade_no) raises IntegrityError."""
-    await s.execute(insert(ORDERS).values(_set_values(order)))
+    await tx.insert(ORDERS, _set_values(order))
     if first_attempt is not None:
-        await s.execute(insert(ATTEMPTS).values(_set_values(first_attempt)))
+        await tx.insert(ATTEMPTS, _set_values(first_attempt))
 
 
-async def finish_attempt(s: AsyncSession, attempt_id: str, values: dict[str, Any]) -> None:
-    await s.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id).values(**values))
+async def finish_attempt(tx: FastTx, attempt_id: str, values: dict[str, Any]) -> None:
+    await tx.update(ATTEMPTS, ("id", attempt_id), values)
 
 
 async def get(s: AsyncSession, order_no: str) -> PayOrder | None:
@@ -68,11 +69,13 @@ async def transition(
 
 
 async def transition_returning(
-    s: AsyncSession, order_no: str, event: OrderEvent, values: dict[str, Any]
+    tx: FastTx, order_no: str, event: OrderEvent, values: dict[str, Any]
 ) -> PayOrder | None:
-    """`transition`, answering the moved order (detached) — or None when its status did not allow `event`."""
-    row = (await s.execute(_transition(order_no, event, values, None).returning(*ORDERS.c))).first()
-    return None if row is None else PayOrder(**row._mapping)
+    """`transition` in a `FastTx`, answering the moved order (detached), or None when its status did not allow
+    `event`."""
+    allowed = [st.value for st in sources(event)]
+    row = await tx.update_returning(ORDERS, ("order_no", order_no), values, status_in=allowed, increment="version")
+    return None if row is None else PayOrder(**row)
 
 
 def _transition(

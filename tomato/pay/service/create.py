@@ -20,6 +20,7 @@ from tomato.channel.protocol import ChannelResult, CreateRequest, ErrorClass, Re
 from tomato.channel.service import Route
 from tomato.core.crypto import random_token
 from tomato.core.errors import ChannelError, InvalidRequest, NoChannelAvailable
+from tomato.core.fasttx import FastTx
 from tomato.core.pay_methods import PayMethod
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService
@@ -65,9 +66,9 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     order = _new_order(deps, app, cmd, digest)
     first = _new_attempt(deps, order, routes[0]) if routes else None
     try:
-        async with deps.db.uow() as uow:  # the order and its first attempt in one transaction
-            await repo.insert_order(uow.session, order, first)
-            await uow.commit()
+        async with FastTx(deps.db.engine) as tx:  # the order and its first attempt in one transaction
+            await repo.insert_order(tx, order, first)
+            await tx.commit()
     except IntegrityError:  # a concurrent request with the same out_trade_no won the insert
         async with deps.db.uow() as uow:
             winner = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
@@ -231,8 +232,8 @@ async def _finish_attempt(
         {"type": result.pay_data.type, "value": result.pay_data.value} if result.pay_data is not None else None
     )
     keep_cashier_url = order.pay_method == PayMethod.CASHIER
-    async with deps.db.uow() as uow:
-        await repo.finish_attempt(uow.session, attempt.id, {
+    async with FastTx(deps.db.engine) as tx:
+        await repo.finish_attempt(tx, attempt.id, {
             "status": "SUCCESS" if accepted else result.status.value,
             "error_class": None if accepted else result.error.value,
             "error_code": result.code,
@@ -241,10 +242,9 @@ async def _finish_attempt(
             "pay_data": json.dumps(wallet_data) if accepted else None,
         })  # fmt: skip
         fresh: PayOrder | None = None
-        moved = False
         if accepted:
             fresh = await repo.transition_returning(
-                uow.session,
+                tx,
                 order.order_no,
                 OrderEvent.CHANNEL_ACCEPTED,
                 {
@@ -256,10 +256,11 @@ async def _finish_attempt(
                     "updated_at": now,
                 },
             )
-            moved = fresh is not None
-            if fresh is None:  # it moved on meanwhile (paid, closed): answer what it is now
-                fresh = await repo.get(uow.session, order.order_no)
-        await uow.commit()
+        await tx.commit()
+    moved = fresh is not None
+    if accepted and fresh is None:  # it moved on meanwhile (paid, closed): answer what it is now
+        async with deps.db.uow() as uow:
+            fresh = await repo.get(uow.session, order.order_no)
     if not accepted:
         return None
     assert fresh is not None and wallet_data is not None
