@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomato.core.bus import EventBus
@@ -91,10 +92,13 @@ class OutboxRelay:
         return [BusMessage(id=r.id, type=r.event_type, body=r.payload.encode()) for r in rows]
 
     async def _mark(self, conn: AsyncConnection, messages: list[BusMessage]) -> int:
+        ids = [m.id for m in messages]
+        if self._db.dialect == "postgresql":  # one prepared statement whatever the batch size (not IN ($1 … $n))
+            sent = OutboxEvent.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(String)))
+        else:
+            sent = OutboxEvent.id.in_(ids)
         result = await conn.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_([m.id for m in messages]), OutboxEvent.published_at.is_(None))
-            .values(published_at=utcnow())
+            update(OutboxEvent).where(sent, OutboxEvent.published_at.is_(None)).values(published_at=utcnow())
         )
         return int(result.rowcount)
 

@@ -104,12 +104,11 @@ class EventConsumer:
         unique = list(dict.fromkeys(event_ids))
         async with self._db.uow() as uow:
             rows = await repo.outbox_rows(uow.session, unique)
-            seen = await repo.events_seen(uow.session, unique)
         found = {r.id for r in rows}
         now = utcnow()
         for r in rows:
             self.lag.observe((now - as_utc(r.created_at)).total_seconds())
-        todo = [r for r in rows if r.id not in seen and r.app_id]
+        todo = [r for r in rows if not r.seen and r.app_id]
         targets = await self._resolve(todo)
         now = utcnow()
         values: list[dict[str, Any]] = []

@@ -1,5 +1,8 @@
 """Every query of the notice context. Batch-shaped (one statement per batch), Core-level where it is hot; never
-commits. Compare-and-set everywhere a worker takes or releases a delivery."""
+commits. Compare-and-set everywhere a worker takes or releases a delivery.
+
+Lists of ids are matched with `= ANY($1)` on PostgreSQL (`_one_of`): `IN ($1, …, $n)` is a different statement
+for every batch size, so asyncpg prepared (a round trip, a parse and a plan) nearly every batch again."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import CursorResult, String, Table, and_, any_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from tomato.core.outbox import OutboxEvent
 from tomato.notice.models import Delivery, DeliveryAttempt
@@ -26,21 +30,25 @@ def _merchant_facing() -> Any:
     return or_(*(OutboxEvent.event_type.startswith(p) for p in EVENT_PREFIXES))
 
 
+def _one_of(s: AsyncSession, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
+    """`column` is one of `ids`: one prepared statement whatever the batch size on PostgreSQL."""
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        return cast(ColumnElement[bool], column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(String))))
+    return cast(ColumnElement[bool], column.in_(ids))
+
+
 # --- consuming events ----------------------------------------------------------------------------------------
 
 
 async def outbox_rows(s: AsyncSession, event_ids: Sequence[str]) -> Sequence[Any]:
+    """The outbox rows of `event_ids`, each with `seen`: it already has a delivery row (the consumer's dedupe by
+    event id)."""
+    seen = exists().where(Delivery.event_id == OutboxEvent.id).label("seen")
     stmt = select(
         OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.app_id, OutboxEvent.aggregate_type,
-        OutboxEvent.aggregate_id, OutboxEvent.payload, OutboxEvent.created_at,
-    ).where(OutboxEvent.id.in_(event_ids))  # fmt: skip
+        OutboxEvent.aggregate_id, OutboxEvent.payload, OutboxEvent.created_at, seen,
+    ).where(_one_of(s, OutboxEvent.id, event_ids))  # fmt: skip
     return (await s.execute(stmt)).all()
-
-
-async def events_seen(s: AsyncSession, event_ids: Sequence[str]) -> set[str]:
-    """Events that already have a delivery row (the consumer's dedupe by event id)."""
-    rows = await s.execute(select(Delivery.event_id).where(Delivery.event_id.in_(event_ids)).distinct())
-    return set(rows.scalars())
 
 
 async def insert_deliveries(s: AsyncSession, dialect: str, rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -84,7 +92,7 @@ async def claim(
     stmt = (
         update(_D)
         .where(
-            _D.c.id.in_(ids),
+            _one_of(s, _D.c.id, ids),
             _D.c.status == PENDING,
             _D.c.next_attempt_at <= due_by,
             or_(_D.c.lease_until.is_(None), _D.c.lease_until < now),
@@ -96,12 +104,12 @@ async def claim(
 
 
 async def payloads(s: AsyncSession, event_ids: Sequence[str]) -> dict[str, str]:
-    rows = await s.execute(select(OutboxEvent.id, OutboxEvent.payload).where(OutboxEvent.id.in_(event_ids)))
+    rows = await s.execute(select(OutboxEvent.id, OutboxEvent.payload).where(_one_of(s, OutboxEvent.id, event_ids)))
     return {r.id: r.payload for r in rows}
 
 
 async def states(s: AsyncSession, ids: Sequence[str]) -> Sequence[Any]:
-    stmt = select(_D.c.id, _D.c.status, _D.c.next_attempt_at, _D.c.lease_until).where(_D.c.id.in_(ids))
+    stmt = select(_D.c.id, _D.c.status, _D.c.next_attempt_at, _D.c.lease_until).where(_one_of(s, _D.c.id, ids))
     return (await s.execute(stmt)).all()
 
 
@@ -142,7 +150,7 @@ async def sweep(s: AsyncSession, now: datetime, overdue_before: datetime, limit:
         return []
     stmt = (
         update(_D)
-        .where(_D.c.id.in_(ids), _D.c.status == PENDING, free, or_(lost, _D.c.requested_at.is_not(None)))
+        .where(_one_of(s, _D.c.id, ids), _D.c.status == PENDING, free, or_(lost, _D.c.requested_at.is_not(None)))
         .values(swept_at=now, requested_at=None)
         .returning(_D.c.id)
     )
