@@ -13,7 +13,8 @@ and per run a producer that commits `pay.succeeded` outbox rows (10 per transact
 payments would) and runs the outbox relay, woken after each commit as `pay` wakes it.
 
 Per repeat, interleaved (baselines.md: judge ratios to a same-run baseline, medians of the repeats):
-- baseline: httpx, 8 clients × 8 connections, 64 tasks POSTing 1 KiB to the same receiver → req/s;
+- baseline: httpx, 8 clients × 8 connections, 64 tasks POSTing 1 KiB to the same receiver → req/s: the anchor
+  baselines.md pins for this target (the worker itself sends with aiohttp, about a tenth of httpx's client CPU);
 - burst: `--events` events committed as fast as the producer can → deliveries/s = events ÷ (last first-arrival
   − first commit): the pipeline's capacity;
 - paced: `--paced-events` at an offered `--rate` (default 500/s, open loop) → p50/p99/max from an event's commit
