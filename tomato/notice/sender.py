@@ -94,7 +94,9 @@ class WebhookSender:
         timeout_s: float = 5.0,
         connections: int = 64,
         body_limit: int = 1024,
-        keepalive_s: float = 30.0,
+        # idle connections close before common server idle timeouts (Node's 5 s) do: a POST is never retried, so
+        # reusing a connection the merchant is just closing would fail the attempt
+        keepalive_s: float = 4.0,
     ) -> None:
         self._allowed = allowed
         self._timeout_s = timeout_s
