@@ -1,5 +1,6 @@
-"""FastTx (core/fasttx.py) behaves the same on SQLite (Core) and PostgreSQL (raw asyncpg): atomic, guarded,
-unique violations as IntegrityError, connections back in the pool, and the "no HTTP inside" flag set."""
+"""WriteBatch (core/writebatch.py) behaves the same on SQLite (Core, one transaction) and PostgreSQL (one
+statement of data-modifying CTEs on the raw asyncpg connection): all or nothing, guarded, the last write's row
+answered, unique violations as IntegrityError, and connections back in the pool."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from tomato.core.clock import as_utc
-from tomato.core.db import Database, in_transaction
-from tomato.core.fasttx import FastTx
+from tomato.core.db import Database
+from tomato.core.writebatch import WriteBatch
 from tomato.pay import repository as repo
-from tomato.pay.models import PayOrder
+from tomato.pay.models import PayAttempt, PayOrder
 from tomato.pay.states import OrderEvent, OrderStatus
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=UTC)
@@ -28,62 +29,72 @@ def new_order(order_no: str, out_trade_no: str = "T1") -> PayOrder:
     )  # fmt: skip
 
 
-async def count_orders(db: Database) -> int:
+def new_attempt(attempt_id: str, order_no: str) -> PayAttempt:
+    return PayAttempt(id=attempt_id, order_no=order_no, channel="alipay", channel_account_id="CA1",
+                      status="CALLING", created_at=NOW)  # fmt: skip
+
+
+async def count(db: Database, model: type[PayOrder] | type[PayAttempt]) -> int:
     async with db.uow() as uow:
-        return int((await uow.session.scalar(select(func.count()).select_from(PayOrder))) or 0)
+        return int((await uow.session.scalar(select(func.count()).select_from(model))) or 0)
 
 
-async def test_insert_then_guarded_transition_returns_the_moved_row(db: Database) -> None:
-    async with FastTx(db.engine) as tx:
-        assert in_transaction()
-        await repo.insert_order(tx, new_order("P1"), None)
-        await tx.commit()
-    assert not in_transaction()
+async def insert(db: Database, order: PayOrder, attempt: PayAttempt | None = None) -> None:
+    batch = WriteBatch(db.engine)
+    repo.insert_order(batch, order, attempt)
+    assert await batch.commit() is None
 
+
+async def test_finish_attempt_and_guarded_transition_answer_the_moved_row(db: Database) -> None:
+    await insert(db, new_order("P1"), new_attempt("PA1", "P1"))
     values = {"status": OrderStatus.PAYING.value, "channel": "alipay", "updated_at": NOW + timedelta(seconds=1)}
-    async with FastTx(db.engine) as tx:
-        moved = await repo.transition_returning(tx, "P1", OrderEvent.CHANNEL_ACCEPTED, values)
-        again = await repo.transition_returning(tx, "P1", OrderEvent.CHANNEL_ACCEPTED, values)
-        await tx.commit()
-    assert moved is not None and again is None  # PAYING does not accept CHANNEL_ACCEPTED twice
+
+    batch = WriteBatch(db.engine)
+    repo.finish_attempt(batch, "PA1", {"status": "SUCCESS", "pay_data": '{"type":"qr_code"}'})
+    repo.transition_returning(batch, "P1", OrderEvent.CHANNEL_ACCEPTED, values)
+    row = await batch.commit()
+    assert row is not None
+    moved = repo.detached(row)
     assert (moved.status, moved.channel, moved.version, moved.amount) == ("PAYING", "alipay", 2, 1234)
     assert moved.metadata_json == '{"k":"中"}'
     assert as_utc(moved.expire_at) == NOW + timedelta(minutes=30)  # microseconds kept (SQLite answers naive UTC)
     assert moved.refund_reserved == 0  # an unset column took its default
 
+    again = WriteBatch(db.engine)  # PAYING does not accept CHANNEL_ACCEPTED twice; the attempt write still lands
+    repo.finish_attempt(again, "PA1", {"error_code": "late"})
+    repo.transition_returning(again, "P1", OrderEvent.CHANNEL_ACCEPTED, values)
+    assert await again.commit() is None
+
     async with db.uow() as uow:
         stored = await repo.get(uow.session, "P1")
+        attempts = await repo.attempts_of(uow.session, "P1")
     assert stored is not None and (stored.status, stored.version) == ("PAYING", 2)
+    assert [(a.status, a.pay_data, a.error_code) for a in attempts] == [("SUCCESS", '{"type":"qr_code"}', "late")]
 
 
-async def test_unique_violation_is_an_integrity_error_and_rolls_back_everything(db: Database) -> None:
-    async with FastTx(db.engine) as tx:
-        await repo.insert_order(tx, new_order("P1", "T1"), None)
-        await tx.commit()
+async def test_unique_violation_is_an_integrity_error_and_writes_nothing_of_the_batch(db: Database) -> None:
+    await insert(db, new_order("P1", "T1"))
+    batch = WriteBatch(db.engine)
+    repo.insert_order(batch, new_order("P2", "T2"), new_attempt("PA2", "P2"))
+    repo.insert_order(batch, new_order("P3", "T1"), None)  # same (app_id, out_trade_no) as P1
     with pytest.raises(IntegrityError):
-        async with FastTx(db.engine) as tx:
-            await repo.insert_order(tx, new_order("P2", "T2"), None)
-            await repo.insert_order(tx, new_order("P3", "T1"), None)  # same (app_id, out_trade_no) as P1
-            await tx.commit()
-    assert await count_orders(db) == 1  # P2 went with the failed transaction
+        await batch.commit()
+    assert (await count(db, PayOrder), await count(db, PayAttempt)) == (1, 0)  # P2 and PA2 went with it
 
 
-async def test_leaving_without_commit_rolls_back(db: Database) -> None:
-    async with FastTx(db.engine) as tx:
-        await repo.insert_order(tx, new_order("P1"), None)
-    assert await count_orders(db) == 0
+async def test_only_the_last_write_may_answer_a_row(db: Database) -> None:
+    batch = WriteBatch(db.engine)
+    repo.transition_returning(batch, "P1", OrderEvent.CHANNEL_ACCEPTED, {"status": "PAYING"})
+    with pytest.raises(ValueError, match="last"):
+        repo.finish_attempt(batch, "PA1", {"status": "SUCCESS"})
 
 
-async def test_update_reports_whether_a_row_matched_and_connections_return_to_the_pool(db: Database) -> None:
-    async with FastTx(db.engine) as tx:
-        await repo.insert_order(tx, new_order("P1"), None)
-        await tx.commit()
-    for _ in range(60):  # more than the pool holds: each FastTx must give its connection back
-        async with FastTx(db.engine) as tx:
-            hit = await tx.update(repo.ORDERS, ("order_no", "P1"), {"query_count": 1}, status_in=["CREATED"])
-            miss = await tx.update(repo.ORDERS, ("order_no", "P1"), {"query_count": 2}, status_in=["PAYING"])
-            await tx.commit()
-        assert (hit, miss) == (True, False)
+async def test_many_batches_reuse_pooled_connections(db: Database) -> None:
+    await insert(db, new_order("P1"))
+    for i in range(60):  # more than the pool holds: each commit must give its connection back
+        batch = WriteBatch(db.engine)
+        batch.update(repo.ORDERS, ("order_no", "P1"), {"query_count": i}, status_in=["CREATED"])
+        await batch.commit()
     async with db.uow() as uow:
         stored = await repo.get(uow.session, "P1")
-    assert stored is not None and stored.query_count == 1
+    assert stored is not None and stored.query_count == 59

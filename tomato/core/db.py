@@ -45,29 +45,22 @@ def in_transaction() -> bool:
     return _in_transaction.get()
 
 
-def enter_transaction() -> contextvars.Token[bool]:
-    """Marks the current task as inside a unit of work (for units of work not built on `UnitOfWork`)."""
-    return _in_transaction.set(True)
-
-
-def leave_transaction(token: contextvars.Token[bool]) -> None:
-    _in_transaction.reset(token)
-
-
 def forbid_http_in_transaction(what: str) -> None:
     """Called by every outbound HTTP client before a request."""
     if _in_transaction.get():
         raise HttpInsideTransaction(f"{what}: HTTP call while a unit of work is open")
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
     # No pre-ping (three round trips on every checkout); connections are recycled instead, and a connection
-    # that died with the server fails one unit of work, which rolls back as any error does.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # that died with the server fails one unit of work, which rolls back as any error does. No overflow: the
+    # pool opens connections lazily up to `pool_size` and keeps them, where overflow connections would be
+    # opened and closed again on every burst above the pool size (a TLS negotiation attempt and a backend each).
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -1,7 +1,7 @@
 """Every query of the pay context. Never commits; every state change is a compare-and-set on `status`.
 
 Order writes are Core statements on the tables (the ORM's bulk-update machinery costs more than the statement);
-create-order's own writes go through a `FastTx` (core/fasttx.py), which skips SQLAlchemy on PostgreSQL.
+create-order's own writes are `WriteBatch`es (core/writebatch.py): one statement each on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Update, case, or_, select, update
+from sqlalchemy import Table, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tomato.core.fasttx import FastTx
+from tomato.core.writebatch import WriteBatch
 from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
 from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
 
@@ -26,15 +26,15 @@ def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
     return {k: v for k, v in vars(row).items() if not k.startswith("_")}
 
 
-async def insert_order(tx: FastTx, order: PayOrder, first_attempt: PayAttempt | None) -> None:
+def insert_order(batch: WriteBatch, order: PayOrder, first_attempt: PayAttempt | None) -> None:
     """Inserts a new order (and its first attempt); a repeated (app_id, out_trade_no) raises IntegrityError."""
-    await tx.insert(ORDERS, _set_values(order))
+    batch.insert(ORDERS, _set_values(order))
     if first_attempt is not None:
-        await tx.insert(ATTEMPTS, _set_values(first_attempt))
+        batch.insert(ATTEMPTS, _set_values(first_attempt))
 
 
-async def finish_attempt(tx: FastTx, attempt_id: str, values: dict[str, Any]) -> None:
-    await tx.update(ATTEMPTS, ("id", attempt_id), values)
+def finish_attempt(batch: WriteBatch, attempt_id: str, values: dict[str, Any]) -> None:
+    batch.update(ATTEMPTS, ("id", attempt_id), values)
 
 
 async def get(s: AsyncSession, order_no: str) -> PayOrder | None:
@@ -64,29 +64,24 @@ async def transition(
     only_from: Sequence[OrderStatus] | None = None,
 ) -> bool:
     """Moves the order if (and only if) its current status allows `event`; True when this call moved it."""
-    res = await s.execute(_transition(order_no, event, values, only_from))
-    return bool(res.rowcount)  # type: ignore[attr-defined]
-
-
-async def transition_returning(
-    tx: FastTx, order_no: str, event: OrderEvent, values: dict[str, Any]
-) -> PayOrder | None:
-    """`transition` in a `FastTx`, answering the moved order (detached), or None when its status did not allow
-    `event`."""
-    allowed = [st.value for st in sources(event)]
-    row = await tx.update_returning(ORDERS, ("order_no", order_no), values, status_in=allowed, increment="version")
-    return None if row is None else PayOrder(**row)
-
-
-def _transition(
-    order_no: str, event: OrderEvent, values: dict[str, Any], only_from: Sequence[OrderStatus] | None
-) -> Update:
     allowed = [st.value for st in (only_from if only_from is not None else sources(event))]
-    return (
+    res = await s.execute(
         update(ORDERS)
         .where(ORDERS.c.order_no == order_no, ORDERS.c.status.in_(allowed))
         .values(**values, version=ORDERS.c.version + 1)
     )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def transition_returning(batch: WriteBatch, order_no: str, event: OrderEvent, values: dict[str, Any]) -> None:
+    """`transition` as the batch's last write: its commit answers the moved order's row, or None when the order's
+    status did not allow `event` (`detached` makes the row an order)."""
+    allowed = [st.value for st in sources(event)]
+    batch.update(ORDERS, ("order_no", order_no), values, status_in=allowed, increment="version", returning=True)
+
+
+def detached(row: dict[str, Any]) -> PayOrder:
+    return PayOrder(**row)
 
 
 async def set_fields(s: AsyncSession, order_no: str, status: OrderStatus, values: dict[str, Any]) -> bool:

@@ -20,8 +20,8 @@ from tomato.channel.protocol import ChannelResult, CreateRequest, ErrorClass, Re
 from tomato.channel.service import Route
 from tomato.core.crypto import random_token
 from tomato.core.errors import ChannelError, InvalidRequest, NoChannelAvailable
-from tomato.core.fasttx import FastTx
 from tomato.core.pay_methods import PayMethod
+from tomato.core.writebatch import WriteBatch
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService
 from tomato.pay import repository as repo
@@ -66,9 +66,9 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     order = _new_order(deps, app, cmd, digest)
     first = _new_attempt(deps, order, routes[0]) if routes else None
     try:
-        async with FastTx(deps.db.engine) as tx:  # the order and its first attempt in one transaction
-            await repo.insert_order(tx, order, first)
-            await tx.commit()
+        batch = WriteBatch(deps.db.engine)  # the order and its first attempt, atomically
+        repo.insert_order(batch, order, first)
+        await batch.commit()
     except IntegrityError:  # a concurrent request with the same out_trade_no won the insert
         async with deps.db.uow() as uow:
             winner = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
@@ -232,31 +232,31 @@ async def _finish_attempt(
         {"type": result.pay_data.type, "value": result.pay_data.value} if result.pay_data is not None else None
     )
     keep_cashier_url = order.pay_method == PayMethod.CASHIER
-    async with FastTx(deps.db.engine) as tx:
-        await repo.finish_attempt(tx, attempt.id, {
-            "status": "SUCCESS" if accepted else result.status.value,
-            "error_class": None if accepted else result.error.value,
-            "error_code": result.code,
-            "error_message": (result.message or "")[:512] or None,
-            "finished_at": now,
-            "pay_data": json.dumps(wallet_data) if accepted else None,
-        })  # fmt: skip
-        fresh: PayOrder | None = None
-        if accepted:
-            fresh = await repo.transition_returning(
-                tx,
-                order.order_no,
-                OrderEvent.CHANNEL_ACCEPTED,
-                {
-                    "status": OrderStatus.PAYING.value,
-                    "channel": route.channel,
-                    "channel_account_id": route.channel_account_id,
-                    "pay_data": order.pay_data if keep_cashier_url else json.dumps(wallet_data),
-                    "next_query_at": next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
-                    "updated_at": now,
-                },
-            )
-        await tx.commit()
+    batch = WriteBatch(deps.db.engine)
+    repo.finish_attempt(batch, attempt.id, {
+        "status": "SUCCESS" if accepted else result.status.value,
+        "error_class": None if accepted else result.error.value,
+        "error_code": result.code,
+        "error_message": (result.message or "")[:512] or None,
+        "finished_at": now,
+        "pay_data": json.dumps(wallet_data) if accepted else None,
+    })  # fmt: skip
+    if accepted:
+        repo.transition_returning(
+            batch,
+            order.order_no,
+            OrderEvent.CHANNEL_ACCEPTED,
+            {
+                "status": OrderStatus.PAYING.value,
+                "channel": route.channel,
+                "channel_account_id": route.channel_account_id,
+                "pay_data": order.pay_data if keep_cashier_url else json.dumps(wallet_data),
+                "next_query_at": next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
+                "updated_at": now,
+            },
+        )
+    row = await batch.commit()
+    fresh = repo.detached(row) if row is not None else None
     moved = fresh is not None
     if accepted and fresh is None:  # it moved on meanwhile (paid, closed): answer what it is now
         async with deps.db.uow() as uow:
