@@ -20,7 +20,9 @@ database, Redis keys and temp dir are removed at the end, also on error or Ctrl-
 
 How to read it (baselines.md: judge ratios against the same-run baseline, medians of interleaved repeats):
 - orders/s, p50/p99: wrk's closed loop over the product's run; at C connections latency ≈ C ÷ throughput
-  (Little's law), so p99 at 32 connections mostly restates throughput.
+  (Little's law), so p99 at 32 connections mostly restates throughput. Each repeat therefore adds a product run
+  at --latency-connections (default 8, as baselines.md suggests): its p99 is the one judged against the target,
+  and the 32-connection p99 is printed next to it.
 - gateway CPU-ms/order: utime+stime of every process of the `tomato serve` tree over the run ÷ orders written
   (counted in the database after the in-flight ones drained). The bare endpoint's CPU-ms/req is measured the same
   way; "CPU ÷ bare" is the ratio baselines.md judges (the 4 ms target is ≈ 55 × its 0.073 ms anchor).
@@ -348,7 +350,7 @@ class Stack:
 
     def run_product(
         self, duration: float, *, presign_rate: float | None = None, tag: str = "",
-        before_load: Callable[[], None] | None = None, warmup: bool = False,
+        before_load: Callable[[], None] | None = None, warmup: bool = False, connections: int | None = None,
     ) -> Run:
         self.seq += 1
         prefix = f"{tag or 'r'}{self.seq}"
@@ -361,8 +363,9 @@ class Stack:
         if before_load is not None:
             before_load()
         s0 = self.sample()
-        w = run_wrk(self.gateway_url + ORDER_PATH, duration_s=duration, connections=self.args.concurrency,
-                    threads=self.threads(), expect_status=201, work_dir=self.work, pool_prefix=pool)
+        w = run_wrk(self.gateway_url + ORDER_PATH, duration_s=duration,
+                    connections=connections or self.args.concurrency, threads=self.threads(), expect_status=201,
+                    work_dir=self.work, pool_prefix=pool)
         orders = self._drain(prefix)
         s1 = self.sample()
         for t in range(self.threads()):
@@ -543,7 +546,8 @@ def verdict(ok: bool) -> str:
 
 
 def report(
-    args: argparse.Namespace, rsa_cost: RsaCost, bare: list[Run], prod: list[Run], warm: str, source: str
+    args: argparse.Namespace, rsa_cost: RsaCost, bare: list[Run], prod: list[Run], low: list[Run], warm: str,
+    source: str,
 ) -> list[str]:
     rsa_ms = rsa_cost.sign_ms + rsa_cost.verify_ms
     ncpu = os.cpu_count()
@@ -605,13 +609,25 @@ def report(
         f"  Little's law           {args.concurrency} connections ÷ {rate:,.0f}/s = "
         f"{args.concurrency / rate * 1000:,.0f} ms mean latency "
         f"(wrk mean {median([p.wrk.mean_ms for p in prod]):,.0f} ms)",
+    ]
+    judged_p99, judged_how = p99, f"{args.concurrency} connections"
+    if low:
+        low_rate, low_p50 = median([r.rate for r in low]), median([r.wrk.p50_ms for r in low])
+        judged_p99 = median([r.wrk.p99_ms for r in low])
+        judged_how = f"wrk -c{args.latency_connections}, {low_rate:,.0f} orders/s"
+        lines += [
+            f"  at {args.latency_connections} connections      {spread([r.rate for r in low], '{:,.1f}'):>24} /s"
+            f"   p50 / p99 {low_p50:.1f} / {judged_p99:.1f} ms  (latency without the 32-deep queue)",
+        ]
+    lines += [
         "",
         "targets (issue)             measured     target   verdict   as a ratio to the same-run bare endpoint",
         f"  orders/s             {rate:>11,.1f}/s   ≥ {TARGET_RATE:.0f}/s   {verdict(rate >= TARGET_RATE):>6}"
         f"    {rate_ratio:.4f} ≥ {TARGET_RATE_RATIO:.4f} ({TARGET_RATE:.0f} ÷ {ANCHOR_BARE_RATE:,.0f})"
         f"  {verdict(rate_ratio >= TARGET_RATE_RATIO)}",
-        f"  p99 latency          {p99:>11,.1f} ms  ≤ {TARGET_P99_MS:.0f} ms  {verdict(p99 <= TARGET_P99_MS):>6}"
-        "    (absolute)",
+        f"  p99 latency          {judged_p99:>11,.1f} ms  ≤ {TARGET_P99_MS:.0f} ms  "
+        f"{verdict(judged_p99 <= TARGET_P99_MS):>6}    (absolute, at {judged_how}; at {args.concurrency}: "
+        f"{p99:,.0f} ms)",
         f"  gateway CPU-ms/order {cpu:>11.2f} ms  ≤ {TARGET_CPU_MS:.0f} ms    {verdict(cpu <= TARGET_CPU_MS):>6}"
         f"    {cpu_ratio:.1f} × ≤ {TARGET_CPU_RATIO:.0f} × ({TARGET_CPU_MS:g} ÷ {ANCHOR_BARE_CPU_MS})"
         f"          {verdict(cpu_ratio <= TARGET_CPU_RATIO)}",
@@ -631,6 +647,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="interleaved bare/product pairs (default 3)")
     p.add_argument("--concurrency", type=int, default=32, help="wrk connections (default 32)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn workers of both servers (default 1)")
+    p.add_argument("--latency-connections", type=int, default=8,
+                   help="after each product run, one at this many connections for the p99 the target judges "
+                        "(baselines.md: at 32 closed-loop connections latency only restates throughput); 0: skip")
     p.add_argument("--warmup", type=float, default=5.0,
                    help="seconds of warm-up load per chunk (bare: one chunk; product: until 10 orders/connection)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up chunks")
@@ -739,16 +758,22 @@ def main(argv: list[str] | None = None) -> int:
 
         bare_runs: list[Run] = []
         prod_runs: list[Run] = []
+        low_runs: list[Run] = []
         for i in range(args.repeats):
             b = stack.run_bare(args.duration)
             bare_runs.append(b)
             p = stack.run_product(args.duration)
             prod_runs.append(p)
-            print(f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s p99 {b.wrk.p99_ms:.1f} ms | "
-                  f"product {p.rate:,.1f} orders/s p99 {p.wrk.p99_ms:.1f} ms, "
-                  f"{p.cpu_ms('gateway'):.2f} gateway CPU-ms/order", flush=True)
+            line = (f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s p99 {b.wrk.p99_ms:.1f} ms | "
+                    f"product {p.rate:,.1f} orders/s p99 {p.wrk.p99_ms:.1f} ms, "
+                    f"{p.cpu_ms('gateway'):.2f} gateway CPU-ms/order")
+            if args.latency_connections:
+                low = stack.run_product(args.duration, connections=args.latency_connections, tag="l")
+                low_runs.append(low)
+                line += (f" | -c{args.latency_connections}: {low.rate:,.1f} orders/s p99 {low.wrk.p99_ms:.1f} ms")
+            print(line, flush=True)
 
-        print("\n".join(report(args, rsa_cost, bare_runs, prod_runs, warm, source)), flush=True)
+        print("\n".join(report(args, rsa_cost, bare_runs, prod_runs, low_runs, warm, source)), flush=True)
         if args.profile:
             print(f"\nprofiling the gateway for {args.profile_seconds:g} s under the same load …", flush=True)
             print("\n".join(profile(stack, args.profile_seconds)), flush=True)

@@ -296,8 +296,7 @@ class AlipayAdapter:
         query, form = codec.split_for_post(self._signed(method, biz, notify_url=notify_url))
         try:
             response = await self._http.post(
-                self._config.gateway_url,
-                params=query,
+                codec.with_query(self._config.gateway_url, query),
                 content=codec.encode_form(form),
                 headers={"Content-Type": codec.FORM_CONTENT_TYPE},
             )
