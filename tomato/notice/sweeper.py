@@ -63,6 +63,7 @@ class Sweeper:
         while True:
             now = utcnow()
             async with self._db.uow() as uow:
+                await repo.plan_for_current_sizes(uow.session)
                 ids = await repo.sweep(uow.session, now, now - grace, SWEEP_LIMIT)
                 await uow.commit()
             if ids:
@@ -86,6 +87,7 @@ class Sweeper:
         total = 0
         while True:
             async with self._db.uow() as uow:
+                await repo.plan_for_current_sizes(uow.session)
                 rows = await repo.unconsumed_events(uow.session, after, until, SWEEP_LIMIT)
             if rows:
                 log.warning("sweeper: %d relayed events have no delivery; consuming them again", len(rows))

@@ -191,6 +191,7 @@ class DeliveryWorker:
         now = utcnow()
         token = uuid.uuid4().hex
         async with self._db.uow() as uow:
+            await repo.plan_for_current_sizes(uow.session)
             rows = await repo.claim(
                 uow.session, unique, now, now + timedelta(seconds=WAKE_EARLY_S),
                 now + timedelta(seconds=self._config.lease_s), token,
