@@ -11,7 +11,9 @@ The select must walk `ix_outbox_unpublished` as a plain index scan in (published
 row leaves a dead `published_at IS NULL` entry there until vacuum, and only a plain index scan marks those dead
 on its first visit and skips them afterwards. The planner prefers a bitmap scan when few rows are unsent, which
 visits the heap for every dead entry, every round: 5-20 ms per round at 30-90k rows since the last vacuum, and
-growing with the table. So the relay's transaction turns bitmap scans off (`SET LOCAL`, that transaction only).
+growing with the table. So the relay's transaction turns bitmap scans off, and plans its statements for the table as
+it is (no generic plan kept from when the table was small: a sequential scan then), both for that transaction only;
+the rows it marks are found by primary key alone (they are locked by its select, so still unsent).
 SQLite (embedded, one process): the selection is read in its own short transaction and marked in another,
 because a SQLite transaction holds the database-wide write lock and must not span a broker round-trip.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import String, any_, bindparam, func, select, update
+from sqlalchemy import String, and_, any_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +33,11 @@ from tomato.core.db import Database
 from tomato.core.outbox import BusMessage, OutboxEvent
 
 log = logging.getLogger(__name__)
+
+# one round trip: both settings end with the relay's transaction
+_PLAN_SETTINGS = select(
+    func.set_config("enable_bitmapscan", "off", True), func.set_config("plan_cache_mode", "force_custom_plan", True)
+)
 
 
 class OutboxRelay:
@@ -67,7 +74,7 @@ class OutboxRelay:
         """
         if self._db.dialect == "postgresql":
             async with self._db.engine.connect() as conn, conn.begin():
-                await conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")  # see the module docstring
+                await conn.execute(_PLAN_SETTINGS)  # see the module docstring
                 messages = await self._select(conn, lock=True)
                 if not messages:
                     return 0
@@ -99,13 +106,12 @@ class OutboxRelay:
 
     async def _mark(self, conn: AsyncConnection, messages: list[BusMessage]) -> int:
         ids = [m.id for m in messages]
-        if self._db.dialect == "postgresql":  # one prepared statement whatever the batch size (not IN ($1 … $n))
+        if self._db.dialect == "postgresql":
+            # locked by this transaction's select, so unsent; by primary key only, one statement for any batch size
             sent = OutboxEvent.id == any_(bindparam("ids", ids, type_=postgresql.ARRAY(String)))
-        else:
-            sent = OutboxEvent.id.in_(ids)
-        result = await conn.execute(
-            update(OutboxEvent).where(sent, OutboxEvent.published_at.is_(None)).values(published_at=utcnow())
-        )
+        else:  # marked in a transaction of its own: only what nobody marked meanwhile
+            sent = and_(OutboxEvent.id.in_(ids), OutboxEvent.published_at.is_(None))
+        result = await conn.execute(update(OutboxEvent).where(sent).values(published_at=utcnow()))
         return int(result.rowcount)
 
     async def run_forever(self, stop: asyncio.Event, poll_interval_s: float = 1.0) -> None:
