@@ -11,9 +11,11 @@ The select must walk `ix_outbox_unpublished` as a plain index scan in (published
 row leaves a dead `published_at IS NULL` entry there until vacuum, and only a plain index scan marks those dead
 on its first visit and skips them afterwards. The planner prefers a bitmap scan when few rows are unsent, which
 visits the heap for every dead entry, every round: 5-20 ms per round at 30-90k rows since the last vacuum, and
-growing with the table. So the relay's transaction turns bitmap scans off, and plans its statements for the table as
-it is (no generic plan kept from when the table was small: a sequential scan then), both for that transaction only;
-the rows it marks are found by primary key alone (they are locked by its select, so still unsent).
+growing with the table. Each statement of the relay has one right plan, so its transaction pins it: the select
+runs with bitmap scans off; the update finds the rows it marks by primary key alone (they are locked by the select,
+so still unsent) and runs with sequential scans off (for a few hundred ids of a table the cost model still thinks
+small, the planner chose a sequential scan: 15-40 ms per round); and both are planned for the table as it is, no
+generic plan kept from when it was small.
 SQLite (embedded, one process): the selection is read in its own short transaction and marked in another,
 because a SQLite transaction holds the database-wide write lock and must not span a broker round-trip.
 """
@@ -34,9 +36,12 @@ from tomato.core.outbox import BusMessage, OutboxEvent
 
 log = logging.getLogger(__name__)
 
-# one round trip: both settings end with the relay's transaction
-_PLAN_SETTINGS = select(
+# settings for the rest of the relay's transaction (see the module docstring), one round trip each
+_PLAN_FOR_SELECT = select(
     func.set_config("enable_bitmapscan", "off", True), func.set_config("plan_cache_mode", "force_custom_plan", True)
+)
+_PLAN_FOR_UPDATE = select(
+    func.set_config("enable_bitmapscan", "on", True), func.set_config("enable_seqscan", "off", True)
 )
 
 
@@ -74,11 +79,12 @@ class OutboxRelay:
         """
         if self._db.dialect == "postgresql":
             async with self._db.engine.connect() as conn, conn.begin():
-                await conn.execute(_PLAN_SETTINGS)  # see the module docstring
+                await conn.execute(_PLAN_FOR_SELECT)
                 messages = await self._select(conn, lock=True)
                 if not messages:
                     return 0
                 await self._bus.publish(messages)
+                await conn.execute(_PLAN_FOR_UPDATE)
                 marked = await self._mark(conn, messages)
         else:
             async with self._db.engine.connect() as conn:
