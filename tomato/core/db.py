@@ -8,12 +8,13 @@ transaction begins (`BEGIN IMMEDIATE`), so concurrent writers wait instead of fa
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, String, any_, bindparam, event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.elements import ColumnElement
 
 from tomato.core.errors import HttpInsideTransaction
 
@@ -77,6 +79,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def one_of(s: AsyncSession, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
+    """`column` is one of `ids`. On PostgreSQL `= ANY($1)`: `IN ($1, …, $n)` is another statement text for every
+    list length, so asyncpg would prepare (a round trip, a parse and a plan) nearly every batch again."""
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        return cast(ColumnElement[bool], column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(String))))
+    return cast(ColumnElement[bool], column.in_(ids))
 
 
 class Database:

@@ -1,8 +1,7 @@
 """Every query of the notice context. Batch-shaped (one statement per batch), Core-level where it is hot; never
 commits. Compare-and-set everywhere a worker takes or releases a delivery.
 
-Lists of ids are matched with `= ANY($1)` on PostgreSQL (`_one_of`): `IN ($1, …, $n)` is a different statement
-for every batch size, so asyncpg prepared (a round trip, a parse and a plan) nearly every batch again."""
+Lists of ids are matched with `core.db.one_of` (`= ANY($1)` on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,11 +9,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, String, Table, and_, any_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import CursorResult, Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
+from tomato.core.db import one_of
 from tomato.core.outbox import OutboxEvent
 from tomato.notice.models import Delivery, DeliveryAttempt
 
@@ -42,13 +41,6 @@ async def plan_for_current_sizes(s: AsyncSession) -> None:
         await s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
-def _one_of(s: AsyncSession, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
-    """`column` is one of `ids`: one prepared statement whatever the batch size on PostgreSQL."""
-    if s.bind is not None and s.bind.dialect.name == "postgresql":
-        return cast(ColumnElement[bool], column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(String))))
-    return cast(ColumnElement[bool], column.in_(ids))
-
-
 # --- consuming events ----------------------------------------------------------------------------------------
 
 
@@ -59,7 +51,7 @@ async def outbox_rows(s: AsyncSession, event_ids: Sequence[str]) -> Sequence[Any
     stmt = select(
         OutboxEvent.id, OutboxEvent.event_type, OutboxEvent.app_id, OutboxEvent.aggregate_type,
         OutboxEvent.aggregate_id, OutboxEvent.payload, OutboxEvent.created_at, seen,
-    ).where(_one_of(s, OutboxEvent.id, event_ids))  # fmt: skip
+    ).where(one_of(s, OutboxEvent.id, event_ids))  # fmt: skip
     return (await s.execute(stmt)).all()
 
 
@@ -104,7 +96,7 @@ async def claim(
     stmt = (
         update(_D)
         .where(
-            _one_of(s, _D.c.id, ids),
+            one_of(s, _D.c.id, ids),
             _D.c.status == PENDING,
             _D.c.next_attempt_at <= due_by,
             or_(_D.c.lease_until.is_(None), _D.c.lease_until < now),
@@ -116,12 +108,12 @@ async def claim(
 
 
 async def payloads(s: AsyncSession, event_ids: Sequence[str]) -> dict[str, str]:
-    rows = await s.execute(select(OutboxEvent.id, OutboxEvent.payload).where(_one_of(s, OutboxEvent.id, event_ids)))
+    rows = await s.execute(select(OutboxEvent.id, OutboxEvent.payload).where(one_of(s, OutboxEvent.id, event_ids)))
     return {r.id: r.payload for r in rows}
 
 
 async def states(s: AsyncSession, ids: Sequence[str]) -> Sequence[Any]:
-    stmt = select(_D.c.id, _D.c.status, _D.c.next_attempt_at, _D.c.lease_until).where(_one_of(s, _D.c.id, ids))
+    stmt = select(_D.c.id, _D.c.status, _D.c.next_attempt_at, _D.c.lease_until).where(one_of(s, _D.c.id, ids))
     return (await s.execute(stmt)).all()
 
 
@@ -162,7 +154,7 @@ async def sweep(s: AsyncSession, now: datetime, overdue_before: datetime, limit:
         return []
     stmt = (
         update(_D)
-        .where(_one_of(s, _D.c.id, ids), _D.c.status == PENDING, free, or_(lost, _D.c.requested_at.is_not(None)))
+        .where(one_of(s, _D.c.id, ids), _D.c.status == PENDING, free, or_(lost, _D.c.requested_at.is_not(None)))
         .values(swept_at=now, requested_at=None)
         .returning(_D.c.id)
     )

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Table, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tomato.core.db import one_of
 from tomato.core.writebatch import WriteBatch
 from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
 from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
@@ -245,5 +246,5 @@ async def make_pending_refunds_due(s: AsyncSession, order_no: str, channel_accou
 
 
 async def notify_urls(s: AsyncSession, order_nos: Sequence[str]) -> dict[str, str | None]:
-    rows = await s.execute(select(PayOrder.order_no, PayOrder.notify_url).where(PayOrder.order_no.in_(order_nos)))
-    return {str(r.order_no): r.notify_url for r in rows}
+    q = select(PayOrder.order_no, PayOrder.notify_url).where(one_of(s, PayOrder.order_no, order_nos))
+    return {str(r.order_no): r.notify_url for r in await s.execute(q)}
