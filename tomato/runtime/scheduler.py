@@ -5,6 +5,7 @@ off what the database says is due.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -53,17 +54,26 @@ class JobRunner:
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._speed = speed
+        self._running: set[asyncio.Task[object]] = set()
+        self._stopping = False
 
     async def run_guarded(self, job: Job) -> int | None:
         """Runs `job` if this process holds (or can take) its lease; None when another runner has it."""
-        ttl = timedelta(seconds=max(30.0, job.every_s * 6))
-        if await try_acquire(self._c.db, f"job:{job.name}", self._owner, ttl) is None:
+        if self._stopping:
             return None
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
         try:
+            ttl = timedelta(seconds=max(30.0, job.every_s * 6))
+            if await try_acquire(self._c.db, f"job:{job.name}", self._owner, ttl) is None:
+                return None
             return await job.run(self._c)
         except Exception:
             log.exception("job %s failed; it runs again next round", job.name)
             return None
+        finally:
+            self._running.discard(task)
 
     def start(self) -> None:
         for job in JOBS:
@@ -79,7 +89,13 @@ class JobRunner:
             )
         self._scheduler.start()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Lets running jobs finish (up to `grace_s`) before the scheduler cancels what is left: a job cancelled
+        inside a SQLite statement can leave that connection holding the write lock, and the lease release below
+        would then wait out the busy timeout."""
+        self._stopping = True
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=grace_s)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         for job in JOBS:
