@@ -49,8 +49,12 @@ class BackgroundLoops:
     async def start_relay(self, c: Container) -> None:
         self.spawn(c.relay.run_forever(self.stop), "outbox-relay")
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace_s: float = 5.0) -> None:
+        """Sets `stop` and lets the loops finish their round (up to `grace_s`) before cancelling what is left: a
+        loop cancelled inside a SQLite statement can leave its connection holding the write lock."""
         self.stop.set()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=grace_s)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
