@@ -7,7 +7,6 @@ for a CLOSED order makes it SUCCEEDED with `paid_after_close`; one for a FAILED 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,8 @@ from tomato.channel.protocol import ResultStatus
 from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.events import PAY_FAILED, PAY_SUCCEEDED
-from tomato.pay.models import PayAnomaly, PayOrder
+from tomato.pay.models import PayOrder
+from tomato.pay.service.anomalies import record_anomaly
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.views import order_payload
 from tomato.pay.states import OrderEvent, OrderStatus
@@ -154,13 +154,4 @@ def _anomaly(deps: PayDeps, s: AsyncSession, order: PayOrder, kind: str, report:
         "amount": report.amount,
         "channel_trade_no": report.channel_trade_no,
     }
-    repo.add_anomaly(
-        s,
-        PayAnomaly(
-            id=deps.ids.next_id("AN"),
-            order_no=order.order_no,
-            kind=kind,
-            details=json.dumps(details),
-            created_at=deps.clock.now(),
-        ),
-    )
+    record_anomaly(deps, s, order.order_no, kind, details)

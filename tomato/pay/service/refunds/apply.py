@@ -8,7 +8,6 @@ amount, order or account is refused and changes nothing but an anomaly row for f
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,8 @@ from tomato.channel.protocol import ChannelNotify, ResultStatus
 from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.events import REFUND_FAILED, REFUND_SUCCEEDED
-from tomato.pay.models import PayAnomaly, Refund
+from tomato.pay.models import Refund
+from tomato.pay.service.anomalies import record_anomaly
 from tomato.pay.service.confirm import Outcome
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds.views import refund_payload
@@ -168,13 +168,4 @@ def _anomaly(deps: PayDeps, s: AsyncSession, refund: Refund, kind: str, report: 
         "amount": report.amount,
         "channel_refund_no": report.channel_refund_no,
     }
-    repo.add_anomaly(
-        s,
-        PayAnomaly(
-            id=deps.ids.next_id("AN"),
-            order_no=refund.order_no,
-            kind=kind,
-            details=json.dumps(details),
-            created_at=deps.clock.now(),
-        ),
-    )
+    record_anomaly(deps, s, refund.order_no, kind, details)
