@@ -68,8 +68,20 @@ async def test_unknown_app_is_unsigned(pay) -> None:
     r = await stranger.request("POST", "/v1/pay/orders", ORDER, verify=False)
     assert r.status_code == 401 and code(r) == "APP_NOT_FOUND"
     assert "Tomato-Signature" not in r.headers
+    assert await order_rows(pay) == 0
+
+
+async def test_missing_app_id_is_signature_invalid_naming_the_header(pay) -> None:
     r = await pay.http.get("/v1/pay/orders/P1")
-    assert r.status_code == 401 and code(r) == "APP_NOT_FOUND"
+    assert r.status_code == 401 and code(r) == "SIGNATURE_INVALID"
+    assert "Tomato-App-Id" in r.json()["error"]["message"]
+    assert "Tomato-Signature" not in r.headers
+    body = json.dumps(ORDER).encode()
+    headers = pay.client.headers("POST", "/v1/pay/orders", body)
+    del headers["Tomato-App-Id"]
+    r = await pay.http.post("/v1/pay/orders", content=body, headers=headers)
+    assert r.status_code == 401 and code(r) == "SIGNATURE_INVALID" and "Tomato-App-Id" in r.text
+    assert "Tomato-Signature" not in r.headers
     assert await order_rows(pay) == 0
 
 
@@ -165,6 +177,20 @@ async def test_oversized_body_refused_before_parsing(pay) -> None:
     assert await order_rows(pay) == 0
 
 
+async def test_oversized_body_is_413_before_the_app_is_authenticated(pay) -> None:
+    body = b"{" + b" " * (64 * 1024) + b"}"
+    stranger = MerchantClient(pay.http, "A999", secret="x")
+    r = await stranger.request("POST", "/v1/pay/orders", raw=body, verify=False)
+    assert r.status_code == 413 and code(r) == "PAYLOAD_TOO_LARGE"
+    assert "Tomato-Signature" not in r.headers  # the app is unknown: unsigned
+    headers = pay.client.headers("POST", "/v1/pay/orders", body)
+    del headers["Tomato-App-Id"]
+    r = await pay.http.post("/v1/pay/orders", content=body, headers=headers)
+    assert r.status_code == 413 and code(r) == "PAYLOAD_TOO_LARGE"
+    assert "Tomato-Signature" not in r.headers
+    assert await order_rows(pay) == 0
+
+
 async def test_out_trade_no_is_naturally_idempotent(pay) -> None:
     first = await pay.client.request("POST", "/v1/pay/orders", ORDER)
     again = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "expire_minutes": 30, "currency": "CNY"})
@@ -181,11 +207,34 @@ async def test_idempotency_key(pay) -> None:
     replay = await pay.client.request("POST", "/v1/pay/orders", ORDER, extra=key)
     assert first.status_code == replay.status_code == 201
     assert replay.json() == first.json()
+    assert "Idempotent-Replayed" not in first.headers and replay.headers["Idempotent-Replayed"] == "true"
     other = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "out_trade_no": "B"}, extra=key)
     assert other.status_code == 409 and code(other) == "IDEMPOTENCY_KEY_CONFLICT"
     bad = await pay.client.request("POST", "/v1/pay/orders", ORDER, extra={"Idempotency-Key": "no spaces"})
     assert bad.status_code == 422 and code(bad) == "INVALID_REQUEST"
     assert await order_rows(pay) == 1
+
+
+async def test_idempotency_key_is_scoped_to_method_and_path(pay) -> None:
+    create_key, close_key = {"Idempotency-Key": "create-key"}, {"Idempotency-Key": "close-key"}
+    a = await pay.client.request("POST", "/v1/pay/orders", ORDER, extra=create_key)
+    b = await pay.client.request("POST", "/v1/pay/orders", {**ORDER, "out_trade_no": "B-001"})
+    assert (a.status_code, b.status_code) == (201, 201)
+    a_no, b_no = a.json()["order_no"], b.json()["order_no"]
+    closed_a = await pay.client.request("POST", f"/v1/pay/orders/{a_no}/close", {}, extra=close_key)
+    assert closed_a.status_code == 200 and closed_a.json()["order_no"] == a_no, closed_a.text
+    # the same key and bytes on another order's close closes that order, it does not replay the first answer
+    closed_b = await pay.client.request("POST", f"/v1/pay/orders/{b_no}/close", {}, extra=close_key)
+    assert closed_b.status_code == 200 and closed_b.json()["order_no"] == b_no, closed_b.text
+    assert closed_b.json()["status"] == "CLOSED" and "Idempotent-Replayed" not in closed_b.headers
+    async with pay.c.db.engine.connect() as conn:
+        status = (await conn.execute(text("SELECT status FROM pay_orders WHERE order_no = :n"), {"n": b_no})).scalar()
+    assert status == "CLOSED"
+    again = await pay.client.request("POST", f"/v1/pay/orders/{a_no}/close", {}, extra=close_key)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == closed_a.json()
+    # the create's key used again on another path is another key
+    reused = await pay.client.request("POST", f"/v1/pay/orders/{b_no}/close", {}, extra=create_key)
+    assert reused.status_code == 200 and "Idempotent-Replayed" not in reused.headers, reused.text
 
 
 async def test_rate_limited_with_retry_after(pay) -> None:

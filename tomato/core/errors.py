@@ -10,6 +10,7 @@
     ├── RateLimited               429 RATE_LIMITED (retry_after seconds)
     ├── ChannelError              502 CHANNEL_ERROR
     ├── NoChannelAvailable        503 NO_CHANNEL_AVAILABLE
+    ├── ServiceUnavailable        503 SERVICE_UNAVAILABLE (retry_after seconds; a backend the check needs is down)
     └── InternalError             500 INTERNAL_ERROR
 
 Contexts subclass these (or instantiate them with their own code); the gateway maps them to the error body.
@@ -100,6 +101,17 @@ class ChannelError(TomatoError):
 class NoChannelAvailable(TomatoError):
     code = "NO_CHANNEL_AVAILABLE"
     status = 503
+
+
+class ServiceUnavailable(TomatoError):
+    """A backend a safety check depends on (nonce store, rate limiter) is unreachable: refuse, never skip the check."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InternalError(TomatoError):

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tomato.core.errors import RateLimited, TomatoError
+from tomato.core.errors import RateLimited, ServiceUnavailable, TomatoError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def error_response(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, TomatoError):
         status, body = exc.status, error_body(exc.code, exc.message, rid, exc.details)
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, RequestValidationError):
         details = validation_details(exc)

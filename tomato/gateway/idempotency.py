@@ -1,5 +1,6 @@
-"""`Idempotency-Key` on POST (API.md §1): same key + same bytes within 24 h replays the first response;
-different bytes, or the first request still running, is a conflict. Responses ≥ 400 are not stored.
+"""`Idempotency-Key` on POST: a key is scoped per app, method and path. The same key on the same path with the same
+bytes within 24 h replays the first response; different bytes, or the first request still running, is a conflict;
+the same key on another path is another key. Responses ≥ 400 are not stored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ class IdempotencyKeyConflict(Conflict):
 
 
 @dataclass(frozen=True)
+class IdempotencyScope:
+    """Where a key applies: one app, one method, one path (the key cannot contain ':', so slots never collide)."""
+
+    app_id: str
+    method: str
+    path: str
+    key: str
+
+    @property
+    def slot(self) -> str:
+        return f"idem:{self.app_id}:{self.method}:{self.path}:{self.key}"
+
+
+@dataclass(frozen=True)
 class StoredResponse:
     status: int
     body: bytes
@@ -36,15 +51,15 @@ class IdempotencyGuard:
         if not KEY_RE.match(key):
             raise InvalidRequest.field("Idempotency-Key", "1-64 characters of [A-Za-z0-9_-]")
 
-    async def begin(self, app_id: str, key: str, body: bytes) -> StoredResponse | None:
+    async def begin(self, scope: IdempotencyScope, body: bytes) -> StoredResponse | None:
         """Claims the key (None: go ahead) or returns the stored response to replay; raises on conflict."""
-        slot = f"idem:{app_id}:{key}"
+        slot = scope.slot
         digest = sha256_hex(body)
         if await self._cache.set_nx(slot, json.dumps({"h": digest, "s": "running"}), RUNNING_TTL_S):
             return None
         raw = await self._cache.get(slot)
         if raw is None:  # expired between the two calls: claim again
-            return await self.begin(app_id, key, body)
+            return await self.begin(scope, body)
         stored = json.loads(raw)
         if stored["h"] != digest:
             raise IdempotencyKeyConflict("Idempotency-Key was used with a different request body")
@@ -52,8 +67,8 @@ class IdempotencyGuard:
             raise IdempotencyKeyConflict("a request with this Idempotency-Key is still running")
         return StoredResponse(int(stored["status"]), stored["body"].encode())
 
-    async def finish(self, app_id: str, key: str, body: bytes, status: int, response: bytes) -> None:
-        slot = f"idem:{app_id}:{key}"
+    async def finish(self, scope: IdempotencyScope, body: bytes, status: int, response: bytes) -> None:
+        slot = scope.slot
         if status >= 400:
             await self._cache.delete(slot)
             return

@@ -1,24 +1,27 @@
 """The route class of the merchant API `/v1`: every request authenticated, every response signed (errors too).
 
-Order of checks (API.md §1): app known (else unsigned 401) → body ≤ 64 KiB (413, before parsing or verifying) →
-header syntax → timestamp window → signature → nonce → merchant/app status → rate limit → idempotency.
+Order of checks: body ≤ 64 KiB (413 before parsing or verifying, signed only when the app is known) → app known
+(else unsigned 401) → header syntax → timestamp window → signature → nonce → merchant/app status → rate limit →
+idempotency. The nonce store and the rate limiter fail closed: when their backend cannot be reached the request is
+refused with 503 SERVICE_UNAVAILABLE before anything is written.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from tomato.core.crypto import random_token
-from tomato.core.errors import AuthError, PayloadTooLarge, RateLimited
+from tomato.core.errors import AuthError, PayloadTooLarge, RateLimited, ServiceUnavailable, TomatoError
 from tomato.gateway import auth
 from tomato.gateway.deps import container
 from tomato.gateway.errors import error_response
-from tomato.gateway.idempotency import IdempotencyGuard
+from tomato.gateway.idempotency import IdempotencyGuard, IdempotencyScope
 from tomato.merchant.errors import UnknownApp
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.signing import sign_outbound
@@ -64,8 +67,12 @@ class SignedRoute(APIRoute):
             app: AppAuth | None = None
             key_index = 0
             try:
+                try:
+                    body = await read_body_capped(request)
+                except PayloadTooLarge:
+                    app = await self._known_app(request)
+                    raise
                 app = await self._identify(request)
-                body = await read_body_capped(request)
                 key_index = await self._authenticate(request, app, body)
                 response = await self._run(request, app, body, inner)
             except Exception as exc:
@@ -79,9 +86,19 @@ class SignedRoute(APIRoute):
     @staticmethod
     async def _identify(request: Request) -> AppAuth:
         app_id = request.headers.get("tomato-app-id")
-        if not app_id or len(app_id) > 64:
-            raise UnknownApp("Tomato-App-Id: missing")
+        if not app_id:
+            raise AuthError("Tomato-App-Id: missing")
+        if len(app_id) > 64:
+            raise UnknownApp("Tomato-App-Id: unknown app")
         return await container(request).merchants.app_auth(app_id)
+
+    @classmethod
+    async def _known_app(cls, request: Request) -> AppAuth | None:
+        """The app to sign a refusal with, or None when it is missing or unknown (the answer goes unsigned)."""
+        try:
+            return await cls._identify(request)
+        except AuthError:
+            return None
 
     @staticmethod
     async def _authenticate(request: Request, app: AppAuth, body: bytes) -> int:
@@ -91,12 +108,8 @@ class SignedRoute(APIRoute):
         auth.check_timestamp(ts, c.clock.timestamp(), c.settings.timestamp_window_s)
         message = auth.signed_message(request.method, path_and_query(request), str(ts), nonce, body)
         key_index = auth.verify_signature(app, sig, message)
-        try:
+        async with _store_guard("replay protection"):
             await auth.consume_nonce(c.nonces, app.app_id, nonce)
-        except AuthError:
-            raise
-        except Exception:
-            log.warning("nonce store unavailable; accepting request without replay check")
         c.merchants.ensure_usable(app)
         await _rate_limit(request, app)
         request.state.app = app
@@ -112,15 +125,19 @@ class SignedRoute(APIRoute):
         c = container(request)
         guard = IdempotencyGuard(c.cache, c.settings.idempotency_ttl_s)
         guard.validate(key)
-        stored = await guard.begin(app.app_id, key, body)
+        scope = IdempotencyScope(app.app_id, request.method, request.url.path, key)
+        async with _store_guard("Idempotency-Key"):
+            stored = await guard.begin(scope, body)
         if stored is not None:
-            return Response(stored.body, status_code=stored.status, media_type="application/json")
+            headers = {"Idempotent-Replayed": "true"}
+            return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
         try:
             response = await inner(request)
         except BaseException:
-            await guard.finish(app.app_id, key, body, 500, b"")
+            await _best_effort(guard.finish(scope, body, 500, b""))
             raise
-        await guard.finish(app.app_id, key, body, response.status_code, bytes(response.body))
+        # the order or refund may be committed by now: failing to store the answer must not turn it into an error
+        await _best_effort(guard.finish(scope, body, response.status_code, bytes(response.body)))
         return response
 
     @staticmethod
@@ -134,12 +151,28 @@ class SignedRoute(APIRoute):
 
 
 async def _rate_limit(request: Request, app: AppAuth) -> None:
-    """Per-app GCRA; fails open (with a log line) when the limiter's backend is down."""
+    """Per-app GCRA; fails closed (503) when the limiter's backend is down."""
     c = container(request)
-    try:
+    async with _store_guard("rate limiting"):
         decision = await c.cache.rate_limit(f"app:{app.app_id}", c.settings.rate_limit_rps, c.settings.rate_limit_burst)
-    except Exception:
-        log.warning("rate limiter unavailable; failing open")
-        return
     if not decision.allowed:
         raise RateLimited("too many requests for this app", retry_after=max(1, int(decision.retry_after_s + 0.999)))
+
+
+@asynccontextmanager
+async def _store_guard(what: str) -> AsyncIterator[None]:
+    """Turns a failure of the request-guard store (Redis) into 503: a safety check is never skipped."""
+    try:
+        yield
+    except TomatoError:
+        raise
+    except Exception as exc:
+        log.warning("%s store unreachable; refusing the request: %r", what, exc)
+        raise ServiceUnavailable(f"{what} is temporarily unavailable; retry later") from exc
+
+
+async def _best_effort(step: Awaitable[None]) -> None:
+    try:
+        await step
+    except Exception as exc:
+        log.warning("could not store the Idempotency-Key response; answering it anyway: %r", exc)
