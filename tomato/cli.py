@@ -29,6 +29,18 @@ def _settings() -> Settings:
     return settings
 
 
+def _checked(settings: Settings, *, serves_api: bool, workers: int = 1) -> Settings:
+    """Refuses an unsafe deployment (see tomato.runtime.preflight) with exit status 2 and the reasons."""
+    from tomato.runtime.preflight import StartupRefused, check_startup
+
+    try:
+        check_startup(settings, serves_api=serves_api, workers=workers)
+    except StartupRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
 def _ensure_schema(settings: Settings) -> None:
     """The embedded SQLite file is brought up to date automatically; PostgreSQL needs `tomato db upgrade`."""
     if settings.is_sqlite:
@@ -63,7 +75,7 @@ def serve(
     """Run the HTTP edge (merchant API, callbacks, cashier, admin); SIGTERM drains and exits."""
     import uvicorn
 
-    settings = _settings()
+    settings = _checked(_settings(), serves_api=True, workers=workers)
     _ensure_schema(settings)
     config = uvicorn.Config(
         "tomato.runtime.asgi:create",
@@ -86,7 +98,7 @@ def serve(
 @admin_app.command("create-token")
 def create_token(role: Annotated[str, typer.Option(help="operator or finance")], name: str = "") -> None:
     """Create an admin bearer token; it is printed once and stored only as a hash."""
-    settings = _settings()
+    settings = _checked(_settings(), serves_api=False)
     _ensure_schema(settings)
 
     async def run() -> str:
@@ -109,7 +121,7 @@ def create_merchant(
     notify_url: str | None = None,
 ) -> None:
     """Create a merchant with one app; prints the app id and, for HMAC apps, the secret (shown only once)."""
-    settings = _settings()
+    settings = _checked(_settings(), serves_api=False)
     _ensure_schema(settings)
 
     async def run() -> None:
@@ -165,7 +177,7 @@ def worker() -> None:
     """Event consumers and the outbox relay (re-publishes anything left unsent)."""
     from tomato.runtime.roles import run_worker
 
-    _run_loop(run_worker(_settings()))
+    _run_loop(run_worker(_checked(_settings(), serves_api=False)))
 
 
 @app.command()
@@ -173,7 +185,7 @@ def scheduler() -> None:
     """Timed jobs (compensation queries, expiry), each behind a database lease; run as many as you like."""
     from tomato.runtime.roles import run_scheduler
 
-    _run_loop(run_scheduler(_settings()))
+    _run_loop(run_scheduler(_checked(_settings(), serves_api=False)))
 
 
 @app.command()
@@ -187,7 +199,7 @@ def dev(
     """Gateway, worker, scheduler and channel simulator in one process, seeded for black-box use (API.md §4)."""
     from tomato.runtime.dev import run_dev
 
-    settings = _settings()
+    settings = _checked(_settings(), serves_api=True)  # dev only ever turns an unset database into SQLite
     _run_loop(
         run_dev(
             settings,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, need_service
+from tomato.core.crypto import SecretBox
 
 
 def free_port() -> int:
@@ -93,6 +94,7 @@ def running_dev(kind: str, cwd: Path, extra_args: list[str] | None = None) -> It
             TOMATO_REDIS_PREFIX=f"{db_name}:",
             TOMATO_AMQP_URL=AMQP_URL,
             TOMATO_AMQP_PREFIX=db_name,
+            TOMATO_SECRET_KEYS=SecretBox.generate_ring("e2e"),  # PostgreSQL refuses to start without a shared key
         )
     creds_file = cwd / "creds.json"
     cmd = [sys.executable, "-m", "tomato.cli", "dev", "--port", str(free_port()), "--sandbox-port", str(free_port()),

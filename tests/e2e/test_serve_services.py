@@ -1,5 +1,5 @@
 """Issue 2 acceptance 1-2: `tomato serve` on the embedded default and on the real services; readiness follows
-RabbitMQ going away and coming back while liveness stays up."""
+RabbitMQ going away and coming back while liveness stays up. Issue 15: unsafe setups refuse to start."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, need_service
 from tests.e2e.conftest import _create_pg_db, _drop_pg_db, free_port
+from tomato.core.crypto import SecretBox
 
 
 def _serve(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -68,7 +69,8 @@ def services_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     need_service("RabbitMQ", AMQP_URL, 5672)
     name, url = _create_pg_db()
     env = {**_clean_env(), "TOMATO_DATABASE_URL": url, "TOMATO_REDIS_URL": REDIS_URL,
-           "TOMATO_AMQP_URL": AMQP_URL, "TOMATO_AMQP_PREFIX": name, "TOMATO_REDIS_PREFIX": f"{name}:"}  # fmt: skip
+           "TOMATO_AMQP_URL": AMQP_URL, "TOMATO_AMQP_PREFIX": name, "TOMATO_REDIS_PREFIX": f"{name}:",
+           "TOMATO_SECRET_KEYS": SecretBox.generate_ring("e2e")}  # fmt: skip
     try:
         yield env
     finally:
@@ -110,3 +112,36 @@ def test_real_services_and_readiness_when_rabbitmq_stops(tmp_path: Path, service
             time.sleep(0.2)
     finally:
         _stop(proc)
+
+
+DEAD_PG = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"  # never reached: the refusal comes first
+KEYS = "k1:" + "A" * 43 + "="
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needs"),
+    [
+        (["serve", "--workers", "2"], {}, "TOMATO_REDIS_URL"),
+        (["serve"], {"TOMATO_DATABASE_URL": DEAD_PG, "TOMATO_SECRET_KEYS": KEYS}, "TOMATO_REDIS_URL"),
+        (["serve"], {"TOMATO_DATABASE_URL": DEAD_PG, "TOMATO_REDIS_URL": REDIS_URL}, "TOMATO_SECRET_KEYS"),
+        (["dev"], {"TOMATO_DATABASE_URL": DEAD_PG, "TOMATO_SECRET_KEYS": KEYS}, "TOMATO_REDIS_URL"),
+        (["worker"], {"TOMATO_DATABASE_URL": DEAD_PG}, "TOMATO_SECRET_KEYS"),
+        (["scheduler"], {"TOMATO_DATABASE_URL": DEAD_PG}, "TOMATO_SECRET_KEYS"),
+    ],
+)
+def test_unsafe_setups_refuse_to_start(tmp_path: Path, args: list[str], env: dict[str, str], needs: str) -> None:
+    if args[0] in ("serve", "dev"):
+        args = [*args, "--port", str(free_port())]
+    cmd = [sys.executable, "-m", "tomato.cli", *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**_clean_env(), **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: uvicorn's worker processes go too
+        proc.communicate()
+        raise AssertionError(f"{' '.join(args)} started instead of refusing") from None
+    text = out.decode()
+    assert proc.returncode == 2, text
+    assert "refuses to start" in text and needs in text, text
+    assert "Traceback" not in text

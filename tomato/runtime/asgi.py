@@ -8,10 +8,12 @@ from tomato.bootstrap import Container, bootstrap
 from tomato.core.settings import load_settings
 from tomato.gateway.app import create_app
 from tomato.runtime.loops import BackgroundLoops
+from tomato.runtime.preflight import check_startup
 
 
 def create() -> FastAPI:
     settings = load_settings()
+    check_startup(settings, serves_api=True)  # `tomato serve` checked already; this covers `uvicorn …:create`
     loops = BackgroundLoops()
 
     async def build() -> Container:
