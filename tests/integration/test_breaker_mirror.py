@@ -184,11 +184,32 @@ async def test_routing_follows_another_process_within_the_state_ttl(cache: Cache
     a, b = _two(cache, clock, fail_max=1)
     assert await b.available([ACCOUNT, "CA2"]) == {ACCOUNT, "CA2"}
     await _fail(a)
-    # b's routing may still offer the account for STATE_TTL_S, but a call routed there is refused unsent
-    assert await _refused(b)
-    clock.advance(timedelta(seconds=STATE_TTL_S))
+    clock.advance(timedelta(seconds=STATE_TTL_S))  # b's remembered "closed" is now too old to route on
     assert await b.available([ACCOUNT, "CA2"]) == {"CA2"}
     assert b.view(ACCOUNT).state == "open" and b.view(ACCOUNT).opened_at == clock.now() - timedelta(seconds=0.5)
+    assert await _refused(b)
+
+
+async def test_a_call_inside_the_state_ttl_changes_nothing_and_refreshes_the_view(
+    cache: Cache, clock: FrozenClock
+) -> None:
+    a, b = _two(cache, clock, fail_max=1)
+    c = _two(cache, clock, fail_max=1)[0]
+    assert await b.available([ACCOUNT]) == await c.available([ACCOUNT]) == {ACCOUNT}
+    await _fail(a)
+    opened_at = a.view(ACCOUNT).opened_at
+    clock.advance(timedelta(seconds=0.1))
+    # b and c remember "closed" from less than STATE_TTL_S ago: their calls skip the "may I go" round trip and are
+    # sent; answers of calls made before they knew change nothing (no close, no second opening), and the reply
+    # tells each of them the breaker is open
+    assert not await _refused(b)
+    await _fail(c)
+    assert b.view(ACCOUNT).state == c.view(ACCOUNT).state == "open"  # learnt from the replies, no read
+    for reg in (a, b, c):
+        await reg.refresh(ACCOUNT)
+        assert reg.view(ACCOUNT).state == "open" and reg.view(ACCOUNT).opened_at == opened_at
+    assert await b.available([ACCOUNT]) == await c.available([ACCOUNT]) == set()
+    assert await _refused(b) and await _refused(c)
 
 
 async def test_unreachable_redis_falls_back_to_the_process_own_state(clock: FrozenClock) -> None:

@@ -7,11 +7,12 @@ process however they were split, and after the reset timeout exactly one probe g
 first. A cancelled call is neither success nor failure: it leaves the count alone, and a cancelled probe only
 frees the probe slot for the next caller.
 
-Each registry remembers the last state it saw per account. Calls always ask the store (the store decides who
-probes); routing and the admin views use the remembered state when it is younger than `state_ttl_s` (0.5 s)
-and read the store otherwise — so an account opened by another process leaves this process's routing within
-half a second, and a call routed to it in that window is refused before anything is sent. When Redis cannot
-be reached the registry falls back to its own in-process state (logged), so payments never wait on Redis.
+Each registry remembers the last state it saw per account (every call outcome returns it). Routing uses the
+remembered state when it is younger than `state_ttl_s` (0.5 s) and reads the store otherwise, so an account
+opened by another process leaves this process's routing within half a second. A call asks the store first
+("may I go": the store decides who probes) unless the remembered state is closed and that young, so the usual
+call costs one round trip, its outcome. When Redis cannot be reached the registry falls back to its own
+in-process state (logged), so payments go on without Redis.
 """
 
 from __future__ import annotations
@@ -93,11 +94,13 @@ class BreakerRegistry:
     async def call(self, account_id: str, fn: Callable[[], Awaitable[T]], counts_as_failure: Callable[[T], bool]) -> T:
         """Runs `fn` under the account's breaker; raises BreakerOpen when refused (no call made)."""
         token = uuid.uuid4().hex
-        try:
-            store, verdict = await self._apply(self._store, account_id, Op.ACQUIRE, token)
-        except asyncio.CancelledError:  # the store may have given us the probe slot: hand it back
-            self._spawn(self._apply(self._store, account_id, Op.RELEASE, token))
-            raise
+        store, verdict = self._store, Verdict.GO
+        if not self._surely_closed(account_id):
+            try:
+                store, verdict = await self._apply(self._store, account_id, Op.ACQUIRE, token)
+            except asyncio.CancelledError:  # the store may have given us the probe slot: hand it back
+                self._spawn(self._apply(self._store, account_id, Op.RELEASE, token))
+                raise
         if verdict is Verdict.REFUSED:
             raise BreakerOpen(f"channel account {account_id}: breaker open")
         mine = token if verdict is Verdict.PROBE else ""
@@ -108,12 +111,26 @@ class BreakerRegistry:
                 self._spawn(self._apply(store, account_id, Op.RELEASE, mine))
             raise
         except Exception:
-            await asyncio.shield(self._spawn(self._apply(store, account_id, Op.FAILURE, mine)))
+            await self._settle(store, account_id, Op.FAILURE, mine)
             raise
-        outcome = Op.FAILURE if counts_as_failure(result) else Op.SUCCESS
-        # shielded: a caller cancelled now still has its answer counted (the call did happen)
-        await asyncio.shield(self._spawn(self._apply(store, account_id, outcome, mine)))
+        await self._settle(store, account_id, Op.FAILURE if counts_as_failure(result) else Op.SUCCESS, mine)
         return result
+
+    def _surely_closed(self, account_id: str) -> bool:
+        """The hot path's shortcut: a closed state read less than `state_ttl_s` ago needs no "may I go" round trip.
+
+        It cannot skip a probe: the breaker opened after that read, so its reset timeout (never shorter than the
+        ttl) has not passed. The one cost: for up to `state_ttl_s` after another process opens the breaker this
+        process may still send calls, whose answers then change nothing."""
+        now = self._now()
+        return self._reset >= self._ttl and self._fresh(account_id, now) and self._state(account_id).state == CLOSED
+
+    async def _settle(self, store: BreakerStore, account_id: str, op: Op, probe_token: str) -> None:
+        if not probe_token:
+            await self._apply(store, account_id, op, probe_token)
+            return
+        # shielded: the probe's answer closes or reopens the breaker even if its caller is cancelled meanwhile
+        await asyncio.shield(self._spawn(self._apply(store, account_id, op, probe_token)))
 
     async def _apply(self, store: BreakerStore, account_id: str, op: Op, token: str) -> tuple[BreakerStore, Verdict]:
         """One transition on the shared store, or on the in-process fallback while the shared one fails."""
@@ -186,6 +203,8 @@ class BreakerRegistry:
         except Exception:
             self._degraded(True)
             states = await self._fallback.read(account_ids)
+        else:
+            self._degraded(False)
         for account_id, state in states.items():
             self._remember(account_id, state)
 
