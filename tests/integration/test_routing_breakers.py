@@ -10,12 +10,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import REDIS_URL
 from tests.fixtures.pay_stack import PayStack, pay_stack
 from tests.fixtures.stack import admin
+from tomato.channel.breakers import BreakerOpen, BreakerRegistry
 from tomato.channel.models import RoutingRule
-from tomato.channel.protocol import CreateRequest, ErrorClass, ResultStatus, TradeRef
+from tomato.channel.protocol import ChannelResult, CreateRequest, ErrorClass, ResultStatus, TradeRef
 from tomato.channel.routing import RouteCandidate, in_window, order_candidates
 from tomato.channel.sandbox import SandboxState, alipay_simulator, create_sandbox_app, wechat_simulator
+from tomato.core.cache import Cache, RedisCache
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
 
 SICK_HOST = "sick-sandbox.test"
@@ -67,10 +70,14 @@ async def _rule(pay: PayStack, candidates: list[dict[str, object]], method: str 
 
 
 @pytest.fixture
-async def sick(db_url: str, tmp_path):  # type: ignore[no-untyped-def]
+async def sick(request: pytest.FixtureRequest, cache: Cache, db_url: str, tmp_path):  # type: ignore[no-untyped-def]
     """Two WECHAT_NATIVE accounts: the seeded healthy one (priority 2) and one (priority 1) whose simulator
-    times out."""
-    settings = {"channel_timeout_s": 0.3, "breaker_fail_max": 3, "breaker_reset_timeout_s": 0.5}
+    times out. Runs with the in-process breaker state and with the state in Redis (the `cache` fixture's prefix,
+    emptied after the test). Indirect parameters override the settings."""
+    settings: dict[str, object] = {"channel_timeout_s": 0.3, "breaker_fail_max": 3, "breaker_reset_timeout_s": 0.5}
+    settings |= getattr(request, "param", {})
+    if isinstance(cache, RedisCache):
+        settings |= {"redis_url": REDIS_URL, "redis_prefix": cache.prefix}
     async with pay_stack(db_url, tmp_path, **settings) as pay:
         sick_sandbox = SandboxState(timeout_sleep_s=5.0)
         sick_id = await _wechat_account(pay, SICK_HOST, sick_sandbox)
@@ -121,19 +128,84 @@ async def test_breaker_opens_skips_probes_once_and_closes(sick) -> None:
     assert f'tomato_channel_breaker_state{{account="{sick_id}"}} 0' in metrics
 
 
+def _create_req() -> CreateRequest:
+    return CreateRequest(order_no="P1", amount=100, subject="s", pay_method="WECHAT_NATIVE", notify_url="http://x/",
+                         expire_at=datetime.now(UTC))  # fmt: skip
+
+
+async def _cancel_midway(pay: PayStack, adapter, req: CreateRequest) -> None:  # type: ignore[no-untyped-def]
+    """Starts a create that reaches the stalled simulator, then cancels it there."""
+    before = pay.to_sandbox.calls.get(SICK_HOST, 0)
+    task = asyncio.create_task(adapter.create(req))
+
+    async def reached() -> None:
+        while pay.to_sandbox.calls.get(SICK_HOST, 0) == before:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(reached(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await pay.c.channels.breakers.drain()
+
+
 async def test_cancelled_call_never_counts_as_failure(sick) -> None:
     pay, sick_id, _ = sick
     adapter = await pay.c.channels.adapter(sick_id)
-    req = CreateRequest(order_no="P1", amount=100, subject="s", pay_method="WECHAT_NATIVE", notify_url="http://x/",
-                        expire_at=datetime.now(UTC))  # fmt: skip
     for _ in range(5):
-        task = asyncio.create_task(adapter.create(req))
-        await asyncio.sleep(0.05)  # let it reach the stalled simulator
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await _cancel_midway(pay, adapter, _create_req())
     view = pay.c.channels.breakers.view(sick_id)
     assert view.state == "closed" and view.fail_counter == 0
+
+
+async def test_cancelled_call_keeps_the_failure_count(sick) -> None:
+    """Two timeouts, two cancelled calls, one more timeout: three consecutive unwell answers open the breaker."""
+    pay, sick_id, _ = sick
+    adapter = await pay.c.channels.adapter(sick_id)
+    for _ in range(2):
+        assert (await adapter.create(_create_req())).error is ErrorClass.TIMEOUT
+    for _ in range(2):
+        await _cancel_midway(pay, adapter, _create_req())
+    assert pay.c.channels.breakers.view(sick_id).fail_counter == 2
+    assert (await adapter.create(_create_req())).error is ErrorClass.TIMEOUT
+    assert pay.c.channels.breakers.view(sick_id).state == "open"
+
+
+async def test_cancelled_probe_leaves_the_breaker_open(sick) -> None:
+    pay, sick_id, _ = sick
+    adapter = await pay.c.channels.adapter(sick_id)
+    for _ in range(3):
+        assert (await adapter.create(_create_req())).error is ErrorClass.TIMEOUT
+
+    async def half_open_due() -> None:
+        while not pay.c.channels.breakers.is_available(sick_id):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(half_open_due(), 5)
+    await _cancel_midway(pay, adapter, _create_req())  # the half-open probe is cancelled
+    assert pay.c.channels.breakers.view(sick_id).state != "closed"
+    before = pay.to_sandbox.calls.get(SICK_HOST, 0)
+    assert (await adapter.create(_create_req())).error is ErrorClass.TIMEOUT  # the slot was released: a new probe
+    assert pay.to_sandbox.calls.get(SICK_HOST, 0) == before + 1
+    assert pay.c.channels.breakers.view(sick_id).state == "open"
+
+
+@pytest.mark.parametrize("sick", [{"breaker_reset_timeout_s": 60}], indirect=True)
+async def test_routing_skips_an_account_opened_by_another_process(sick) -> None:
+    pay, sick_id, _ = sick
+    other = BreakerRegistry(pay.c.cache, fail_max=3, reset_timeout_s=60)  # another process on the same cache
+
+    async def timeout() -> ChannelResult:
+        return ChannelResult.unknown(ErrorClass.TIMEOUT, "slow")
+
+    for _ in range(3):
+        await other.call(sick_id, timeout, lambda r: True)
+    routes = await pay.c.channels.route(pay.client.app_id, "WECHAT_NATIVE", 100)
+    assert [r.channel_account_id for r in routes] == [pay.accounts["wechat"]]
+    r = await pay.client.create_order(pay_method="WECHAT_NATIVE")
+    assert r.status_code == 201 and pay.to_sandbox.calls.get(SICK_HOST, 0) == 0
+    with pytest.raises(BreakerOpen):  # a direct call is refused too: no request reaches the account
+        await pay.c.channels.breakers.call(sick_id, timeout, lambda r: True)
 
 
 async def test_business_errors_never_trip_the_breaker(pay) -> None:

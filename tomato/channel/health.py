@@ -1,7 +1,7 @@
 """Per-account call statistics over a sliding 5-minute window: success rate and p50/p99 latency.
 
 Kept in-process (each serve worker sees its own traffic); the breaker state, which must agree across processes,
-is mirrored separately (`breakers.py`).
+is shared separately (`breakers.py`: in Redis when configured).
 """
 
 from __future__ import annotations

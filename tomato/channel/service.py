@@ -259,10 +259,11 @@ class ChannelService:
                     )
                 )
                 used = {u.account_id: u.amount for u in rows.all()}
+        unbroken = await self.breakers.available([i for i in ids if i in accounts and accounts[i].status == "ACTIVE"])
         routes = []
         for account_id in ids:
             account = accounts.get(account_id)
-            if account is None or account.status != "ACTIVE" or not self.breakers.is_available(account_id):
+            if account is None or account.status != "ACTIVE" or account_id not in unbroken:
                 continue
             if account.daily_limit is not None and used.get(account_id, 0) + amount > account.daily_limit:
                 continue
