@@ -40,10 +40,25 @@ class RoutingRule(Base):
 
 
 class AccountUsage(Base):
-    """Amount accepted per account and business day, for daily limits (reserved when a channel accepts)."""
+    """Amount held per account and business day, for daily limits: Σ of the day's `LimitHold`s still standing.
+
+    Moved only by the guarded statements of `channel/limits.py`, so concurrent orders cannot pass the limit."""
 
     __tablename__ = "channel_account_usage"
 
     account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     business_date: Mapped[str] = mapped_column(String(10), primary_key=True)
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class LimitHold(Base):
+    """One order's amount held on an account's daily usage, keyed by the caller's id (a pay attempt's): released at
+    most once, in the transaction that deletes it."""
+
+    __tablename__ = "channel_limit_holds"
+
+    hold_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    business_date: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

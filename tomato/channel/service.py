@@ -9,21 +9,21 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 
+from tomato.channel import limits
 from tomato.channel.breakers import BreakerRegistry
 from tomato.channel.errors import ChannelAccountNotFound, RoutingRuleNotFound
 from tomato.channel.guarded import GuardedAdapter
 from tomato.channel.health import HealthWindow
 from tomato.channel.http import guarded_client
-from tomato.channel.models import AccountUsage, ChannelAccount, RoutingRule
+from tomato.channel.models import ChannelAccount, RoutingRule
 from tomato.channel.protocol import ChannelAdapter
 from tomato.channel.registry import FAMILIES
 from tomato.channel.routing import candidates_of, order_candidates, pick_rule
@@ -241,7 +241,8 @@ class ChannelService:
 
     async def route(self, app_id: str, pay_method: str, amount: int) -> list[Route]:
         """Candidate accounts to try, in order. Left out: disabled accounts, open breakers, and accounts whose
-        daily limit this amount would pass. Empty: nothing to try (NO_CHANNEL_AVAILABLE)."""
+        daily limit is below the amount itself. Whether today's room fits is decided by `hold_daily_limit`, atomically,
+        as each candidate is tried. Empty: nothing to try (NO_CHANNEL_AVAILABLE)."""
         local = self._clock.now().astimezone(self._tz)
         data = await self._routing_data()
         rule = pick_rule(data.rules, app_id, pay_method, amount, local.strftime("%H:%M"))
@@ -249,56 +250,41 @@ class ChannelService:
             return []
         ids = [c.channel_account_id for c in order_candidates(candidates_of(rule), self._rng)]
         accounts = data.accounts
-        limited = [i for i in ids if i in accounts and accounts[i].daily_limit is not None]
-        used: dict[str, int] = {}
-        if limited:  # only accounts with a daily limit need today's usage
-            async with self._db.uow() as uow:
-                rows = await uow.session.scalars(
-                    select(AccountUsage).where(
-                        AccountUsage.account_id.in_(limited), AccountUsage.business_date == local.date().isoformat()
-                    )
-                )
-                used = {u.account_id: u.amount for u in rows.all()}
         unbroken = await self.breakers.available([i for i in ids if i in accounts and accounts[i].status == "ACTIVE"])
         routes = []
         for account_id in ids:
             account = accounts.get(account_id)
             if account is None or account.status != "ACTIVE" or account_id not in unbroken:
                 continue
-            if account.daily_limit is not None and used.get(account_id, 0) + amount > account.daily_limit:
+            if account.daily_limit is not None and amount > account.daily_limit:
                 continue
-            routes.append(Route(account.channel, account_id))
+            routes.append(Route(account.channel, account.id))
         return routes
 
-    async def record_usage(self, account_id: str, amount: int) -> None:
-        """Counts an accepted order against the account's daily limit (business date in the business zone).
+    # --- daily limits --------------------------------------------------------------------------------
 
-        Only accounts with a limit are counted: usage is tracked while a limit is set."""
+    async def hold_daily_limit(self, hold_id: str, account_id: str, amount: int) -> bool:
+        """Takes `amount` of the account's room for today (business date in the business zone) under the caller's
+        `hold_id`; False when it does not fit. An account without a limit always has room and nothing is held."""
         account = (await self._routing_data()).accounts.get(account_id)
         if account is None or account.daily_limit is None:
-            return
-        day = self._clock.now().astimezone(self._tz).date().isoformat()
+            return True
+        now = self._clock.now()
+        day = now.astimezone(self._tz).date().isoformat()
         async with self._db.uow() as uow:
-            res = await uow.session.execute(
-                update(AccountUsage)
-                .where(AccountUsage.account_id == account_id, AccountUsage.business_date == day)
-                .values(amount=AccountUsage.amount + amount)
-            )
-            if not res.rowcount:  # type: ignore[attr-defined]
-                uow.session.add(AccountUsage(account_id=account_id, business_date=day, amount=amount))
-            try:
+            held = await limits.hold(uow.session, hold_id, account_id, day, amount, account.daily_limit, now)
+            if held:
                 await uow.commit()
-            except IntegrityError:  # a concurrent first order of the day inserted the row: add to it instead
-                await self._add_usage_again(account_id, day, amount)
+        return held
 
-    async def _add_usage_again(self, account_id: str, day: str, amount: int) -> None:
+    async def release_daily_limit(self, hold_ids: Sequence[str]) -> int:
+        """Gives back the holds among `hold_ids` still standing (each at most once); returns the amount freed."""
+        if not hold_ids:
+            return 0
         async with self._db.uow() as uow:
-            await uow.session.execute(
-                update(AccountUsage)
-                .where(AccountUsage.account_id == account_id, AccountUsage.business_date == day)
-                .values(amount=AccountUsage.amount + amount)
-            )
+            freed = await limits.release(uow.session, hold_ids)
             await uow.commit()
+        return freed
 
     async def health_of(self, account_id: str | None = None) -> list[AccountHealth]:
         if account_id is not None:

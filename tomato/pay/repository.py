@@ -125,6 +125,43 @@ def add_anomaly(s: AsyncSession, anomaly: PayAnomaly) -> None:
     s.add(anomaly)
 
 
+# --- submission claims -------------------------------------------------------------------------------------
+# One submission of a CREATED order to a channel at a time: a submitter claims the order with a token and a lease
+# (the insert of a new order carries its creator's claim); a claim whose lease ran out is anyone's.
+
+
+async def claim_submission(s: AsyncSession, order_no: str, token: str, now: datetime, until: datetime) -> bool:
+    """Claims (or, holding it, renews) the right to submit a CREATED order until `until`; False: someone else holds
+    a live claim, or the order is no longer CREATED."""
+    res = await s.execute(
+        update(ORDERS)
+        .where(
+            ORDERS.c.order_no == order_no,
+            ORDERS.c.status == OrderStatus.CREATED.value,
+            or_(
+                ORDERS.c.submit_claim.is_(None),
+                ORDERS.c.submit_claim == token,
+                ORDERS.c.submit_claim_until <= now,
+            ),
+        )
+        .values(submit_claim=token, submit_claim_until=until)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def release_submission(s: AsyncSession, order_no: str, token: str) -> None:
+    """Gives up our claim (a claim someone took over after ours lapsed is theirs and stays)."""
+    await s.execute(
+        update(ORDERS)
+        .where(ORDERS.c.order_no == order_no, ORDERS.c.submit_claim == token)
+        .values(submit_claim=None, submit_claim_until=None)
+    )
+
+
+def add_attempt(s: AsyncSession, attempt: PayAttempt) -> None:
+    s.add(attempt)
+
+
 # --- refunds -----------------------------------------------------------------------------------------------
 # The order's `refund_reserved` is Σ amount of its PENDING and SUCCEEDED refunds and `refunded_amount` Σ of its
 # SUCCEEDED ones. Both move only through the guarded UPDATEs below, each in the unit of work of the refund's own

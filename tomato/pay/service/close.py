@@ -18,6 +18,7 @@ from tomato.pay.models import PayOrder
 from tomato.pay.schemas import PayOrderView
 from tomato.pay.service.confirm import PaymentReport, apply_report
 from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.holds import release_order_holds
 from tomato.pay.service.views import order_payload, order_view
 from tomato.pay.states import OrderEvent, OrderStatus
 
@@ -99,6 +100,7 @@ async def _close_locally(deps: PayDeps, order: PayOrder) -> None:
         await uow.commit()
     if moved:
         deps.wake_relay()
+        await release_order_holds(deps, order.order_no)  # closed unpaid: its daily-limit room is free again
 
 
 async def _reload(deps: PayDeps, order_no: str) -> PayOrder:

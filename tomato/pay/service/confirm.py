@@ -21,6 +21,7 @@ from tomato.pay.events import PAY_FAILED, PAY_SUCCEEDED
 from tomato.pay.models import PayOrder
 from tomato.pay.service.anomalies import record_anomaly
 from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.holds import release_order_holds
 from tomato.pay.service.views import order_payload
 from tomato.pay.states import OrderEvent, OrderStatus
 
@@ -62,6 +63,8 @@ async def apply_report(deps: PayDeps, report: PaymentReport) -> Outcome:
         await uow.commit()
     if outcome is Outcome.APPLIED:
         deps.wake_relay()
+        if report.status is ResultStatus.FAIL:  # the payment failed: its daily-limit room is free again
+            await release_order_holds(deps, report.order_no)
     return outcome
 
 

@@ -1,25 +1,22 @@
-"""Creating a pay order: insert it, then try the routed channel accounts outside any transaction.
+"""Creating a pay order: insert it, then submit it to the routed channel accounts outside any transaction.
 
-A candidate is abandoned for the next one only when the failure happened before the channel could have created
-the trade (connect error, breaker open, definite business rejection). A timeout or 5xx leaves the order
-`CREATED` and answers `CHANNEL_ERROR`: a retry with the same `out_trade_no` resumes it on the same order number,
-and the expiry job closes it at the channel if nobody does.
+A retry with the same `out_trade_no` (after a timeout or 5xx left the order `CREATED`) resumes it on the same order
+number; `submit` makes sure only one submission of an order reaches a channel at a time, and the expiry job closes
+it at the channel if nobody resumes it. A CASHIER order is submitted when the payer opens the cashier in a wallet.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from tomato.channel.protocol import ChannelResult, CreateRequest, ErrorClass, ResultStatus
 from tomato.channel.service import Route
 from tomato.core.crypto import random_token
-from tomato.core.errors import ChannelError, InvalidRequest, NoChannelAvailable
+from tomato.core.errors import InvalidRequest, NoChannelAvailable
 from tomato.core.pay_methods import PayMethod
 from tomato.core.writebatch import WriteBatch
 from tomato.merchant.schemas import AppAuth
@@ -28,14 +25,10 @@ from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound, OutTradeNoConflict
 from tomato.pay.models import PayAttempt, PayOrder
 from tomato.pay.schemas import PayOrderCreate, PayOrderView
-from tomato.pay.service.compensation import next_query_at
+from tomato.pay.service import submit
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.views import order_view
-from tomato.pay.states import OrderEvent, OrderStatus
-
-log = logging.getLogger(__name__)
-
-RETRY_ELSEWHERE = frozenset({ErrorClass.CONNECT, ErrorClass.BREAKER_OPEN, ErrorClass.REJECTED})
+from tomato.pay.states import OrderStatus
 
 
 @dataclass(frozen=True)
@@ -54,40 +47,52 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     deps.check_notify_url(cmd.notify_url)
     digest = cmd.request_hash()
     # No read before the insert: the unique (app_id, out_trade_no) key finds repeats (the IntegrityError below).
+    order = _new_order(deps, app, cmd, digest)
     routes: list[Route] = []
+    first: PayAttempt | None = None
+    token = ""
     if cmd.pay_method is not PayMethod.CASHIER:
         routes = await deps.channels.route(app.app_id, cmd.pay_method.value, cmd.amount)
-        if not routes:
+        held = await submit.hold_first(deps, order, routes) if routes else None
+        if held is None:  # nothing to try: answer a repeat with its order, else 503 with nothing written
             async with deps.db.uow() as uow:
                 existing = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
             if existing is not None:
                 return await _existing(deps, existing, digest), False
             raise NoChannelAvailable(f"no channel account can take {cmd.pay_method.value} now")
-    order = _new_order(deps, app, cmd, digest)
-    first = _new_attempt(deps, order, routes[0]) if routes else None
+        first, routes = held
+        token = submit.new_claim(deps, order)
     try:
-        batch = WriteBatch(deps.db.engine)  # the order and its first attempt, atomically
+        batch = WriteBatch(deps.db.engine)  # the order (with its creator's claim) and its first attempt, atomically
         repo.insert_order(batch, order, first)
         await batch.commit()
     except IntegrityError:  # a concurrent request with the same out_trade_no won the insert
+        if first is not None:
+            await deps.channels.release_daily_limit([first.id])
         async with deps.db.uow() as uow:
             winner = await repo.by_out_trade_no(uow.session, app.app_id, cmd.out_trade_no)
         if winner is None:
             raise
         return await _existing(deps, winner, digest), False
-    if cmd.pay_method is PayMethod.CASHIER:
+    if first is None:  # CASHIER: submitted when the payer opens the cashier
         return order_view(order), True
-    view, _ = await _submit(deps, order, routes, first_attempt=first)
+    view, _ = await submit.submit(deps, order, routes, token, first_attempt=first)
     return view, True
 
 
 async def _existing(deps: PayDeps, order: PayOrder, digest: str) -> PayOrderView:
+    """A repeat of a create: the order as it stands, resubmitted first if it is still CREATED and nobody else is
+    submitting it right now."""
     if order.request_hash != digest:
         raise OutTradeNoConflict(f"out_trade_no {order.out_trade_no} was used for a different request")
     if order.status == OrderStatus.CREATED and order.pay_method != PayMethod.CASHIER:
-        routes = await deps.channels.route(order.app_id, order.pay_method, order.amount)
-        view, _ = await _submit(deps, order, routes)
-        return view
+        done = await submit.resubmit(deps, order)
+        if done is not None:
+            return done[0]
+        async with deps.db.uow() as uow:
+            current = await repo.get(uow.session, order.order_no)
+        assert current is not None
+        return order_view(current)
     return order_view(order)
 
 
@@ -133,7 +138,8 @@ async def start_cashier(deps: PayDeps, token: str, wallet: str, openid: str | No
     """The payer opened the cashier page in a wallet: try the order on that wallet's channel.
 
     The order keeps `pay_method` CASHIER and its `cashier_url`; the wallet's own pay data (redirect URL or JSAPI
-    parameters) goes back to the page. Opening the page again while the order is PAYING reuses the attempt.
+    parameters) goes back to the page. Opening the page again while the order is PAYING — or while another opening
+    is submitting it — reuses the accepted attempt.
     """
     method = WALLET_METHODS.get(wallet)
     if method is None:
@@ -144,128 +150,15 @@ async def start_cashier(deps: PayDeps, token: str, wallet: str, openid: str | No
         order = await repo.by_cashier_token(uow.session, token)
         if order is None:
             raise OrderNotFound("unknown cashier link")
-        attempts = await repo.attempts_of(uow.session, order.order_no)
-    if order.status != OrderStatus.CREATED:
-        reuse = [a.pay_data for a in attempts if a.status == "SUCCESS" and a.channel == wallet and a.pay_data]
-        return CashierStart(order_view(order), json.loads(reuse[-1]) if reuse else None)
-    order.payer_openid = openid or order.payer_openid
-    routes = await deps.channels.route(order.app_id, method.value, order.amount)
-    view, pay_data = await _submit(deps, order, routes, method=method)
-    return CashierStart(view, pay_data)
-
-
-async def _submit(
-    deps: PayDeps,
-    order: PayOrder,
-    routes: list[Route],
-    *,
-    method: PayMethod | None = None,
-    first_attempt: PayAttempt | None = None,
-) -> tuple[PayOrderView, dict[str, Any] | None]:
-    """Tries `routes` in order; returns the order and the accepted wallet pay data. `method` overrides CASHIER;
-    `first_attempt` is the already stored attempt for `routes[0]`."""
-    if not routes:
-        raise NoChannelAvailable(f"no channel account can take {method or order.pay_method} now")
-    request = _channel_request(deps, order, method)
-    last: ChannelResult | None = None
-    for i, route in enumerate(routes):
-        attempt = first_attempt if i == 0 and first_attempt is not None else await _start_attempt(deps, order, route)
-        adapter = await deps.channels.adapter(route.channel_account_id)
-        req = replace(request, notify_url=deps.callback_url(route.channel, route.channel_account_id))
-        try:
-            result = await adapter.create(req)
-        except Exception:  # an adapter bug must not lose the attempt record
-            log.exception("adapter create failed for %s", order.order_no)
-            result = ChannelResult.unknown(ErrorClass.MALFORMED, "adapter error")
-        accepted = await _finish_attempt(deps, order, route, attempt, result)
-        if accepted is not None:
-            return accepted
-        last = result
-        if result.error not in RETRY_ELSEWHERE:
-            break
-    assert last is not None
-    detail = f"{last.error.value}: {last.code or ''} {last.message or ''}".strip()
-    raise ChannelError(f"the channel did not accept the order ({detail})")
-
-
-def _channel_request(deps: PayDeps, order: PayOrder, method: PayMethod | None) -> CreateRequest:
-    return CreateRequest(
-        order_no=order.order_no,
-        amount=order.amount,
-        subject=order.subject,
-        pay_method=(method or PayMethod(order.pay_method)).value,
-        notify_url="",
-        expire_at=order.expire_at,
-        body=order.body,
-        return_url=order.return_url,
-        client_ip=order.client_ip,
-        openid=order.payer_openid,
-        created_at=order.created_at,
-    )
-
-
-def _new_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
-    return PayAttempt(
-        id=deps.ids.next_id("PA"),
-        order_no=order.order_no,
-        channel=route.channel,
-        channel_account_id=route.channel_account_id,
-        status="CALLING",
-        created_at=deps.clock.now(),
-    )
-
-
-async def _start_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
-    attempt = _new_attempt(deps, order, route)
+    if order.status == OrderStatus.CREATED:
+        order.payer_openid = openid or order.payer_openid
+        done = await submit.resubmit(deps, order, method=method)
+        if done is not None:
+            return CashierStart(*done)
+    # not CREATED, or another opening is submitting it: what stands, and the wallet's accepted pay data if any
     async with deps.db.uow() as uow:
-        uow.session.add(attempt)
-        await uow.commit()
-    return attempt
-
-
-async def _finish_attempt(
-    deps: PayDeps, order: PayOrder, route: Route, attempt: PayAttempt, result: ChannelResult
-) -> tuple[PayOrderView, dict[str, Any]] | None:
-    now = deps.clock.now()
-    accepted = result.status in (ResultStatus.SUCCESS, ResultStatus.WAITING) and result.pay_data is not None
-    wallet_data = (
-        {"type": result.pay_data.type, "value": result.pay_data.value} if result.pay_data is not None else None
-    )
-    keep_cashier_url = order.pay_method == PayMethod.CASHIER
-    batch = WriteBatch(deps.db.engine)
-    repo.finish_attempt(batch, attempt.id, {
-        "status": "SUCCESS" if accepted else result.status.value,
-        "error_class": None if accepted else result.error.value,
-        "error_code": result.code,
-        "error_message": (result.message or "")[:512] or None,
-        "finished_at": now,
-        "pay_data": json.dumps(wallet_data) if accepted else None,
-    })  # fmt: skip
-    if accepted:
-        repo.transition_returning(
-            batch,
-            order.order_no,
-            OrderEvent.CHANNEL_ACCEPTED,
-            {
-                "status": OrderStatus.PAYING.value,
-                "channel": route.channel,
-                "channel_account_id": route.channel_account_id,
-                "pay_data": order.pay_data if keep_cashier_url else json.dumps(wallet_data),
-                "next_query_at": next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
-                "updated_at": now,
-            },
-        )
-    row = await batch.commit()
-    fresh = repo.detached(row) if row is not None else None
-    moved = fresh is not None
-    if accepted and fresh is None:  # it moved on meanwhile (paid, closed): answer what it is now
-        async with deps.db.uow() as uow:
-            fresh = await repo.get(uow.session, order.order_no)
-    if not accepted:
-        return None
-    assert fresh is not None and wallet_data is not None
-    if moved:
-        await deps.channels.record_usage(route.channel_account_id, order.amount)
-    else:
-        log.info("order %s moved on (%s) while the channel accepted it", order.order_no, fresh.status)
-    return order_view(fresh), wallet_data
+        current = await repo.get(uow.session, order.order_no)
+        attempts = await repo.attempts_of(uow.session, order.order_no)
+    assert current is not None
+    reuse = [a.pay_data for a in attempts if a.status == "SUCCESS" and a.channel == wallet and a.pay_data]
+    return CashierStart(order_view(current), json.loads(reuse[-1]) if reuse else None)

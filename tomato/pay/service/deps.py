@@ -23,6 +23,7 @@ class PayDeps:
     public_url: str
     compensation_time_scale: float = 1.0
     refund_window_days: int = 365
+    submit_lease_s: float = 40.0  # how long one submission of a CREATED order holds it (renewed per candidate)
     webhook_allowed_networks: str = ""  # CIDRs a notify_url may name despite the SSRF guard
     wake_relay: Callable[[], None] = field(default=lambda: None)
 

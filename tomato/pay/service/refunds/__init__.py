@@ -10,7 +10,8 @@ Money rules, in the order they are enforced:
   A timeout, 5xx or unreadable answer leaves it PENDING for the compensation job, which queries first and sends the
   request again (same refund_no, deduplicated by every channel) only when the channel answered the query with
   nothing final and never acknowledged the refund — so a refund is never lost between our commit and the channel
-  (`channel`, `jobs`).
+  (`channel`, `jobs`). A refusal of such a resend fails the refund only when it says the refund cannot exist or
+  cannot be made (`tomato.channel.refusals`); a rate limit or any other "not now" leaves it PENDING.
 """
 
 from tomato.pay.service.refunds.apply import RefundReport, apply_refund_notify, apply_refund_report

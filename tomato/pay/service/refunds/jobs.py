@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from tomato.channel.protocol import ResultStatus
+from tomato.channel.refusals import refund_cannot_be_made
 from tomato.pay import repository as repo
 from tomato.pay.models import PayOrder, Refund
 from tomato.pay.service.confirm import Outcome
@@ -34,7 +35,9 @@ async def query_pending_refunds(deps: PayDeps) -> int:
 async def _compensate(deps: PayDeps, refund: Refund, order: PayOrder | None) -> None:
     """Query first. A query FAIL counts only as a status answer (error NONE); a refused query (REJECTED) says
     nothing about the refund. A request the channel never acknowledged is sent again once the channel answered the
-    query with nothing final — a refund_no is deduplicated by every channel, so a resend never refunds twice."""
+    query with nothing final — a refund_no is deduplicated by every channel, so a resend never refunds twice.
+    A refusal of the resend fails the refund only when it says the refund cannot exist or be made
+    (`channel.refusals`): the first request may have been carried out, so a "not now" proves nothing."""
     result = await query_refund(deps, refund, order)
     accepted = refund.accepted_at is not None
     channel_refund_no = result.channel_refund_no
@@ -43,9 +46,11 @@ async def _compensate(deps: PayDeps, refund: Refund, order: PayOrder | None) -> 
             return
     elif result.status is ResultStatus.WAITING and not accepted and order is not None:
         answer = await send_refund(deps, refund, order)
-        if answer.status in (ResultStatus.SUCCESS, ResultStatus.FAIL):
+        if answer.status is ResultStatus.SUCCESS or refund_cannot_be_made(refund.channel, answer):
             if await apply_refund_report(deps, report_of(refund, answer, "resend")) is not Outcome.REJECTED:
                 return
+        elif answer.status is ResultStatus.FAIL:  # "not now" (rate limit, …): says nothing of the first request
+            log.warning("refund %s: resend refused (%s); left PENDING", refund.refund_no, answer.code)
         accepted = answer.status is ResultStatus.WAITING
         channel_refund_no = answer.channel_refund_no or channel_refund_no
     # not final (or refused as inconsistent, which finance sees as an anomaly): ask again on the schedule
