@@ -74,6 +74,29 @@ async def transition(
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
+async def mark_paid(s: AsyncSession, order_no: str, values: dict[str, Any]) -> bool | None:
+    """The PAID compare-and-set from whichever source state stands when it runs (CREATED, PAYING or CLOSED).
+
+    One statement, so a close committing between our read and this write cannot make the payment miss: on
+    PostgreSQL the update re-checks the row it waited for, and `paid_after_close` is computed from the status it
+    replaces. Returns that flag, or None when the order is no longer payable (already SUCCEEDED or FAILED).
+    """
+    allowed = [st.value for st in sources(OrderEvent.PAID)]
+    res = await s.execute(
+        update(ORDERS)
+        .where(ORDERS.c.order_no == order_no, ORDERS.c.status.in_(allowed))
+        .values(
+            **values,
+            status=OrderStatus.SUCCEEDED.value,
+            paid_after_close=ORDERS.c.status == OrderStatus.CLOSED.value,
+            version=ORDERS.c.version + 1,
+        )
+        .returning(ORDERS.c.paid_after_close)
+    )
+    row = res.first()
+    return None if row is None else bool(row[0])
+
+
 def transition_returning(batch: WriteBatch, order_no: str, event: OrderEvent, values: dict[str, Any]) -> None:
     """`transition` as the batch's last write: its commit answers the moved order's row, or None when the order's
     status did not allow `event` (`detached` makes the row an order)."""

@@ -69,12 +69,16 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
                 return await _reload(deps, order.order_no)
             continue
         raise ChannelError(f"the channel could not close the trade ({result.code or result.error.value})")
-    await _close_locally(deps, order)
-    return await _reload(deps, order.order_no)
+    closed = await _close_locally(deps, order)
+    return closed if closed is not None else await _reload(deps, order.order_no)
 
 
-async def _close_locally(deps: PayDeps, order: PayOrder) -> None:
+async def _close_locally(deps: PayDeps, order: PayOrder) -> PayOrder | None:
+    """The order as this close left it, or None when it was no longer open (paid or failed meanwhile). A payment
+    applied right after our commit does not change what the close did: it answers CLOSED, and the payment is
+    paid after close."""
     now = deps.clock.now()
+    fresh = None
     async with deps.db.uow() as uow:
         moved = await repo.transition(
             uow.session,
@@ -99,6 +103,7 @@ async def _close_locally(deps: PayDeps, order: PayOrder) -> None:
         await uow.commit()
     if moved:
         deps.wake_relay()
+    return fresh
 
 
 async def _reload(deps: PayDeps, order_no: str) -> PayOrder:

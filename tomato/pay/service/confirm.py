@@ -3,6 +3,8 @@
 Every outcome is a compare-and-set on the order's status with its outbox event in the same transaction, so 50
 concurrent duplicate notifies make one transition and one event. Money that arrived is never dropped: a payment
 for a CLOSED order makes it SUCCEEDED with `paid_after_close`; one for a FAILED order is recorded as an anomaly.
+A payment is never acknowledged unrecorded: the PAID compare-and-set takes whichever payable state stands when it
+runs (a close may commit between our read and our write), and when it finds none it is applied to what stands.
 """
 
 from __future__ import annotations
@@ -78,35 +80,30 @@ async def _paid(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, r
         _anomaly(deps, s, order, "amount_mismatch", report, f"channel says {report.amount}, order is {order.amount}")
         log.error("ALERT amount mismatch on %s: channel %s vs order %s", order.order_no, report.amount, order.amount)
         return Outcome.REJECTED
-    if order.status == OrderStatus.SUCCEEDED:
-        if report.channel_trade_no and order.channel_trade_no not in (None, report.channel_trade_no):
-            _anomaly(deps, s, order, "second_payment", report, "paid again under another channel trade")
-            return Outcome.APPLIED
-        return Outcome.UNCHANGED
-    if order.status == OrderStatus.FAILED:
-        _anomaly(deps, s, order, "paid_after_failed", report, "the channel confirmed a payment for a FAILED order")
-        log.error("ALERT payment for FAILED order %s", order.order_no)
-        return Outcome.APPLIED
-    was_closed = order.status == OrderStatus.CLOSED
-    moved = await repo.transition(
-        s,
-        order.order_no,
-        OrderEvent.PAID,
-        {
-            "status": OrderStatus.SUCCEEDED.value,
-            "channel": channel,
-            "channel_account_id": report.channel_account_id,
-            "channel_trade_no": report.channel_trade_no,
-            "paid_at": report.paid_at or deps.clock.now(),
-            "paid_after_close": was_closed,
-            "next_query_at": None,
-            "updated_at": deps.clock.now(),
-        },
-        only_from=[OrderStatus(order.status)],
-    )
-    if not moved:  # someone else moved it between our read and write; the caller acks what stands now
-        return Outcome.UNCHANGED
-    if was_closed:
+    if order.status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        after_close = await repo.mark_paid(
+            s,
+            order.order_no,
+            {
+                "channel": channel,
+                "channel_account_id": report.channel_account_id,
+                "channel_trade_no": report.channel_trade_no,
+                "paid_at": report.paid_at or deps.clock.now(),
+                "next_query_at": None,
+                "updated_at": deps.clock.now(),
+            },
+        )
+        if after_close is not None:
+            return await _succeeded(deps, s, order, report, after_close)
+        # it became SUCCEEDED or FAILED between our read and our write: apply the payment against that
+        await s.refresh(order)
+    return _paid_again(deps, s, order, report)
+
+
+async def _succeeded(
+    deps: PayDeps, s: AsyncSession, order: PayOrder, report: PaymentReport, after_close: bool
+) -> Outcome:
+    if after_close:
         _anomaly(deps, s, order, "paid_after_close", report, "payment confirmed after the order was closed")
     await s.refresh(order)
     add_event(
@@ -118,6 +115,18 @@ async def _paid(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, r
         data=order_payload(order),
         app_id=order.app_id,
     )
+    return Outcome.APPLIED
+
+
+def _paid_again(deps: PayDeps, s: AsyncSession, order: PayOrder, report: PaymentReport) -> Outcome:
+    """A payment reported for an order that is already final: a duplicate, or money finance must act on."""
+    if order.status == OrderStatus.SUCCEEDED:
+        if report.channel_trade_no and order.channel_trade_no not in (None, report.channel_trade_no):
+            _anomaly(deps, s, order, "second_payment", report, "paid again under another channel trade")
+            return Outcome.APPLIED
+        return Outcome.UNCHANGED
+    _anomaly(deps, s, order, "paid_after_failed", report, "the channel confirmed a payment for a FAILED order")
+    log.error("ALERT payment for FAILED order %s", order.order_no)
     return Outcome.APPLIED
 
 
