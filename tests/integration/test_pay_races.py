@@ -139,3 +139,20 @@ async def test_notify_racing_a_close_is_never_lost(pg_pay: PayStack, monkeypatch
         won += await asyncio.gather(*(one_round(i) for i in range(start, min(start + PARALLEL, ROUNDS))))
     assert len(won) == ROUNDS
     assert any(won) and not all(won), "the rounds should see both commit orders"
+
+
+async def test_concurrent_refused_reports_make_one_anomaly(pg_pay: PayStack) -> None:
+    """The same refused report from many notifies and queries at once: one anomaly row, one `pay.anomaly`."""
+    pay = pg_pay
+    await pay.faults(channel="alipay", drop_notify=True)
+    order = (await pay.client.create_order(amount=1234)).json()
+    wrong = ChannelNotify(
+        kind="payment", status=ResultStatus.SUCCESS, order_no=order["order_no"], amount=1, channel_trade_no="T-1"
+    )
+    outcomes = await asyncio.gather(*(pay.c.pay.apply_notify(pay.accounts["alipay"], wrong) for _ in range(30)))
+    assert set(outcomes) == {Outcome.REJECTED}
+    async with pay.c.db.engine.connect() as conn:
+        kinds = (await conn.execute(text("SELECT kind FROM pay_anomalies"))).scalars().all()
+        events = (await conn.execute(text("SELECT event_type FROM outbox_events"))).scalars().all()
+    assert kinds == ["amount_mismatch"]
+    assert events == ["pay.anomaly"]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.db import one_of
@@ -20,6 +21,7 @@ from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus
 
 ORDERS: Table = PayOrder.__table__  # type: ignore[assignment]
 ATTEMPTS: Table = PayAttempt.__table__  # type: ignore[assignment]
+ANOMALIES: Table = PayAnomaly.__table__  # type: ignore[assignment]
 
 
 def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
@@ -132,6 +134,7 @@ async def expired(s: AsyncSession, now: datetime, limit: int) -> Sequence[PayOrd
         .where(
             or_(PayOrder.status == OrderStatus.PAYING.value, PayOrder.status == OrderStatus.CREATED.value),
             PayOrder.expire_at <= now,
+            or_(PayOrder.next_close_at.is_(None), PayOrder.next_close_at <= now),
         )
         .order_by(PayOrder.expire_at)
         .limit(limit)
@@ -144,8 +147,17 @@ async def attempts_of(s: AsyncSession, order_no: str) -> Sequence[PayAttempt]:
     return (await s.scalars(q)).all()
 
 
-def add_anomaly(s: AsyncSession, anomaly: PayAnomaly) -> None:
-    s.add(anomaly)
+async def add_anomaly(s: AsyncSession, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT (order_no, kind, ref) DO NOTHING; True when this call inserted the row (a concurrent
+    insert of the same key waits for the other transaction and then inserts nothing)."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(ANOMALIES)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["order_no", "kind", "ref"])
+        .returning(ANOMALIES.c.id)
+    )
+    return (await s.execute(stmt)).first() is not None
 
 
 # --- refunds -----------------------------------------------------------------------------------------------
