@@ -31,7 +31,7 @@ from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService
 from tomato.notice import repository as repo
 from tomato.notice.batching import Batcher
-from tomato.notice.events import CONSUMED_PATTERNS
+from tomato.notice.events import CONSUMED_PATTERNS, merchant_facing
 from tomato.notice.lag import LagGauge
 from tomato.notice.queues import DeliveryQueue, PoisonMessage
 from tomato.notice.schedule import NoticeConfig
@@ -109,7 +109,7 @@ class EventConsumer:
         now = utcnow()
         for r in rows:
             self.lag.observe((now - as_utc(r.created_at)).total_seconds())
-        todo = [r for r in rows if not r.seen and r.app_id]
+        todo = [r for r in rows if not r.seen and r.app_id and merchant_facing(r.event_type)]
         targets = await self._resolve(todo)
         now = utcnow()
         values: list[dict[str, Any]] = []

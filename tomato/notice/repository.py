@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.db import one_of
 from tomato.core.outbox import OutboxEvent
+from tomato.notice.events import EXCLUDED_TYPES
 from tomato.notice.models import Delivery, DeliveryAttempt
 
 EVENT_PREFIXES = ("pay.", "refund.", "payout.")  # merchant-facing event types (API.md §2)
@@ -26,7 +27,10 @@ _A = cast(Table, DeliveryAttempt.__table__)
 
 
 def _merchant_facing() -> Any:
-    return or_(*(OutboxEvent.event_type.startswith(p) for p in EVENT_PREFIXES))
+    return and_(
+        or_(*(OutboxEvent.event_type.startswith(p) for p in EVENT_PREFIXES)),
+        OutboxEvent.event_type.not_in(EXCLUDED_TYPES),
+    )
 
 
 async def plan_for_current_sizes(s: AsyncSession) -> None:

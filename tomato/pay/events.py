@@ -1,10 +1,15 @@
 """Events the pay context publishes through the outbox. The payload is the API.md order object (pay.*) or the
-API.md refund object (refund.*)."""
+API.md refund object (refund.*); `pay.anomaly` carries an anomaly (see `service/anomalies.py`)."""
 
 from __future__ import annotations
 
 PAY_SUCCEEDED = "pay.succeeded"
 PAY_FAILED = "pay.failed"
 PAY_CLOSED = "pay.closed"
+PAY_ANOMALY = "pay.anomaly"
 REFUND_SUCCEEDED = "refund.succeeded"
 REFUND_FAILED = "refund.failed"
+
+# For the platform's own consumers only (the ledger books the cash into suspense, finance acts on it): never sent
+# to a merchant as a webhook nor listed by `GET /v1/events`.
+INTERNAL_EVENTS = frozenset({PAY_ANOMALY})

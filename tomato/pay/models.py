@@ -48,6 +48,9 @@ class PayOrder(Base):
     # who is submitting the CREATED order to a channel, and until when the claim holds (a dead holder's lapses)
     submit_claim: Mapped[str | None] = mapped_column(String(32))
     submit_claim_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the expiry job's close of this order failed `close_failures` times; not tried again before `next_close_at`
+    close_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_close_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -78,15 +81,22 @@ class PayAttempt(Base):
 
 
 class PayAnomaly(Base):
-    """Something finance must look at: a notify with another amount, a payment after close, …"""
+    """Something finance must look at: a notify with another amount, a payment after close, … One row per
+    (order, kind, ref): a channel repeating the same report adds nothing."""
 
     __tablename__ = "pay_anomalies"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     order_no: Mapped[str | None] = mapped_column(String(32), index=True)
     kind: Mapped[str] = mapped_column(String(32))
+    # the refund number for refund anomalies, else the channel trade number ('' when the channel named none)
+    ref: Mapped[str] = mapped_column(String(64))
+    channel_account_id: Mapped[str | None] = mapped_column(String(32))
+    channel_trade_no: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("order_no", "kind", "ref", name="uq_pay_anomalies_order_kind_ref"),)
 
 
 class Refund(Base):

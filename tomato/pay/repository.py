@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.db import one_of
@@ -20,6 +21,7 @@ from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus
 
 ORDERS: Table = PayOrder.__table__  # type: ignore[assignment]
 ATTEMPTS: Table = PayAttempt.__table__  # type: ignore[assignment]
+ANOMALIES: Table = PayAnomaly.__table__  # type: ignore[assignment]
 
 
 def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
@@ -74,6 +76,29 @@ async def transition(
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
+async def mark_paid(s: AsyncSession, order_no: str, values: dict[str, Any]) -> bool | None:
+    """The PAID compare-and-set from whichever source state stands when it runs (CREATED, PAYING or CLOSED).
+
+    One statement, so a close committing between our read and this write cannot make the payment miss: on
+    PostgreSQL the update re-checks the row it waited for, and `paid_after_close` is computed from the status it
+    replaces. Returns that flag, or None when the order is no longer payable (already SUCCEEDED or FAILED).
+    """
+    allowed = [st.value for st in sources(OrderEvent.PAID)]
+    res = await s.execute(
+        update(ORDERS)
+        .where(ORDERS.c.order_no == order_no, ORDERS.c.status.in_(allowed))
+        .values(
+            **values,
+            status=OrderStatus.SUCCEEDED.value,
+            paid_after_close=ORDERS.c.status == OrderStatus.CLOSED.value,
+            version=ORDERS.c.version + 1,
+        )
+        .returning(ORDERS.c.paid_after_close)
+    )
+    row = res.first()
+    return None if row is None else bool(row[0])
+
+
 def transition_returning(batch: WriteBatch, order_no: str, event: OrderEvent, values: dict[str, Any]) -> None:
     """`transition` as the batch's last write: its commit answers the moved order's row, or None when the order's
     status did not allow `event` (`detached` makes the row an order)."""
@@ -109,6 +134,7 @@ async def expired(s: AsyncSession, now: datetime, limit: int) -> Sequence[PayOrd
         .where(
             or_(PayOrder.status == OrderStatus.PAYING.value, PayOrder.status == OrderStatus.CREATED.value),
             PayOrder.expire_at <= now,
+            or_(PayOrder.next_close_at.is_(None), PayOrder.next_close_at <= now),
         )
         .order_by(PayOrder.expire_at)
         .limit(limit)
@@ -121,8 +147,17 @@ async def attempts_of(s: AsyncSession, order_no: str) -> Sequence[PayAttempt]:
     return (await s.scalars(q)).all()
 
 
-def add_anomaly(s: AsyncSession, anomaly: PayAnomaly) -> None:
-    s.add(anomaly)
+async def add_anomaly(s: AsyncSession, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT (order_no, kind, ref) DO NOTHING; True when this call inserted the row (a concurrent
+    insert of the same key waits for the other transaction and then inserts nothing)."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(ANOMALIES)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["order_no", "kind", "ref"])
+        .returning(ANOMALIES.c.id)
+    )
+    return (await s.execute(stmt)).first() is not None
 
 
 # --- submission claims -------------------------------------------------------------------------------------

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import logging
 
-from tomato.channel.protocol import ResultStatus, TradeRef
+from tomato.channel.protocol import ErrorClass, ResultStatus, TradeRef
 from tomato.core.errors import ChannelError
 from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound, OrderStateConflict
 from tomato.pay.events import PAY_CLOSED
-from tomato.pay.models import PayOrder
+from tomato.pay.models import PayAttempt, PayOrder
 from tomato.pay.schemas import PayOrderView
-from tomato.pay.service.confirm import PaymentReport, apply_report
+from tomato.pay.service.confirm import Outcome, PaymentReport, apply_report
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.holds import release_order_holds
 from tomato.pay.service.views import order_payload, order_view
 from tomato.pay.states import OrderEvent, OrderStatus
 
 log = logging.getLogger(__name__)
+NEVER_SENT = frozenset({ErrorClass.CONNECT.value, ErrorClass.BREAKER_OPEN.value})
 
 
 async def close_order(deps: PayDeps, app_id: str, order_no: str) -> PayOrderView:
@@ -44,7 +45,7 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
     """Closes every channel trade the order may have, then the order; returns the order as it now stands."""
     async with deps.db.uow() as uow:
         attempts = await repo.attempts_of(uow.session, order.order_no)
-    accounts = {a.channel_account_id: a.channel for a in attempts if a.status != "FAIL"}
+    accounts = {a.channel_account_id: a.channel for a in attempts if _may_exist_at_channel(a)}
     for account_id in accounts:
         adapter = await deps.channels.adapter(account_id)
         ref = TradeRef(order.order_no, order.channel_trade_no, order.amount, order.created_at)
@@ -54,7 +55,7 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
         # could not close: find out whether it was paid (then apply it) before giving up
         query = await adapter.query(ref)
         if query.settles_query:
-            await apply_report(
+            outcome = await apply_report(
                 deps,
                 PaymentReport(
                     order.order_no,
@@ -66,16 +67,26 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
                     source="close",
                 ),
             )
-            if query.status is ResultStatus.SUCCESS:
-                return await _reload(deps, order.order_no)
+            if query.status is ResultStatus.SUCCESS or outcome is Outcome.REJECTED:
+                return await _reload(deps, order.order_no)  # paid (or refused as paid otherwise): not closed
             continue
         raise ChannelError(f"the channel could not close the trade ({result.code or result.error.value})")
-    await _close_locally(deps, order)
-    return await _reload(deps, order.order_no)
+    closed = await _close_locally(deps, order)
+    return closed if closed is not None else await _reload(deps, order.order_no)
 
 
-async def _close_locally(deps: PayDeps, order: PayOrder) -> None:
+def _may_exist_at_channel(attempt: PayAttempt) -> bool:
+    """Whether the attempt may have made a trade at the channel: it was not refused, and it was sent (a connect
+    failure or an open breaker never reached the channel, so there is nothing there to close)."""
+    return attempt.status != "FAIL" and attempt.error_class not in NEVER_SENT
+
+
+async def _close_locally(deps: PayDeps, order: PayOrder) -> PayOrder | None:
+    """The order as this close left it, or None when it was no longer open (paid or failed meanwhile). A payment
+    applied right after our commit does not change what the close did: it answers CLOSED, and the payment is
+    paid after close."""
     now = deps.clock.now()
+    fresh = None
     async with deps.db.uow() as uow:
         moved = await repo.transition(
             uow.session,
@@ -101,6 +112,7 @@ async def _close_locally(deps: PayDeps, order: PayOrder) -> None:
     if moved:
         deps.wake_relay()
         await release_order_holds(deps, order.order_no)  # closed unpaid: its daily-limit room is free again
+    return fresh
 
 
 async def _reload(deps: PayDeps, order_no: str) -> PayOrder:

@@ -3,6 +3,8 @@
 Every outcome is a compare-and-set on the order's status with its outbox event in the same transaction, so 50
 concurrent duplicate notifies make one transition and one event. Money that arrived is never dropped: a payment
 for a CLOSED order makes it SUCCEEDED with `paid_after_close`; one for a FAILED order is recorded as an anomaly.
+A payment is never acknowledged unrecorded: the PAID compare-and-set takes whichever payable state stands when it
+runs (a close may commit between our read and our write), and when it finds none it is applied to what stands.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.events import PAY_FAILED, PAY_SUCCEEDED
 from tomato.pay.models import PayOrder
-from tomato.pay.service.anomalies import record_anomaly
+from tomato.pay.service.anomalies import Anomaly, record_anomaly
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.holds import release_order_holds
 from tomato.pay.service.views import order_payload
@@ -78,39 +80,36 @@ async def _channel_of(s: AsyncSession, order: PayOrder, account_id: str) -> str 
 
 async def _paid(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, report: PaymentReport) -> Outcome:
     if report.amount != order.amount:
-        _anomaly(deps, s, order, "amount_mismatch", report, f"channel says {report.amount}, order is {order.amount}")
+        note = f"channel says {report.amount}, order is {order.amount}"
+        await _anomaly(deps, s, order, channel, "amount_mismatch", report, note)
         log.error("ALERT amount mismatch on %s: channel %s vs order %s", order.order_no, report.amount, order.amount)
         return Outcome.REJECTED
-    if order.status == OrderStatus.SUCCEEDED:
-        if report.channel_trade_no and order.channel_trade_no not in (None, report.channel_trade_no):
-            _anomaly(deps, s, order, "second_payment", report, "paid again under another channel trade")
-            return Outcome.APPLIED
-        return Outcome.UNCHANGED
-    if order.status == OrderStatus.FAILED:
-        _anomaly(deps, s, order, "paid_after_failed", report, "the channel confirmed a payment for a FAILED order")
-        log.error("ALERT payment for FAILED order %s", order.order_no)
-        return Outcome.APPLIED
-    was_closed = order.status == OrderStatus.CLOSED
-    moved = await repo.transition(
-        s,
-        order.order_no,
-        OrderEvent.PAID,
-        {
-            "status": OrderStatus.SUCCEEDED.value,
-            "channel": channel,
-            "channel_account_id": report.channel_account_id,
-            "channel_trade_no": report.channel_trade_no,
-            "paid_at": report.paid_at or deps.clock.now(),
-            "paid_after_close": was_closed,
-            "next_query_at": None,
-            "updated_at": deps.clock.now(),
-        },
-        only_from=[OrderStatus(order.status)],
-    )
-    if not moved:  # someone else moved it between our read and write; the caller acks what stands now
-        return Outcome.UNCHANGED
-    if was_closed:
-        _anomaly(deps, s, order, "paid_after_close", report, "payment confirmed after the order was closed")
+    if order.status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        after_close = await repo.mark_paid(
+            s,
+            order.order_no,
+            {
+                "channel": channel,
+                "channel_account_id": report.channel_account_id,
+                "channel_trade_no": report.channel_trade_no,
+                "paid_at": report.paid_at or deps.clock.now(),
+                "next_query_at": None,
+                "updated_at": deps.clock.now(),
+            },
+        )
+        if after_close is not None:
+            return await _succeeded(deps, s, order, channel, report, after_close)
+        # it became SUCCEEDED or FAILED between our read and our write: apply the payment against that
+        await s.refresh(order)
+    return await _paid_again(deps, s, order, channel, report)
+
+
+async def _succeeded(
+    deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, report: PaymentReport, after_close: bool
+) -> Outcome:
+    if after_close:
+        note = "payment confirmed after the order was closed"
+        await _anomaly(deps, s, order, channel, "paid_after_close", report, note)
     await s.refresh(order)
     add_event(
         s,
@@ -122,6 +121,21 @@ async def _paid(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, r
         app_id=order.app_id,
     )
     return Outcome.APPLIED
+
+
+async def _paid_again(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, report: PaymentReport) -> Outcome:
+    """A payment reported for an order that is already final: a duplicate, or money finance must act on (an
+    anomaly and its `pay.anomaly` event, once per channel trade: APPLIED the first time, UNCHANGED after)."""
+    if order.status == OrderStatus.SUCCEEDED:
+        if report.channel_trade_no and order.channel_trade_no not in (None, report.channel_trade_no):
+            note = "paid again under another channel trade"
+            new = await _anomaly(deps, s, order, channel, "second_payment", report, note)
+            return Outcome.APPLIED if new else Outcome.UNCHANGED
+        return Outcome.UNCHANGED
+    note = "the channel confirmed a payment for a FAILED order"
+    new = await _anomaly(deps, s, order, channel, "paid_after_failed", report, note)
+    log.error("ALERT payment for FAILED order %s", order.order_no)
+    return Outcome.APPLIED if new else Outcome.UNCHANGED
 
 
 async def _failed(deps: PayDeps, s: AsyncSession, order: PayOrder, report: PaymentReport) -> Outcome:
@@ -149,12 +163,19 @@ async def _failed(deps: PayDeps, s: AsyncSession, order: PayOrder, report: Payme
     return Outcome.APPLIED
 
 
-def _anomaly(deps: PayDeps, s: AsyncSession, order: PayOrder, kind: str, report: PaymentReport, note: str) -> None:
-    details = {
-        "note": note,
-        "source": report.source,
-        "channel_account_id": report.channel_account_id,
-        "amount": report.amount,
-        "channel_trade_no": report.channel_trade_no,
-    }
-    record_anomaly(deps, s, order.order_no, kind, details)
+async def _anomaly(
+    deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, kind: str, report: PaymentReport, note: str
+) -> bool:
+    anomaly = Anomaly(
+        kind=kind,
+        order_no=order.order_no,
+        app_id=order.app_id,
+        mch_no=order.mch_no,
+        channel=channel,
+        channel_account_id=report.channel_account_id,
+        channel_trade_no=report.channel_trade_no,
+        amount=report.amount,
+        source=report.source,
+        note=note,
+    )
+    return await record_anomaly(deps, s, anomaly)

@@ -20,7 +20,7 @@ from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.events import REFUND_FAILED, REFUND_SUCCEEDED
 from tomato.pay.models import Refund
-from tomato.pay.service.anomalies import record_anomaly
+from tomato.pay.service.anomalies import Anomaly, record_anomaly
 from tomato.pay.service.confirm import Outcome
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds.views import refund_payload
@@ -91,13 +91,13 @@ async def apply_refund_report(deps: PayDeps, report: RefundReport) -> Outcome:
 
 async def _refunded(deps: PayDeps, s: AsyncSession, refund: Refund, report: RefundReport) -> Outcome:
     if report.amount is not None and report.amount != refund.amount:
-        _anomaly(deps, s, refund, "refund_amount_mismatch", report, f"channel says {report.amount}")
+        await _anomaly(deps, s, refund, "refund_amount_mismatch", report, f"channel says {report.amount}")
         log.error("ALERT refund %s: channel says %s, refund is %s", refund.refund_no, report.amount, refund.amount)
         return Outcome.REJECTED
     if refund.status == RefundStatus.SUCCEEDED:
         return Outcome.UNCHANGED
     if refund.status == RefundStatus.FAILED:
-        _anomaly(deps, s, refund, "refund_succeeded_after_failed", report, "the channel refunded a FAILED refund")
+        await _anomaly(deps, s, refund, "refund_succeeded_after_failed", report, "the channel refunded a FAILED refund")
         log.error("ALERT channel confirms refund %s that we hold FAILED", refund.refund_no)
         return Outcome.APPLIED
     now = deps.clock.now()
@@ -115,7 +115,9 @@ async def _refunded(deps: PayDeps, s: AsyncSession, refund: Refund, report: Refu
     if not await repo.refund_transition(s, refund.refund_no, RefundEvent.REFUNDED, values):
         return Outcome.UNCHANGED  # someone else finished it between our read and write
     if not await repo.add_refunded(s, refund.order_no, refund.amount, now):
-        _anomaly(deps, s, refund, "refund_books_inconsistent", report, "refunded_amount would pass the reservation")
+        await _anomaly(
+            deps, s, refund, "refund_books_inconsistent", report, "refunded_amount would pass the reservation"
+        )
         log.error("ALERT order %s: refunded_amount would exceed refund_reserved", refund.order_no)
     await s.refresh(refund)
     _event(deps, s, refund, REFUND_SUCCEEDED)
@@ -126,7 +128,9 @@ async def _refund_failed(deps: PayDeps, s: AsyncSession, refund: Refund, report:
     if refund.status == RefundStatus.FAILED:
         return Outcome.UNCHANGED
     if refund.status == RefundStatus.SUCCEEDED:
-        _anomaly(deps, s, refund, "refund_failed_after_succeeded", report, "the channel says a SUCCEEDED refund failed")
+        await _anomaly(
+            deps, s, refund, "refund_failed_after_succeeded", report, "the channel says a SUCCEEDED refund failed"
+        )
         log.error("ALERT channel reports refund %s failed, which we hold SUCCEEDED", refund.refund_no)
         return Outcome.UNCHANGED
     now = deps.clock.now()
@@ -140,7 +144,9 @@ async def _refund_failed(deps: PayDeps, s: AsyncSession, refund: Refund, report:
     if not await repo.refund_transition(s, refund.refund_no, RefundEvent.REFUND_FAILED, values):
         return Outcome.UNCHANGED
     if not await repo.release_refund(s, refund.order_no, refund.amount, now):
-        _anomaly(deps, s, refund, "refund_books_inconsistent", report, "reservation smaller than the failed refund")
+        await _anomaly(
+            deps, s, refund, "refund_books_inconsistent", report, "reservation smaller than the failed refund"
+        )
         log.error("ALERT order %s: could not release the reservation of %s", refund.order_no, refund.refund_no)
     await s.refresh(refund)
     _event(deps, s, refund, REFUND_FAILED)
@@ -159,13 +165,19 @@ def _event(deps: PayDeps, s: AsyncSession, refund: Refund, event_type: str) -> N
     )
 
 
-def _anomaly(deps: PayDeps, s: AsyncSession, refund: Refund, kind: str, report: RefundReport, note: str) -> None:
-    details = {
-        "note": note,
-        "refund_no": refund.refund_no,
-        "source": report.source,
-        "channel_account_id": report.channel_account_id,
-        "amount": report.amount,
-        "channel_refund_no": report.channel_refund_no,
-    }
-    record_anomaly(deps, s, refund.order_no, kind, details)
+async def _anomaly(deps: PayDeps, s: AsyncSession, refund: Refund, kind: str, report: RefundReport, note: str) -> None:
+    anomaly = Anomaly(
+        kind=kind,
+        order_no=refund.order_no,
+        app_id=refund.app_id,
+        mch_no=refund.mch_no,
+        channel=refund.channel,
+        channel_account_id=report.channel_account_id,
+        channel_trade_no=None,
+        amount=report.amount,
+        source=report.source,
+        note=note,
+        refund_no=refund.refund_no,
+        details={"channel_refund_no": report.channel_refund_no},
+    )
+    await record_anomaly(deps, s, anomaly)

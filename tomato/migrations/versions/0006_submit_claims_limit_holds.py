@@ -1,7 +1,7 @@
 """submission claims on pay orders, and daily-limit holds on channel accounts
 
-Revision ID: 0005_h2
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 04:30:00.000000
 
 Written by hand. `pay_orders.submit_claim`/`submit_claim_until`: the lease one submission of a CREATED order takes
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_h2"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
