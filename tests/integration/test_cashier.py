@@ -15,6 +15,7 @@ import qrcode.image.svg
 
 from tests.fixtures.pay_stack import SANDBOX_URL
 from tests.fixtures.stack import admin
+from tomato.channel.sandbox import alipay_simulator
 from tomato.core.errors import ChannelError
 from tomato.gateway.routers import cashier
 from tomato.pay.service import CashierStart
@@ -100,15 +101,13 @@ async def test_alipay_app_redirects_to_alipay_and_the_order_is_paid(pay) -> None
     r = await pay.http.get(_path(order), headers={"User-Agent": ALIPAY_UA})
     assert r.status_code == 302, r.text
     location = r.headers["location"]
-    assert location.startswith(f"{SANDBOX_URL}/alipay/gateway.do?")
-    assert "alipay.trade.wap.pay" in location
+    # inside the Alipay app: the trade is precreated at Alipay and the app is sent to its pay link
+    trade = alipay_simulator(pay.sandbox).book.find_by_order_no(order["order_no"])
+    assert trade is not None and trade.amount == 990 and location == trade.extra["qr_code"]
     _assert_headers(r)
     got = await _order(pay, order["order_no"])
     assert got["status"] == "PAYING" and got["channel"] == "alipay"
     assert got["pay_method"] == "CASHIER" and got["pay_data"] == order["pay_data"]
-    # the Alipay page the payer lands on
-    landed = await pay.sandbox_http.get(location)
-    assert landed.status_code == 200 and "Alipay sandbox cashier" in landed.text and "9.90" in landed.text
     # opening the page again in Alipay reuses the attempt
     again = await pay.http.get(_path(order), headers={"User-Agent": ALIPAY_UA})
     assert again.status_code == 302 and again.headers["location"] == location
@@ -171,8 +170,9 @@ async def test_wechat_page_shows_the_jsapi_parameters_escaped(pay, monkeypatch: 
               "package": "prepay_id=wx1&x=<y>", "signType": "RSA", "paySign": "c2ln'\""}  # fmt: skip
     calls: list[tuple[str, str, str | None]] = []
 
-    async def fake_start(token_: str, wallet: str, openid: str | None) -> CashierStart:
+    async def fake_start(token_: str, wallet: str, openid: str | None, *, in_app: bool = False) -> CashierStart:
         calls.append((token_, wallet, openid))
+        assert in_app  # opened inside WeChat
         return CashierStart(view.model_copy(update={"status": "PAYING", "channel": "wechat"}),
                             {"type": "jsapi", "value": params})  # fmt: skip
 
@@ -207,7 +207,7 @@ async def test_start_failures_are_friendly_error_pages(
 ) -> None:
     order = await _cashier_order(pay)
 
-    async def failing(*_args: object) -> None:
+    async def failing(*_args: object, **_kwargs: object) -> None:
         raise error
 
     monkeypatch.setattr(pay.c.pay, "start_cashier", failing)

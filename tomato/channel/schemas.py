@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tomato.core.pay_methods import PayMethod
 
@@ -26,8 +26,16 @@ class ChannelAccountCreate(BaseModel):
 class ChannelAccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=128)
-    daily_limit: int | None = Field(default=None, ge=1)
+    name: str | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
+    daily_limit: int | None = Field(default=None, ge=1)  # null: no limit
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_null(cls, value: str | None) -> str:
+        """Runs only when `name` is given: an account always has a name, so an explicit null is a 422."""
+        if value is None:
+            raise ValueError("must not be null; omit it to keep the name")
+        return value
 
 
 class ChannelAccountView(BaseModel):

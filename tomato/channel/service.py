@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from tomato.channel import limits
 from tomato.channel.breakers import BreakerRegistry
@@ -226,9 +226,14 @@ class ChannelService:
         self.invalidate()
         return _rule_view(rule)
 
-    async def list_rules(self) -> list[RoutingRuleView]:
+    async def list_rules(self, after: tuple[int, str] | None, limit: int) -> list[RoutingRuleView]:
+        """Highest rank first (the order routing consults them), then by id; `after` is the last (rank, id) seen."""
+        q = select(RoutingRule).order_by(RoutingRule.rank.desc(), RoutingRule.id).limit(limit)
+        if after is not None:
+            rank, rule_id = after
+            q = q.where(or_(RoutingRule.rank < rank, and_(RoutingRule.rank == rank, RoutingRule.id > rule_id)))
         async with self._db.uow() as uow:
-            rules = (await uow.session.scalars(select(RoutingRule).order_by(RoutingRule.rank.desc()))).all()
+            rules = (await uow.session.scalars(q)).all()
         return [_rule_view(r) for r in rules]
 
     async def delete_rule(self, rule_id: str) -> None:

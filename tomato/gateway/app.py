@@ -19,6 +19,7 @@ from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import merchants as admin_merchants
+from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def create_app(
     app.include_router(cashier.router)
     app.include_router(admin_merchants.router)
     app.include_router(admin_channels.router)
+    app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

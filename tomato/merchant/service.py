@@ -218,9 +218,11 @@ class MerchantService:
 
     # --- what the gateway asks ------------------------------------------------------------------------
 
-    async def app_auth(self, app_id: str) -> AppAuth:
-        """Credentials and status of an app, cached for a moment (freezing and rotation clear the cache)."""
-        cached = self._auth_cache.get(app_id)
+    async def app_auth(self, app_id: str, *, fresh: bool = False) -> AppAuth:
+        """Credentials and status of an app, cached for a moment (freezing and rotation clear this process's cache;
+        `fresh` reads the database anyway, for callers in other processes that keep their own cache).
+        `hmac_secrets` are newest first."""
+        cached = None if fresh else self._auth_cache.get(app_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         async with self._db.uow() as uow:

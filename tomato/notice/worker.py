@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from tomato.core.db import Database
 from tomato.core.ids import Snowflake
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService, PlatformSigner
-from tomato.merchant.signing import sign_outbound
+from tomato.merchant.signing import sign_webhook
 from tomato.notice import repository as repo
 from tomato.notice.batching import Batcher
 from tomato.notice.lag import LagGauge
@@ -44,6 +44,9 @@ WAKE_EARLY_S = 0.05
 # A wake-up that finds its delivery not due yet waits in place if that is this close (clock skew between hosts);
 # anything later is a stray copy (a resend or sweep overtook it) and is dropped: the row and the sweeper decide.
 NOT_DUE_WAIT_MAX_S = 2.0
+# How long the worker signs with an app's keys before reading them again: under the 5 s within which a key added or
+# removed must reach webhook signing, leaving room for the wait between fetching the keys and sending.
+KEY_CACHE_TTL_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class DeliveryWorker:
         if not claim.body:  # never POST an empty body: the outbox row is gone
             return Outcome(utcnow(), 0, None, None, "EventMissing", f"event {claim.event_id} not in the outbox")
         timestamp, nonce = str(int(utcnow().timestamp())), new_nonce()
-        signature = sign_outbound(signing[0], signing[1], timestamp, nonce, claim.body)
+        signature = sign_webhook(signing[0], signing[1], timestamp, nonce, claim.body)
         headers = webhook_headers(claim.event_id, timestamp, nonce, signature)
         return await self._sender.post(claim.url, claim.body, headers)
 
@@ -254,25 +257,36 @@ class DeliveryWorker:
 
 class AppKeyCache:
     """The signing keys of each app for a few seconds, fetched once however many attempts want them at once
-    (the merchant service's own cache would let every concurrent attempt query the database on expiry)."""
+    (the merchant service's own cache would let every concurrent attempt query the database on expiry).
 
-    def __init__(self, merchants: MerchantService, ttl_s: float = 5.0) -> None:
+    A key added or removed must reach webhook signing within 5 s: entries are loaded fresh from the database
+    (never through the merchant service's cache, whose age would add to ours) and live `ttl_s` from the moment
+    the load started, so what an attempt signs with is never older than that."""
+
+    def __init__(
+        self,
+        merchants: MerchantService,
+        ttl_s: float = KEY_CACHE_TTL_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._merchants = merchants
         self._ttl_s = ttl_s
+        self._monotonic = monotonic
         self._cached: dict[str, tuple[float, AppAuth]] = {}
         self._loading: dict[str, asyncio.Future[AppAuth]] = {}
 
     async def get(self, app_id: str) -> AppAuth:
         hit = self._cached.get(app_id)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > self._monotonic():
             return hit[1]
         loading = self._loading.get(app_id)
         if loading is not None:
             return await asyncio.shield(loading)
         future: asyncio.Future[AppAuth] = asyncio.get_running_loop().create_future()
         self._loading[app_id] = future
+        started = self._monotonic()
         try:
-            app = await self._merchants.app_auth(app_id)
+            app = await self._merchants.app_auth(app_id, fresh=True)
         except BaseException as exc:  # waiters must never be left hanging, cancellation included
             if isinstance(exc, Exception):
                 future.set_exception(exc)
@@ -282,7 +296,7 @@ class AppKeyCache:
             raise
         finally:
             self._loading.pop(app_id, None)
-        self._cached[app_id] = (time.monotonic() + self._ttl_s, app)
+        self._cached[app_id] = (started + self._ttl_s, app)
         future.set_result(app)
         return app
 

@@ -6,13 +6,30 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tomato.core.crypto import sha256_hex
 from tomato.core.pay_methods import PayMethod
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 HttpUrl = Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$")]
+
+
+def field_errors(model: str, problems: list[tuple[str, str]]) -> ValidationError:
+    """A rule across fields, reported at the fields to fix (`payer.openid`), not at the whole body: a model
+    validator's plain ValueError would carry no location."""
+    return ValidationError.from_exception_data(
+        model,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("cross_field", "{issue}", {"issue": issue}),
+                loc=tuple(field.split(".")),
+                input=None,
+            )
+            for field, issue in problems
+        ],
+    )
 
 
 class Payer(BaseModel):
@@ -61,9 +78,9 @@ class PayOrderCreate(BaseModel):
     @model_validator(mode="after")
     def _method_needs(self) -> PayOrderCreate:
         if self.pay_method is PayMethod.WECHAT_H5 and self.client_ip is None:
-            raise ValueError("client_ip is required for WECHAT_H5")
+            raise field_errors("PayOrderCreate", [("client_ip", "required for WECHAT_H5")])
         if self.pay_method is PayMethod.WECHAT_JSAPI and self.payer is None:
-            raise ValueError("payer.openid is required for WECHAT_JSAPI")
+            raise field_errors("PayOrderCreate", [("payer.openid", "required for WECHAT_JSAPI")])
         return self
 
     def request_hash(self) -> str:
@@ -119,7 +136,9 @@ class RefundCreate(BaseModel):
     @model_validator(mode="after")
     def _one_order_reference(self) -> RefundCreate:
         if (self.order_no is None) == (self.out_trade_no is None):
-            raise ValueError("give exactly one of order_no and out_trade_no")
+            why = "neither was given" if self.order_no is None else "both were given"
+            issue = f"give exactly one of order_no and out_trade_no; {why}"
+            raise field_errors("RefundCreate", [("order_no", issue), ("out_trade_no", issue)])
         return self
 
     def request_hash(self) -> str:

@@ -1,9 +1,10 @@
 """The hosted cashier `/cashier/{token}` of CASHIER orders (API.md §1/§4): plain server-rendered HTML.
 
 The page shows the amount, the subject and a QR of its own URL. Opened by the Alipay app (User-Agent
-`AlipayClient`) it starts the Alipay attempt and redirects to Alipay; opened by WeChat (`MicroMessenger`, with
-`?openid=…` in this sandbox world) it starts the JSAPI attempt and shows the JSAPI parameters; anywhere else it
-offers both wallets (`?wallet=alipay`, `?wallet=wechat&openid=…`). A tiny nonce'd inline script polls
+`AlipayClient`) it precreates the Alipay trade (so it exists at the channel at once) and redirects the app to
+Alipay's pay link for it; opened by WeChat (`MicroMessenger`, with `?openid=…` in this sandbox world) it starts
+the JSAPI attempt and shows the JSAPI parameters; anywhere else it offers both wallets (`?wallet=alipay`, which
+redirects to Alipay's WAP page, and `?wallet=wechat&openid=…`). A tiny nonce'd inline script polls
 `/cashier/{token}/status` and shows paid, closed, expired or failed.
 
 Everything shown is escaped; each response carries a strict CSP (only this page's nonce'd inline script and
@@ -74,7 +75,8 @@ async def cashier_page(token: str, request: Request) -> Response:
         return _not_found(page)
     except Exception as exc:
         return _error(page, request, exc)
-    wallet = detect_wallet(request.headers.get("user-agent", "")) or _query_wallet(request)
+    in_app = detect_wallet(request.headers.get("user-agent", ""))
+    wallet = in_app or _query_wallet(request)
     if wallet is None or display_state(order, c.clock.now()) != "waiting":
         return page.render(order.subject, _order_html(order, c.clock.now()))
     openid = request.query_params.get("openid", "").strip() or None
@@ -82,7 +84,9 @@ async def cashier_page(token: str, request: Request) -> Response:
         body = _summary(order) + _openid_form(openid is not None) + _status_html(order, c.clock.now())
         return page.render(order.subject, body)
     try:
-        started = await c.pay.start_cashier(token, wallet, openid if wallet == "wechat" else None)
+        started = await c.pay.start_cashier(
+            token, wallet, openid if wallet == "wechat" else None, in_app=in_app is not None
+        )
     except OrderNotFound:
         return _not_found(page)
     except Exception as exc:
@@ -91,7 +95,8 @@ async def cashier_page(token: str, request: Request) -> Response:
     now = c.clock.now()
     if display_state(order, now) == "waiting" and data is not None:
         url = data.get("value")
-        if wallet == "alipay" and data.get("type") == "redirect_url" and isinstance(url, str) and _is_http(url):
+        alipay_link = data.get("type") in ("redirect_url", "qr_code")  # a page-pay request or the app's pay link
+        if wallet == "alipay" and alipay_link and isinstance(url, str) and _is_http(url):
             return page.redirect(url, "Continue to Alipay")
         params = data.get("value")
         if wallet == "wechat" and data.get("type") == "jsapi" and isinstance(params, dict):

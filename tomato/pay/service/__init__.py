@@ -90,8 +90,8 @@ class PayService:
     async def close_expired_orders(self) -> int:
         return await jobs.close_expired_orders(self.deps)
 
-    async def start_cashier(self, token: str, wallet: str, openid: str | None) -> CashierStart:
-        return await create.start_cashier(self.deps, token, wallet, openid)
+    async def start_cashier(self, token: str, wallet: str, openid: str | None, *, in_app: bool = False) -> CashierStart:
+        return await create.start_cashier(self.deps, token, wallet, openid, in_app=in_app)
 
     async def cashier_order(self, token: str) -> PayOrderView:
         async with self.deps.db.uow() as uow:

@@ -132,16 +132,22 @@ def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) ->
 
 
 WALLET_METHODS = {"alipay": PayMethod.ALIPAY_WAP, "wechat": PayMethod.WECHAT_JSAPI}
+# Inside the wallet's own app. Alipay: the trade is precreated server to server and the app is sent to its pay link
+# (Alipay opens its own pay sheet for it), so the trade exists at the channel once the page has answered; a browser
+# elsewhere gets the WAP/page-pay redirect, whose trade Alipay creates only when the payer opens it.
+IN_APP_METHODS = {**WALLET_METHODS, "alipay": PayMethod.ALIPAY_QR}
 
 
-async def start_cashier(deps: PayDeps, token: str, wallet: str, openid: str | None) -> CashierStart:
+async def start_cashier(
+    deps: PayDeps, token: str, wallet: str, openid: str | None, *, in_app: bool = False
+) -> CashierStart:
     """The payer opened the cashier page in a wallet: try the order on that wallet's channel.
 
-    The order keeps `pay_method` CASHIER and its `cashier_url`; the wallet's own pay data (redirect URL or JSAPI
-    parameters) goes back to the page. Opening the page again while the order is PAYING — or while another opening
-    is submitting it — reuses the accepted attempt.
+    The order keeps `pay_method` CASHIER and its `cashier_url`; the wallet's own pay data (redirect URL, the
+    wallet's pay link, or JSAPI parameters) goes back to the page. Opening the page again while the order is
+    PAYING — or while another opening is submitting it — reuses the accepted attempt.
     """
-    method = WALLET_METHODS.get(wallet)
+    method = (IN_APP_METHODS if in_app else WALLET_METHODS).get(wallet)
     if method is None:
         raise InvalidRequest.field("wallet", "must be alipay or wechat")
     if method is PayMethod.WECHAT_JSAPI and not openid:

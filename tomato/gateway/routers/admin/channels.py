@@ -1,18 +1,16 @@
-"""Operator endpoints: channel accounts (credentials write-only) and routing rules."""
+"""Operator endpoints: channel accounts (credentials write-only) and their health."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request
 
 from tomato.channel.schemas import (
     AccountHealth,
     ChannelAccountCreate,
     ChannelAccountUpdate,
     ChannelAccountView,
-    RoutingRuleCreate,
-    RoutingRuleView,
 )
 from tomato.gateway.deps import container, require_role
 from tomato.gateway.paging import check_limit, decode_cursor, page
@@ -62,20 +60,3 @@ async def disable_account(account_id: str, request: Request) -> ChannelAccountVi
 @router.post("/channel-accounts/{account_id}/enable", response_model=ChannelAccountView)
 async def enable_account(account_id: str, request: Request) -> ChannelAccountView:
     return await container(request).channels.set_status(account_id, "ACTIVE")
-
-
-@router.post("/routing-rules", status_code=201, response_model=RoutingRuleView)
-async def create_rule(cmd: RoutingRuleCreate, request: Request) -> RoutingRuleView:
-    return await container(request).channels.create_rule(cmd)
-
-
-@router.get("/routing-rules")
-async def list_rules(request: Request) -> dict[str, Any]:
-    rules = await container(request).channels.list_rules()
-    return {"data": [r.model_dump(mode="json") for r in rules], "next_cursor": None}
-
-
-@router.delete("/routing-rules/{rule_id}", status_code=204)
-async def delete_rule(rule_id: str, request: Request) -> Response:
-    await container(request).channels.delete_rule(rule_id)
-    return Response(status_code=204)

@@ -1,0 +1,47 @@
+"""Operator endpoints for routing rules: create, list (paged like every list), delete."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from tomato.channel.schemas import RoutingRuleCreate, RoutingRuleView
+from tomato.core.errors import InvalidRequest
+from tomato.gateway.deps import container, require_role
+from tomato.gateway.paging import check_limit, decode_cursor, page
+
+router = APIRouter(prefix="/admin", tags=["admin: routing"], dependencies=[Depends(require_role("operator"))])
+
+# the cursor's key: the last rule's rank and id, the list's sort key (rank descending, then id)
+_KEY = re.compile(r"(-?\d{1,7}):(RR\d{1,20})")
+
+
+def _after(cursor: str | None) -> tuple[int, str] | None:
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    match = _KEY.fullmatch(key)
+    if match is None:
+        raise InvalidRequest.field("cursor", "malformed cursor")
+    return int(match[1]), match[2]
+
+
+@router.post("/routing-rules", status_code=201, response_model=RoutingRuleView)
+async def create_rule(cmd: RoutingRuleCreate, request: Request) -> RoutingRuleView:
+    return await container(request).channels.create_rule(cmd)
+
+
+@router.get("/routing-rules")
+async def list_rules(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+    """Highest rank first, the order in which an order's rule is chosen."""
+    n = check_limit(limit)
+    rules = await container(request).channels.list_rules(_after(cursor), n + 1)
+    return page(rules, n, lambda r: f"{r.rank}:{r.id}", lambda r: r.model_dump(mode="json"))
+
+
+@router.delete("/routing-rules/{rule_id}", status_code=204)
+async def delete_rule(rule_id: str, request: Request) -> Response:
+    await container(request).channels.delete_rule(rule_id)
+    return Response(status_code=204)
