@@ -21,6 +21,7 @@ from tomato.core.bus_rabbit import RabbitBus
 from tomato.core.clock import utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
+from tomato.core.positions import assign_positions
 from tomato.core.outbox import BusMessage, OutboxEvent, add_event
 from tomato.core.relay import OutboxRelay
 
@@ -200,6 +201,46 @@ async def test_notify_wakes_an_idle_relay_and_errors_are_retried(db: Database, i
         async with asyncio.timeout(5):
             await task  # stops promptly and never crashed
     assert await unsent_ids(db) == set()
+
+
+async def positions(db: Database) -> dict[str, int | None]:
+    async with db.engine.connect() as conn:
+        return {r.id: r.position for r in await conn.execute(select(OutboxEvent.id, OutboxEvent.position))}
+
+
+async def test_rows_are_numbered_for_the_feed_while_publishing_fails(db: Database, ids: Snowflake) -> None:
+    """The events feed lists numbered rows only; numbering must not wait for the broker."""
+    bus = RecordingBus(fail_times=10**6)
+    relay = OutboxRelay(db, bus, backoff_initial_s=3600, backoff_max_s=3600)  # publishing retried only in an hour
+    stop = asyncio.Event()
+    first = await write_events(db, ids, 3)
+    task = asyncio.create_task(relay.run_forever(stop, poll_interval_s=0.05))
+    try:
+        second = await write_events(db, ids, 2)
+        async with asyncio.timeout(10):
+            while None in (numbered := await positions(db)).values():
+                await asyncio.sleep(0.02)  # polling the table: numbering has no other visible effect
+    finally:
+        stop.set()
+        async with asyncio.timeout(5):
+            await task
+    assert bus.batches == [] and relay.failed_rounds == 1  # publishing failed once and is still backing off
+    assert [numbered[i] for i in first + second] == [1, 2, 3, 4, 5]
+    assert await unsent_ids(db) == set(first + second)
+
+
+async def test_concurrent_numbering_steps_take_turns(db: Database, ids: Snowflake) -> None:
+    """Relays of several processes number side by side: every position once, no gaps, no unique violation."""
+
+    async def write_and_number() -> None:
+        for _ in range(5):
+            await write_events(db, ids, 3)
+            await assign_positions(db, limit=4)
+
+    await asyncio.gather(*(write_and_number() for _ in range(4)))
+    while await assign_positions(db):
+        pass
+    assert sorted(p for p in (await positions(db)).values() if p is not None) == list(range(1, 61))
 
 
 async def test_oldest_unpublished_age(db: Database, ids: Snowflake) -> None:

@@ -1,5 +1,8 @@
 """The outbox relay: moves committed outbox rows to the event bus and marks them sent after the broker confirmed.
 
+Each round first numbers newly committed rows for the events feed (`tomato.core.positions`, its own short
+transaction, independent of the broker), then publishes.
+
 It is also the sweeper: rows are selected only by `published_at IS NULL` (never by an id/seq watermark, which
 would skip a row whose transaction committed after a higher seq was already sent), so anything left unsent by a
 failed round, a crash or a broker outage goes out on a later round. Delivery is at least once; consumers dedupe
@@ -33,6 +36,7 @@ from tomato.core.bus import EventBus
 from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.outbox import BusMessage, OutboxEvent
+from tomato.core.positions import assign_positions
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class OutboxRelay:
         bus: EventBus,
         batch_size: int = 500,
         *,
+        number_batch: int = 1000,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
     ) -> None:
@@ -62,10 +67,12 @@ class OutboxRelay:
         self._db = db
         self._bus = bus
         self.batch_size = batch_size
+        self.number_batch = number_batch
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._wake = asyncio.Event()
         self.published_total = 0
+        self.numbered_total = 0
         self.failed_rounds = 0
 
     def notify(self) -> None:
@@ -73,6 +80,17 @@ class OutboxRelay:
         self._wake.set()
 
     async def run_once(self) -> int:
+        """Numbers newly committed rows for the events feed, then publishes one batch; returns how many were sent."""
+        await self.number_once()
+        return await self.publish_once()
+
+    async def number_once(self) -> int:
+        """One numbering step (core.positions), apart from publishing: the feed goes on while the broker is down."""
+        numbered = await assign_positions(self._db, self.number_batch)
+        self.numbered_total += numbered
+        return numbered
+
+    async def publish_once(self) -> int:
         """Publishes one batch of unsent rows (oldest seq first) and returns how many were marked sent.
 
         If `bus.publish` raises, nothing is marked and the exception propagates: the rows go again next round.
@@ -121,24 +139,35 @@ class OutboxRelay:
         return int(result.rowcount)
 
     async def run_forever(self, stop: asyncio.Event, poll_interval_s: float = 1.0) -> None:
-        """Relays until `stop` is set; a failing round is logged and retried with exponential back-off."""
-        failures = 0
+        """Relays until `stop` is set. A failing round is logged and retried with exponential back-off; while
+        publishing backs off, numbering goes on every `poll_interval_s` (unless numbering itself fails)."""
+        loop = asyncio.get_running_loop()
+        failures, publish_at = 0, 0.0
         while not stop.is_set():
             self._wake.clear()
+            stage = "numbering"
             try:
-                sent = await self.run_once()
+                numbered = await self.number_once()
+                if loop.time() < publish_at:
+                    await self._pause(stop, min(poll_interval_s, publish_at - loop.time()), wake_early=False)
+                    continue
+                stage = "publishing"
+                sent = await self.publish_once()
             except Exception:
                 failures += 1
                 self.failed_rounds += 1
                 delay = min(self._backoff_max_s, self._backoff_initial_s * 2 ** min(failures - 1, 30))
+                publish_at = loop.time() + delay
                 log.warning(
-                    "outbox relay round failed (%d in a row); retrying in %.2fs", failures, delay, exc_info=True
-                )
+                    "outbox relay round failed %s (%d in a row); retrying in %.2fs",
+                    stage, failures, delay, exc_info=True,
+                )  # fmt: skip
                 # notify() does not cut the back-off short: with the broker down it would turn into a busy loop.
-                await self._pause(stop, delay, wake_early=False)
+                pause = min(delay, poll_interval_s) if stage == "publishing" else delay
+                await self._pause(stop, pause, wake_early=False)
                 continue
             failures = 0
-            if sent >= self.batch_size:
+            if sent >= self.batch_size or numbered >= self.number_batch:
                 continue  # a full batch: more rows are probably waiting
             await self._pause(stop, poll_interval_s, wake_early=True)
 
