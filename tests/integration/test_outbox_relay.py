@@ -21,8 +21,8 @@ from tomato.core.bus_rabbit import RabbitBus
 from tomato.core.clock import utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
-from tomato.core.positions import assign_positions
 from tomato.core.outbox import BusMessage, OutboxEvent, add_event
+from tomato.core.positions import assign_positions
 from tomato.core.relay import OutboxRelay
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -64,12 +64,13 @@ class RecordingBus:
     async def start(self) -> None:
         return None
 
-    async def publish(self, messages: list[BusMessage]) -> None:
+    async def publish(self, messages: list[BusMessage]) -> set[str]:
         self.calls += 1
         if self.calls <= self.fail_times:
             raise ConnectionError("broker unavailable")
         self.batches.append([m.id for m in messages])
         self.published.set()
+        return set()
 
     async def subscribe(self, queue: str, patterns: list[str], handler: object, *, prefetch: int = 100) -> None:
         raise NotImplementedError
@@ -135,6 +136,26 @@ async def test_rows_are_published_once_each_and_marked(db: Database, ids: Snowfl
         assert sorted(m.id for m in got.messages) == sorted(written)  # once each
         assert await unsent_ids(db) == set()
         assert got.messages[0].json()["id"] == got.messages[0].id
+    finally:
+        await bus.close()
+
+
+async def test_an_event_no_subscriber_takes_stays_unsent_until_one_does(db: Database, ids: Snowflake) -> None:
+    bus = InProcessBus(redelivery_delay_s=0.01)
+    pays = Collector()
+    await bus.subscribe("pays", ["pay.#"], pays)
+    paid = await write_events(db, ids, 2)
+    (booked,) = await write_events(db, ids, 1, event_type="ledger.booked")
+    relay = OutboxRelay(db, bus, unroutable_retry_s=0.0)
+    try:
+        assert await relay.run_once() == 2
+        assert await unsent_ids(db) == {booked}  # published into nothing is not published
+        await pays.wait_until(lambda: pays.ids == set(paid))
+        ledger = Collector()
+        await bus.subscribe("ledger", ["ledger.#"], ledger)
+        assert await relay.run_once() == 1
+        await ledger.wait_until(lambda: ledger.ids == {booked})
+        assert await unsent_ids(db) == set()
     finally:
         await bus.close()
 
@@ -265,10 +286,10 @@ async def test_concurrent_relays_skip_rows_locked_by_another(db: Database, ids: 
     entered, release = asyncio.Event(), asyncio.Event()
 
     class BlockingBus(RecordingBus):
-        async def publish(self, messages: list[BusMessage]) -> None:
+        async def publish(self, messages: list[BusMessage]) -> set[str]:
             entered.set()
             await release.wait()
-            await super().publish(messages)
+            return await super().publish(messages)
 
     slow_bus, fast_bus = BlockingBus(), RecordingBus()
     slow = asyncio.create_task(OutboxRelay(db, slow_bus, batch_size=5).run_once())
@@ -281,6 +302,27 @@ async def test_concurrent_relays_skip_rows_locked_by_another(db: Database, ids: 
         assert await slow == 5
     assert set(slow_bus.ids).isdisjoint(fast_bus.ids)
     assert sorted(slow_bus.ids + fast_bus.ids) == sorted(await all_ids_by_seq(db))
+    assert await unsent_ids(db) == set()
+
+
+@pytest.mark.services
+async def test_relay_marks_nothing_sent_before_a_queue_exists(
+    db: Database, ids: Snowflake, amqp_url: str, amqp_prefix: str, rabbit_cleanup: list[RabbitBus]
+) -> None:
+    """The relay may start before any consumer declared its queue: those events wait for the queue."""
+    publisher = RabbitBus(amqp_url, amqp_prefix)
+    consumer = RabbitBus(amqp_url, amqp_prefix)
+    rabbit_cleanup.extend([publisher, consumer])
+    await publisher.start()
+    relay = OutboxRelay(db, publisher, unroutable_retry_s=0.0)
+    written = await write_events(db, ids, 3)
+    assert await relay.run_once() == 0
+    assert await unsent_ids(db) == set(written)
+    got = Collector()
+    await consumer.subscribe("relay", ["pay.#"], got)
+    await consumer.start()
+    assert await relay.run_once() == 3
+    await got.wait_until(lambda: got.ids == set(written))
     assert await unsent_ids(db) == set()
 
 
@@ -353,13 +395,13 @@ class DroppingBus:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def publish(self, messages: list[BusMessage]) -> None:
+    async def publish(self, messages: list[BusMessage]) -> set[str]:
         publishing = asyncio.create_task(self.inner.publish(messages))
         if self.armed:
             self.armed = False
             self.proxy.cut()  # before the reader can see a single confirm
         try:
-            await publishing
+            return await publishing
         except Exception:
             self.failures += 1
             self.failed.set()

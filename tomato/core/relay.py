@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Iterable
 
-from sqlalchemy import String, and_, any_, bindparam, func, select, update
+from sqlalchemy import String, all_, and_, any_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,6 +61,8 @@ class OutboxRelay:
         batch_size: int = 500,
         *,
         number_batch: int = 1000,
+        unroutable_retry_s: float = 1.0,
+        unroutable_retry_max_s: float = 60.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
     ) -> None:
@@ -73,6 +77,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.published_total = 0
         self.numbered_total = 0
+        self.unroutable_total = 0
+        self._unroutable = _Unroutable(unroutable_retry_s, unroutable_retry_max_s)
+        self._publish_pause_s = 0.0
         self.failed_rounds = 0
 
     def notify(self) -> None:
@@ -94,6 +101,7 @@ class OutboxRelay:
         """Publishes one batch of unsent rows (oldest seq first) and returns how many were marked sent.
 
         If `bus.publish` raises, nothing is marked and the exception propagates: the rows go again next round.
+        Messages no queue took stay unsent and are left out of the selection for a while (`_Unroutable`).
         """
         if self._db.dialect == "postgresql":
             async with self._db.engine.connect() as conn, conn.begin():
@@ -101,20 +109,40 @@ class OutboxRelay:
                 messages = await self._select(conn, lock=True)
                 if not messages:
                     return 0
-                await self._bus.publish(messages)
+                routed = self._routed(messages, await self._bus.publish(messages))
+                if not routed:
+                    return 0
                 await conn.execute(_PLAN_FOR_UPDATE)
-                marked = await self._mark(conn, messages)
+                marked = await self._mark(conn, routed)
         else:
             async with self._db.engine.connect() as conn:
                 async with conn.begin():
                     messages = await self._select(conn, lock=False)
                 if not messages:
                     return 0
-                await self._bus.publish(messages)
+                routed = self._routed(messages, await self._bus.publish(messages))
+                if not routed:
+                    return 0
                 async with conn.begin():
-                    marked = await self._mark(conn, messages)
+                    marked = await self._mark(conn, routed)
         self.published_total += marked
         return marked
+
+    def _routed(self, messages: list[BusMessage], unroutable: set[str]) -> list[BusMessage]:
+        """The messages a queue took; the others are remembered as unroutable and logged."""
+        routed = [m for m in messages if m.id not in unroutable]
+        self._unroutable.forget(m.id for m in routed)
+        if unroutable:
+            self.unroutable_total += len(unroutable)
+            delay = self._unroutable.defer(unroutable)
+            types = sorted({m.type for m in messages if m.id in unroutable})
+            log.warning(
+                "%d events reached no queue (types %s): left unsent, tried again in %.1fs",
+                len(unroutable), ", ".join(types), delay,
+            )  # fmt: skip
+            if not routed:  # nothing is listening (e.g. no consumer declared its queue yet): publishing pauses
+                self._publish_pause_s = delay
+        return routed
 
     async def _select(self, conn: AsyncConnection, *, lock: bool) -> list[BusMessage]:
         stmt = (
@@ -123,6 +151,11 @@ class OutboxRelay:
             .order_by(OutboxEvent.published_at, OutboxEvent.seq)  # = seq order, and the index's: no sort, LIMIT stops
             .limit(self.batch_size)
         )
+        if waiting := self._unroutable.waiting():
+            if self._db.dialect == "postgresql":  # one statement text whatever the number of ids
+                stmt = stmt.where(OutboxEvent.id != all_(bindparam("waiting", waiting, type_=postgresql.ARRAY(String))))
+            else:
+                stmt = stmt.where(OutboxEvent.id.not_in(waiting))
         if lock:
             stmt = stmt.with_for_update(skip_locked=True)
         rows = (await conn.execute(stmt)).all()
@@ -153,6 +186,8 @@ class OutboxRelay:
                     continue
                 stage = "publishing"
                 sent = await self.publish_once()
+                if self._publish_pause_s:
+                    publish_at, self._publish_pause_s = loop.time() + self._publish_pause_s, 0.0
             except Exception:
                 failures += 1
                 self.failed_rounds += 1
@@ -193,3 +228,33 @@ class OutboxRelay:
         if oldest is None:
             return 0.0
         return max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
+
+
+class _Unroutable:
+    """Ids of events no queue took, each left out of the relay's selection until its retry time (doubling per
+    return, up to `max_s`), so a type nobody consumes never blocks the rows behind it. Bounded: beyond `limit` ids
+    the oldest entries are forgotten and simply tried again."""
+
+    def __init__(self, initial_s: float, max_s: float, limit: int = 1000) -> None:
+        self._initial_s, self._max_s, self._limit = initial_s, max_s, limit
+        self._entries: dict[str, tuple[int, float]] = {}  # id → (times returned, retry at, monotonic)
+
+    def defer(self, ids: Iterable[str]) -> float:
+        """Records a return of each id; returns the shortest delay given."""
+        now, shortest = time.monotonic(), self._max_s
+        for event_id in ids:
+            times = self._entries.pop(event_id, (0, 0.0))[0] + 1
+            delay = min(self._max_s, self._initial_s * 2 ** min(times - 1, 30))
+            self._entries[event_id] = (times, now + delay)
+            shortest = min(shortest, delay)
+        while len(self._entries) > self._limit:
+            del self._entries[next(iter(self._entries))]
+        return shortest
+
+    def forget(self, ids: Iterable[str]) -> None:
+        for event_id in ids:
+            self._entries.pop(event_id, None)
+
+    def waiting(self) -> list[str]:
+        now = time.monotonic()
+        return [event_id for event_id, (_, at) in self._entries.items() if at > now]
