@@ -160,6 +160,23 @@ async def test_an_event_no_subscriber_takes_stays_unsent_until_one_does(db: Data
         await bus.close()
 
 
+async def test_events_nobody_consumes_do_not_block_the_rows_behind_them(db: Database, ids: Snowflake) -> None:
+    bus = InProcessBus(redelivery_delay_s=0.01)
+    pays = Collector()
+    await bus.subscribe("pays", ["pay.#"], pays)
+    orphans = await write_events(db, ids, 2, event_type="ledger.booked")  # oldest: they head every selection
+    paid = await write_events(db, ids, 2)
+    relay = OutboxRelay(db, bus, batch_size=2, unroutable_retry_s=3600)
+    try:
+        assert await relay.run_once() == 0  # a whole batch nobody takes
+        assert await relay.run_once() == 2  # left out of the selection now: the rows behind them go
+        await pays.wait_until(lambda: pays.ids == set(paid))
+        assert await relay.run_once() == 0
+        assert await unsent_ids(db) == set(orphans) and relay.unroutable_total == 2
+    finally:
+        await bus.close()
+
+
 async def test_batches_go_out_in_seq_order(db: Database, ids: Snowflake) -> None:
     await write_events(db, ids, 7)
     bus = RecordingBus()

@@ -80,6 +80,7 @@ class OutboxRelay:
         self.unroutable_total = 0
         self._unroutable = _Unroutable(unroutable_retry_s, unroutable_retry_max_s)
         self._publish_pause_s = 0.0
+        self._idle_rounds = 0  # rounds in a row in which no queue took anything
         self.failed_rounds = 0
 
     def notify(self) -> None:
@@ -132,16 +133,17 @@ class OutboxRelay:
         """The messages a queue took; the others are remembered as unroutable and logged."""
         routed = [m for m in messages if m.id not in unroutable]
         self._unroutable.forget(m.id for m in routed)
+        self._idle_rounds = 0 if routed else self._idle_rounds + 1
         if unroutable:
             self.unroutable_total += len(unroutable)
             delay = self._unroutable.defer(unroutable)
+            if not routed:  # nothing is listening (e.g. no consumer declared its queue yet): publishing pauses
+                delay = self._publish_pause_s = self._unroutable.delay(self._idle_rounds)
             types = sorted({m.type for m in messages if m.id in unroutable})
             log.warning(
                 "%d events reached no queue (types %s): left unsent, tried again in %.1fs",
                 len(unroutable), ", ".join(types), delay,
             )  # fmt: skip
-            if not routed:  # nothing is listening (e.g. no consumer declared its queue yet): publishing pauses
-                self._publish_pause_s = delay
         return routed
 
     async def _select(self, conn: AsyncConnection, *, lock: bool) -> list[BusMessage]:
@@ -244,12 +246,16 @@ class _Unroutable:
         now, shortest = time.monotonic(), self._max_s
         for event_id in ids:
             times = self._entries.pop(event_id, (0, 0.0))[0] + 1
-            delay = min(self._max_s, self._initial_s * 2 ** min(times - 1, 30))
+            delay = self.delay(times)
             self._entries[event_id] = (times, now + delay)
             shortest = min(shortest, delay)
         while len(self._entries) > self._limit:
             del self._entries[next(iter(self._entries))]
         return shortest
+
+    def delay(self, times: int) -> float:
+        """The wait after the `times`-th return in a row: doubling from `initial_s`, at most `max_s`."""
+        return min(self._max_s, self._initial_s * 2.0 ** min(max(times, 1) - 1, 30))
 
     def forget(self, ids: Iterable[str]) -> None:
         for event_id in ids:
