@@ -1,7 +1,10 @@
 """The outbox relay: moves committed outbox rows to the event bus and marks them sent after the broker confirmed.
 
 Each round first numbers newly committed rows for the events feed (`tomato.core.positions`, its own short
-transaction, independent of the broker), then publishes.
+transaction, independent of the broker), then publishes. A row is marked sent only once a queue took its message:
+`bus.publish` returns the ids nobody took (no matching subscription, a returned mandatory message), and those rows
+stay unsent, left out of the selection for a doubling while so that a type nobody consumes never blocks the rows
+behind it; a round in which nothing was taken pauses publishing the same way.
 
 It is also the sweeper: rows are selected only by `published_at IS NULL` (never by an id/seq watermark, which
 would skip a row whose transaction committed after a higher seq was already sent), so anything left unsent by a
