@@ -22,6 +22,7 @@ from tomato.core.clock import utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
 from tomato.core.outbox import BusMessage, OutboxEvent, add_event
+from tomato.core.positions import assign_positions
 from tomato.core.relay import OutboxRelay
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -63,12 +64,13 @@ class RecordingBus:
     async def start(self) -> None:
         return None
 
-    async def publish(self, messages: list[BusMessage]) -> None:
+    async def publish(self, messages: list[BusMessage]) -> set[str]:
         self.calls += 1
         if self.calls <= self.fail_times:
             raise ConnectionError("broker unavailable")
         self.batches.append([m.id for m in messages])
         self.published.set()
+        return set()
 
     async def subscribe(self, queue: str, patterns: list[str], handler: object, *, prefetch: int = 100) -> None:
         raise NotImplementedError
@@ -138,6 +140,43 @@ async def test_rows_are_published_once_each_and_marked(db: Database, ids: Snowfl
         await bus.close()
 
 
+async def test_an_event_no_subscriber_takes_stays_unsent_until_one_does(db: Database, ids: Snowflake) -> None:
+    bus = InProcessBus(redelivery_delay_s=0.01)
+    pays = Collector()
+    await bus.subscribe("pays", ["pay.#"], pays)
+    paid = await write_events(db, ids, 2)
+    (booked,) = await write_events(db, ids, 1, event_type="ledger.booked")
+    relay = OutboxRelay(db, bus, unroutable_retry_s=0.0)
+    try:
+        assert await relay.run_once() == 2
+        assert await unsent_ids(db) == {booked}  # published into nothing is not published
+        await pays.wait_until(lambda: pays.ids == set(paid))
+        ledger = Collector()
+        await bus.subscribe("ledger", ["ledger.#"], ledger)
+        assert await relay.run_once() == 1
+        await ledger.wait_until(lambda: ledger.ids == {booked})
+        assert await unsent_ids(db) == set()
+    finally:
+        await bus.close()
+
+
+async def test_events_nobody_consumes_do_not_block_the_rows_behind_them(db: Database, ids: Snowflake) -> None:
+    bus = InProcessBus(redelivery_delay_s=0.01)
+    pays = Collector()
+    await bus.subscribe("pays", ["pay.#"], pays)
+    orphans = await write_events(db, ids, 2, event_type="ledger.booked")  # oldest: they head every selection
+    paid = await write_events(db, ids, 2)
+    relay = OutboxRelay(db, bus, batch_size=2, unroutable_retry_s=3600)
+    try:
+        assert await relay.run_once() == 0  # a whole batch nobody takes
+        assert await relay.run_once() == 2  # left out of the selection now: the rows behind them go
+        await pays.wait_until(lambda: pays.ids == set(paid))
+        assert await relay.run_once() == 0
+        assert await unsent_ids(db) == set(orphans) and relay.unroutable_total == 2
+    finally:
+        await bus.close()
+
+
 async def test_batches_go_out_in_seq_order(db: Database, ids: Snowflake) -> None:
     await write_events(db, ids, 7)
     bus = RecordingBus()
@@ -202,6 +241,46 @@ async def test_notify_wakes_an_idle_relay_and_errors_are_retried(db: Database, i
     assert await unsent_ids(db) == set()
 
 
+async def positions(db: Database) -> dict[str, int | None]:
+    async with db.engine.connect() as conn:
+        return {r.id: r.position for r in await conn.execute(select(OutboxEvent.id, OutboxEvent.position))}
+
+
+async def test_rows_are_numbered_for_the_feed_while_publishing_fails(db: Database, ids: Snowflake) -> None:
+    """The events feed lists numbered rows only; numbering must not wait for the broker."""
+    bus = RecordingBus(fail_times=10**6)
+    relay = OutboxRelay(db, bus, backoff_initial_s=3600, backoff_max_s=3600)  # publishing retried only in an hour
+    stop = asyncio.Event()
+    first = await write_events(db, ids, 3)
+    task = asyncio.create_task(relay.run_forever(stop, poll_interval_s=0.05))
+    try:
+        second = await write_events(db, ids, 2)
+        async with asyncio.timeout(10):
+            while None in (numbered := await positions(db)).values():
+                await asyncio.sleep(0.02)  # polling the table: numbering has no other visible effect
+    finally:
+        stop.set()
+        async with asyncio.timeout(5):
+            await task
+    assert bus.batches == [] and relay.failed_rounds == 1  # publishing failed once and is still backing off
+    assert [numbered[i] for i in first + second] == [1, 2, 3, 4, 5]
+    assert await unsent_ids(db) == set(first + second)
+
+
+async def test_concurrent_numbering_steps_take_turns(db: Database, ids: Snowflake) -> None:
+    """Relays of several processes number side by side: every position once, no gaps, no unique violation."""
+
+    async def write_and_number() -> None:
+        for _ in range(5):
+            await write_events(db, ids, 3)
+            await assign_positions(db, limit=4)
+
+    await asyncio.gather(*(write_and_number() for _ in range(4)))
+    while await assign_positions(db):
+        pass
+    assert sorted(p for p in (await positions(db)).values() if p is not None) == list(range(1, 61))
+
+
 async def test_oldest_unpublished_age(db: Database, ids: Snowflake) -> None:
     relay = OutboxRelay(db, RecordingBus())
     assert await relay.oldest_unpublished_age_s() == 0.0
@@ -224,10 +303,10 @@ async def test_concurrent_relays_skip_rows_locked_by_another(db: Database, ids: 
     entered, release = asyncio.Event(), asyncio.Event()
 
     class BlockingBus(RecordingBus):
-        async def publish(self, messages: list[BusMessage]) -> None:
+        async def publish(self, messages: list[BusMessage]) -> set[str]:
             entered.set()
             await release.wait()
-            await super().publish(messages)
+            return await super().publish(messages)
 
     slow_bus, fast_bus = BlockingBus(), RecordingBus()
     slow = asyncio.create_task(OutboxRelay(db, slow_bus, batch_size=5).run_once())
@@ -240,6 +319,27 @@ async def test_concurrent_relays_skip_rows_locked_by_another(db: Database, ids: 
         assert await slow == 5
     assert set(slow_bus.ids).isdisjoint(fast_bus.ids)
     assert sorted(slow_bus.ids + fast_bus.ids) == sorted(await all_ids_by_seq(db))
+    assert await unsent_ids(db) == set()
+
+
+@pytest.mark.services
+async def test_relay_marks_nothing_sent_before_a_queue_exists(
+    db: Database, ids: Snowflake, amqp_url: str, amqp_prefix: str, rabbit_cleanup: list[RabbitBus]
+) -> None:
+    """The relay may start before any consumer declared its queue: those events wait for the queue."""
+    publisher = RabbitBus(amqp_url, amqp_prefix)
+    consumer = RabbitBus(amqp_url, amqp_prefix)
+    rabbit_cleanup.extend([publisher, consumer])
+    await publisher.start()
+    relay = OutboxRelay(db, publisher, unroutable_retry_s=0.0)
+    written = await write_events(db, ids, 3)
+    assert await relay.run_once() == 0
+    assert await unsent_ids(db) == set(written)
+    got = Collector()
+    await consumer.subscribe("relay", ["pay.#"], got)
+    await consumer.start()
+    assert await relay.run_once() == 3
+    await got.wait_until(lambda: got.ids == set(written))
     assert await unsent_ids(db) == set()
 
 
@@ -312,13 +412,13 @@ class DroppingBus:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def publish(self, messages: list[BusMessage]) -> None:
+    async def publish(self, messages: list[BusMessage]) -> set[str]:
         publishing = asyncio.create_task(self.inner.publish(messages))
         if self.armed:
             self.armed = False
             self.proxy.cut()  # before the reader can see a single confirm
         try:
-            await publishing
+            return await publishing
         except Exception:
             self.failures += 1
             self.failed.set()

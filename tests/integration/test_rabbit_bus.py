@@ -153,9 +153,19 @@ async def test_publish_raises_when_the_broker_nacks(broker: Broker) -> None:
         broker.raw_queues.add(name)
         full = await channel.declare_queue(name, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
         await full.bind(f"{broker.prefix}.events", routing_key="nack.me")
-        await bus.publish([event(1, "unrouted.is.fine")])  # no queue bound: confirmed, not an error
         with pytest.raises(RuntimeError, match="not confirmed"):
             await bus.publish([event(2, "pay.succeeded"), event(3, "nack.me")])
+
+
+async def test_a_message_no_queue_takes_is_reported_unroutable(broker: Broker) -> None:
+    """Published mandatory: the broker returns what no queue is bound for, and publish names it."""
+    bus = broker.bus()
+    await bus.start()
+    got = Collector()
+    await broker.subscribe(bus, "pays", ["pay.#"], got)
+    unroutable = await bus.publish([event(1, "pay.succeeded"), event(2, "ledger.booked"), event(3, "pay.closed")])
+    assert unroutable == {"E2"}
+    await got.wait_until(lambda: got.ids == {"E1", "E3"})
 
 
 async def test_publish_raises_when_not_connected(broker: Broker) -> None:

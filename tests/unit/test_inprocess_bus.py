@@ -125,12 +125,14 @@ async def test_handler_error_redelivers_without_blocking_others(bus: InProcessBu
     assert [m.body for m in done.messages if m.id == "E1"] == [b'{"n":1}']
 
 
-async def test_unmatched_events_go_nowhere_and_close_stops_consumers(bus: InProcessBus) -> None:
+async def test_unmatched_events_are_reported_unroutable_and_close_stops_consumers(bus: InProcessBus) -> None:
+    """A message no subscription takes is not delivered, and publish says so: the relay must leave it unsent."""
+    assert await bus.publish([event(1, "pay.succeeded")]) == {"E1"}  # no subscriber at all yet
     got = Collector()
     await bus.subscribe("pays", ["pay.*"], got)
-    await bus.publish([event(1, "refund.succeeded"), event(2, "pay.succeeded")])
+    assert await bus.publish([event(2, "refund.succeeded"), event(3, "pay.succeeded")]) == {"E2"}
     await got.wait_until(lambda: len(got.messages) >= 1)
-    assert [m.id for m in got.messages] == ["E2"]
+    assert [m.id for m in got.messages] == ["E3"]
     assert await bus.ping() is True
     await bus.close()
     assert bus._tasks == []

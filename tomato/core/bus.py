@@ -1,8 +1,10 @@
 """The event bus: durable topic routing of outbox events to consumers.
 
 `publish` returns only when the broker has confirmed every message (RabbitMQ publisher confirms), so the relay
-marks rows sent only after a confirm. Consumers are called with each message and the message is acknowledged
-only after the handler returns (after its own commit); a handler that raises gets the message redelivered.
+marks rows sent only after a confirm. It returns the ids of the messages no queue took (no subscription matched,
+or RabbitMQ returned the mandatory message): those went nowhere, and the relay leaves their rows unsent.
+Consumers are called with each message and the message is acknowledged only after the handler returns (after its
+own commit); a handler that raises gets the message redelivered.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class EventBus(Protocol):
     name: str
 
     async def start(self) -> None: ...
-    async def publish(self, messages: list[BusMessage]) -> None: ...
+    async def publish(self, messages: list[BusMessage]) -> set[str]: ...
     async def subscribe(self, queue: str, patterns: list[str], handler: Handler, *, prefetch: int = 100) -> None: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
@@ -60,11 +62,17 @@ class InProcessBus:
     async def start(self) -> None:
         return None
 
-    async def publish(self, messages: list[BusMessage]) -> None:
+    async def publish(self, messages: list[BusMessage]) -> set[str]:
+        unroutable: set[str] = set()
         for message in messages:
+            routed = False
             for patterns, queue in self._subs:
                 if any(topic_matches(p, message.type) for p in patterns):
                     queue.put_nowait(message)
+                    routed = True
+            if not routed:
+                unroutable.add(message.id)
+        return unroutable
 
     async def subscribe(self, queue: str, patterns: list[str], handler: Handler, *, prefetch: int = 100) -> None:
         q: asyncio.Queue[BusMessage] = asyncio.Queue()

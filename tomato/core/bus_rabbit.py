@@ -4,8 +4,11 @@ Why it looks the way it does (ledger-reliability.md §7):
 
 * `publish` returns only after the broker confirmed *every* message; anything else (nack, timeout, connection
   down, a confirm lost with the connection) raises `BusPublishError`, so the relay never marks an unconfirmed
-  row sent. The robust connection restores channels and consumers after a drop but never replays a failed
-  publish; the relay's next round does that (duplicates are possible, consumers dedupe on the event id).
+  row sent. Messages are `mandatory`: one that no queue is bound for comes back (basic.return before its ack)
+  and `publish` returns its id as unroutable, so it is not taken for delivered either (queues are declared by
+  the consumers; until one has, the events wait in the outbox). The robust connection restores channels and
+  consumers after a drop but never replays a failed publish; the relay's next round does that (duplicates are
+  possible, consumers dedupe on the event id).
 * Messages are persistent and the exchanges/queues durable; aio-pika's defaults are neither.
 * Consumer queues are quorum queues with a dead-letter exchange; a message is acked only after the handler
   returned. A failing handler gets the message back (`basic.reject(requeue=True)`; since RabbitMQ 4.3 only a
@@ -35,6 +38,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import PublishError
 from pamqp.commands import Basic
 
 from tomato.core.bus import Handler
@@ -181,23 +185,29 @@ class RabbitBus:
 
     # --- publishing ----------------------------------------------------------------------------------------
 
-    async def publish(self, messages: list[BusMessage]) -> None:
-        """Publish with a confirm window of `max_in_flight`; returns only when every message was acked."""
+    async def publish(self, messages: list[BusMessage]) -> set[str]:
+        """Publish with a confirm window of `max_in_flight`; returns, once every message was acked or returned,
+        the ids of the returned (unroutable) ones."""
         if not messages:
-            return
+            return set()
         exchange = self._exchange
         if exchange is None or not await self.ping():
             raise BusPublishError(f"RabbitMQ is not connected; {len(messages)} messages not published")
         window = asyncio.Semaphore(self._max_in_flight)
         confirmed = 0
+        unroutable: set[str] = set()
 
         async def one(message: BusMessage) -> None:
             nonlocal confirmed
             async with window:
                 try:
                     result = await exchange.publish(
-                        _to_amqp(message), routing_key=message.type, mandatory=False, timeout=self._publish_timeout_s
+                        _to_amqp(message), routing_key=message.type, mandatory=True, timeout=self._publish_timeout_s
                     )
+                except PublishError:  # basic.return: no queue is bound for this routing key
+                    unroutable.add(message.id)
+                    confirmed += 1
+                    return
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling() == 0:
@@ -219,6 +229,7 @@ class RabbitBus:
             ) from first
         if confirmed != len(messages):  # belt and braces: never report success without every confirm
             raise BusPublishError(f"only {confirmed} of {len(messages)} messages confirmed")
+        return unroutable
 
     # --- consuming -----------------------------------------------------------------------------------------
 

@@ -8,10 +8,10 @@ transaction begins (`BEGIN IMMEDIATE`), so concurrent writers wait instead of fa
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import MetaData, String, any_, bindparam, event
 from sqlalchemy.dialects import postgresql
@@ -41,6 +41,27 @@ class Base(DeclarativeBase):
 
 
 _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar("tomato_in_transaction", default=False)
+
+
+class WriteFence(Protocol):
+    """A right to write that can be lost (a job's lease): checked when a unit of work opens, and confirmed inside
+    its transaction just before the commit, where losing it raises and the unit of work rolls back."""
+
+    def check(self) -> None: ...
+    async def confirm(self, session: AsyncSession) -> None: ...
+
+
+_fence: contextvars.ContextVar[WriteFence | None] = contextvars.ContextVar("tomato_write_fence", default=None)
+
+
+@contextmanager
+def fenced(fence: WriteFence) -> Iterator[None]:
+    """Every unit of work opened in this context (and the tasks it starts) is guarded by `fence`."""
+    token = _fence.set(fence)
+    try:
+        yield
+    finally:
+        _fence.reset(token)
 
 
 def in_transaction() -> bool:
@@ -126,6 +147,9 @@ class UnitOfWork:
         self.committed = False
 
     async def __aenter__(self) -> UnitOfWork:
+        fence = _fence.get()
+        if fence is not None:
+            fence.check()
         self.session = self._factory()
         self._token = _in_transaction.set(True)
         return self
@@ -143,6 +167,9 @@ class UnitOfWork:
                 _in_transaction.reset(self._token)
 
     async def commit(self) -> None:
+        fence = _fence.get()
+        if fence is not None:
+            await fence.confirm(self.session)
         await self.session.commit()
         self.committed = True
 

@@ -2,6 +2,10 @@
 
 A relay (`tomato.core.relay`) later publishes unsent rows to the event bus; `published_at IS NULL` is the only
 selector (never an id watermark), so a row whose transaction commits late is still sent.
+
+`seq` (and the event id) is taken when the row is written, so rows commit out of `seq` order. Readers that page
+through events (`GET /v1/events`) use `position` instead: numbered after commit, in commit order, by
+`tomato.core.positions`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, String, Text
+from sqlalchemy import BigInteger, DateTime, Index, String, Text, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,10 +36,18 @@ class OutboxEvent(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    position: Mapped[int | None] = mapped_column(BigInteger)  # None until numbered after commit
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "published_at", "seq"),
-        Index("ix_outbox_app_seq", "app_id", "seq"),
+        Index("ix_outbox_position", "position", unique=True),
+        Index("ix_outbox_app_position", "app_id", "position"),
+        Index(
+            "ix_outbox_unpositioned",
+            "seq",
+            postgresql_where=text("position IS NULL"),
+            sqlite_where=text("position IS NULL"),
+        ),
     )
 
 

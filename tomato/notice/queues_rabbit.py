@@ -103,7 +103,9 @@ class RabbitDeliveryQueue:
         await self.bus.subscribe(WORK_QUEUE, [ROUTE], on_message, prefetch=concurrency)
 
     async def enqueue(self, delivery_ids: Sequence[str]) -> None:
-        await self.bus.publish([BusMessage(id=d, type=ROUTE, body=d.encode()) for d in delivery_ids])
+        unroutable = await self.bus.publish([BusMessage(id=d, type=ROUTE, body=d.encode()) for d in delivery_ids])
+        if unroutable:  # the work queue is not declared (yet): the sweeper picks these up from the database
+            raise ConnectionError(f"{len(unroutable)} deliveries reached no work queue")
 
     def tier_for(self, delay_ms: int) -> int:
         """The shortest tier whose cap (1.1 × tier) still covers the delay. Schedule delays land in their own

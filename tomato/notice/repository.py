@@ -168,16 +168,26 @@ async def sweep(s: AsyncSession, now: datetime, overdue_before: datetime, limit:
 # --- reading and resending -----------------------------------------------------------------------------------
 
 
-async def app_events(s: AsyncSession, app_id: str, after_seq: int | None, limit: int) -> Sequence[Any]:
-    stmt = select(OutboxEvent.seq, OutboxEvent.payload).where(OutboxEvent.app_id == app_id, _merchant_facing())
-    if after_seq is not None:
-        stmt = stmt.where(OutboxEvent.seq > after_seq)
-    return (await s.execute(stmt.order_by(OutboxEvent.seq).limit(limit))).all()
+async def app_events(s: AsyncSession, app_id: str, after_position: int | None, limit: int) -> Sequence[Any]:
+    """The app's merchant-facing events in commit order (`position`, see core.positions); rows not yet numbered
+    are left out, so a cursor never passes one that is still to come."""
+    stmt = select(OutboxEvent.position, OutboxEvent.payload).where(
+        OutboxEvent.app_id == app_id, OutboxEvent.position.is_not(None), _merchant_facing()
+    )
+    if after_position is not None:
+        stmt = stmt.where(OutboxEvent.position > after_position)
+    return (await s.execute(stmt.order_by(OutboxEvent.position).limit(limit))).all()
 
 
-async def app_event_exists(s: AsyncSession, app_id: str, seq: int) -> bool:
-    stmt = select(OutboxEvent.id).where(OutboxEvent.app_id == app_id, OutboxEvent.seq == seq)
-    return (await s.execute(stmt)).first() is not None
+async def cursor_position(s: AsyncSession, app_id: str, key: int) -> int | None:
+    """The position a cursor stands for: one of the app's event positions, or an event `seq` (cursors handed out
+    before the feed paged by position); None when it is neither."""
+    stmt = select(OutboxEvent.position).where(
+        OutboxEvent.app_id == app_id,
+        OutboxEvent.position.is_not(None),
+        or_(OutboxEvent.position == key, OutboxEvent.seq == key),
+    )
+    return (await s.execute(stmt.limit(1))).scalar_one_or_none()
 
 
 async def list_deliveries(

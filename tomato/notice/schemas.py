@@ -68,5 +68,5 @@ class EventPage:
     """Raw webhook bodies (byte-identical to what was POSTed), oldest first."""
 
     payloads: list[str]
-    last_seq: int | None
+    last_position: int | None
     more: bool

@@ -31,15 +31,19 @@ class NoticeService:
 
     # --- merchants: GET /v1/events -----------------------------------------------------------------------
 
-    async def list_events(self, app_id: str, after_seq: int | None, limit: int) -> EventPage:
-        """The app's merchant-facing events oldest first; `after_seq` must be one of its events (else 422)."""
+    async def list_events(self, app_id: str, after: int | None, limit: int) -> EventPage:
+        """The app's merchant-facing events oldest first, in commit order; `after` is a key from an earlier page
+        (else 422)."""
         async with self._db.uow() as uow:
-            if after_seq is not None and not await repo.app_event_exists(uow.session, app_id, after_seq):
+            position = None
+            if after is not None and (position := await repo.cursor_position(uow.session, app_id, after)) is None:
                 raise InvalidRequest.field("cursor", "unknown cursor")
-            rows = await repo.app_events(uow.session, app_id, after_seq, limit + 1)
+            rows = await repo.app_events(uow.session, app_id, position, limit + 1)
         shown = rows[:limit]
         return EventPage(
-            payloads=[r.payload for r in shown], last_seq=shown[-1].seq if shown else None, more=len(rows) > limit
+            payloads=[r.payload for r in shown],
+            last_position=shown[-1].position if shown else None,
+            more=len(rows) > limit,
         )
 
     # --- operators ---------------------------------------------------------------------------------------

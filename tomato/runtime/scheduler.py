@@ -1,5 +1,6 @@
 """Timed jobs on APScheduler 3.11, each guarded by a database lease so any number of scheduler processes may run
-and each job still has one runner at a time. Correctness never depends on the scheduler firing: every job works
+and each job still has one runner at a time: the lease is renewed while the job runs, and a job whose lease went
+to another runner stops before its next write. Correctness never depends on the scheduler firing: every job works
 off what the database says is due.
 """
 
@@ -17,7 +18,7 @@ from datetime import timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tomato.bootstrap import Container
-from tomato.core.leases import release, try_acquire
+from tomato.core.leases import HeldLease, LeaseLost, release, try_acquire
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class Job:
     name: str
     every_s: float
     run: Callable[[Container], Awaitable[int]]
+    ttl_s: float | None = None  # lease TTL; default max(30 s, 6 × every_s)
 
 
 async def _compensation(c: Container) -> int:
@@ -58,17 +60,24 @@ class JobRunner:
         self._stopping = False
 
     async def run_guarded(self, job: Job) -> int | None:
-        """Runs `job` if this process holds (or can take) its lease; None when another runner has it."""
+        """Runs `job` if this process holds (or can take) its lease; None when another runner has it, or took it
+        over while the job ran (the job is then stopped at its next write, see core.leases)."""
         if self._stopping:
             return None
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
         try:
-            ttl = timedelta(seconds=max(30.0, job.every_s * 6))
-            if await try_acquire(self._c.db, f"job:{job.name}", self._owner, ttl) is None:
+            ttl = timedelta(seconds=job.ttl_s or max(30.0, job.every_s * 6))
+            name = f"job:{job.name}"
+            fencing = await try_acquire(self._c.db, name, self._owner, ttl)
+            if fencing is None:
                 return None
-            return await job.run(self._c)
+            async with HeldLease(self._c.db, name, self._owner, fencing, ttl).kept():
+                return await job.run(self._c)
+        except LeaseLost:
+            log.warning("job %s lost its lease to another runner and stopped before its next write", job.name)
+            return None
         except Exception:
             log.exception("job %s failed; it runs again next round", job.name)
             return None

@@ -15,8 +15,8 @@ from tomato.notice.service import NoticeService
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: events"])
 
 
-def seq_cursor(cursor: str | None) -> int | None:
-    """An opaque cursor holding an event sequence number; anything else → 422 naming `cursor`."""
+def position_cursor(cursor: str | None) -> int | None:
+    """An opaque cursor holding an event's feed position; anything else → 422 naming `cursor`."""
     key = decode_cursor(cursor)
     if key is None:
         return None
@@ -30,10 +30,13 @@ def seq_cursor(cursor: str | None) -> int | None:
     responses={200: {"description": '{"data": [webhook body, …], "next_cursor": "…" | null}'}},
 )
 async def list_events(request: Request, limit: int | None = None, cursor: str | None = None) -> Response:
-    """Catch up on webhooks: every event of the calling app, oldest first, `limit` 1–100 (default 20)."""
+    """Catch up on webhooks: every event of the calling app in commit order, `limit` 1–100 (default 20).
+
+    Events appear once the relay has numbered them (core.positions), normally within a moment of their commit."""
     n = check_limit(limit)
-    page = await NoticeService(container(request).db).list_events(current_app(request).app_id, seq_cursor(cursor), n)
-    next_cursor = encode_cursor(str(page.last_seq)) if page.more and page.last_seq is not None else None
+    after = position_cursor(cursor)
+    page = await NoticeService(container(request).db).list_events(current_app(request).app_id, after, n)
+    next_cursor = encode_cursor(str(page.last_position)) if page.more and page.last_position is not None else None
     # the stored bodies are spliced in as they are, so each item is exactly what the webhook carried
     body = (
         b'{"data":['
