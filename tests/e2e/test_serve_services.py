@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, need_service
-from tests.e2e.conftest import _create_pg_db, _drop_pg_db, free_port
+from tests.e2e.conftest import free_port
+from tests.e2e.conftest import services_env as stack_services_env
 
 
 def _serve(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -63,16 +63,9 @@ def test_embedded_default_creates_its_database(tmp_path: Path) -> None:
 
 @pytest.fixture
 def services_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    need_service("PostgreSQL", PG_ADMIN_URL, 5432)
-    need_service("Redis", REDIS_URL, 6379)
-    need_service("RabbitMQ", AMQP_URL, 5672)
-    name, url = _create_pg_db()
-    env = {**_clean_env(), "TOMATO_DATABASE_URL": url, "TOMATO_REDIS_URL": REDIS_URL,
-           "TOMATO_AMQP_URL": AMQP_URL, "TOMATO_AMQP_PREFIX": name, "TOMATO_REDIS_PREFIX": f"{name}:"}  # fmt: skip
-    try:
-        yield env
-    finally:
-        _drop_pg_db(name)
+    """A database, Redis prefix and RabbitMQ vhost of the test's own (dropped afterwards)."""
+    with stack_services_env(tmp_path) as env:
+        yield {**_clean_env(), **env}
 
 
 def _rabbitmqctl(*args: str) -> None:
