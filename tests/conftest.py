@@ -1,8 +1,9 @@
 """Test harness: the storage fixtures run each test on the embedded backends and on the real services.
 
 PostgreSQL gets one isolated database per run (migrated once, truncated between tests), Redis a key prefix per
-test, RabbitMQ a name prefix per test. A missing service skips its tests with the reason, unless
-`TOMATO_REQUIRE_SERVICES=1`, which turns the skip into a failure (CI).
+test, RabbitMQ a virtual host per run (deleted with everything in it at the end) and a name prefix per test.
+A missing service skips its tests with the reason, unless `TOMATO_REQUIRE_SERVICES=1`, which turns the skip into
+a failure (CI).
 """
 
 from __future__ import annotations
@@ -144,10 +145,19 @@ def cache(request: pytest.FixtureRequest) -> MemoryCache | RedisCache:
 # --- RabbitMQ ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def amqp_url() -> str:
+@pytest.fixture(scope="session")
+def amqp_session_url() -> Iterator[str]:
+    """The run's own vhost: whatever a test leaves on the broker goes when the run ends (tests/fixtures/rabbit.py)."""
+    from tests.fixtures.rabbit import throwaway_vhost
+
     need_service("RabbitMQ", AMQP_URL, 5672)
-    return AMQP_URL
+    with throwaway_vhost(AMQP_URL, "run") as url:
+        yield url
+
+
+@pytest.fixture
+def amqp_url(amqp_session_url: str) -> str:
+    return amqp_session_url
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, need_service
+from tests.fixtures.rabbit import throwaway_vhost
 from tomato.core.crypto import SecretBox
 
 
@@ -78,24 +79,41 @@ def _drop_pg_db(name: str) -> None:
 @contextmanager
 def running_dev(kind: str, cwd: Path, extra_args: list[str] | None = None) -> Iterator[DevStack]:
     """`tomato dev` as a subprocess on the embedded backends (`kind="embedded"`) or on PostgreSQL + Redis + RabbitMQ
-    (`"services"`); yields once the credentials file exists, and checks it exits 0 on SIGTERM within 10 s."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
-    db_name = None
-    if kind == "services":
-        need_service("PostgreSQL", PG_ADMIN_URL, 5432)
-        need_service("Redis", REDIS_URL, 6379)
-        need_service("RabbitMQ", AMQP_URL, 5672)
-        db_name, url = _create_pg_db()
+    (`"services"`, in a RabbitMQ vhost of its own, deleted afterwards); yields once the credentials file exists, and
+    checks it exits 0 on SIGTERM within 10 s."""
+    with ExitStack() as cleanup:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
+        if kind == "services":
+            env.update(cleanup.enter_context(services_env(cwd)))
+        yield from _run_dev(cwd, env, extra_args)
+
+
+@contextmanager
+def services_env(cwd: Path) -> Iterator[dict[str, str]]:
+    """`TOMATO_*` settings for a stack on the real services: a new migrated PostgreSQL database, a Redis key prefix
+    and a RabbitMQ vhost of its own; the database and the vhost (with every queue in it) are dropped on exit."""
+    need_service("PostgreSQL", PG_ADMIN_URL, 5432)
+    need_service("Redis", REDIS_URL, 6379)
+    need_service("RabbitMQ", AMQP_URL, 5672)
+    db_name, url = _create_pg_db()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
         subprocess.run([sys.executable, "-m", "tomato.cli", "db", "upgrade"], env={**env, "TOMATO_DATABASE_URL": url},
                        cwd=cwd, check=True, capture_output=True)  # fmt: skip
-        env.update(
-            TOMATO_DATABASE_URL=url,
-            TOMATO_REDIS_URL=REDIS_URL,
-            TOMATO_REDIS_PREFIX=f"{db_name}:",
-            TOMATO_AMQP_URL=AMQP_URL,
-            TOMATO_AMQP_PREFIX=db_name,
-            TOMATO_SECRET_KEYS=SecretBox.generate_ring("e2e"),  # PostgreSQL refuses to start without a shared key
-        )
+        with throwaway_vhost(AMQP_URL, "e2e") as amqp_url:
+            yield {
+                "TOMATO_DATABASE_URL": url,
+                "TOMATO_REDIS_URL": REDIS_URL,
+                "TOMATO_REDIS_PREFIX": f"{db_name}:",
+                "TOMATO_AMQP_URL": amqp_url,
+                "TOMATO_AMQP_PREFIX": db_name,
+                "TOMATO_SECRET_KEYS": SecretBox.generate_ring("e2e"),  # PostgreSQL needs a shared key
+            }
+    finally:
+        _drop_pg_db(db_name)
+
+
+def _run_dev(cwd: Path, env: dict[str, str], extra_args: list[str] | None) -> Iterator[DevStack]:
     creds_file = cwd / "creds.json"
     cmd = [sys.executable, "-m", "tomato.cli", "dev", "--port", str(free_port()), "--sandbox-port", str(free_port()),
            "--credentials-out", str(creds_file), *(extra_args or [])]  # fmt: skip
@@ -115,8 +133,6 @@ def running_dev(kind: str, cwd: Path, extra_args: list[str] | None = None) -> It
             proc.kill()
             proc.wait()
         log.close()
-        if db_name:
-            _drop_pg_db(db_name)
 
 
 @pytest.fixture(params=["embedded", "services"], scope="module")

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, need_service
-from tests.e2e.conftest import _create_pg_db, _drop_pg_db, free_port
+from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.e2e.conftest import free_port
+from tests.e2e.conftest import services_env as stack_services_env
 from tests.fixtures.tcp_proxy import ThreadedTcpProxy
-from tomato.core.crypto import SecretBox
 
 
 def _serve(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -68,17 +68,9 @@ def test_embedded_default_creates_its_database(tmp_path: Path) -> None:
 
 @pytest.fixture
 def services_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    need_service("PostgreSQL", PG_ADMIN_URL, 5432)
-    need_service("Redis", REDIS_URL, 6379)
-    need_service("RabbitMQ", AMQP_URL, 5672)
-    name, url = _create_pg_db()
-    env = {**_clean_env(), "TOMATO_DATABASE_URL": url, "TOMATO_REDIS_URL": REDIS_URL,
-           "TOMATO_AMQP_URL": AMQP_URL, "TOMATO_AMQP_PREFIX": name, "TOMATO_REDIS_PREFIX": f"{name}:",
-           "TOMATO_SECRET_KEYS": SecretBox.generate_ring("e2e")}  # fmt: skip
-    try:
-        yield env
-    finally:
-        _drop_pg_db(name)
+    """A database, Redis prefix and RabbitMQ vhost of the test's own (dropped afterwards)."""
+    with stack_services_env(tmp_path) as env:
+        yield {**_clean_env(), **env}
 
 
 def _wait_readyz(base: str, until: Callable[[httpx.Response], bool], timeout_s: float = 60) -> httpx.Response:
@@ -99,9 +91,9 @@ def test_real_services_and_readiness_when_a_backend_goes(tmp_path: Path, service
     upgrade = subprocess.run([sys.executable, "-m", "tomato.cli", "db", "upgrade"], cwd=tmp_path, env=services_env,
                              capture_output=True, text=True)  # fmt: skip
     assert upgrade.returncode == 0, upgrade.stderr
-    bus = ThreadedTcpProxy(*_host_port(AMQP_URL, 5672))
+    bus = ThreadedTcpProxy(*_host_port(services_env["TOMATO_AMQP_URL"], 5672))
     db = ThreadedTcpProxy(*_host_port(PG_ADMIN_URL, 5432))
-    amqp = urlsplit(AMQP_URL)._replace(netloc=f"guest:guest@127.0.0.1:{bus.port}").geturl()
+    amqp = urlsplit(services_env["TOMATO_AMQP_URL"])._replace(netloc=f"guest:guest@127.0.0.1:{bus.port}").geturl()
     db_url = urlsplit(services_env["TOMATO_DATABASE_URL"])
     env = {**services_env, "TOMATO_AMQP_URL": amqp,
            "TOMATO_DATABASE_URL": db_url._replace(netloc=f"postgres@127.0.0.1:{db.port}").geturl()}  # fmt: skip

@@ -1,14 +1,19 @@
-"""Stopping the scheduler lets a running job finish instead of cancelling it mid-statement (on SQLite a job
-cancelled inside a statement could keep the write lock and stall shutdown), and refuses new runs meanwhile.
-A running job's lease is renewed, and a job whose lease was taken over writes nothing more."""
+"""Stopping the scheduler lets a running job finish within its grace and refuses new runs meanwhile; a job still
+running after the grace is cancelled quietly (no CancelledError traceback from APScheduler), and one cancelled inside
+a SQLite statement gives the write lock back (it used to keep it and stall shutdown). A running job's lease is
+renewed, and a job whose lease was taken over writes nothing more."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import insert, select, text, update
 
+from tomato.bootstrap import Container
 from tomato.core.clock import as_utc, utcnow
 from tomato.core.leases import JobLease, try_acquire
 from tomato.runtime.scheduler import Job, JobRunner
@@ -116,3 +121,97 @@ async def test_a_job_whose_lease_was_taken_over_stops_before_its_next_write(stac
     assert await marker_names(c) == ["marker:1"]
     assert (await lease_of(c, "job:test.taken")).owner == "another-scheduler"
     await runner.stop()
+
+
+async def test_a_job_still_running_after_the_grace_is_cancelled_quietly_and_its_lease_released(  # type: ignore[no-untyped-def]
+    stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like a channel query that never gets an answer: the stop does not wait for it beyond the grace."""
+    c, _ = stack
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def hangs(_: object) -> int:
+        started.set()
+        await never.wait()
+        return 1
+
+    runner = JobRunner(c, jobs=(Job("test.hangs", 0.5, hangs),))
+    runner.start()
+    await asyncio.wait_for(started.wait(), timeout=10)
+    await asyncio.wait_for(runner.stop(grace_s=0.2), timeout=10)
+    await asyncio.sleep(0)  # APScheduler's done-callbacks run on the next turn of the loop
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    async with c.db.uow() as uow:
+        lease = (await uow.session.scalars(select(JobLease).where(JobLease.name == "job:test.hangs"))).one()
+    assert as_utc(lease.expires_at) <= utcnow()  # released: another scheduler may take the job at once
+
+
+SLOW = "WITH RECURSIVE c(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c"
+
+
+async def _write_slowly(c: Container, executing: asyncio.Event) -> int:
+    """A write, then a statement of a second or so; `executing` is set once that statement runs (on SQLite it calls
+    back from the database thread; on PostgreSQL the server lists it as active)."""
+    async with c.db.uow() as uow:  # on SQLite this holds the write lock from BEGIN IMMEDIATE
+        await uow.session.execute(insert(JobLease).values(name="test.uncommitted", owner="x",
+                                                          expires_at=utcnow(), fencing=1))  # fmt: skip
+        first = "1"
+        if c.db.dialect == "sqlite":
+            raw = await (await uow.session.connection()).get_raw_connection()
+            loop = asyncio.get_running_loop()
+
+            def running() -> int:
+                loop.call_soon_threadsafe(executing.set)
+                return 1
+
+            await raw.driver_connection.create_function("running", 0, running)
+            first = "running()"
+        else:
+            asyncio.create_task(_set_when_active(c, executing))
+        await uow.session.execute(text(SLOW.format(first=first)))  # cancelled in here
+        await uow.commit()
+    return 1
+
+
+async def _set_when_active(c: Container, executing: asyncio.Event) -> None:
+    sql = text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH RECURSIVE c(x)%'")
+    async with c.db.connect() as conn:
+        while not (await conn.execute(sql)).scalar_one():
+            await asyncio.sleep(0.01)  # polling the server for the condition
+    executing.set()
+
+
+async def _database_is_free_and_the_write_rolled_back(c: Container) -> None:
+    async with asyncio.timeout(10):  # the busy timeout is 30 s: a kept write lock fails here
+        async with c.db.uow() as uow:
+            later = utcnow() + timedelta(seconds=1)
+            await uow.session.execute(
+                insert(JobLease).values(name="test.after", owner="y", expires_at=later, fencing=1)
+            )
+            await uow.commit()
+    async with c.db.uow() as uow:
+        names = set((await uow.session.scalars(select(JobLease.name))).all())
+    assert "test.after" in names and "test.uncommitted" not in names
+
+
+async def test_a_unit_of_work_cancelled_inside_a_statement_rolls_back_and_frees_the_database(stack) -> None:  # type: ignore[no-untyped-def]
+    c, _ = stack
+    started = asyncio.Event()
+    task = asyncio.create_task(_write_slowly(c, started))
+    await started.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await _database_is_free_and_the_write_rolled_back(c)
+
+
+async def test_stop_cancels_a_job_inside_a_statement_and_the_database_stays_usable(stack) -> None:  # type: ignore[no-untyped-def]
+    c, _ = stack
+    started = asyncio.Event()
+    runner = JobRunner(c)
+    run = asyncio.create_task(runner.run_guarded(Job("test.writer", 5.0, lambda c: _write_slowly(c, started))))
+    await started.wait()
+    await asyncio.wait_for(runner.stop(grace_s=0), timeout=20)
+    assert await run is None  # cancelled by the stop, quietly
+    await _database_is_free_and_the_write_rolled_back(c)

@@ -16,6 +16,7 @@ import aio_pika
 import pytest
 from sqlalchemy import func, select
 
+from tests.fixtures.rabbit import vhost_of, with_vhost
 from tomato.core.bus import InProcessBus
 from tomato.core.bus_rabbit import RabbitBus
 from tomato.core.clock import utcnow
@@ -485,7 +486,8 @@ async def test_relay_loses_nothing_when_the_broker_connection_drops(
     proxy = TcpProxy("127.0.0.1", int(amqp_url.rsplit(":", 1)[1].split("/", 1)[0]))
     await proxy.start()
     consumer = RabbitBus(amqp_url, amqp_prefix, reconnect_interval_s=0.3)
-    publisher = RabbitBus(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", amqp_prefix, reconnect_interval_s=0.3)
+    publisher = RabbitBus(with_vhost(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", vhost_of(amqp_url)), amqp_prefix,
+                          reconnect_interval_s=0.3)  # fmt: skip
     rabbit_cleanup.extend([consumer, publisher])
     got = Collector()
     await consumer.subscribe("relay", ["pay.#"], got)

@@ -7,6 +7,8 @@ transaction begins (`BEGIN IMMEDIATE`), so concurrent writers wait instead of fa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from tomato.core.errors import HttpInsideTransaction
 
@@ -100,6 +103,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: BaseException | None) -> None:
+        """A task cancelled inside a statement gets its connection invalidated and closed. sqlite3 closes a
+        connection with an unfinished statement as a zombie that keeps its transaction — and the write lock — for as
+        long as that statement lives; every later writer then waits out the busy timeout. So roll back first
+        (after the running statement, in the connection's thread; shielded, so a second cancel cannot stop it)."""
+        if not in_greenlet():
+            return  # garbage collection of a lost connection: aiosqlite stops its thread, nothing to await
+        with contextlib.suppress(Exception):
+            await_(asyncio.shield(dbapi_connection.driver_connection.rollback()))
 
 
 def one_of(s: AsyncSession, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:

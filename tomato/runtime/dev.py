@@ -1,7 +1,8 @@
 """`tomato dev`: gateway, relay, scheduler and the channel simulator in one process, seeded, on loopback.
 
-The credentials file is written atomically only once both ports serve and `/healthz` answers 200; SIGINT or
-SIGTERM drains both servers and exits 0.
+The credentials file is written atomically only once both ports serve and `/healthz` answers 200; SIGINT (Ctrl-C)
+or SIGTERM stops it within the budget of `runtime.shutdown` and exits 0: the gateway, the background loops and the
+jobs stop together, the simulator after them (jobs may be asking it something until then).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import tempfile
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from tomato.runtime.loops import BackgroundLoops
 from tomato.runtime.scheduler import JobRunner
 from tomato.runtime.seed import seed_dev
 from tomato.runtime.servers import EmbeddedServer
+from tomato.runtime.shutdown import CANCEL_WAIT_S, GRACE_S, bounded, on_stop_signal, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,10 @@ async def run_dev(
     sandbox = SandboxState(time_scale=settings.sandbox_time_scale)
     credentials = await seed_dev(c, sandbox, sandbox_url, notify_url)
     loops, jobs = BackgroundLoops(), JobRunner(c, speed=5.0)
-    gateway = EmbeddedServer(uvicorn.Config(create_app(c), host=host, port=port, access_log=False, log_level="warning"))
-    simulator = EmbeddedServer(
-        uvicorn.Config(create_sandbox_app(sandbox), host=host, port=sandbox_port, access_log=False, log_level="warning")
-    )
+    gateway = EmbeddedServer(_server_config(create_app(c), host, port))
+    simulator = EmbeddedServer(_server_config(create_sandbox_app(sandbox), host, sandbox_port))
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signal(stop)
     serving = [asyncio.create_task(s.serve(), name=f"serve:{s.config.port}") for s in (gateway, simulator)]
     try:
         await loops.start_bus(c)
@@ -110,11 +107,11 @@ async def run_dev(
         log.warning("tomato dev: gateway %s, simulator %s, app %s", base_url, sandbox_url, credentials.app_id)
         await _until_stopped(stop, serving)
     finally:
-        gateway.should_exit = simulator.should_exit = True
-        await asyncio.wait(serving, timeout=5)
-        await jobs.stop()
-        await loops.shutdown()
-        await c.aclose()
+        gateway.should_exit = True
+        await asyncio.gather(jobs.stop(), loops.shutdown(), stop_tasks(serving[:1], grace_s=GRACE_S + CANCEL_WAIT_S))
+        simulator.should_exit = True
+        await stop_tasks(serving[1:], grace_s=GRACE_S)
+        await bounded(c.aclose(), "closing the backends")
 
 
 async def _until_stopped(stop: asyncio.Event, serving: list[asyncio.Task[None]]) -> None:
@@ -124,6 +121,12 @@ async def _until_stopped(stop: asyncio.Event, serving: list[asyncio.Task[None]])
     for task in done:
         if task is not waiter and task.exception() is not None:
             raise RuntimeError("a dev server stopped unexpectedly") from task.exception()
+
+
+def _server_config(app: object, host: str, port: int) -> uvicorn.Config:
+    """In-flight requests get the shutdown grace, then uvicorn cancels them."""
+    return uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning",  # type: ignore[arg-type]
+                          timeout_graceful_shutdown=int(GRACE_S))  # fmt: skip
 
 
 def _upgrade(url: str) -> None:

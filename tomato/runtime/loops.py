@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from tomato.bootstrap import Container
+from tomato.runtime.shutdown import GRACE_S, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,9 @@ class BackgroundLoops:
     async def start_relay(self, c: Container) -> None:
         self.spawn(c.relay.run_forever(self.stop), "outbox-relay")
 
-    async def shutdown(self, grace_s: float = 5.0) -> None:
-        """Sets `stop` and lets the loops finish their round (up to `grace_s`) before cancelling what is left: a
-        loop cancelled inside a SQLite statement can leave its connection holding the write lock."""
+    async def shutdown(self, grace_s: float = GRACE_S) -> None:
+        """Sets `stop` and lets the loops finish their round (up to `grace_s`), then cancels what is left and waits a
+        little for it to unwind (`runtime.shutdown`): a loop cancelled inside a SQLite statement is rolled back."""
         self.stop.set()
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=grace_s)
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await stop_tasks(self.tasks, grace_s=grace_s)
         self.tasks.clear()

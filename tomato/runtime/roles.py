@@ -1,22 +1,18 @@
-"""The long-running roles other than `serve`: `worker` and `scheduler`, each until SIGINT/SIGTERM."""
+"""The long-running roles other than `serve`: `worker` and `scheduler`, each until SIGINT/SIGTERM (then within the
+budget of `runtime.shutdown`)."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import logging
 
 from tomato.bootstrap import Container, bootstrap
 from tomato.core.settings import Settings
 from tomato.runtime.loops import BackgroundLoops
 from tomato.runtime.scheduler import JobRunner
+from tomato.runtime.shutdown import bounded, on_stop_signal
 
-
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+log = logging.getLogger(__name__)
 
 
 async def _prepared(settings: Settings) -> Container:
@@ -29,23 +25,31 @@ async def _prepared(settings: Settings) -> Container:
 
 async def run_worker(settings: Settings) -> None:
     c = await _prepared(settings)
+    stop = asyncio.Event()
+    on_stop_signal(stop)
     loops = BackgroundLoops()
     try:
         await loops.start_bus(c)
         await loops.start_notice(c)
         await loops.start_relay(c)
-        await _until_signal()
+        log.info("tomato worker: running (database %s, bus %s)", c.db.dialect, c.bus.name)
+        await stop.wait()
     finally:
         await loops.shutdown()
-        await c.aclose()
+        await bounded(c.aclose(), "closing the backends")
+        log.info("tomato worker: stopped")
 
 
 async def run_scheduler(settings: Settings) -> None:
     c = await _prepared(settings)
+    stop = asyncio.Event()
+    on_stop_signal(stop)
     jobs = JobRunner(c)
     try:
         jobs.start()
-        await _until_signal()
+        log.info("tomato scheduler: running (database %s)", c.db.dialect)
+        await stop.wait()
     finally:
         await jobs.stop()
-        await c.aclose()
+        await bounded(c.aclose(), "closing the backends")
+        log.info("tomato scheduler: stopped")

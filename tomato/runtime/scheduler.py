@@ -1,7 +1,7 @@
 """Timed jobs on APScheduler 3.11, each guarded by a database lease so any number of scheduler processes may run
 and each job still has one runner at a time: the lease is renewed while the job runs, and a job whose lease went
 to another runner stops before its next write. Correctness never depends on the scheduler firing: every job works
-off what the database says is due.
+off what the database says is due — which is also why a job cut short at shutdown loses nothing: it runs again.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tomato.bootstrap import Container
 from tomato.core.leases import HeldLease, LeaseLost, release, try_acquire
+from tomato.runtime.shutdown import GRACE_S, bounded, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,19 @@ JOBS = (
 
 
 class JobRunner:
-    def __init__(self, c: Container, *, speed: float = 1.0) -> None:
+    def __init__(self, c: Container, *, speed: float = 1.0, jobs: Sequence[Job] = JOBS) -> None:
         self._c = c
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._speed = speed
+        self._jobs = tuple(jobs)
         self._running: set[asyncio.Task[object]] = set()
         self._stopping = False
 
     async def run_guarded(self, job: Job) -> int | None:
-        """Runs `job` if this process holds (or can take) its lease; None when another runner has it, or took it
-        over while the job ran (the job is then stopped at its next write, see core.leases)."""
+        """Runs `job` if this process holds (or can take) its lease; None when another runner has it, took it
+        over while the job ran (the job is then stopped at its next write, see core.leases), or when the stop
+        cancelled it (said in one line: APScheduler would log the CancelledError as a traceback)."""
         if self._stopping:
             return None
         task = asyncio.current_task()
@@ -78,6 +81,11 @@ class JobRunner:
         except LeaseLost:
             log.warning("job %s lost its lease to another runner and stopped before its next write", job.name)
             return None
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            log.info("job %s cut short by the shutdown; it runs again next round", job.name)
+            return None
         except Exception:
             log.exception("job %s failed; it runs again next round", job.name)
             return None
@@ -85,7 +93,7 @@ class JobRunner:
             self._running.discard(task)
 
     def start(self) -> None:
-        for job in JOBS:
+        for job in self._jobs:
             self._scheduler.add_job(
                 self.run_guarded,
                 "interval",
@@ -98,17 +106,16 @@ class JobRunner:
             )
         self._scheduler.start()
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Lets running jobs finish (up to `grace_s`) before the scheduler cancels what is left: a job cancelled
-        inside a SQLite statement can leave that connection holding the write lock, and the lease release below
-        would then wait out the busy timeout."""
+    async def stop(self, grace_s: float = GRACE_S) -> None:
+        """Stops firing, lets running jobs finish (up to `grace_s`), cancels what is left (a channel call nobody
+        answers, a statement in progress: no HTTP runs inside a transaction, and a statement cancelled on SQLite is
+        rolled back), releases the leases so another scheduler may take over at once, and only then shuts
+        APScheduler down: by then none of its runs is pending, so it has nothing to cancel."""
         self._stopping = True
-        if self._running:
-            await asyncio.wait(list(self._running), timeout=grace_s)
+        if self._scheduler.running:
+            self._scheduler.pause()
+        await stop_tasks(list(self._running), grace_s=grace_s)
+        leases = [f"job:{job.name}" for job in self._jobs]
+        await asyncio.gather(*(bounded(release(self._c.db, name, self._owner), f"lease {name}") for name in leases))
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        for job in JOBS:
-            try:
-                await release(self._c.db, f"job:{job.name}", self._owner)
-            except Exception:
-                log.warning("could not release lease of %s", job.name, exc_info=True)
