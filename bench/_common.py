@@ -420,7 +420,7 @@ def run_wrk(
 
 
 def bare_app() -> Any:
-    """The baselines.md anchor: FastAPI, one GET returning a small dict (served by uvicorn --factory)."""
+    """The reference anchor: FastAPI, one GET returning a small dict (served by uvicorn --factory)."""
     from fastapi import FastAPI
 
     app = FastAPI()
@@ -440,7 +440,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def spread(values: Sequence[float], fmt: str = "{:.0f}") -> str:
-    """`median [min–max]` as baselines.md writes it."""
+    """`median [min–max]` as the reference baselines write it."""
     if not values:
         return "-"
     if len(values) == 1:

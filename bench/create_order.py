@@ -18,14 +18,14 @@ with its own nonce and out_trade_no). Every product response must be 201 and eve
 must have reached PAYING in the database: anything else aborts the run. Everything it started is stopped and the
 database, Redis keys and temp dir are removed at the end, also on error or Ctrl-C (logs are kept on failure).
 
-How to read it (baselines.md: judge ratios against the same-run baseline, medians of interleaved repeats):
+How to read it (reference baselines: judge ratios against the same-run baseline, medians of interleaved repeats):
 - orders/s, p50/p99: wrk's closed loop over the product's run; at C connections latency ≈ C ÷ throughput
   (Little's law), so p99 at 32 connections mostly restates throughput. Each repeat therefore adds a product run
-  at --latency-connections (default 8, as baselines.md suggests): its p99 is the one judged against the target,
+  at --latency-connections (default 8, as the baselines suggest): its p99 is the one judged against the target,
   and the 32-connection p99 is printed next to it.
 - gateway CPU-ms/order: utime+stime of every process of the `tomato serve` tree over the run ÷ orders written
   (counted in the database after the in-flight ones drained). The bare endpoint's CPU-ms/req is measured the same
-  way; "CPU ÷ bare" is the ratio baselines.md judges (the 4 ms target is ≈ 55 × its 0.073 ms anchor).
+  way; "CPU ÷ bare" is the ratio the target is judged by (the 4 ms target is ≈ 55 × its 0.073 ms anchor).
 - RSA: cryptography's PKCS#1 v1.5/SHA-256 sign and verify with a 2048-bit key measured in this process. Per order
   the gateway signs the Alipay request once and verifies the simulator's response once, so
   "our overhead" = gateway CPU-ms/order − sign − verify.
@@ -96,7 +96,7 @@ PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 ORDER_PATH = "/v1/pay/orders"
 
-# Targets of the issue, and the same targets as ratios to the baselines.md anchors
+# Targets of the issue, and the same targets as ratios to the reference anchors
 # (bare endpoint 13,090 req/s and 0.073 CPU-ms/req on this machine kind).
 TARGET_RATE, TARGET_P99_MS, TARGET_CPU_MS = 200.0, 200.0, 4.0
 ANCHOR_BARE_RATE, ANCHOR_BARE_CPU_MS = 13_090.0, 0.073
@@ -229,7 +229,7 @@ def _ok(response: httpx.Response, status: int) -> Any:
 
 
 def order_request(app: App, out_trade_no: str, amount: int, timestamp: str) -> tuple[dict[str, str], bytes]:
-    """Headers and body of one signed create-order request (API.md §1, HMAC-SHA256)."""
+    """Headers and body of one signed create-order request (the merchant API's HMAC-SHA256 signature, docs/api.md)."""
     body = json.dumps({"out_trade_no": out_trade_no, "amount": amount, "currency": "CNY",
                        "subject": "Bench coffee", "pay_method": "ALIPAY_QR"}, separators=(",", ":")).encode()
     nonce = secrets.token_hex(16)
@@ -649,7 +649,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="uvicorn workers of both servers (default 1)")
     p.add_argument("--latency-connections", type=int, default=8,
                    help="after each product run, one at this many connections for the p99 the target judges "
-                        "(baselines.md: at 32 closed-loop connections latency only restates throughput); 0: skip")
+                        "(at 32 closed-loop connections latency only restates throughput); 0: skip")
     p.add_argument("--warmup", type=float, default=5.0,
                    help="seconds of warm-up load per chunk (bare: one chunk; product: until 10 orders/connection)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up chunks")

@@ -12,14 +12,14 @@ answers 200 "ok", records the first arrival time of every Tomato-Event-Id), one 
 default loop), and per run a producer that commits `pay.succeeded` outbox rows (10 per transaction, as a busy gateway's
 payments would) and runs the outbox relay, woken after each commit as `pay` wakes it.
 
-Per repeat, interleaved (baselines.md: judge ratios to a same-run baseline, medians of the repeats):
+Per repeat, interleaved (reference baselines: judge ratios to a same-run baseline, medians of the repeats):
 - baseline: httpx, 8 clients × 8 connections, 64 tasks POSTing 1 KiB to the same receiver → req/s: the anchor
-  baselines.md pins for this target (the worker itself sends with aiohttp, about a tenth of httpx's client CPU);
+  the baselines pin for this target (the worker itself sends with aiohttp, about a tenth of httpx's client CPU);
 - burst: `--events` events committed as fast as the producer can → deliveries/s = events ÷ (last first-arrival
   − first commit): the pipeline's capacity;
 - paced: `--paced-events` at an offered `--rate` (default 500/s, open loop) → p50/p99/max from an event's commit
   to its first arrival at the receiver (the receiver's clock and the producer's are the same machine's);
-- scaled: the same paced run at `--rate` × this repeat's baseline ÷ 1,633 (baselines.md's 8×8 figure, where 500/s
+- scaled: the same paced run at `--rate` × this repeat's baseline ÷ 1,633 (the reference 8×8 figure, where 500/s
   is 0.31 ×): the same load relative to what this machine does right now, for a machine slower or busier than the
   reference.
 Worker CPU-ms per delivery is utime+stime of the worker processes over the burst ÷ deliveries. Everything is
@@ -49,7 +49,7 @@ from bench._common import CpuSample, Services, comm_cpu_s, free_port, tree_cpu_s
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 PER_TXN = 10
-# baselines.md: httpx 8 clients x 8 connections did 1,633 req/s on the reference machine, where 500/s is the target
+# httpx 8 clients x 8 connections did 1,633 req/s on the reference machine, where 500/s is the target
 # (0.31 x). A paced run at rate x same-run baseline / this anchor offers the same load relative to this machine.
 ANCHOR_BASELINE_RATE = 1633.0
 
@@ -398,7 +398,7 @@ def _report(rows: list[tuple[str, dict[str, float]]], events: int, paced: int, a
           f"p99 {med('paced', 'p99_ms'):.0f} ms  max {med('paced', 'max_ms'):.0f} ms (target p99 <= 1000 ms); "
           f"achieved {med('paced', 'deliveries_s'):.0f}/s")  # fmt: skip
     print(f"  paced at {args.rate:.0f}/s scaled to this run's machine ({args.rate:.0f} x baseline / "
-          f"{ANCHOR_BASELINE_RATE:,.0f}, the baselines.md anchor): offered {med('scaled', 'offered'):.0f}/s, "
+          f"{ANCHOR_BASELINE_RATE:,.0f}, the reference anchor): offered {med('scaled', 'offered'):.0f}/s, "
           f"p50 {med('scaled', 'p50_ms'):.0f} ms  p99 {med('scaled', 'p99_ms'):.0f} ms  "
           f"max {med('scaled', 'max_ms'):.0f} ms (target p99 <= 1000 ms)")  # fmt: skip
     for kind in ("burst", "paced"):

@@ -201,7 +201,7 @@ def dev(
     credentials_out: Annotated[Path | None, typer.Option(help="write the credentials JSON here once serving")] = None,
     notify_url: Annotated[str | None, typer.Option(help="default webhook URL of the demo apps")] = None,
 ) -> None:
-    """Gateway, worker, scheduler and channel simulator in one process, seeded for black-box use (API.md §4)."""
+    """Gateway, worker, scheduler and channel simulator in one process, seeded for black-box use."""
     from tomato.runtime.dev import run_dev
 
     settings = _checked(_settings(), serves_api=True)  # dev only ever turns an unset database into SQLite

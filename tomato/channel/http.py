@@ -3,7 +3,7 @@ and aiohttp carrying the bytes.
 
 Adapters see an `httpx.AsyncClient` (tests swap its transport for the in-process simulator or use respx). In
 production its transport is `AiohttpTransport`: httpcore costs ~10× aiohttp's client CPU per request here
-(baselines.md), and a channel call is on every create-order. The transport keeps httpx's exception tree, so
+(measured in bench/), and a channel call is on every create-order. The transport keeps httpx's exception tree, so
 `transport_result` tells "never left us" (connect failures) from "may have been done" (everything later).
 """
 

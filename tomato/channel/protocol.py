@@ -1,6 +1,6 @@
 """The one narrow interface every channel adapter implements, and the values that cross it.
 
-Results use one vocabulary for every channel (DESIGN.md §5):
+Results use one vocabulary for every channel (docs/architecture.md):
 - `SUCCESS`  the channel definitely did it (created, paid, closed, refunded);
 - `FAIL`     the channel definitely refused or the payment definitely failed;
 - `WAITING`  accepted but not final yet (unpaid trade, refund processing): query later;

@@ -1,4 +1,4 @@
-"""Rule matching and candidate ordering (API.md §4 routing rules).
+"""Rule matching and candidate ordering (routing rules, docs/channels.md).
 
 The matching rule of highest rank wins (app null or equal, pay method held, amount within inclusive bounds);
 its candidates are ordered by ascending priority and, within one priority, by weighted random draw without

@@ -1,6 +1,6 @@
 """Cache, locks, rate limiter and nonce store: one small interface, a Redis and an in-process implementation.
 
-Only things that may be lost live here (DESIGN.md §2): the database stays the source of truth.
+Only things that may be lost live here (docs/architecture.md): the database stays the source of truth.
 """
 
 from __future__ import annotations

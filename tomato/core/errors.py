@@ -1,4 +1,4 @@
-"""The error hierarchy. Every error a client can see carries a stable code and HTTP status (API.md §1).
+"""The error hierarchy. Every error a client can see carries a stable code and HTTP status (docs/api.md).
 
     TomatoError
     ├── InvalidRequest            400/422 INVALID_REQUEST (details: [{field, issue}])
@@ -120,4 +120,4 @@ class InternalError(TomatoError):
 
 
 class HttpInsideTransaction(RuntimeError):
-    """Raised by guarded HTTP clients when called while a unit of work is open (DESIGN.md §3)."""
+    """Raised by guarded HTTP clients when called while a unit of work is open (docs/architecture.md)."""

@@ -74,7 +74,7 @@ def add_event(
     data: dict[str, Any],
     app_id: str | None = None,
 ) -> OutboxEvent:
-    """Adds the event to the caller's unit of work; the body is the webhook body of API.md §2."""
+    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md)."""
     seq = ids.next_int()
     event_id = f"E{seq}"
     now = utcnow()

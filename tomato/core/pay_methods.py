@@ -1,4 +1,4 @@
-"""The pay-method vocabulary of API.md §1, shared by merchants (enabled methods), routing and orders."""
+"""The pay-method vocabulary of the merchant API, shared by merchants (enabled methods), routing and orders."""
 
 from __future__ import annotations
 

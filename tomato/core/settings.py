@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     webhook_time_scale: float = Field(default=1.0, gt=0, description="divides webhook retry delays")
     webhook_retry_schedule: str = Field(
         default="15,15,30,180,600,1200,1800,1800,1800,3600,10800,10800,10800,21600,21600",
-        description="seconds to wait after each failed webhook attempt (API.md §2); then FAILED",
+        description="seconds to wait after each failed webhook attempt (docs/webhooks.md); then FAILED",
     )
     webhook_concurrency: int = Field(default=128, ge=1, description="webhook attempts in flight per worker process")
     webhook_allowed_networks: str = Field(default="", description="CIDRs webhooks may reach despite SSRF guard")

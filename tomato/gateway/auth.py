@@ -1,4 +1,4 @@
-"""Merchant request authentication (API.md §1): header syntax, timestamp window, signature, nonce.
+"""Merchant request authentication (docs/api.md): header syntax, timestamp window, signature, nonce.
 
 Signatures are checked over the raw bytes as sent: `METHOD\\nPATH_AND_QUERY\\nTIMESTAMP\\nNONCE\\nBODY\\n`.
 Every comparison is constant-time (hmac.compare_digest / RSA verify).

@@ -1,4 +1,4 @@
-"""Maps every error to the API.md error body; never leaks stack traces or SQL."""
+"""Maps every error to the API error body; never leaks stack traces or SQL."""
 
 from __future__ import annotations
 

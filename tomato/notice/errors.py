@@ -1,4 +1,4 @@
-"""Errors of the notice context (API.md error body; operators see them on the admin API)."""
+"""Errors of the notice context (API error body; operators see them on the admin API)."""
 
 from __future__ import annotations
 

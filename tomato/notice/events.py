@@ -1,4 +1,4 @@
-"""The notice context publishes no events. It consumes the merchant-facing ones (API.md §2) from the bus."""
+"""The notice context publishes no events. It consumes the merchant-facing ones (docs/webhooks.md) from the bus."""
 
 from __future__ import annotations
 

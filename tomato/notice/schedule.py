@@ -1,4 +1,4 @@
-"""The retry schedule (API.md §2) and the notice settings, read once from `Settings`.
+"""The retry schedule (docs/webhooks.md) and the notice settings, read once from `Settings`.
 
 Delays are whole milliseconds after dividing by the time scale, rounded up (never shorter), with a jitter of
 0, 2.5 or 5 % added (a delay "may run up to 10 % longer, never shorter"; half of that budget is left for the
@@ -16,7 +16,7 @@ from tomato.core.settings import Settings
 
 DEFAULT_SCHEDULE = "15,15,30,180,600,1200,1800,1800,1800,3600,10800,10800,10800,21600,21600"
 JITTER_STEPS = (0.0, 0.025, 0.05)
-HTTP_TIMEOUT_S = 5.0  # API.md §2: success is a 2xx within 5 s; never scaled
+HTTP_TIMEOUT_S = 5.0  # success is a 2xx within 5 s; never scaled
 
 
 def parse_schedule(text: str) -> tuple[float, ...]:

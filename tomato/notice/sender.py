@@ -1,4 +1,4 @@
-"""POSTing one signed webhook (API.md §2) and describing what happened, never raising for the merchant's faults.
+"""POSTing one signed webhook (docs/webhooks.md) and describing what happened, never raising for the merchant's faults.
 
 * success = a 2xx within 5 s in total (resolve, connect, send, status line); redirects are not followed;
 * SSRF (`core.netguard`): a literal address in the URL is checked before anything is sent (`check_host`), a name
@@ -6,7 +6,7 @@
 * only the first KiB of the response body is read (a merchant answering 1 GB costs nothing); no Accept-Encoding
   is sent and nothing is decompressed;
 * one aiohttp session over one keep-alive connection pool: aiohttp costs ~0.06 client CPU-ms per request where
-  httpx/httpcore cost 0.6–1.5 (baselines.md). In-flight requests are capped at the pool's size, so no request
+  httpx/httpcore cost 0.6–1.5 (measured in bench/). In-flight requests are capped at the pool's size, so no request
   waits for a connection inside aiohttp and an attempt's latency is the merchant's alone;
 * refuses to run inside a unit of work (no HTTP inside a DB transaction).
 
@@ -65,7 +65,7 @@ def webhook_headers(event_id: str, timestamp: str, nonce: str, signature: str) -
 
 
 def new_nonce() -> str:
-    """24 characters of [A-Za-z0-9] (API.md: 16–64 alphanumerics)."""
+    """24 characters of [A-Za-z0-9] (the contract: 16–64 alphanumerics)."""
     return random_token(24).replace("-", "a").replace("_", "b")[:24]
 
 

@@ -1,4 +1,4 @@
-"""Where an event's webhook goes: the object's own `notify_url`, else the app's default (API.md §2).
+"""Where an event's webhook goes: the object's own `notify_url`, else the app's default (docs/webhooks.md).
 
 The object's URL belongs to the pay context, so it is asked through a `TargetLookup`: `PayTargets` asks the pay
 service (`order_notify_urls` in one query per batch; `refund_notify_url`: the refund's URL, else its order's).

@@ -1,5 +1,5 @@
-"""Events the pay context publishes through the outbox. The payload is the API.md order object (pay.*) or the
-API.md refund object (refund.*); `pay.anomaly` carries an anomaly (see `service/anomalies.py`)."""
+"""Events the pay context publishes through the outbox. The payload is the API order object (pay.*) or the
+API refund object (refund.*); `pay.anomaly` carries an anomaly (see `service/anomalies.py`)."""
 
 from __future__ import annotations
 

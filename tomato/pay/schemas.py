@@ -1,4 +1,4 @@
-"""Commands into and read models out of the pay context (API.md §1 field rules)."""
+"""Commands into and read models out of the pay context (the API field rules, docs/api.md)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class PayDataView(BaseModel):
 
 
 class PayOrderView(BaseModel):
-    """The API.md order object, field for field."""
+    """The API order object, field for field."""
 
     order_no: str
     app_id: str
@@ -147,7 +147,7 @@ class RefundCreate(BaseModel):
 
 
 class RefundView(BaseModel):
-    """The API.md refund object, field for field (also the `data` of every refund.* event)."""
+    """The API refund object, field for field (also the `data` of every refund.* event)."""
 
     refund_no: str
     order_no: str

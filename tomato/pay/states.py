@@ -1,4 +1,4 @@
-"""The pay-order state machine as one transition table (DESIGN.md §5); tests walk every entry.
+"""The pay-order state machine as one transition table (docs/architecture.md); tests walk every entry.
 
 CREATED → SUCCEEDED and CLOSED → SUCCEEDED exist for payments the channel confirms although we never saw the
 create succeed (a timed-out create) or already closed the order (the channel's close raced the payer): money
@@ -63,7 +63,7 @@ class RefundEvent(StrEnum):
 
 RS, RE = RefundStatus, RefundEvent
 
-# The refund state machine (DESIGN.md §5): PENDING is queried until final; both final states are final.
+# The refund state machine (docs/architecture.md): PENDING is queried until final; both final states are final.
 REFUND_TRANSITIONS: dict[tuple[RefundStatus, RefundEvent], RefundStatus] = {
     (RS.PENDING, RE.REFUNDED): RS.SUCCEEDED,
     (RS.PENDING, RE.REFUND_FAILED): RS.FAILED,

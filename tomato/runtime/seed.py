@@ -28,7 +28,7 @@ class DevCredentials:
     channel_accounts: dict[str, str]
 
     def as_json(self, base_url: str, sandbox_url: str) -> dict[str, Any]:
-        """The credentials file of API.md §4."""
+        """The credentials file of docs/operations.md."""
         return {
             "base_url": base_url,
             "sandbox_url": sandbox_url,

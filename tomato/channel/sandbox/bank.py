@@ -5,7 +5,7 @@ transfer; every request is verified (merId, certId, signMethod 01 signature) and
 `k=v&…` body. Choices where UnionPay is not known or not followed:
 - Web payments are pre-ordered (our deviation, mirrored in the adapter): create POSTs the signed consume to
   `appTransReq.do` as ACP app payments do, and the trade (amount, backUrl, orderId, txnTime) exists from then on,
-  so `POST /sandbox/scan` by `order_no` finds it before any form is posted (API.md §4). The same orderId, txnTime,
+  so `POST /sandbox/scan` by `order_no` finds it before any form is posted. The same orderId, txnTime,
   amount and backUrl again answer the same `tn`; other terms answer respCode 12. A front form (a browser's, or the
   scan's `content`) must match its pre-order likewise, or opens the trade itself when there was none.
 - Unpaid trades are unknown to queries (respCode 34, as for a consume nobody paid); after `payTimeout` the trade

@@ -1,4 +1,4 @@
-"""The payer side of the simulator (API.md §4): scan a pay code or order number, and switch faults.
+"""The payer side of the simulator (docs/operations.md): scan a pay code or order number, and switch faults.
 
 Lookups are delegated to every attached channel simulator through `ChannelSimulator.find_for_scan`, so WeChat and
 bank simulators plug in without touching this module.

@@ -23,7 +23,7 @@ CHANNELS = ("alipay", "wechat", "bank")
 
 @dataclass
 class Faults:
-    """Fault switches of API.md §4, one set per channel."""
+    """Fault switches of the simulator API, one set per channel."""
 
     latency_ms: int = 0
     error_rate: float = 0.0

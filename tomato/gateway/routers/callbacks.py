@@ -1,4 +1,4 @@
-"""Channel callbacks `/callbacks/{channel}/{channel_account_id}` (API.md §3): verify on the raw bytes, apply once,
+"""Channel callbacks `/callbacks/{channel}/{channel_account_id}`: verify on the raw bytes, apply once,
 answer in the channel's own form — success for duplicates too, a refusal when verification, account or amount
 does not hold.
 """

@@ -1,4 +1,4 @@
-"""The hosted cashier `/cashier/{token}` of CASHIER orders (API.md §1/§4): plain server-rendered HTML.
+"""The hosted cashier `/cashier/{token}` of CASHIER orders (docs/api.md): plain server-rendered HTML.
 
 The page shows the amount, the subject and a QR of its own URL. Opened by the Alipay app (User-Agent
 `AlipayClient`) it precreates the Alipay trade (so it exists at the channel at once) and redirects the app to

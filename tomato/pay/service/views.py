@@ -1,4 +1,4 @@
-"""Order rows → the API.md order object (also the payload of every pay.* event)."""
+"""Order rows → the API order object (also the payload of every pay.* event)."""
 
 from __future__ import annotations
 

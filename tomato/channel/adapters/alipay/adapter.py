@@ -158,7 +158,7 @@ class AlipayAdapter:
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"unknown trade_status {status!r}")
 
     async def close(self, ref: TradeRef) -> ChannelResult:
-        # A QR nobody scanned does not exist at Alipay yet; closing it is as good as closed (API.md §3).
+        # A QR nobody scanned does not exist at Alipay yet; closing it is as good as closed (docs/channels.md).
         node = await self._call("alipay.trade.close", _trade_biz(ref), not_found=ResultStatus.SUCCESS)
         if isinstance(node, ChannelResult):
             return node

@@ -23,7 +23,7 @@ Result mapping (respCode = the call's own outcome, origRespCode = the queried tr
 
 Create deviates from ACP web payments on purpose. A real B2C gateway payment makes no server call: the bank first
 hears of the trade when the payer's browser posts the front form. Our platform must be able to name the trade at
-the channel as soon as create answers (API.md §4: the sandbox pays it by `order_no`), so create first registers
+the channel as soon as create answers (the sandbox pays it by `order_no`), so create first registers
 the consume server to server the way ACP's app pre-order does — the signed consume fields POSTed to
 `appTransReq.do` (config `app_url`, see `config.py`), answered with a signed `tn` — and only then hands out the
 auto-submitting form. The form carries exactly the pre-ordered fields and signature (nothing added after signing),

@@ -1,7 +1,7 @@
-"""A bank channel account's config (API.md §4 keys, plus optional `file_url` and `app_url`), validated.
+"""A bank channel account's config (the documented keys, plus optional `file_url` and `app_url`), validated.
 
 `app_url` is where create pre-orders the trade server to server (ACP `appTransReq.do`, see `adapter.py`). It is
-optional so that accounts configured with the API.md keys alone keep working: without it the URL is derived as
+optional so that accounts configured with the documented keys alone keep working: without it the URL is derived as
 the origin of `front_url` + `APP_PATH`, the layout of our simulator. An account at a real UnionPay host (whose
 paths start `/gateway/api/…`) must set `app_url` explicitly.
 """

@@ -1,4 +1,4 @@
-"""A WeChat Pay channel account's config (API.md §4 keys, plus an optional platform certificate), validated.
+"""A WeChat Pay channel account's config (the documented keys, plus an optional platform certificate), validated.
 
 `platform_public_key_id` is normally the `PUB_KEY_ID_…` of the platform public key; an account set up in the older
 platform-certificate mode may give that certificate's hex serial instead. During WeChat's migration both kinds

@@ -1,1 +1,1 @@
-"""Operator and finance API under `/admin` (bearer tokens with roles, API.md §4)."""
+"""Operator and finance API under `/admin` (bearer tokens with roles)."""

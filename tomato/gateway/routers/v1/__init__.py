@@ -1,1 +1,1 @@
-"""The signed merchant API `/v1` (API.md §1); every route uses `SignedRoute`."""
+"""The signed merchant API `/v1` (docs/api.md); every route uses `SignedRoute`."""

@@ -1,4 +1,4 @@
-"""`GET /v1/events`: the app's events, oldest first, each byte-identical to the webhook body (API.md §1)."""
+"""`GET /v1/events`: the app's events, oldest first, each byte-identical to the webhook body (docs/api.md)."""
 
 from __future__ import annotations
 

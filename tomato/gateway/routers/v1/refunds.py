@@ -1,4 +1,4 @@
-"""Refunds: create, read, find by out_refund_no (API.md §1)."""
+"""Refunds: create, read, find by out_refund_no (docs/api.md)."""
 
 from __future__ import annotations
 

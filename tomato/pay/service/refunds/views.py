@@ -1,4 +1,4 @@
-"""Refund rows → the API.md refund object (also the `data` of every refund.* event), and the reads."""
+"""Refund rows → the API refund object (also the `data` of every refund.* event), and the reads."""
 
 from __future__ import annotations
 
