@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
 
 ChannelName = Literal["alipay", "wechat", "bank"]
@@ -20,14 +21,14 @@ class ChannelAccountCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     config: dict[str, Any]
     mch_no: str | None = Field(default=None, max_length=32)
-    daily_limit: int | None = Field(default=None, ge=1)
+    daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)
 
 
 class ChannelAccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
-    daily_limit: int | None = Field(default=None, ge=1)  # null: no limit
+    daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)  # null: no limit
 
     @field_validator("name")
     @classmethod
@@ -64,8 +65,8 @@ class RoutingRuleCreate(BaseModel):
     rank: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     pay_methods: list[PayMethod] = Field(min_length=1)
     app_id: str | None = Field(default=None, max_length=32)
-    min_amount: int | None = Field(default=None, ge=0)
-    max_amount: int | None = Field(default=None, ge=0)
+    min_amount: int | None = Field(default=None, ge=0, le=MAX_FEN)
+    max_amount: int | None = Field(default=None, ge=0, le=MAX_FEN)
     candidates: list[Candidate] = Field(min_length=1, max_length=50)
     time_start: str | None = Field(default=None, pattern=HHMM)
     time_end: str | None = Field(default=None, pattern=HHMM)

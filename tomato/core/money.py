@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 FEN_PER_YUAN = 100
+MAX_FEN = 2**63 - 1  # the largest amount a BIGINT column holds: the API's upper bound for any amount
 _CENT = Decimal("0.01")
 
 

@@ -16,7 +16,8 @@ from tomato.core.crypto import hmac_sha256_verify, rsa_verify_b64
 from tomato.core.errors import AuthError
 from tomato.merchant.schemas import AppAuth
 
-NONCE_RE = re.compile(r"^[A-Za-z0-9]{16,64}$")
+NONCE_RE = re.compile(r"[A-Za-z0-9]{16,64}", re.ASCII)
+TIMESTAMP_RE = re.compile(r"[0-9]{1,12}", re.ASCII)  # `str.isdigit()` would pass `²`, which `int()` refuses
 ALGORITHMS = ("HMAC-SHA256", "RSA-SHA256")
 
 
@@ -34,11 +35,21 @@ class SignatureHeader:
     signature_b64: str
 
 
-def parse_headers(timestamp: str | None, nonce: str | None, signature: str | None) -> tuple[int, str, SignatureHeader]:
+@dataclass(frozen=True)
+class AuthHeaders:
+    """The parsed headers; `timestamp_text` is the header as sent, the bytes the signature covers."""
+
+    timestamp: int
+    timestamp_text: str
+    nonce: str
+    signature: SignatureHeader
+
+
+def parse_headers(timestamp: str | None, nonce: str | None, signature: str | None) -> AuthHeaders:
     """Rejects a missing or malformed auth header with a message naming it."""
-    if not timestamp or not timestamp.isdigit() or len(timestamp) > 12:
+    if not timestamp or TIMESTAMP_RE.fullmatch(timestamp) is None:
         raise AuthError("Tomato-Timestamp: missing or not Unix seconds")
-    if not nonce or not NONCE_RE.match(nonce):
+    if not nonce or NONCE_RE.fullmatch(nonce) is None:
         raise AuthError("Tomato-Nonce: missing or not 16-64 characters of [A-Za-z0-9]")
     if not signature:
         raise AuthError("Tomato-Signature: missing")
@@ -49,7 +60,7 @@ def parse_headers(timestamp: str | None, nonce: str | None, signature: str | Non
         base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise AuthError("Tomato-Signature: signature is not base64") from exc
-    return int(timestamp), nonce, SignatureHeader(algorithm, b64)
+    return AuthHeaders(int(timestamp), timestamp, nonce, SignatureHeader(algorithm, b64))
 
 
 def signed_message(method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes) -> bytes:

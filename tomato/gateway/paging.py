@@ -1,15 +1,23 @@
-"""Cursor paging shared by every list: `limit` 1–100 (default 20) and an opaque cursor."""
+"""Cursor paging shared by every list: `limit` 1–100 (default 20) and an opaque cursor.
+
+A cursor that does not decode to a key this list could have issued is a 422 naming `cursor`, never a 500: numeric
+keys go through `decode_int_cursor`, which takes ASCII digits only and nothing a 64-bit column cannot hold."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from tomato.core.errors import InvalidRequest
 
 T = TypeVar("T")
+
+INT64_MAX = 2**63 - 1
+_INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+_KEY = re.compile(r"[A-Za-z0-9_:-]{1,80}", re.ASCII)  # every key a list issues: ids, numbers, "rank:id"
 
 
 def check_limit(limit: int | None) -> int:
@@ -31,9 +39,23 @@ def decode_cursor(cursor: str | None) -> str | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest.field("cursor", "malformed cursor") from exc
-    if not raw.startswith("c1:") or len(raw) < 4:
+    if not raw.startswith("c1:") or _KEY.fullmatch(raw[3:]) is None:
         raise InvalidRequest.field("cursor", "malformed cursor")
     return raw[3:]
+
+
+def cursor_int(text: str, low: int = 0, high: int = INT64_MAX) -> int:
+    """A cursor key's number: ASCII digits only (`str.isdigit()` passes `²`, `int()` takes Arabic-Indic digits),
+    within [low, high], so the database is never asked about a number its column cannot hold."""
+    if _INT.fullmatch(text) is None or not low <= (value := int(text)) <= high:
+        raise InvalidRequest.field("cursor", "malformed cursor")
+    return value
+
+
+def decode_int_cursor(cursor: str | None) -> int | None:
+    """A cursor whose key is one non-negative 64-bit number (a position or sequence number)."""
+    key = decode_cursor(cursor)
+    return None if key is None else cursor_int(key)
 
 
 def page(items: Sequence[T], limit: int, key: Callable[[T], str], dump: Callable[[T], Any]) -> dict[str, Any]:

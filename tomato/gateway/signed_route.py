@@ -34,7 +34,7 @@ MAX_BODY = 64 * 1024
 async def read_body_capped(request: Request, limit: int = MAX_BODY) -> bytes:
     """Reads at most `limit` bytes; a declared or streamed larger body raises before anything is parsed."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body over {limit // 1024} KiB")
     chunks: list[bytes] = []
     size = 0
@@ -104,12 +104,15 @@ class SignedRoute(APIRoute):
     async def _authenticate(request: Request, app: AppAuth, body: bytes) -> int:
         c = container(request)
         h = request.headers
-        ts, nonce, sig = auth.parse_headers(h.get("tomato-timestamp"), h.get("tomato-nonce"), h.get("tomato-signature"))
-        auth.check_timestamp(ts, c.clock.timestamp(), c.settings.timestamp_window_s)
-        message = auth.signed_message(request.method, path_and_query(request), str(ts), nonce, body)
-        key_index = auth.verify_signature(app, sig, message)
+        parsed = auth.parse_headers(h.get("tomato-timestamp"), h.get("tomato-nonce"), h.get("tomato-signature"))
+        auth.check_timestamp(parsed.timestamp, c.clock.timestamp(), c.settings.timestamp_window_s)
+        # the signature covers the timestamp as sent: `0` + ts is another message than ts
+        message = auth.signed_message(
+            request.method, path_and_query(request), parsed.timestamp_text, parsed.nonce, body
+        )
+        key_index = auth.verify_signature(app, parsed.signature, message)
         async with _store_guard("replay protection"):
-            await auth.consume_nonce(c.nonces, app.app_id, nonce)
+            await auth.consume_nonce(c.nonces, app.app_id, parsed.nonce)
         c.merchants.ensure_usable(app)
         await _rate_limit(request, app)
         request.state.app = app

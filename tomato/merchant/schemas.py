@@ -54,12 +54,22 @@ class AppCreate(_Strict):
 
 
 class AppUpdate(_Strict):
+    """An omitted field keeps its value; `notify_url: null` removes the URL, any other null is refused."""
+
     name: str | None = Field(default=None, min_length=1, max_length=128)
     notify_url: str | None = Field(default=None, max_length=512)
     pay_methods: list[PayMethod] | None = None
     amount_limit: StrictInt | None = Field(default=None, ge=1, le=DEFAULT_AMOUNT_LIMIT)
 
     _url = field_validator("notify_url")(_check_url)
+
+    @field_validator("name", "pay_methods", "amount_limit")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """Runs only when the field is given: an app always has a name, methods and a limit (NOT NULL columns)."""
+        if value is None:
+            raise ValueError("must not be null; omit it to keep the current value")
+        return value
 
 
 class KeyRotate(_Strict):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tomato.pay.schemas import field_errors
+
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})", re.ASCII
+)
 
 
 class DeliveryView(BaseModel):
@@ -42,7 +49,10 @@ class DeliveryDetail(DeliveryView):
 
 
 class ResendRange(BaseModel):
-    """`POST /admin/deliveries/resend`: every FAILED delivery of the merchant created in [from, to)."""
+    """`POST /admin/deliveries/resend`: every FAILED delivery of the merchant created in [from, to).
+
+    `from` and `to` are RFC 3339 strings with a time zone; a number (which pydantic would read as Unix seconds) or
+    a time that has no UTC equivalent in the calendar (`0001-01-01T00:00:00+01:00`) is a 422 naming the field."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -50,12 +60,26 @@ class ResendRange(BaseModel):
     from_: datetime = Field(alias="from")
     to: datetime
 
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        if not isinstance(value, str) or RFC3339.fullmatch(value) is None:
+            raise ValueError("must be an RFC 3339 date-time with a time zone, e.g. 2024-05-01T00:00:00+08:00")
+        return value
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """Stored times are UTC: a time whose UTC equivalent falls outside years 1-9999 cannot be compared."""
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("outside the calendar once converted to UTC") from exc
+
     @model_validator(mode="after")
     def _ordered(self) -> ResendRange:
-        if self.from_.tzinfo is None or self.to.tzinfo is None:
-            raise ValueError("from and to need a time zone (RFC 3339)")
         if self.to <= self.from_:
-            raise ValueError("to must be after from")
+            raise field_errors("ResendRange", [("to", "must be after from")])
         return self
 
 

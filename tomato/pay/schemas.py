@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tomato.core.crypto import sha256_hex
+from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -42,7 +43,7 @@ class PayOrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     out_trade_no: OutNo
-    amount: int = Field(ge=1)
+    amount: int = Field(ge=1, le=MAX_FEN)  # and at most the app's amount_limit (checked by the service)
     currency: Literal["CNY"] = "CNY"
     subject: str = Field(min_length=1, max_length=128)
     body: str | None = Field(default=None, max_length=512)
@@ -129,7 +130,7 @@ class RefundCreate(BaseModel):
     order_no: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
     out_trade_no: OutNo | None = None
     out_refund_no: OutNo
-    amount: int = Field(ge=1)
+    amount: int = Field(ge=1, le=MAX_FEN)  # and at most what is left of the order (checked by the service)
     reason: str | None = Field(default=None, min_length=1, max_length=80)  # WeChat's limit, the tightest
     notify_url: HttpUrl | None = None
 

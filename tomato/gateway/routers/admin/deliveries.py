@@ -6,9 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from tomato.core.errors import InvalidRequest
 from tomato.gateway.deps import container, require_role
-from tomato.gateway.paging import check_limit, decode_cursor, encode_cursor
+from tomato.gateway.paging import check_limit, decode_int_cursor, encode_cursor
 from tomato.notice.schemas import DeliveryDetail, ResendRange, ResendResult
 from tomato.notice.service import NoticeService
 
@@ -19,15 +18,6 @@ router = APIRouter(
 
 def _service(request: Request) -> NoticeService:
     return NoticeService(container(request).db)
-
-
-def _seq(cursor: str | None) -> int | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    if not key.isdigit() or len(key) > 20:
-        raise InvalidRequest.field("cursor", "malformed cursor")
-    return int(key)
 
 
 @router.get("")
@@ -44,7 +34,7 @@ async def list_deliveries(
     n = check_limit(limit)
     given = {"mch_no": mch_no, "app_id": app_id, "event_id": event_id, "status": status}
     filters = {k: v for k, v in given.items() if v is not None}
-    items = await _service(request).list_deliveries(filters, _seq(cursor), n + 1)
+    items = await _service(request).list_deliveries(filters, decode_int_cursor(cursor), n + 1)
     more = len(items) > n
     shown = items[:n]
     return {

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from tomato.channel.schemas import RoutingRuleCreate, RoutingRuleView
 from tomato.core.errors import InvalidRequest
 from tomato.gateway.deps import container, require_role
-from tomato.gateway.paging import check_limit, decode_cursor, page
+from tomato.gateway.paging import check_limit, cursor_int, decode_cursor, page
 
 router = APIRouter(prefix="/admin", tags=["admin: routing"], dependencies=[Depends(require_role("operator"))])
 
 # the cursor's key: the last rule's rank and id, the list's sort key (rank descending, then id)
-_KEY = re.compile(r"(-?\d{1,7}):(RR\d{1,20})")
+_KEY = re.compile(r"(-?[0-9]{1,7}):(RR[0-9]{1,20})", re.ASCII)
 
 
 def _after(cursor: str | None) -> tuple[int, str] | None:
@@ -25,7 +25,7 @@ def _after(cursor: str | None) -> tuple[int, str] | None:
     match = _KEY.fullmatch(key)
     if match is None:
         raise InvalidRequest.field("cursor", "malformed cursor")
-    return int(match[1]), match[2]
+    return cursor_int(match[1], -1_000_000, 1_000_000), match[2]  # a rank the rules can have
 
 
 @router.post("/routing-rules", status_code=201, response_model=RoutingRuleView)

@@ -6,23 +6,12 @@ import json
 
 from fastapi import APIRouter, Request, Response
 
-from tomato.core.errors import InvalidRequest
 from tomato.gateway.deps import container
-from tomato.gateway.paging import check_limit, decode_cursor, encode_cursor
+from tomato.gateway.paging import check_limit, decode_int_cursor, encode_cursor
 from tomato.gateway.signed_route import SignedRoute, current_app
 from tomato.notice.service import NoticeService
 
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: events"])
-
-
-def position_cursor(cursor: str | None) -> int | None:
-    """An opaque cursor holding an event's feed position; anything else → 422 naming `cursor`."""
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    if not key.isdigit() or len(key) > 20:
-        raise InvalidRequest.field("cursor", "malformed cursor")
-    return int(key)
 
 
 @router.get(
@@ -34,7 +23,7 @@ async def list_events(request: Request, limit: int | None = None, cursor: str | 
 
     Events appear once the relay has numbered them (core.positions), normally within a moment of their commit."""
     n = check_limit(limit)
-    after = position_cursor(cursor)
+    after = decode_int_cursor(cursor)  # an event's feed position
     page = await NoticeService(container(request).db).list_events(current_app(request).app_id, after, n)
     next_cursor = encode_cursor(str(page.last_position)) if page.more and page.last_position is not None else None
     # the stored bodies are spliced in as they are, so each item is exactly what the webhook carried
