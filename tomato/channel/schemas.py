@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tomato.core.pay_methods import PayMethod
+from tomato.core.text import SafeText
 
 ChannelName = Literal["alipay", "wechat", "bank"]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -17,16 +18,16 @@ class ChannelAccountCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: ChannelName
-    name: str = Field(min_length=1, max_length=128)
+    name: SafeText = Field(min_length=1, max_length=128)
     config: dict[str, Any]
-    mch_no: str | None = Field(default=None, max_length=32)
+    mch_no: SafeText | None = Field(default=None, max_length=32)
     daily_limit: int | None = Field(default=None, ge=1)
 
 
 class ChannelAccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
+    name: SafeText | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
     daily_limit: int | None = Field(default=None, ge=1)  # null: no limit
 
     @field_validator("name")
@@ -53,7 +54,7 @@ class ChannelAccountView(BaseModel):
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel_account_id: str = Field(min_length=1, max_length=32)
+    channel_account_id: SafeText = Field(min_length=1, max_length=32)
     priority: int = Field(default=1, ge=0, le=1000)
     weight: int = Field(default=100, ge=1, le=1_000_000)
 
@@ -63,7 +64,7 @@ class RoutingRuleCreate(BaseModel):
 
     rank: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     pay_methods: list[PayMethod] = Field(min_length=1)
-    app_id: str | None = Field(default=None, max_length=32)
+    app_id: SafeText | None = Field(default=None, max_length=32)
     min_amount: int | None = Field(default=None, ge=0)
     max_amount: int | None = Field(default=None, ge=0)
     candidates: list[Candidate] = Field(min_length=1, max_length=50)

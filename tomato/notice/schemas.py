@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tomato.core.text import SafeText
+
 
 class DeliveryView(BaseModel):
     id: str
@@ -46,7 +48,7 @@ class ResendRange(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    mch_no: str = Field(min_length=1, max_length=32)
+    mch_no: SafeText = Field(min_length=1, max_length=32)
     from_: datetime = Field(alias="from")
     to: datetime
 
