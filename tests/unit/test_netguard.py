@@ -4,11 +4,13 @@ address checked is the address connected to (through the webhook sender's aiohtt
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from tomato.core.errors import InvalidRequest
 from tomato.core.netguard import (
@@ -17,7 +19,10 @@ from tomato.core.netguard import (
     HostNotFound,
     check_host,
     check_literal,
+    embedded_ipv4,
+    is_disallowed,
     literal_address,
+    normalise_host,
     resolve_and_check,
 )
 from tomato.notice.sender import WebhookSender
@@ -29,6 +34,17 @@ REFUSED = [
     "http://100.64.0.1/", "http://[fe80::1]/", "http://[fc00::1]/", "http://224.0.0.1/", "http://localhost:9000/x",
     "http://api.localhost/", "https://user:pw@10.1.2.3:8443/x", "http://[::]/",
 ]  # fmt: skip
+# Issue 16: hosts that normalise (IDNA/UTS #46, then the address parser) to a refused address, and IPv6 addresses
+# that carry a refused IPv4 address (6to4, Teredo, NAT64, IPv4-compatible), plus hosts that are no host at all.
+NORMALISED_REFUSED = [
+    "http://１２７．０．０．１/hook", "http://①②⑦.⓪.⓪.①/hook", "http://127。0。0。1/hook", "http://127．0｡0。1/",
+    "http://127.0.0.1./hook", "http://0x7f.1./", "http://①⑥⑨.②⑤④.①⑥⑨.②⑤④/latest/meta-data",
+    "http://１０．０．０．１:8080/", "http://ｌｏｃａｌｈｏｓｔ/", "http://localhost./", "http://LOCALHOST/",
+    "http://[2002:a9fe:a9fe::]/", "http://[2002:7f00:1::1]/", "http://[2002:c0a8:101::]/", "http://[2002:0a00:1::]/",
+    "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b::7f00:1]/",
+    "http://[64:ff9b:1::a00:1]/", "http://[::7f00:1]/", "http://[::a9fe:a9fe]/", "http://1.2.3.4.5/",
+    "http://%31%32%37.0.0.1/",
+]  # fmt: skip
 ACCEPTED = ["https://shop.example.com/hooks", "http://8.8.8.8/x", "https://[2606:4700::1111]/x", "http://1.1.1.1:81/"]
 
 
@@ -39,6 +55,65 @@ def test_literal_private_addresses_are_refused_naming_notify_url(url: str) -> No
     assert err.value.status == 422 and err.value.details == [
         {"field": "notify_url", "issue": err.value.details[0]["issue"]}
     ]
+
+
+@pytest.mark.parametrize("url", NORMALISED_REFUSED)
+def test_hosts_normalising_to_refused_addresses_are_refused_at_creation(url: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        check_literal(url, "")
+    assert err.value.status == 422 and [d["field"] for d in err.value.details or []] == ["notify_url"]
+
+
+@pytest.mark.parametrize("url", REFUSED + NORMALISED_REFUSED + ACCEPTED + ["https://münchen.example/x"])
+def test_creation_and_delivery_decide_alike(url: str) -> None:
+    """One rule behind both: the host the sender parses out of a URL is refused at delivery iff creation refused
+    the URL."""
+    try:
+        check_literal(url, "")
+        refused_at_creation = False
+    except InvalidRequest:
+        refused_at_creation = True
+    try:
+        check_host(URL(url).raw_host or "", "")
+        refused_at_delivery = False
+    except AddressNotAllowed:
+        refused_at_delivery = True
+    assert refused_at_creation == refused_at_delivery == (url not in ACCEPTED and "münchen" not in url)
+
+
+def test_hosts_are_normalised_as_the_resolver_sees_them() -> None:
+    assert normalise_host("１２７．０．０．１") == "127.0.0.1"
+    assert normalise_host("①②⑦。⓪。⓪。①") == "127.0.0.1"
+    assert normalise_host("Shop.Example.COM.") == "shop.example.com"
+    assert normalise_host("[2002:A9FE:A9FE::]") == "2002:a9fe:a9fe::"
+    assert normalise_host("münchen.example") == "xn--mnchen-3ya.example"
+    for bad in ("127.0.0.1\x00", "a b", "%31.0.0.1", "evil\u202e.example"):
+        with pytest.raises(ValueError):
+            normalise_host(bad)
+    assert str(literal_address("１２７．１")) == "127.0.0.1" and str(literal_address("127.0.0.1.")) == "127.0.0.1"
+
+
+def test_the_ipv4_address_inside_an_ipv6_address() -> None:
+    def inner(text: str) -> str | None:
+        address = literal_address(text)
+        assert isinstance(address, ipaddress.IPv6Address)
+        found = embedded_ipv4(address)
+        return None if found is None else str(found)
+
+    assert inner("::ffff:10.0.0.1") == "10.0.0.1"  # IPv4-mapped
+    assert inner("::7f00:1") == "127.0.0.1"  # IPv4-compatible
+    assert inner("2002:a9fe:a9fe::1") == "169.254.169.254"  # 6to4
+    assert inner("2001:0:4136:e378:8000:63bf:f5ff:fffe") == "10.0.0.1"  # Teredo: the client, stored inverted
+    assert inner("64:ff9b::c0a8:101") == "192.168.1.1"  # NAT64
+    assert inner("::1") is None and inner("::") is None and inner("2606:4700::1111") is None
+
+
+def test_an_embedded_address_must_be_allowed_itself() -> None:
+    dev = "127.0.0.0/8,::1/128"
+    assert not is_disallowed(ipaddress.ip_address("::1"), dev)  # ::1 is loopback, not IPv4-compatible 0.0.0.1
+    assert not is_disallowed(ipaddress.ip_address("::ffff:127.0.0.1"), dev)
+    assert is_disallowed(ipaddress.ip_address("2002:a9fe:a9fe::"), dev)
+    assert is_disallowed(ipaddress.ip_address("64:ff9b::7f00:1"), "127.0.0.0/8")  # the NAT64 prefix is not allowed
 
 
 @pytest.mark.parametrize("url", ACCEPTED)
@@ -187,10 +262,23 @@ async def test_loopback_literals_and_names_never_connect(dns: dict[str, list[str
     assert connects == []
 
 
+async def test_normalised_and_embedded_addresses_never_connect(dns: dict[str, list[str]], connects: list[str]) -> None:
+    dns["six.test"] = ["2002:a9fe:a9fe::"]  # a name whose AAAA answer is 6to4 of the metadata address
+    sender = WebhookSender("")
+    urls = ("http://１２７．０．０．１:1/x", "http://127.0.0.1.:1/x", "http://[2002:7f00:1::]:1/x",
+            "http://[64:ff9b::a9fe:a9fe]/x", "http://six.test/x")  # fmt: skip
+    outcomes = [await sender.post(url, b"{}", {}) for url in urls]
+    await sender.aclose()
+    assert [o.error_class for o in outcomes] == ["AddressNotAllowed"] * len(urls)
+    assert connects == []
+
+
 def test_check_host_refuses_literals_and_leaves_names_to_the_resolver() -> None:
-    for host in ("127.0.0.1", "2130706433", "0x7f.1", "::ffff:127.0.0.1", "[fe80::1]", "1.2.3.4.5", "1:2:3"):
+    for host in ("127.0.0.1", "2130706433", "0x7f.1", "::ffff:127.0.0.1", "[fe80::1]", "1.2.3.4.5", "1:2:3",
+                 "localhost", "127.0.0.1.", "１２７．０．０．１", "2002:a9fe:a9fe::", "127.0.0.1\x00"):  # fmt: skip
         with pytest.raises(AddressNotAllowed):
             check_host(host, "")
-    for host in ("8.8.8.8", "shop.example.com", "localhost", "2606:4700::1111"):
+    for host in ("8.8.8.8", "shop.example.com", "2606:4700::1111"):
         check_host(host, "")  # names are checked when resolved
     check_host("127.0.0.1", "127.0.0.0/8")
+    check_host("localhost", "127.0.0.0/8")  # then resolved, and every answer checked

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
+from tomato.core.text import SafeText
 
 ChannelName = Literal["alipay", "wechat", "bank"]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -18,16 +19,16 @@ class ChannelAccountCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: ChannelName
-    name: str = Field(min_length=1, max_length=128)
+    name: SafeText = Field(min_length=1, max_length=128)
     config: dict[str, Any]
-    mch_no: str | None = Field(default=None, max_length=32)
+    mch_no: SafeText | None = Field(default=None, max_length=32)
     daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)
 
 
 class ChannelAccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
+    name: SafeText | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
     daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)  # null: no limit
 
     @field_validator("name")
@@ -54,7 +55,7 @@ class ChannelAccountView(BaseModel):
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel_account_id: str = Field(min_length=1, max_length=32)
+    channel_account_id: SafeText = Field(min_length=1, max_length=32)
     priority: int = Field(default=1, ge=0, le=1000)
     weight: int = Field(default=100, ge=1, le=1_000_000)
 
@@ -64,7 +65,7 @@ class RoutingRuleCreate(BaseModel):
 
     rank: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     pay_methods: list[PayMethod] = Field(min_length=1)
-    app_id: str | None = Field(default=None, max_length=32)
+    app_id: SafeText | None = Field(default=None, max_length=32)
     min_amount: int | None = Field(default=None, ge=0, le=MAX_FEN)
     max_amount: int | None = Field(default=None, ge=0, le=MAX_FEN)
     candidates: list[Candidate] = Field(min_length=1, max_length=50)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from tomato.core.crypto import load_public_key
 from tomato.core.pay_methods import ALL_PAY_METHODS, PayMethod
+from tomato.core.text import SafeText
 
 SignType = Literal["HMAC-SHA256", "RSA-SHA256"]
 DEFAULT_AMOUNT_LIMIT = 100_000_000
@@ -38,14 +39,14 @@ def _check_public_key(value: str | None) -> str | None:
 
 
 class MerchantCreate(_Strict):
-    name: str = Field(min_length=1, max_length=128)
+    name: SafeText = Field(min_length=1, max_length=128)
 
 
 class AppCreate(_Strict):
-    name: str = Field(default="default", min_length=1, max_length=128)
+    name: SafeText = Field(default="default", min_length=1, max_length=128)
     sign_type: SignType = "HMAC-SHA256"
     public_key_pem: str | None = Field(default=None, max_length=8192)
-    notify_url: str | None = Field(default=None, max_length=512)
+    notify_url: SafeText | None = Field(default=None, max_length=512)
     pay_methods: list[PayMethod] = Field(default_factory=lambda: [PayMethod(m) for m in ALL_PAY_METHODS])
     amount_limit: StrictInt = Field(default=DEFAULT_AMOUNT_LIMIT, ge=1, le=DEFAULT_AMOUNT_LIMIT)
 
@@ -56,8 +57,8 @@ class AppCreate(_Strict):
 class AppUpdate(_Strict):
     """An omitted field keeps its value; `notify_url: null` removes the URL, any other null is refused."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=128)
-    notify_url: str | None = Field(default=None, max_length=512)
+    name: SafeText | None = Field(default=None, min_length=1, max_length=128)
+    notify_url: SafeText | None = Field(default=None, max_length=512)
     pay_methods: list[PayMethod] | None = None
     amount_limit: StrictInt | None = Field(default=None, ge=1, le=DEFAULT_AMOUNT_LIMIT)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tomato.core.text import SafeText
 from tomato.pay.schemas import field_errors
 
 RFC3339 = re.compile(
@@ -56,7 +57,7 @@ class ResendRange(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    mch_no: str = Field(min_length=1, max_length=32)
+    mch_no: SafeText = Field(min_length=1, max_length=32)
     from_: datetime = Field(alias="from")
     to: datetime
 

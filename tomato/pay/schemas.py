@@ -6,15 +6,27 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tomato.core.crypto import sha256_hex
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
+from tomato.core.text import SafeText, refuse_control_characters
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-HttpUrl = Annotated[str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$")]
+HttpUrl = Annotated[
+    str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"), AfterValidator(refuse_control_characters)
+]
 
 
 def field_errors(model: str, problems: list[tuple[str, str]]) -> ValidationError:
@@ -36,7 +48,7 @@ def field_errors(model: str, problems: list[tuple[str, str]]) -> ValidationError
 class Payer(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    openid: str = Field(min_length=1, max_length=128)
+    openid: SafeText = Field(min_length=1, max_length=128)
 
 
 class PayOrderCreate(BaseModel):
@@ -45,15 +57,15 @@ class PayOrderCreate(BaseModel):
     out_trade_no: OutNo
     amount: int = Field(ge=1, le=MAX_FEN)  # and at most the app's amount_limit (checked by the service)
     currency: Literal["CNY"] = "CNY"
-    subject: str = Field(min_length=1, max_length=128)
-    body: str | None = Field(default=None, max_length=512)
+    subject: SafeText = Field(min_length=1, max_length=128)
+    body: SafeText | None = Field(default=None, max_length=512)
     pay_method: PayMethod
     notify_url: HttpUrl | None = None
     return_url: HttpUrl | None = None
     expire_minutes: int = Field(default=30, ge=1, le=1440)
     client_ip: str | None = Field(default=None, max_length=45)
     payer: Payer | None = None
-    metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(default_factory=dict)
+    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(default_factory=dict)
 
     @field_validator("pay_method", mode="before")
     @classmethod
@@ -131,7 +143,7 @@ class RefundCreate(BaseModel):
     out_trade_no: OutNo | None = None
     out_refund_no: OutNo
     amount: int = Field(ge=1, le=MAX_FEN)  # and at most what is left of the order (checked by the service)
-    reason: str | None = Field(default=None, min_length=1, max_length=80)  # WeChat's limit, the tightest
+    reason: SafeText | None = Field(default=None, min_length=1, max_length=80)  # WeChat's limit, the tightest
     notify_url: HttpUrl | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,34 @@
+"""`SafeText`: the string type of every identifier, name and URL a client or operator sends.
+
+It refuses NUL and the other control characters (Unicode category Cc: U+0000–U+001F, U+007F–U+009F; newlines and
+tabs included) and the bidi embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069). PostgreSQL
+cannot store NUL in text, so such a field would otherwise fail only at the database; control characters forge log
+lines and break the channels' signed forms; bidi overrides make an order subject, a merchant name or a URL display
+as something other than what it is. The refusal is a `422 INVALID_REQUEST` naming the field, like any other field
+rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def refuse_control_characters(value: str) -> str:
+    """Returns `value` unchanged, or raises the field error for its first forbidden character."""
+    found = _FORBIDDEN.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "must not contain control or bidi override characters (found U+{code} at position {position})",
+            {"code": f"{ord(found.group()):04X}", "position": found.start()},
+        )
+    return value
+
+
+SafeText = Annotated[str, AfterValidator(refuse_control_characters)]
