@@ -9,6 +9,7 @@ own form.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from tomato.bootstrap import Container
 from tomato.gateway.app import create_app
 from tomato.runtime.servers import EmbeddedServer
 
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 NOT_JSON = {"code": "INVALID_REQUEST", "message": "the body was not JSON"}
 
 
@@ -132,6 +134,38 @@ async def test_admin_405_carries_allow(stack) -> None:
     r = await client.put("/admin/merchants", headers=admin())
     assert r.status_code == 405 and error(r)["code"] == "METHOD_NOT_ALLOWED"
     assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "POST"}
+
+
+# --- admin views render RFC 3339 UTC times ---------------------------------------------------------------------------
+
+
+async def test_admin_views_render_created_at_in_utc(pay) -> None:
+    http = pay.http
+    times: list[str] = []
+    created = await http.post("/admin/merchants", json={"name": "Tea Ltd"}, headers=admin())
+    assert created.status_code == 201, created.text
+    times.append(created.json()["created_at"])
+    mch_no = created.json()["mch_no"]
+    app = await http.post(f"/admin/merchants/{mch_no}/apps", json={"name": "shop"}, headers=admin())
+    assert app.status_code == 201, app.text
+    times += [app.json()["app"]["created_at"], app.json()["app"]["keys"][0]["created_at"]]
+    merchants = (await http.get("/admin/merchants", headers=admin())).json()["data"]
+    for m in merchants:
+        times.append(m["created_at"])
+        for a in m["apps"]:
+            times += [a["created_at"], *(k["created_at"] for k in a["keys"])]
+    got = (await http.get(f"/admin/apps/{pay.client.app_id}", headers=admin())).json()
+    times += [got["created_at"], *(k["created_at"] for k in got["keys"])]
+    accounts = (await http.get("/admin/channel-accounts", headers=admin())).json()["data"]
+    assert accounts
+    times += [a["created_at"] for a in accounts]
+    account = await http.get(f"/admin/channel-accounts/{accounts[0]['id']}", headers=admin())
+    times.append(account.json()["created_at"])
+    rules = (await http.get("/admin/routing-rules", headers=admin())).json()["data"]
+    assert rules
+    times += [r["created_at"] for r in rules]
+    assert len(times) >= 8
+    assert [t for t in times if not RFC3339_UTC.match(t)] == []
 
 
 # --- one 400 shape for a body that is not JSON ----------------------------------------------------------------------
