@@ -190,3 +190,23 @@ async def test_unparseable_admin_body_has_the_one_400_shape(stack, raw: bytes) -
     assert r.status_code == 400
     body = error(r)
     assert {k: body[k] for k in NOT_JSON} == NOT_JSON and set(body) == {"code", "message", "request_id"}
+
+
+# --- callbacks for an unknown account are refused in the channel's form -----------------------------------------------
+
+
+async def test_callback_for_unknown_account_is_refused_in_each_channels_form(pay) -> None:
+    wechat = await pay.http.post("/callbacks/wechat/CA-none", content=b"{}")
+    assert 400 <= wechat.status_code < 500
+    assert wechat.json()["code"] == "FAIL" and wechat.json()["message"]
+    bank = await pay.http.post("/callbacks/bank/CA-none", content=b"a=b")
+    assert bank.status_code == 400
+    alipay = await pay.http.post("/callbacks/alipay/CA-none", content=b"a=b")
+    assert alipay.status_code == 200 and alipay.text == "fail"  # Alipay retries anything but `success`
+
+
+async def test_callback_naming_another_channels_account_is_refused_in_the_paths_form(pay) -> None:
+    r = await pay.http.post(f"/callbacks/wechat/{pay.accounts['alipay']}", content=b"{}")
+    assert 400 <= r.status_code < 500 and r.json()["code"] == "FAIL"
+    r = await pay.http.post(f"/callbacks/alipay/{pay.accounts['bank']}", content=b"a=b")
+    assert (r.status_code, r.text) == (200, "fail")
