@@ -14,7 +14,7 @@ from tomato.channel.adapters.bank import BankAdapter
 from tomato.channel.adapters.bank import parse_config as parse_bank
 from tomato.channel.adapters.wechat import WechatAdapter
 from tomato.channel.adapters.wechat import parse_config as parse_wechat
-from tomato.channel.protocol import ChannelAdapter
+from tomato.channel.protocol import AckResponse, ChannelAdapter
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class ChannelFamily:
     pay_methods: frozenset[str]
     validate: Callable[[Mapping[str, Any]], object]  # raises ValueError naming the field
     build: Callable[[Mapping[str, Any], httpx.AsyncClient], ChannelAdapter]
+    ack: Callable[[bool, str], AckResponse]  # the adapter's callback answer, which needs no account
 
 
 def _alipay(config: Mapping[str, Any], http: httpx.AsyncClient) -> ChannelAdapter:
@@ -38,7 +39,13 @@ def _wechat(config: Mapping[str, Any], http: httpx.AsyncClient) -> ChannelAdapte
 
 
 FAMILIES: dict[str, ChannelFamily] = {
-    "alipay": ChannelFamily("alipay", AlipayAdapter.pay_methods, lambda c: parse_alipay(dict(c)), _alipay),
-    "wechat": ChannelFamily("wechat", WechatAdapter.pay_methods, lambda c: parse_wechat(dict(c)), _wechat),
-    "bank": ChannelFamily("bank", BankAdapter.pay_methods, lambda c: parse_bank(dict(c)), _bank),
+    "alipay": ChannelFamily(
+        "alipay", AlipayAdapter.pay_methods, lambda c: parse_alipay(dict(c)), _alipay, AlipayAdapter.callback_ack
+    ),
+    "wechat": ChannelFamily(
+        "wechat", WechatAdapter.pay_methods, lambda c: parse_wechat(dict(c)), _wechat, WechatAdapter.callback_ack
+    ),
+    "bank": ChannelFamily(
+        "bank", BankAdapter.pay_methods, lambda c: parse_bank(dict(c)), _bank, BankAdapter.callback_ack
+    ),
 }

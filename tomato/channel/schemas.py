@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tomato.core.clock import UtcDateTime
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
 from tomato.core.text import SafeText
@@ -49,7 +49,7 @@ class ChannelAccountView(BaseModel):
     status: str
     mch_no: str | None = None
     daily_limit: int | None = None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class Candidate(BaseModel):
@@ -83,7 +83,7 @@ class RoutingRuleCreate(BaseModel):
 
 class RoutingRuleView(RoutingRuleCreate):
     id: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class AccountHealth(BaseModel):
@@ -94,7 +94,7 @@ class AccountHealth(BaseModel):
     status: str
     breaker: str
     fail_counter: int
-    opened_at: datetime | None
+    opened_at: UtcDateTime | None
     calls: int
     success_rate: float | None
     p50_ms: float | None

@@ -24,7 +24,7 @@ from tomato.channel.guarded import GuardedAdapter
 from tomato.channel.health import HealthWindow
 from tomato.channel.http import guarded_client
 from tomato.channel.models import ChannelAccount, RoutingRule
-from tomato.channel.protocol import ChannelAdapter
+from tomato.channel.protocol import AckResponse, ChannelAdapter
 from tomato.channel.registry import FAMILIES
 from tomato.channel.routing import candidates_of, order_candidates, pick_rule
 from tomato.channel.schemas import (
@@ -175,6 +175,13 @@ class ChannelService:
             await cached[2].aclose()
         self._adapters[account_id] = (stamp, adapter, http)
         return adapter
+
+    @staticmethod
+    def callback_refusal(channel: str, message: str) -> AckResponse | None:
+        """A refusal in `channel`'s own callback form, for a notify no account of ours can take (None: no such
+        channel). A channel retries what it does not recognise as refused, so a bare 404 would not do."""
+        family = FAMILIES.get(channel)
+        return family.ack(False, message) if family is not None else None
 
     async def _routing_data(self) -> _Snapshot:
         """Rules and accounts, read at most every SNAPSHOT_TTL_S (admin changes here invalidate at once; other

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import PlainSerializer
 
 
 class Clock(Protocol):
@@ -49,3 +51,8 @@ def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+UtcDateTime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+"""A read-model time that renders like every API time, RFC 3339 UTC (`2026-11-24T10:30:00Z`), whatever tzinfo the
+database handed back (SQLite: none)."""

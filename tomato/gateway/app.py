@@ -21,6 +21,7 @@ from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
+from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def create_app(
         _attach(app, container, metrics)
     app.state.metrics = metrics
     errors.install(app)
+    install_unmatched(app)
     app.include_router(health.router)
     app.include_router(pay_orders.router)
     app.include_router(refunds.router)

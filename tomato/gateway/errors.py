@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from tomato.core.errors import RateLimited, ServiceUnavailable, TomatoError
+from tomato.core.errors import MalformedJson, RateLimited, ServiceUnavailable, TomatoError
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +46,43 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. A path may be split over several routes, and included
+    routers nest, so each method is tried against the whole routing table through its public `matches`."""
+    routes = request.scope["app"].router.routes
+    return [m for m in _METHODS if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
+
+
+def _unparseable(exc: Exception) -> bool:
+    """A body that could not be read as JSON: broken syntax (FastAPI's `json_invalid`) or bytes that do not even
+    decode (FastAPI's bare 400) — one answer for both."""
+    if isinstance(exc, RequestValidationError):
+        return any(e.get("type") == "json_invalid" for e in exc.errors())
+    return isinstance(exc, StarletteHTTPException) and exc.status_code == 400
+
+
 def error_response(request: Request, exc: Exception) -> Response:
     """The one place that turns an exception into status + error body (signed later by the v1 layer)."""
     rid = request_id(request)
     headers: dict[str, str] = {}
+    if _unparseable(exc):
+        exc = MalformedJson("the body was not JSON")
     if isinstance(exc, TomatoError):
         status, body = exc.status, error_body(exc.code, exc.message, rid, exc.details)
         if isinstance(exc, RateLimited | ServiceUnavailable):
             headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, RequestValidationError):
         details = validation_details(exc)
-        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-        status = 400 if malformed else 422
-        message = "malformed JSON body" if malformed else "; ".join(f"{d['field']}: {d['issue']}" for d in details)
+        status, message = 422, "; ".join(f"{d['field']}: {d['issue']}" for d in details)
         body = error_body("INVALID_REQUEST", message, rid, details)
     elif isinstance(exc, StarletteHTTPException):
         status = exc.status_code
         body = error_body(_HTTP_CODES.get(status, "HTTP_ERROR"), str(exc.detail), rid)
+        if status == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
     else:
         log.error("unhandled error on %s %s [%s]", request.method, request.url.path, rid, exc_info=exc)
         status, body = 500, error_body("INTERNAL_ERROR", "internal error", rid)

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): request id and metrics."""
+"""Pure-ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): request id, metrics, last-resort 500."""
 
 from __future__ import annotations
 
@@ -6,15 +6,23 @@ import re
 import time
 import uuid
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tomato.gateway.errors import error_response
 from tomato.gateway.metrics import Metrics
 
 _RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
-    """Echoes a well-formed `X-Request-Id` (or makes one), and records count and latency per route template."""
+    """Echoes a well-formed `X-Request-Id` (or makes one), records count and latency per route template, and
+    answers an unexpected exception with `500 INTERNAL_ERROR` itself.
+
+    Starlette's own last resort sends the 500 and then re-raises, and uvicorn drops a connection whose app raised
+    after responding — without `Connection: close`, so the client's next request on it fails too. Here the
+    exception ends with the response and the connection stays usable.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -29,16 +37,22 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started_response:
+                raise  # half an answer is out: only closing the connection can tell the client
+            response = error_response(Request(scope), exc)  # logs the exception with the request id
+            await response(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

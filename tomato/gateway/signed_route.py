@@ -2,8 +2,9 @@
 
 Order of checks: body ≤ 64 KiB (413 before parsing or verifying, signed only when the app is known) → app known
 (else unsigned 401) → header syntax → timestamp window → signature → nonce → merchant/app status → rate limit →
-idempotency. The nonce store and the rate limiter fail closed: when their backend cannot be reached the request is
-refused with 503 SERVICE_UNAVAILABLE before anything is written.
+idempotency. A `/v1` request that matches no route (404, or 405 for a wrong method) passes the same checks before
+it gets its answer, so every answer to a known app is signed. The nonce store and the rate limiter fail closed: when
+their backend cannot be reached the request is refused with 503 SERVICE_UNAVAILABLE before anything is written.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tomato.core.crypto import random_token
 from tomato.core.errors import AuthError, PayloadTooLarge, RateLimited, ServiceUnavailable, TomatoError
@@ -64,24 +66,29 @@ class SignedRoute(APIRoute):
         inner = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            app: AppAuth | None = None
-            key_index = 0
-            try:
-                try:
-                    body = await read_body_capped(request)
-                except PayloadTooLarge:
-                    app = await self._known_app(request)
-                    raise
-                app = await self._identify(request)
-                key_index = await self._authenticate(request, app, body)
-                response = await self._run(request, app, body, inner)
-            except Exception as exc:
-                response = error_response(request, exc)
-            if app is not None:
-                await self._sign(request, app, key_index, response)
-            return response
+            return await self.answer(request, inner)
 
         return handler
+
+    @classmethod
+    async def answer(cls, request: Request, inner: Callable[[Request], Coroutine[Any, Any, Response]]) -> Response:
+        """Authenticates the request, runs `inner`, and signs whatever comes out for a known app."""
+        app: AppAuth | None = None
+        key_index = 0
+        try:
+            try:
+                body = await read_body_capped(request)
+            except PayloadTooLarge:
+                app = await cls._known_app(request)
+                raise
+            app = await cls._identify(request)
+            key_index = await cls._authenticate(request, app, body)
+            response = await cls._run(request, app, body, inner)
+        except Exception as exc:
+            response = error_response(request, exc)
+        if app is not None:
+            await cls._sign(request, app, key_index, response)
+        return response
 
     @staticmethod
     async def _identify(request: Request) -> AppAuth:
@@ -151,6 +158,25 @@ class SignedRoute(APIRoute):
         response.headers["Tomato-Timestamp"] = ts
         response.headers["Tomato-Nonce"] = nonce
         response.headers["Tomato-Signature"] = sign_outbound(app, platform, ts, nonce, bytes(response.body), key_index)
+
+
+def install_unmatched(app: FastAPI) -> None:
+    """Replaces the HTTP-error handler of `errors.install` (call it after): a `/v1` request no route took (404, or
+    405 with `Allow`) goes through the same checks as any other, so a known app's answer is signed like every `/v1`
+    answer and only an unidentified app's stays unsigned."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        merchant_api = path == "/v1" or path.startswith("/v1/")
+        if not (merchant_api and isinstance(exc, StarletteHTTPException) and exc.status_code in (404, 405)):
+            return error_response(request, exc)
+
+        async def refuse(_: Request) -> Response:
+            raise exc
+
+        return await SignedRoute.answer(request, refuse)
+
+    app.add_exception_handler(StarletteHTTPException, handle)
 
 
 async def _rate_limit(request: Request, app: AppAuth) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from tomato.core.clock import UtcDateTime
 from tomato.core.crypto import load_public_key
 from tomato.core.pay_methods import ALL_PAY_METHODS, PayMethod
 from tomato.core.text import SafeText
@@ -82,7 +82,7 @@ class KeyRotate(_Strict):
 class KeyView(BaseModel):
     key_id: str
     status: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class AppView(BaseModel):
@@ -95,14 +95,14 @@ class AppView(BaseModel):
     pay_methods: list[str]
     amount_limit: int
     keys: list[KeyView]
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class MerchantView(BaseModel):
     mch_no: str
     name: str
     status: str
-    created_at: datetime
+    created_at: UtcDateTime
     apps: list[AppView] = Field(default_factory=list)
 
 

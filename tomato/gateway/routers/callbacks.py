@@ -10,6 +10,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 
 from tomato.channel.protocol import AckResponse, CallbackRejected
+from tomato.channel.service import ChannelService
 from tomato.core.errors import NotFound, PayloadTooLarge
 from tomato.gateway.deps import container
 from tomato.gateway.signed_route import read_body_capped
@@ -23,15 +24,24 @@ def _send(ack: AckResponse) -> Response:
     return Response(ack.body, status_code=ack.status_code, media_type=ack.content_type)
 
 
+def _refuse(channel: str, channel_account_id: str, reason: str) -> Response:
+    """Refused in the path's channel's form; a path naming no channel we speak gets a plain 404."""
+    log.warning("refused %r callback for %r: %s", channel, channel_account_id, reason)  # repr: the path is theirs
+    ack = ChannelService.callback_refusal(channel, reason)
+    if ack is None:
+        return Response(b"unknown channel", status_code=404, media_type="text/plain")
+    return _send(ack)
+
+
 @router.post("/{channel}/{channel_account_id}")
 async def channel_callback(channel: str, channel_account_id: str, request: Request) -> Response:
     c = container(request)
     try:
         adapter = await c.channels.adapter(channel_account_id)
     except NotFound:
-        return Response(b"unknown channel account", status_code=404, media_type="text/plain")
+        return _refuse(channel, channel_account_id, "unknown channel account")
     if adapter.channel != channel:
-        return Response(b"channel does not match the account", status_code=404, media_type="text/plain")
+        return _refuse(channel, channel_account_id, "channel does not match the account")
     try:
         body = await read_body_capped(request)
         notify = adapter.parse_callback(dict(request.headers), body)

@@ -270,7 +270,8 @@ class AlipayAdapter:
             raw=fields,
         )
 
-    def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
+    @staticmethod
+    def callback_ack(ok: bool, message: str = "") -> AckResponse:
         return AckResponse(200, b"success" if ok else b"fail", "text/plain")
 
     # --- transport --------------------------------------------------------------------------------------

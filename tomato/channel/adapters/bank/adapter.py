@@ -255,7 +255,8 @@ class BankAdapter:
             )
         raise CallbackRejected(f"bank notify: unexpected txnType {fields.get('txnType')!r}")
 
-    def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
+    @staticmethod
+    def callback_ack(ok: bool, message: str = "") -> AckResponse:
         """The bank only looks at the status: 200 acknowledges, anything else makes it retry."""
         return AckResponse(200, b"ok") if ok else AckResponse(400, b"fail")
 

@@ -285,7 +285,8 @@ class WechatAdapter:
             raw=raw,  # the refund's time
         )
 
-    def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
+    @staticmethod
+    def callback_ack(ok: bool, message: str = "") -> AckResponse:
         if ok:
             return AckResponse(204)
         return AckResponse(400, codec.dumps({"code": "FAIL", "message": message or "rejected"}), "application/json")

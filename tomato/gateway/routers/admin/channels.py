@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from tomato.channel.schemas import (
     AccountHealth,
@@ -12,10 +12,10 @@ from tomato.channel.schemas import (
     ChannelAccountUpdate,
     ChannelAccountView,
 )
-from tomato.gateway.deps import container, require_role
+from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, decode_cursor, page
 
-router = APIRouter(prefix="/admin", tags=["admin: channels"], dependencies=[Depends(require_role("operator"))])
+router = APIRouter(prefix="/admin", tags=["admin: channels"], route_class=admin_route("operator"))
 
 
 @router.post("/channel-accounts", status_code=201, response_model=ChannelAccountView)

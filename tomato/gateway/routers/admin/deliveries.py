@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from tomato.gateway.deps import container, require_role
+from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, decode_int_cursor, encode_cursor
 from tomato.notice.schemas import DeliveryDetail, ResendRange, ResendResult
 from tomato.notice.service import NoticeService
 
-router = APIRouter(
-    prefix="/admin/deliveries", tags=["admin: deliveries"], dependencies=[Depends(require_role("operator"))]
-)
+router = APIRouter(prefix="/admin/deliveries", tags=["admin: deliveries"], route_class=admin_route("operator"))
 
 
 def _service(request: Request) -> NoticeService:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from tomato.gateway.deps import container, require_role
+from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, decode_cursor, page
 from tomato.merchant.schemas import AppCreate, AppCreated, AppUpdate, AppView, KeyRotate, MerchantCreate, MerchantView
 
-router = APIRouter(prefix="/admin", tags=["admin: merchants"], dependencies=[Depends(require_role("operator"))])
+router = APIRouter(prefix="/admin", tags=["admin: merchants"], route_class=admin_route("operator"))
 
 
 @router.post("/merchants", status_code=201, response_model=MerchantView)

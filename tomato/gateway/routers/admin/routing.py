@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from tomato.channel.schemas import RoutingRuleCreate, RoutingRuleView
 from tomato.core.errors import InvalidRequest
-from tomato.gateway.deps import container, require_role
+from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, cursor_int, decode_cursor, page
 
-router = APIRouter(prefix="/admin", tags=["admin: routing"], dependencies=[Depends(require_role("operator"))])
+router = APIRouter(prefix="/admin", tags=["admin: routing"], route_class=admin_route("operator"))
 
 # the cursor's key: the last rule's rank and id, the list's sort key (rank descending, then id)
 _KEY = re.compile(r"(-?[0-9]{1,7}):(RR[0-9]{1,20})", re.ASCII)
