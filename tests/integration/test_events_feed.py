@@ -8,31 +8,9 @@ commit out of id order; a cursor over ids would then page past the late one for 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.fixtures.notice_harness import Harness, notice_harness
+from tests.fixtures.notice_harness import Harness
 from tomato.core.outbox import add_event
-
-
-@pytest.fixture(params=["embedded", "services"])
-def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "embedded":
-        return {"db_url": request.getfixturevalue("sqlite_url")}
-    return {
-        "db_url": request.getfixturevalue("pg_url"),
-        "amqp_url": request.getfixturevalue("amqp_url"),
-        "amqp_prefix": request.getfixturevalue("amqp_prefix"),
-    }
-
-
-@pytest.fixture
-async def hooks(backend: dict[str, Any], tmp_path: Path) -> AsyncIterator[Harness]:
-    async with notice_harness(tmp_path=tmp_path, **backend) as h:
-        yield h
 
 
 async def feed(h: Harness, cursor: str | None = None, limit: int = 100) -> tuple[list[str], str | None]:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import pytest
 from sqlalchemy import update
 
 from tests.fixtures.notice_harness import Harness, notice_config, notice_harness
@@ -31,23 +29,6 @@ SCHEDULE = parse_schedule(DEFAULT_SCHEDULE)
 BAD_PAGING = [("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("cursor=%%%", "cursor"),
               ("cursor=YzE6OTk5", "cursor"), ("cursor=YzE6eA", "cursor")]  # fmt: skip
 
-
-@pytest.fixture(params=["embedded", "services"])
-def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """embedded: SQLite + in-process bus; services: PostgreSQL + RabbitMQ (skipped when unreachable)."""
-    if request.param == "embedded":
-        return {"db_url": request.getfixturevalue("sqlite_url")}
-    return {
-        "db_url": request.getfixturevalue("pg_url"),
-        "amqp_url": request.getfixturevalue("amqp_url"),
-        "amqp_prefix": request.getfixturevalue("amqp_prefix"),
-    }
-
-
-@pytest.fixture
-async def hooks(backend: dict[str, Any], tmp_path: Path) -> AsyncIterator[Harness]:
-    async with notice_harness(tmp_path=tmp_path, **backend) as h:
-        yield h
 
 
 # --- delivery, signature, schedule -------------------------------------------------------------------------------
