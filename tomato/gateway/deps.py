@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -29,16 +29,6 @@ async def check_role(request: Request, roles: tuple[str, ...]) -> str:
     if role not in roles:
         raise Forbidden(f"this needs the {' or '.join(roles)} role")
     return role
-
-
-def require_role(*roles: str) -> Callable[[Request], Awaitable[str]]:
-    """The role check as a dependency. FastAPI parses the body before it runs dependencies, so a malformed body
-    would answer 400 before a missing token answers 401: admin routers use `admin_route` instead."""
-
-    async def check(request: Request) -> str:
-        return await check_role(request, roles)
-
-    return check
 
 
 def admin_route(*roles: str) -> type[APIRoute]:
