@@ -6,7 +6,8 @@ Create Date: 2026-12-06 07:10:00.000000
 
 Written by hand. Journals are unique per (source_type, source_id, leg) — the ledger's idempotency key — and, with
 their lines, never updated. `ledger_balances` holds Σ of an account's lines per bucket (hot platform accounts have
-16 buckets, merchant accounts one).
+16 buckets, merchant accounts one). `outbox_events.facts` carries what the ledger books from an event beyond the
+merchant-facing body.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("facts", sa.Text(), nullable=True))
     op.create_table(
         "ledger_journals",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -80,3 +83,5 @@ def downgrade() -> None:
     op.drop_index("ix_ledger_journals_order_no", table_name="ledger_journals")
     op.drop_index("ix_ledger_journals_mch_seq", table_name="ledger_journals")
     op.drop_table("ledger_journals")
+    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
+        batch_op.drop_column("facts")
