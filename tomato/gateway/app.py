@@ -20,6 +20,7 @@ from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import routing as admin_routing
+from tomato.gateway.routers.admin import settlements as admin_settlements
 from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
@@ -74,6 +75,8 @@ def create_app(
     app.include_router(admin_channels.router)
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
+    app.include_router(admin_settlements.finance)
+    app.include_router(admin_settlements.calendar)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

@@ -42,6 +42,7 @@ from tomato.merchant.errors import (
 )
 from tomato.merchant.models import AdminToken, App, AppKey, Merchant, PlatformKey
 from tomato.merchant.schemas import (
+    DEFAULT_SETTLE_CYCLE,
     AppAuth,
     AppCreate,
     AppCreated,
@@ -51,6 +52,7 @@ from tomato.merchant.schemas import (
     KeyView,
     MerchantCreate,
     MerchantView,
+    SettleCycleUpdate,
 )
 
 ROLES = ("operator", "finance")
@@ -79,7 +81,12 @@ class MerchantService:
     async def create_merchant(self, cmd: MerchantCreate) -> MerchantView:
         now = utcnow()
         merchant = Merchant(
-            mch_no=f"M{self._ids.next_int()}", name=cmd.name, status="ACTIVE", created_at=now, updated_at=now
+            mch_no=f"M{self._ids.next_int()}",
+            name=cmd.name,
+            status="ACTIVE",
+            settle_cycle=DEFAULT_SETTLE_CYCLE,
+            created_at=now,
+            updated_at=now,
         )
         async with self._db.uow() as uow:
             uow.session.add(merchant)
@@ -106,6 +113,21 @@ class MerchantService:
             await uow.commit()
         self._auth_cache.clear()
         return await self.get_merchant(mch_no)
+
+    async def set_settle_cycle(self, mch_no: str, cmd: SettleCycleUpdate) -> MerchantView:
+        """The cycle applies from the next settlement run on, to every line not yet settled."""
+        async with self._db.uow() as uow:
+            if not await repo.set_settle_cycle(uow.session, mch_no, cmd.cycle, utcnow()):
+                raise MerchantNotFound(f"merchant {mch_no} not found")
+            await uow.commit()
+        return await self.get_merchant(mch_no)
+
+    async def settle_cycles(self, mch_nos: Sequence[str]) -> dict[str, str]:
+        """Each merchant's settlement cycle (unknown merchants are left out)."""
+        if not mch_nos:
+            return {}
+        async with self._db.uow() as uow:
+            return await repo.settle_cycles(uow.session, mch_nos)
 
     # --- apps ---------------------------------------------------------------------------------------
 
@@ -343,4 +365,11 @@ def _app_view(app: App, merchant_status: str, keys: Sequence[AppKey]) -> AppView
 
 
 def _merchant_view(m: Merchant, apps: list[AppView]) -> MerchantView:
-    return MerchantView(mch_no=m.mch_no, name=m.name, status=m.status, created_at=m.created_at, apps=apps)
+    return MerchantView(
+        mch_no=m.mch_no,
+        name=m.name,
+        status=m.status,
+        settle_cycle=m.settle_cycle or DEFAULT_SETTLE_CYCLE,
+        created_at=m.created_at,
+        apps=apps,
+    )
