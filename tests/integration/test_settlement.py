@@ -4,9 +4,10 @@ daily job catching up the dates it missed, with business dates in the business z
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, update
 
 from tests.fixtures.ledger import payment_entry, refund_entry
 from tomato.account import accounts as acct
@@ -15,7 +16,9 @@ from tomato.account.models import Balance, Journal, SettlementBatch, SettlementI
 from tomato.account.models import Line as LineRow
 from tomato.account.settlement import SettlementService
 from tomato.bootstrap import Container
-from tomato.core.clock import FrozenClock, SystemClock
+from tomato.core.clock import FrozenClock, SystemClock, utcnow
+from tomato.core.db import fenced
+from tomato.core.leases import HeldLease, JobLease, LeaseLost, try_acquire
 from tomato.merchant.schemas import MerchantCreate, SettleCycleUpdate
 
 CLOCK = SystemClock()
@@ -189,3 +192,27 @@ async def test_business_dates_follow_the_business_zone_not_utc(stack) -> None:  
     assert SettlementService(c.db, c.ids, fri_last, c.merchants, business_tz="Asia/Shanghai").today() == FRI
     assert SettlementService(c.db, c.ids, sat_first, c.merchants, business_tz="Asia/Shanghai").today() == SAT
     assert SettlementService(c.db, c.ids, sat_first, c.merchants, business_tz="UTC").today() == FRI
+
+
+async def test_a_run_whose_lease_went_to_another_runner_writes_nothing(stack) -> None:  # type: ignore[no-untyped-def]
+    """ledger-reliability L9: the stale runner's settlement is refused by fencing at its commit."""
+    c, _ = stack
+    m = await merchant(c)
+    await pay(c, m, 10_000, FRI)
+    ttl = timedelta(seconds=30)
+    fencing = await try_acquire(c.db, "job:account.settlement", "stale-runner", ttl)
+    assert fencing == 1
+    async with c.db.uow() as uow:  # the lease expires and another scheduler takes it over
+        await uow.session.execute(
+            update(JobLease).where(JobLease.name == "job:account.settlement").values(expires_at=utcnow())
+        )
+        await uow.commit()
+    assert await try_acquire(c.db, "job:account.settlement", "new-runner", ttl) == 2
+    stale = HeldLease(c.db, "job:account.settlement", "stale-runner", fencing, ttl)
+    with fenced(stale), pytest.raises(LeaseLost):
+        await c.settlement.run(MON)
+    assert await merchant_balances(c, m) == (9_940, 0)
+    assert await settlement_journals(c, m) == []
+    async with c.db.uow() as uow:
+        assert (await uow.session.execute(select(func.count()).select_from(SettlementBatch))).scalar_one() == 0
+    assert (await c.settlement.run(MON)).settled_amount == 9_940  # the runner that holds the lease settles it

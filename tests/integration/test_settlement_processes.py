@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -119,3 +119,41 @@ async def test_the_daily_job_started_in_three_processes_runs_once_and_books_one_
         [day] = (await uow.session.scalars(select(SettlementBatch.date).distinct())).all()
     assert day >= today  # a run that crossed midnight settles under the new date
     await check_books(pg, expected, day)
+
+
+async def test_a_run_killed_mid_way_is_completed_by_the_next_without_doubling_anything(
+    pg: Container, pg_url: str, tmp_path: Path
+) -> None:
+    """L9 "killed mid-run": the child settles merchants in account order; the third one's balance rows are held
+    locked here, so it is stopped there with two merchants settled — then it is SIGKILLed and a new run finishes."""
+    expected = await book(pg, "2026-12-04", "T+1")
+    order = sorted(expected, key=acct.merchant_pending)
+    go = tmp_path / "go"
+    async with pg.db.engine.connect() as conn:
+        held = await conn.begin()
+        await conn.execute(
+            select(Balance.account).where(Balance.account == acct.merchant_pending(order[2])).with_for_update()
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.fixtures.settle_process",
+            pg_url, str(tmp_path / "killed"), "service", "2026-12-07", str(go),
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        go.touch()
+        while await settled_merchants(pg) < 2:  # wait for the condition: two merchants settled, the third blocked
+            assert proc.returncode is None
+            await asyncio.sleep(0.02)
+        proc.kill()
+        await proc.wait()
+        await held.rollback()
+    assert await settled_merchants(pg) == 2
+    result = await pg.settlement.run(date(2026, 12, 7))
+    assert result.settled_count == 5 * (MERCHANTS - 2)
+    assert result.settled_amount == sum(expected[m] for m in order[2:])
+    await check_books(pg, expected, "2026-12-07")
+
+
+async def settled_merchants(c: Container) -> int:
+    async with c.db.uow() as uow:
+        return int((await uow.session.execute(select(func.count()).select_from(SettlementBatch))).scalar_one())
