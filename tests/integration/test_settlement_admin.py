@@ -148,6 +148,10 @@ async def test_the_holiday_calendar_is_set_and_read_by_operators_and_finance(sta
     r = await client.get("/admin/calendar", params={"from": "2026-12-07", "to": "2026-12-07"}, headers=admin())
     assert r.json()["data"] == [{"date": "2026-12-07", "working": True, "weekend": False, "override": False}]
     assert len((await client.get("/admin/calendar", headers=admin("finance"))).json()["data"]) == 31
+    r = await client.get("/admin/calendar", params={"from": "9999-12-30"}, headers=admin())  # the last days there are
+    assert [d["date"] for d in r.json()["data"]] == ["9999-12-30", "9999-12-31"]
+    r = await client.get("/admin/calendar", params={"from": "0001-01-01", "to": "0001-01-01"}, headers=admin())
+    assert r.json()["data"] == [{"date": "0001-01-01", "working": True, "weekend": False, "override": False}]
 
 
 async def test_the_calendar_refuses_bad_input_and_missing_tokens(stack) -> None:  # type: ignore[no-untyped-def]
@@ -192,3 +196,12 @@ async def test_operators_set_a_merchants_settlement_cycle(stack) -> None:  # typ
     assert r.status_code == 404 and r.json()["error"]["code"] == "MERCHANT_NOT_FOUND"
     r = await client.post(f"/admin/merchants/{m}/settlement-cycle", json={"cycle": "T+1"}, headers=admin("finance"))
     assert r.status_code == 403
+
+
+async def test_the_first_and_last_dates_there_are_run_without_error(stack) -> None:  # type: ignore[no-untyped-def]
+    c, client = stack
+    m = await new_merchant(client)
+    await post_committed(c.db, c.ids, CLOCK, payment_entry(m, 10_000, 60, 38, business_date="2026-12-04"))
+    assert (await run(client, "0001-01-01")).json() == {"date": "0001-01-01", "settled_count": 0, "settled_amount": 0}
+    r = await run(client, "9999-12-31")
+    assert r.json() == {"date": "9999-12-31", "settled_count": 1, "settled_amount": 9_940}

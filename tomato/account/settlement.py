@@ -202,20 +202,17 @@ class SettlementService:
     async def calendar(self, start: date | None, end: date | None) -> CalendarView:
         """Every day of [start, end] (default: today and the 30 days after), at most 366 days."""
         start = start or self.today()
-        end = end or start + timedelta(days=30)
+        if end is None:
+            end = start + timedelta(days=30) if start <= date.max - timedelta(days=30) else date.max
         if end < start:
             raise InvalidRequest.field("to", "must not be before from")
-        if (end - start).days >= MAX_CALENDAR_SPAN_DAYS:
+        span = (end - start).days + 1
+        if span > MAX_CALENDAR_SPAN_DAYS:
             raise InvalidRequest.field("to", f"at most {MAX_CALENDAR_SPAN_DAYS} days from `from`")
         async with self._db.uow() as uow:
             overrides = await repo.calendar_overrides(uow.session, start, end)
         cal = WorkCalendar(overrides)
-        days = []
-        day = start
-        while day <= end:
-            days.append(_day_view(day, cal))
-            day += timedelta(days=1)
-        return CalendarView(data=days)
+        return CalendarView(data=[_day_view(start + timedelta(days=n), cal) for n in range(span)])
 
     async def set_calendar_day(self, day: date, working: bool | None) -> CalendarDayView:
         """`working` true/false overrides the default for `day`; None removes the override."""
