@@ -50,6 +50,11 @@ class SettlementBatchView(BaseModel):
     created_at: UtcDateTime
 
 
+class SettlementBatchPage(BaseModel):
+    data: list[SettlementBatchView]
+    next_cursor: str | None
+
+
 class CalendarDayUpdate(_Strict):
     working: StrictBool
 

@@ -13,6 +13,7 @@ from tomato.account.settlement_schemas import (
     CalendarDayUpdate,
     CalendarDayView,
     CalendarView,
+    SettlementBatchPage,
     SettlementRunRequest,
     SettlementRunResult,
 )
@@ -45,13 +46,7 @@ async def run_settlement(cmd: SettlementRunRequest, request: Request) -> Settlem
     return await container(request).settlement.run(day)
 
 
-@finance.get(
-    "/settlements",
-    responses={
-        200: {"description": '{"data": [settlement batch, …], "next_cursor": "…" | null}, newest first'},
-        **_BAD_INPUT,
-    },
-)
+@finance.get("/settlements", response_model=SettlementBatchPage, responses=_BAD_INPUT)
 async def list_settlements(
     request: Request,
     date: Annotated[BusinessDate | None, Query()] = None,
@@ -59,6 +54,7 @@ async def list_settlements(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> dict[str, Any]:
+    """Settlement batches, newest first; `date` and `mch_no` filter them."""
     n = check_limit(limit)
     key = decode_cursor(cursor)
     before = None if key is None else cursor_int(key.removeprefix("SB"))
