@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from tests.fixtures.ledger import payment_entry, refund_entry
 from tomato.account import accounts as acct
@@ -216,3 +216,24 @@ async def test_a_run_whose_lease_went_to_another_runner_writes_nothing(stack) ->
     async with c.db.uow() as uow:
         assert (await uow.session.execute(select(func.count()).select_from(SettlementBatch))).scalar_one() == 0
     assert (await c.settlement.run(MON)).settled_amount == 9_940  # the runner that holds the lease settles it
+
+
+async def test_one_merchant_failing_does_not_hold_up_the_others_and_the_date_stays_open(stack) -> None:  # type: ignore[no-untyped-def]
+    c, _ = stack
+    broken, fine = await merchant(c), await merchant(c)
+    async with c.db.uow() as uow:  # a cycle no code path writes: settling this merchant raises
+        await uow.session.execute(text("UPDATE merchants SET settle_cycle = 'weekly' WHERE mch_no = :m"), {"m": broken})
+        await uow.commit()
+    for m in (broken, fine):
+        await pay(c, m, 10_000, FRI)
+    with pytest.raises(ValueError):
+        await c.settlement.run(MON)
+    assert await merchant_balances(c, fine) == (0, 9_940)
+    assert await merchant_balances(c, broken) == (9_940, 0)
+    async with c.db.uow() as uow:
+        assert (await uow.session.scalars(select(SettlementRun.date))).all() == []  # not completed: retried
+    await c.merchants.set_settle_cycle(broken, SettleCycleUpdate(cycle="T+1"))
+    result = await c.settlement.run(MON)
+    assert (result.settled_count, result.settled_amount) == (1, 9_940)
+    async with c.db.uow() as uow:
+        assert (await uow.session.scalars(select(SettlementRun.date))).all() == ["2026-12-07"]

@@ -94,10 +94,18 @@ class SettlementService:
             calendar = WorkCalendar(await repo.calendar_overrides(uow.session))
         cycles = await self._merchants.settle_cycles(mch_nos)
         count = amount = 0
+        failed: list[Exception] = []
         for mch_no in mch_nos:
-            n, x = await self.settle_merchant(mch_no, day, cycles.get(mch_no, DEFAULT_SETTLE_CYCLE), calendar)
+            try:
+                n, x = await self.settle_merchant(mch_no, day, cycles.get(mch_no, DEFAULT_SETTLE_CYCLE), calendar)
+            except Exception as exc:  # one merchant's failure does not hold up the others; LeaseLost stops all
+                log.exception("settlement %s %s failed; the date is not marked completed", mch_no, day)
+                failed.append(exc)
+                continue
             count += n
             amount += x
+        if failed:
+            raise failed[0]
         async with self._db.uow() as uow:
             await repo.record_run(uow.session, day.isoformat(), self._clock.now())
             await uow.commit()
