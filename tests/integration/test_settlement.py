@@ -4,6 +4,7 @@ daily job catching up the dates it missed, with business dates in the business z
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from tomato.core.clock import FrozenClock, SystemClock, utcnow
 from tomato.core.db import fenced
 from tomato.core.leases import HeldLease, JobLease, LeaseLost, try_acquire
 from tomato.merchant.schemas import MerchantCreate, SettleCycleUpdate
+from tomato.runtime.scheduler import JOBS, JobRunner
 
 CLOCK = SystemClock()
 FRI, SAT, SUN, MON, TUE, WED = (date(2026, 12, d) for d in (4, 5, 6, 7, 8, 9))
@@ -237,3 +239,20 @@ async def test_one_merchant_failing_does_not_hold_up_the_others_and_the_date_sta
     assert (result.settled_count, result.settled_amount) == (1, 9_940)
     async with c.db.uow() as uow:
         assert (await uow.session.scalars(select(SettlementRun.date))).all() == ["2026-12-07"]
+
+
+async def test_the_scheduler_runs_the_settlement_job_as_soon_as_it_starts(stack) -> None:  # type: ignore[no-untyped-def]
+    c, _ = stack
+    m = await merchant(c, "D+0")
+    await pay(c, m, 10_000, c.settlement.today())
+    [job] = [j for j in JOBS if j.name == "account.settlement"]
+    assert job.at_start and job.every_s == 60.0
+    runner = JobRunner(c, jobs=[job])
+    runner.start()  # the next interval is a minute away: only the start-up run can settle within the wait
+    try:
+        async with asyncio.timeout(30):
+            while (await merchant_balances(c, m))[1] == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.stop()
+    assert await merchant_balances(c, m) == (0, 9_940)
