@@ -37,6 +37,9 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     position: Mapped[int | None] = mapped_column(BigInteger)  # None until numbered after commit
+    # what the platform's own consumers (the ledger) need to book the event, JSON; never part of the payload, so
+    # never in a webhook nor in the events feed
+    facts: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "published_at", "seq"),
@@ -73,8 +76,10 @@ def add_event(
     aggregate_id: str,
     data: dict[str, Any],
     app_id: str | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> OutboxEvent:
-    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md)."""
+    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md). `facts` are
+    the booking facts stored beside it for internal consumers only (docs/finance.md)."""
     seq = ids.next_int()
     event_id = f"E{seq}"
     now = utcnow()
@@ -87,6 +92,7 @@ def add_event(
         aggregate_id=aggregate_id,
         app_id=app_id,
         payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        facts=None if facts is None else json.dumps(facts, separators=(",", ":"), sort_keys=True, ensure_ascii=False),
         created_at=now,
         published_at=None,
     )
