@@ -5,6 +5,7 @@ fee, the simulator accounts at a cost of 3,800 ppm."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -220,3 +221,23 @@ async def test_a_payment_after_close_is_snapshotted_and_its_anomaly_carries_a_bu
     assert data["kind"] == "paid_after_close" and "business_date" not in data
     assert anomaly_facts == {**data, "business_date": shanghai_date(pay.clock.now())}
     assert rfc3339(pay.clock.now()) == data["created_at"]
+
+
+async def test_concurrent_partial_refunds_take_their_shares_one_after_another(pay: PayStack) -> None:
+    """Eight refunds of 125 on a 1,000 order (fee 6) at once: whatever the interleaving, each share is the step of
+    the cumulative total at its own place (1, 1, 0, 1, 1, 1, 0, 1 in some order), so they sum to the fee."""
+    order = await paid_order(pay, 1_000)
+    bodies = [{"order_no": order["order_no"], "out_refund_no": f"cc-{i}", "amount": 125} for i in range(8)]
+    responses = await asyncio.gather(*(pay.client.request("POST", "/v1/refunds", b) for b in bodies))
+    assert all(r.status_code == 201 and r.json()["status"] == "SUCCEEDED" for r in responses), [
+        r.text for r in responses
+    ]
+    shares = [await refund_fee_returned(pay, r.json()["refund_no"]) for r in responses]
+    assert sorted(s or 0 for s in shares) == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert (await order_row(pay, order["order_no"])).fee_returned_total == 6
+    async with pay.c.db.engine.connect() as conn:
+        q = text("SELECT facts FROM outbox_events WHERE event_type = 'refund.succeeded'")
+        facts = [json.loads(f) for f in (await conn.execute(q)).scalars()]
+    # each event's facts are consistent with the order's state right after its own refund
+    assert sorted(f["refunded_total"] for f in facts) == [125 * k for k in range(1, 9)]
+    assert all(f["fee_returned_total"] == (12 * f["refunded_total"] + 1_000) // 2_000 for f in facts)
