@@ -37,9 +37,7 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     position: Mapped[int | None] = mapped_column(BigInteger)  # None until numbered after commit
-    # what the platform's own consumers (the ledger) need to book the event, JSON; never part of the payload, so
-    # never in a webhook nor in the events feed
-    facts: Mapped[str | None] = mapped_column(Text)
+    facts: Mapped[str | None] = mapped_column(Text)  # JSON for the platform's own consumers; never sent out
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "published_at", "seq"),
@@ -78,8 +76,8 @@ def add_event(
     app_id: str | None = None,
     facts: dict[str, Any] | None = None,
 ) -> OutboxEvent:
-    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md). `facts` are
-    the booking facts stored beside it for internal consumers only (docs/finance.md)."""
+    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md). `facts` is
+    what internal consumers need beyond it (the ledger: fees, channel account, business date), kept off the wire."""
     seq = ids.next_int()
     event_id = f"E{seq}"
     now = utcnow()
@@ -92,9 +90,9 @@ def add_event(
         aggregate_id=aggregate_id,
         app_id=app_id,
         payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-        facts=None if facts is None else json.dumps(facts, separators=(",", ":"), sort_keys=True, ensure_ascii=False),
         created_at=now,
         published_at=None,
+        facts=None if facts is None else json.dumps(facts, separators=(",", ":"), sort_keys=True),
     )
     session.add(row)
     return row

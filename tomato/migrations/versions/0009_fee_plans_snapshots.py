@@ -1,15 +1,14 @@
-"""fee plans, channel cost rates, the fee snapshot on orders and refunds, booking facts on the outbox
+"""fee plans, channel cost rates, the fee snapshot on orders and refunds
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. `fee_plans` are immutable (a merchant changes plan by being assigned another through
 `merchants.fee_plan_id`); `channel_accounts.cost_ppm` is what the channel charges us. A paid order keeps the fee
 snapshot it was paid under (`fee_ppm`, `fee`, `refund_fee_rule`, `channel_cost_ppm`, `channel_cost`: NULL for orders
 paid before this revision, read as 0) and counts what its refunds gave back (`fee_returned_total`, each refund's
-share in `refunds.fee_returned`). `outbox_events.facts` holds what the ledger needs to book an event (JSON), kept
-apart from the merchant-facing payload.
+share in `refunds.fee_returned`). The booking facts pay writes from the snapshot go in `outbox_events.facts` (0008).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -47,13 +46,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("fee_returned_total", sa.BigInteger(), server_default="0", nullable=False))
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fee_returned", sa.BigInteger(), nullable=True))
-    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("facts", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("outbox_events", schema=None) as batch_op:
-        batch_op.drop_column("facts")
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.drop_column("fee_returned")
     with op.batch_alter_table("pay_orders", schema=None) as batch_op:
