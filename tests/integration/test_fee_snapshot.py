@@ -26,7 +26,7 @@ PAYMENT_FACTS = set(
 )
 REFUND_FACTS = set(
     "mch_no app_id order_no refund_no channel_account_id amount fee_returned fee_returned_total refunded_total"
-    " order_amount order_fee succeeded_at business_date".split()
+    " order_amount order_fee order_channel_cost channel_cost_returned succeeded_at business_date".split()
 )
 
 
@@ -128,6 +128,8 @@ async def test_two_partial_refunds_return_180_then_420(pay: PayStack) -> None:
         "refunded_total": 100_000,
         "order_amount": 100_000,
         "order_fee": 600,
+        "order_channel_cost": 380,
+        "channel_cost_returned": 266,  # 380 in all after a full refund: 114 went back with the first 30,000
         "succeeded_at": succeeded_at,
         "business_date": shanghai_date(datetime.fromisoformat(succeeded_at)),
     }
@@ -138,6 +140,7 @@ async def test_two_partial_refunds_return_180_then_420(pay: PayStack) -> None:
         180,
         30_000,
     )
+    assert first_facts["channel_cost_returned"] == 114  # ledger-reliability §5.2: 0.38 % of 30,000
 
 
 async def test_shares_are_cumulative_so_rounding_never_returns_more_than_the_fee(pay: PayStack) -> None:
