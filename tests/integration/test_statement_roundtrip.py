@@ -351,7 +351,7 @@ async def test_fetched_statements_are_stored_by_content(
 
     # The same content again: still one row. Other content: a second row, and the newest is the current one.
     wechat = stored["wechat"]
-    again = await fetch_statement(accounts, "ca-wechat", DAY, store=store)
+    again = await store.fetch(accounts, "ca-wechat", DAY)
     assert again.sha256 == wechat.sha256
     await sandbox["wechat"].faults(("DUPLICATE", sandbox["wechat"].P[0]))
     store._clock = FrozenClock(AT + timedelta(hours=1))  # a later fetch

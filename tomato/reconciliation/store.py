@@ -132,6 +132,10 @@ class StatementStore:
             row.channel, account_id, day, row.sha256, row.size, as_utc(row.fetched_at), self.path_of(row.sha256)
         )
 
+    async def fetch(self, channels: AdapterSource, account_id: str, day: date) -> StoredStatement:
+        """`fetch_statement` into this store."""
+        return await fetch_statement(channels, account_id, day, store=self)
+
     def verify(self, stored: StoredStatement) -> bool:
         """True when the file on disk still has its sha256 (read in chunks)."""
         digest = hashlib.sha256()
