@@ -1,7 +1,7 @@
 """settlement: merchants' settlement cycle, the holiday calendar, settlement batches, items and runs
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. `settlement_batches` is unique per (mch_no, date): one settlement journal per merchant and
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
