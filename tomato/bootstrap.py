@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tomato.account.settlement import SettlementService
 from tomato.channel.breakers import BreakerRegistry
 from tomato.channel.service import ChannelService
 from tomato.core.bus import EventBus, InProcessBus
@@ -44,6 +45,7 @@ class Container:
     channels: ChannelService
     pay: PayService
     relay: OutboxRelay
+    settlement: SettlementService
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -133,6 +135,7 @@ async def bootstrap(
         channels=channels,
         pay=PayService(pay_deps),
         relay=relay,
+        settlement=SettlementService(db, ids, clock, merchants, business_tz=settings.business_timezone),
     )
     await _bootstrap_admin_tokens(container)
     return container
