@@ -124,17 +124,17 @@ async def test_a_refund_of_a_payment_not_yet_due_moves_nothing_until_the_payment
     assert await merchant_balances(c, m) == (0, 49_700)
 
 
-async def test_a_rerun_settles_nothing_new_and_later_lines_settle_on_a_later_date(stack) -> None:  # type: ignore[no-untyped-def]
+async def test_a_rerun_settles_nothing_new_and_a_line_booked_after_the_run_settles_on_the_next_run(stack) -> None:  # type: ignore[no-untyped-def]
     c, _ = stack
     m = await merchant(c)
     await pay(c, m, 10_000, FRI)
     assert (await c.settlement.run(MON)).settled_amount == 9_940
     again = await c.settlement.run(MON)
     assert (again.settled_count, again.settled_amount) == (0, 0)
-    await pay(c, m, 20_000, FRI)  # booked late: due, but Monday's batch is made
-    assert (await c.settlement.run(MON)).settled_count == 0
-    later = await c.settlement.run(TUE)
+    await pay(c, m, 20_000, FRI)  # booked after Monday's run, due by Monday
+    later = await c.settlement.run(MON)
     assert (later.settled_count, later.settled_amount) == (1, 19_880)  # the first line is not settled twice
+    assert (await c.settlement.run(TUE)).settled_count == 0
     assert await merchant_balances(c, m) == (0, 29_820)
     assert len(await settlement_journals(c, m)) == 2
     async with c.db.uow() as uow:
@@ -150,9 +150,9 @@ async def test_a_rerun_settles_nothing_new_and_later_lines_settle_on_a_later_dat
             )
         ).scalar_one()
         runs = (await s.execute(select(SettlementRun.date, SettlementRun.settled_amount))).all()
-    assert sorted(batches) == [("2026-12-07", 1), ("2026-12-08", 1)]
+    assert sorted(batches) == [("2026-12-07", 1), ("2026-12-07", 1)]
     assert items == settled_lines == 2
-    assert sorted(runs) == [("2026-12-07", 9_940), ("2026-12-08", 19_880)]
+    assert sorted(runs) == [("2026-12-07", 29_820), ("2026-12-08", 0)]
 
 
 async def test_merchants_settle_on_their_own_cycles_in_one_run(stack) -> None:  # type: ignore[no-untyped-def]

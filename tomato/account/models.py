@@ -82,8 +82,9 @@ class CalendarDay(Base):
 
 
 class SettlementBatch(Base):
-    """One merchant's settlement for one business date: the journal that moved `amount` from pending to available,
-    and the `line_count` pending lines it settled. At most one per (merchant, date)."""
+    """One move of a merchant's due lines from pending to available on a run for a business date: the journal that
+    moved `amount` and the `line_count` lines it settled. A rerun of the date makes another only for lines that were
+    not yet booked (or due) at the earlier run; each line settles once (`SettlementItem`)."""
 
     __tablename__ = "settlement_batches"
 
@@ -96,7 +97,7 @@ class SettlementBatch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        UniqueConstraint("mch_no", "date", name="uq_settlement_batches_mch_date"),
+        Index("ix_settlement_batches_mch_date", "mch_no", "date"),
         Index("ix_settlement_batches_date", "date", "id"),
     )
 

@@ -1,4 +1,4 @@
-"""Settlement: moving what is due from a merchant's pending balance to available, one journal per merchant and date.
+"""Settlement: moving what is due from a merchant's pending balance to available, one journal per merchant and run.
 
 A run for business date D settles, for each merchant m with money pending, the lines on `merchant_pending:m` that no
 batch has settled yet and that are eligible on D:
@@ -7,16 +7,19 @@ batch has settled yet and that are eligible on D:
 - a line that raised it (a payment) — once `due_date(line's business date, m's cycle, calendar) <= D`.
 
 X = Σ eligible, as the merchant reads it. X > 0: one unit of work books the journal (source `settlement`,
-`f"{m}:{D}"`, leg `settle`: pending +X guarded, available −X), a batch row unique per (m, D), and one item per
-settled line (keyed by the line: a line settles once). X <= 0: nothing moves, the lines wait for a later date. Since
-every line not yet due raised pending, pending − X >= 0: the guard only trips when a refund slipped in, and the
-merchant is then settled again from what the database now holds.
+`f"{m}:{D}"`, leg `settle:<batch id>`: pending +X guarded, available −X), the batch row, and one item per settled
+line (keyed by the line: a line settles once). X <= 0: nothing moves, the lines wait for a later date. Since every
+line not yet due raised pending, pending − X >= 0: the guard only trips when a refund slipped in, and the merchant
+is then settled again from what the database now holds.
 
 One merchant settles in one transaction at a time: its balance rows are locked first (PostgreSQL; SQLite holds the
-write lock from BEGIN), and the batch key and the item keys refuse a twin run, in this process or another. A run of
-a date already settled moves nothing new. The daily job (`run_due`, under a database lease in the scheduler) runs
-every date from the last completed one up to today's business date, so missed days are caught up at start;
-`POST /admin/settlements/run` calls `run` for the date finance names.
+write lock from BEGIN), and the item keys refuse a twin run, in this process or another — the twin finds nothing
+left to settle. A rerun of a date moves only what was booked (or became due) since the last run: usually nothing,
+a new batch for a payment booked after the earlier run.
+
+The daily job (`run_due`, under a database lease in the scheduler) runs every date from the last completed one up to
+today's business date, so missed days are caught up at start; `POST /admin/settlements/run` calls `run` for the
+date finance names.
 """
 
 from __future__ import annotations
@@ -127,9 +130,9 @@ class SettlementService:
         return settled
 
     async def settle_merchant(self, mch_no: str, day: date, cycle: str, calendar: WorkCalendar) -> tuple[int, int]:
-        """(lines settled, fen moved) for one merchant and date; (0, 0) when nothing is eligible or (mch_no, day)
-        is settled already. Deadlocks, serialization failures, a refund that raced the guard and a twin that won
-        the keys are retried on what the database then holds (bounded)."""
+        """(lines settled, fen moved) for one merchant and date; (0, 0) when nothing is eligible. Deadlocks,
+        serialization failures, a refund that raced the guard and a twin that won the item keys are retried on what
+        the database then holds (bounded)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return await self._settle_once(mch_no, day, cycle, calendar)
@@ -149,8 +152,6 @@ class SettlementService:
         async with self._db.uow() as uow:
             s = uow.session
             await repo.lock_accounts(s, sorted([pending, available]))
-            if await repo.batch_exists(s, mch_no, key):
-                return 0, 0
             due_by_date: dict[str, bool] = {}
             eligible: list[repo.PendingLine] = []
             for line in await repo.unsettled_lines(s, pending):
@@ -165,6 +166,7 @@ class SettlementService:
             if x <= 0:
                 return 0, 0
             now = self._clock.now()
+            batch_id = self._ids.next_int()
             posted = await post(
                 s,
                 self._ids,
@@ -172,7 +174,7 @@ class SettlementService:
                 EntryRequest(
                     source_type="settlement",
                     source_id=f"{mch_no}:{key}",
-                    leg="settle",
+                    leg=f"settle:{batch_id}",
                     kind="settlement",
                     lines=(Line(pending, x, guard=True), Line(available, -x)),
                     business_date=key,
@@ -181,10 +183,8 @@ class SettlementService:
                     fee=0,
                 ),
             )
-            if posted.replayed:  # booked by a run that has no batch: cannot happen, the batch commits with it
-                raise IntegrityError("settlement journal without its batch", None, Exception(posted.journal_id))
             batch = SettlementBatch(
-                id=self._ids.next_int(),
+                id=batch_id,
                 mch_no=mch_no,
                 date=key,
                 amount=x,

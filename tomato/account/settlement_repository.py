@@ -62,13 +62,6 @@ async def merchants_with_pending(s: AsyncSession) -> list[str]:
     return [account.split(":", 1)[1] for account in rows.scalars()]
 
 
-async def batch_exists(s: AsyncSession, mch_no: str, day: str) -> bool:
-    found = await s.execute(
-        select(SettlementBatch.id).where(SettlementBatch.mch_no == mch_no, SettlementBatch.date == day)
-    )
-    return found.first() is not None
-
-
 async def unsettled_lines(s: AsyncSession, account: str) -> list[PendingLine]:
     """The account's lines no batch has settled yet, settlement journals' own lines left out."""
     rows = await s.execute(

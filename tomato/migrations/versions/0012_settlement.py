@@ -4,8 +4,8 @@ Revision ID: 0012
 Revises: 0013
 Create Date: 2026-12-06 07:00:00.000000
 
-Written by hand. `settlement_batches` is unique per (mch_no, date): one settlement journal per merchant and
-business date; `settlement_items` is keyed by the ledger line it settles, so a line settles once whatever runs race.
+Written by hand. A settlement batch is one journal moving a merchant's due lines on a run for a business date;
+`settlement_items` is keyed by the ledger line it settles, so a line settles once whatever runs race.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def upgrade() -> None:
         sa.Column("journal_id", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_batches")),
-        sa.UniqueConstraint("mch_no", "date", name="uq_settlement_batches_mch_date"),
     )
     op.create_index("ix_settlement_batches_date", "settlement_batches", ["date", "id"])
+    op.create_index("ix_settlement_batches_mch_date", "settlement_batches", ["mch_no", "date"])
     op.create_table(
         "settlement_items",
         sa.Column("line_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -63,6 +63,7 @@ def downgrade() -> None:
     op.drop_table("settlement_runs")
     op.drop_index("ix_settlement_items_batch_id", table_name="settlement_items")
     op.drop_table("settlement_items")
+    op.drop_index("ix_settlement_batches_mch_date", table_name="settlement_batches")
     op.drop_index("ix_settlement_batches_date", table_name="settlement_batches")
     op.drop_table("settlement_batches")
     op.drop_table("business_calendar")
