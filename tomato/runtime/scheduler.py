@@ -44,10 +44,15 @@ async def _refund_compensation(c: Container) -> int:
     return await c.pay.query_pending_refunds()
 
 
+async def _payout_compensation(c: Container) -> int:
+    return await c.payouts.query_pending()
+
+
 JOBS = (
     Job("pay.compensation", 5.0, _compensation),
     Job("pay.expiry", 10.0, _expiry),
     Job("pay.refund_compensation", 5.0, _refund_compensation),
+    Job("account.payout_compensation", 5.0, _payout_compensation),
 )
 
 
