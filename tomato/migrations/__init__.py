@@ -24,6 +24,7 @@ MODEL_MODULES = (
     "tomato.channel.models",
     "tomato.pay.models",
     "tomato.notice.models",
+    "tomato.account.models",
     "tomato.account.payouts.models",
 )
 
