@@ -40,7 +40,7 @@ async def mch_no(pay: PayStack) -> str:
 
 async def funded(pay: PayStack, amount: int) -> str:
     mch = await mch_no(pay)
-    await fund_available(pay.c.db, mch, amount)
+    await fund_available(pay.c.db, pay.c.ids, mch, amount)
     return mch
 
 
