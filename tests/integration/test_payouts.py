@@ -18,9 +18,14 @@ from sqlalchemy import text
 
 from tests.conftest import truncate_all
 from tests.fixtures.ledger import fund_available, merchant_balances
+from tests.fixtures.notice_harness import Harness
 from tests.fixtures.pay_stack import PayStack, pay_stack
+from tests.fixtures.webhook_receiver import verify_webhook
+from tomato.account.payouts import entries
+from tomato.account.payouts.schemas import BankAccount, PayoutCreate
 from tomato.account.payouts.service import FINAL_TIMEOUT
 from tomato.channel.adapters.bank import codec, signing
+from tomato.channel.protocol import ChannelNotify, ResultStatus
 from tomato.channel.sandbox import bank_simulator
 from tomato.channel.sandbox.bank import PAYOUT_REJECT_CODE
 from tomato.core.money import MAX_FEN
@@ -316,3 +321,48 @@ async def test_twenty_concurrent_payouts_never_overdraw(pg_url: str, tmp_path: P
             assert await count(pay, "SELECT count(*) FROM payouts") == 1
         finally:
             await truncate_all(pay.c.db)
+
+
+# --- webhooks: payout.* reach the app's default notify_url and the events feed -----------------------------------
+
+
+async def test_payout_events_are_delivered_to_the_apps_default_url_and_listed(hooks: Harness) -> None:
+    """Held as `create` holds it, then finished by the bank's notify (no bank in this harness: the notify is
+    handed to the service as the callback route hands it)."""
+    await fund_available(hooks.c.db, hooks.c.ids, hooks.mch_no, 10_000)
+    app = await hooks.c.merchants.app_auth(hooks.app_id)
+    svc = hooks.c.payouts
+    made = []
+    for out_no, amount in (("WH-1", 3_000), ("WH-2", 2_000)):
+        cmd = PayoutCreate(out_payout_no=out_no, amount=amount, bank_account=BankAccount(**ACCOUNT))
+        payout = svc._new(app, cmd, cmd.request_hash(), "CA-harness")
+        async with hooks.c.db.uow() as uow:
+            uow.session.add(payout)
+            await uow.flush()
+            await entries.hold(uow.session, hooks.c.ids, hooks.c.clock.now(), "Asia/Shanghai", payout)
+            await uow.commit()
+        made.append(payout)
+    paid, refused = made
+    ok = ChannelNotify("payout", ResultStatus.SUCCESS, paid.payout_no, payout_no=paid.payout_no, amount=3_000)
+    no = ChannelNotify(
+        "payout", ResultStatus.FAIL, refused.payout_no, payout_no=refused.payout_no, amount=2_000, failure_reason="30"
+    )
+    assert not await svc.apply_notify("CA-other", ok)  # another account's notify changes nothing
+    assert await svc.apply_notify("CA-harness", ok) and await svc.apply_notify("CA-harness", no)
+    await hooks.receiver.wait_until(lambda: len(hooks.receiver.received) >= 2)
+    bodies = {json.loads(r.body)["type"]: json.loads(r.body) for r in hooks.receiver.received}
+    assert bodies["payout.succeeded"]["data"]["payout_no"] == paid.payout_no
+    assert bodies["payout.succeeded"]["data"]["status"] == "SUCCEEDED"
+    assert (bodies["payout.failed"]["data"]["status"], bodies["payout.failed"]["data"]["failure_reason"]) == (
+        "FAILED",
+        "30",
+    )
+    assert all(verify_webhook(r, secret=hooks.secret) for r in hooks.receiver.received)
+    assert await merchant_balances(hooks.c.db, hooks.mch_no) == {"available": 7_000, "in_transit": 0}
+    async with asyncio.timeout(10):
+        while True:
+            feed = (await hooks.client.request("GET", "/v1/events")).json()["data"]
+            if len(feed) == 2:
+                break
+            await asyncio.sleep(0.05)  # the feed lists events once the relay numbered them
+    assert {e["type"] for e in feed} == {"payout.succeeded", "payout.failed"}
