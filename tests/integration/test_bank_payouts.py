@@ -13,10 +13,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.integration import test_bank_sandbox
-from tests.integration.test_bank_sandbox import CERT_ID, NOTIFY_URL, Env
-from tomato.channel.adapters.bank import codec, signing
+from tests.integration.test_bank_sandbox import CERT_ID, NOTIFY_URL, Env, bank_config
+from tomato.channel.adapters.bank import BankAdapter, codec, parse_config, signing
 from tomato.channel.protocol import CallbackRejected, ErrorClass, PayoutChannel, PayoutRef, PayoutRequest, ResultStatus
-from tomato.channel.sandbox.bank import PAYOUT_REJECT_CODE
+from tomato.channel.sandbox import SandboxState
+from tomato.channel.sandbox.bank import PAYOUT_REJECT_CODE, BankSimulator
 from tomato.core.crypto import load_public_key, public_key_pem
 
 NUMBER = "6216261000000000018"
@@ -73,14 +74,7 @@ async def test_payout_is_accepted_then_paid_by_notify_and_query(env: Env) -> Non
 
 async def test_the_request_carries_the_acp_payout_fields(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
     """txnType 12 / txnSubType 00 / bizType 000401, accType 01, customerInfo = base64({customerNm=…}), signed."""
-    seen: list[dict[str, str]] = []
-    original = env.sim._back["12"]  # noqa: SLF001 - observe the verified request the bank received
-
-    def spy(mer_id: str, fields: dict[str, str]) -> dict[str, str]:
-        seen.append(fields)
-        return original(mer_id, fields)
-
-    env.sim._back["12"] = spy  # noqa: SLF001
+    seen = _spy(env)
     await env.adapter.payout(payout_request("W20261206000002", name="A&B={x}"))
     [fields] = seen
     assert (fields["txnType"], fields["txnSubType"], fields["bizType"], fields["accType"]) == (
@@ -157,3 +151,48 @@ async def test_a_forged_payout_notify_is_refused(env: Env, keys: dict[str, rsa.R
 
 def test_payout_request_repr_masks_the_number() -> None:
     assert NUMBER not in repr(payout_request("W1"))
+
+
+def _spy(env: Env) -> list[dict[str, str]]:
+    """The verified payout requests the bank receives."""
+    seen: list[dict[str, str]] = []
+    original = env.sim._back["12"]  # noqa: SLF001
+
+    def spy(mer_id: str, fields: dict[str, str]) -> dict[str, str]:
+        seen.append(dict(fields))
+        return original(mer_id, fields)
+
+    env.sim._back["12"] = spy  # noqa: SLF001
+    return seen
+
+
+async def test_with_encrypt_cert_id_the_card_number_travels_encrypted(
+    env: Env, keys: dict[str, rsa.RSAPrivateKey]
+) -> None:
+    seen = _spy(env)
+    config = parse_config(bank_config(keys, env.sim) | {"encrypt_cert_id": env.sim.cert_id})
+    adapter = BankAdapter(config, env.payer)
+    answer = await adapter.payout(payout_request("W20261206000008"))
+    assert answer.status is ResultStatus.WAITING, answer
+    [fields] = seen
+    assert fields["encryptCertId"] == env.sim.cert_id
+    assert NUMBER not in fields["accNo"]
+    assert signing.decrypt_data(keys["bank"], fields["accNo"]) == NUMBER
+    [made] = env.sim.payouts()
+    assert made.acc_no == NUMBER
+
+
+async def test_an_encryption_key_the_bank_does_not_know_is_refused(
+    env: Env, keys: dict[str, rsa.RSAPrivateKey]
+) -> None:
+    config = parse_config(bank_config(keys, env.sim) | {"encrypt_cert_id": "123"})
+    answer = await BankAdapter(config, env.payer).payout(payout_request("W20261206000009"))
+    assert (answer.status, answer.error, answer.code) == (ResultStatus.FAIL, ErrorClass.REJECTED, "10")
+    assert env.sim.payouts() == []
+
+
+@pytest.mark.parametrize("value", ["", "12a", 42, "1" * 41])
+def test_encrypt_cert_id_must_be_a_decimal_serial(keys: dict[str, rsa.RSAPrivateKey], value: object) -> None:
+    sim = BankSimulator(SandboxState(), private_key=keys["bank"])
+    with pytest.raises(ValueError, match="encrypt_cert_id"):
+        parse_config(bank_config(keys, sim) | {"encrypt_cert_id": value})

@@ -12,7 +12,8 @@ transfer; every request is verified (merId, certId, signMethod 01 signature) and
   is closed and scans answer 409. There is no close API, so `ignore_close` does not apply.
 - Failed payments are notified too (UnionPay notifies successes only) so the platform learns within seconds.
 - Refunds are processed at once: the answer is respCode 00 (accepted), then a refund back-notify follows.
-- Payouts (代付: txnType 12, txnSubType 00, bizType 000401 on backTransReq.do, with accNo and customerInfo) are
+- Payouts (代付: txnType 12, txnSubType 00, bizType 000401 on backTransReq.do, with accNo — in the clear, or
+  encrypted under the bank's key when `encryptCertId` names the bank's cert id — and customerInfo) are
   answered respCode 00 = accepted, as UnionPay answers them; `payout_delay_s` later (divided by
   `state.time_scale`) the payout is final and a signed back-notify carries its result: respCode 00 paid, or — under
   the `reject_payouts` fault — respCode 30 (交易未通过), the payee's bank refusing it after acceptance, which is
@@ -330,6 +331,13 @@ class BankSimulator:
         if (fields.get("txnSubType"), fields.get("bizType")) != ("00", "000401"):
             raise BankError("32", "无此交易权限: payouts are txnSubType 00, bizType 000401")
         back_url, acc_no = fields.get("backUrl", ""), fields.get("accNo", "")
+        if "encryptCertId" in fields:  # the newer form: accNo encrypted under the bank's key
+            if fields["encryptCertId"] != self._cert_id:
+                raise BankError("10", "报文格式错误: encryptCertId is not the bank's")
+            try:
+                acc_no = signing.decrypt_data(self._key, acc_no)
+            except ValueError:
+                raise BankError("10", "报文格式错误: accNo does not decrypt") from None
         if urlsplit(back_url).scheme not in ("http", "https") or fields.get("currencyCode") != codec.CURRENCY_CNY:
             raise BankError("13", "报文交易要素缺失: backUrl or currencyCode")
         if not (acc_no.isascii() and acc_no.isdigit() and 8 <= len(acc_no) <= 32):

@@ -39,6 +39,13 @@ txnTime: ACP identifies a transaction by merId + orderId + txnTime. Create sends
 (`CreateRequest.created_at`, the clock only when absent), so a retried create pre-orders the same trade and a query
 from `TradeRef.created_at` names it exactly. A refund likewise sends its own creation time (`RefundRequest.created_at`,
 the clock only when absent), and its query names it by `RefundRef.created_at`, the same time.
+
+Payouts (代付, `PayoutChannel`): txnType 12 / txnSubType 00 / bizType 000401 to `backTransReq.do`, with `accType`
+01, `accNo` and `customerInfo` = base64(`{customerNm=…}`). With `encrypt_cert_id` in the account config, `accNo`
+is encrypted (ACP `encryptData`: RSA PKCS#1 v1.5, base64) and `encryptCertId` names the key — we encrypt under the
+pinned `bank_public_key_pem`, where UnionPay uses a separate encryption certificate; without it `accNo` goes in the
+clear, the older ACP form. txnTime is the payout row's created_at, on every send and query. The payee's bank name
+is not sent: the card number names the bank.
 """
 
 from __future__ import annotations
@@ -228,6 +235,9 @@ class BankAdapter:
             "accNo": req.account_number,
             "customerInfo": codec.customer_info(req.account_name),
         }
+        if self._config.encrypt_cert_id:
+            fields["accNo"] = signing.encrypt_data(self._bank_key, req.account_number)
+            fields["encryptCertId"] = self._config.encrypt_cert_id
         node = await self._call(self._config.back_url, fields, "payout", undecided=codec.PAYOUT_PENDING_CODES)
         if isinstance(node, ChannelResult):
             return node
