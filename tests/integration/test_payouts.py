@@ -275,23 +275,36 @@ async def test_a_duplicate_notify_books_once(pay: PayStack) -> None:
     assert len(await outbox(pay, payout["payout_no"], "payout.succeeded")) == 1
 
 
-async def test_a_notify_for_an_unknown_payout_is_refused_in_the_banks_form(pay: PayStack) -> None:
+async def bank_notify(pay: PayStack, order_id: str, amount: int, resp_code: str = "00") -> int:
+    """A payout back-notify signed with the simulated bank's own key, posted to the callback route; its status."""
     sim = bank_simulator(pay.sandbox)
-    account = pay.accounts["bank"]
-    mer_id = next(iter(sim.book.merchants))
     fields = {
         "version": codec.VERSION, "encoding": codec.ENCODING, "signMethod": codec.SIGN_METHOD_RSA,
-        "txnType": "12", "txnSubType": "00", "bizType": "000401", "accessType": "0", "merId": mer_id,
-        "orderId": "W999999999999", "txnTime": "20261206150000", "txnAmt": "100", "respCode": "00",
-        "respMsg": "ok", "queryId": "123", "currencyCode": "156",
+        "txnType": "12", "txnSubType": "00", "bizType": "000401", "accessType": "0",
+        "merId": next(iter(sim.book.merchants)), "orderId": order_id, "txnTime": "20261206150000",
+        "txnAmt": str(amount), "respCode": resp_code, "respMsg": "ok", "queryId": "123", "currencyCode": "156",
     }  # fmt: skip
     signed = signing.sign_fields(fields, sim._key, sim.cert_id)  # noqa: SLF001 - the bank's own key
     r = await pay.http.post(
-        f"/callbacks/bank/{account}",
+        f"/callbacks/bank/{pay.accounts['bank']}",
         content=codec.encode_form(signed),
         headers={"Content-Type": codec.FORM_CONTENT_TYPE},
     )
-    assert r.status_code == 400
+    return r.status_code
+
+
+async def test_a_notify_for_an_unknown_payout_or_another_amount_is_refused_in_the_banks_form(pay: PayStack) -> None:
+    mch = await funded(pay, 10_000)
+    await pay.faults(channel="bank", drop_notify=True)
+    payout = (await create(pay, "WD-12", 5_000)).json()
+    assert await bank_notify(pay, "W999999999999", 100) == 400
+    assert await bank_notify(pay, payout["payout_no"], 5_001) == 400
+    assert (await get(pay, payout["payout_no"]))["status"] == "PENDING"
+    assert await bank_notify(pay, payout["payout_no"], 5_000, PAYOUT_REJECT_CODE) == 200
+    assert (await get(pay, payout["payout_no"]))["status"] == "FAILED"
+    assert await bank_notify(pay, payout["payout_no"], 5_000) == 200  # a late success: acknowledged, stays FAILED
+    assert (await get(pay, payout["payout_no"]))["status"] == "FAILED"
+    assert await merchant_balances(pay.c.db, mch) == {"available": 10_000, "in_transit": 0}
 
 
 # --- acceptance 4: 20 concurrent payouts of 60 % of available, on PostgreSQL -------------------------------------
