@@ -150,14 +150,22 @@ class BankSimulator:
     def urls(base_url: str) -> dict[str, str]:
         """The account config URLs of a simulator at `base_url` (the adapter derives `app_url` from front_url)."""
         base = base_url.rstrip("/")
-        return {"front_url": base + FRONT_PATH, "back_url": base + BACK_PATH, "query_url": base + QUERY_PATH,
-                "file_url": base + FILE_PATH}
+        return {
+            "front_url": base + FRONT_PATH,
+            "back_url": base + BACK_PATH,
+            "query_url": base + QUERY_PATH,
+            "file_url": base + FILE_PATH,
+        }
 
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_route(FRONT_PATH, self._front, methods=["POST"], include_in_schema=False)
-        for path, handler in ((APP_PATH, self._pre_order), (BACK_PATH, self._back_trans), (QUERY_PATH, self._query),
-                              (FILE_PATH, self._file)):
+        for path, handler in (
+            (APP_PATH, self._pre_order),
+            (BACK_PATH, self._back_trans),
+            (QUERY_PATH, self._query),
+            (FILE_PATH, self._file),
+        ):
             router.add_api_route(path, self._endpoint(handler), methods=["POST"], include_in_schema=False)
         return router
 
@@ -244,8 +252,12 @@ class BankSimulator:
             trade.state, trade.closed_at = TradeState.FAILED, now
         trade.extra["traceNo"] = f"{secrets.randbelow(10**6):06d}"
         trade.extra["traceTime"] = codec.format_time(now)[4:]
-        self._notify(trade.notify_url, self._payment_fields(trade) | {"respCode": "00" if paid else "01",
-                     "respMsg": OK_MSG if paid else "交易失败"}, trade.channel_trade_no)
+        self._notify(
+            trade.notify_url,
+            self._payment_fields(trade)
+            | {"respCode": "00" if paid else "01", "respMsg": OK_MSG if paid else "交易失败"},
+            trade.channel_trade_no,
+        )
 
     # --- transactions -------------------------------------------------------------------------------------
 
@@ -277,8 +289,15 @@ class BankSimulator:
             return trade
         now = self._state.clock.now()
         trade = SimTrade(
-            channel=self.channel, merchant_id=mer_id, out_trade_no=order_id, channel_trade_no=codec.new_query_id(now),
-            amount=amount, subject=subject, notify_url=back_url, created_at=now, expire_at=expire_at,
+            channel=self.channel,
+            merchant_id=mer_id,
+            out_trade_no=order_id,
+            channel_trade_no=codec.new_query_id(now),
+            amount=amount,
+            subject=subject,
+            notify_url=back_url,
+            created_at=now,
+            expire_at=expire_at,
             extra={"txnTime": codec.format_time(txn_time), "tn": codec.new_query_id(now)},
         )
         self.book.add(trade)
@@ -313,8 +332,18 @@ class BankSimulator:
         if trade.refunded + amount > trade.amount:
             raise BankError("33", "交易金额超限: beyond the refundable balance")
         now = self._state.clock.now()
-        refund = BankRefund(mer_id, order_id, codec.format_time(txn_time), codec.new_query_id(now), orig_qry_id, amount,
-                            back_url, reserved, now, f"{secrets.randbelow(10**6):06d}")
+        refund = BankRefund(
+            mer_id,
+            order_id,
+            codec.format_time(txn_time),
+            codec.new_query_id(now),
+            orig_qry_id,
+            amount,
+            back_url,
+            reserved,
+            now,
+            f"{secrets.randbelow(10**6):06d}",
+        )
         trade.refunds[order_id] = SimRefund(order_id, amount, now)
         self._refunds[(mer_id, order_id)] = refund
         answer = self._refund_fields(refund)
@@ -351,12 +380,23 @@ class BankSimulator:
         if (mer_id, order_id) in self._payouts:
             raise BankError("12", "重复交易")
         now = self._state.clock.now()
-        payout = BankPayout(mer_id, order_id, codec.format_time(txn_time), codec.new_query_id(now), amount, acc_no,
-                            name, back_url, now, f"{secrets.randbelow(10**6):06d}")
+        payout = BankPayout(
+            mer_id,
+            order_id,
+            codec.format_time(txn_time),
+            codec.new_query_id(now),
+            amount,
+            acc_no,
+            name,
+            back_url,
+            now,
+            f"{secrets.randbelow(10**6):06d}",
+        )
         self._payouts[(mer_id, order_id)] = payout
         rejected = self._state.faults[self.channel].reject_payouts
-        self._state.notifier.later(self.payout_delay_s / self._state.time_scale,
-                                   lambda: self._finish_payout(payout, rejected))
+        self._state.notifier.later(
+            self.payout_delay_s / self._state.time_scale, lambda: self._finish_payout(payout, rejected)
+        )
         return self._payout_fields(payout) | {"respCode": "00", "respMsg": OK_MSG}
 
     def _finish_payout(self, payout: BankPayout, rejected: bool) -> None:
@@ -381,7 +421,9 @@ class BankSimulator:
             if trade.state in (TradeState.PAID, TradeState.FAILED) and trade.extra["txnTime"] == fields["txnTime"]:
                 paid = trade.state is TradeState.PAID
                 answer = self._payment_fields(trade) | {
-                    "origRespCode": "00" if paid else "01", "origRespMsg": OK_MSG if paid else "交易失败"}
+                    "origRespCode": "00" if paid else "01",
+                    "origRespMsg": OK_MSG if paid else "交易失败",
+                }
         payout = self._payouts.get((mer_id, order_id))
         if answer is None and payout is not None and payout.txn_time == fields["txnTime"]:
             code, message = (payout.result, payout.result_msg) if payout.result else ("05", "交易处理中")
@@ -391,67 +433,120 @@ class BankSimulator:
             answer = self._refund_fields(refund) | {"origRespCode": "00", "origRespMsg": OK_MSG}
         if answer is None:
             raise BankError(codec.NOT_FOUND_CODE, "查无此交易")
-        return answer | {"txnType": "00", "txnSubType": "00", "bizType": "000000", "respCode": "00",
-                         "respMsg": OK_MSG}
+        return answer | {"txnType": "00", "txnSubType": "00", "bizType": "000000", "respCode": "00", "respMsg": OK_MSG}
 
     def _file(self, mer_id: str, fields: Fields) -> Fields:
         mmdd = fields.get("settleDate", "")
         day = codec.resolve_settle_date(mmdd, codec.beijing_date(self._state.clock.now()))
         if (fields.get("txnType"), fields.get("fileType")) != ("76", "00") or day is None:
             raise BankError("10", "报文格式错误: txnType 76, fileType 00, settleDate MMdd")
-        rows = [codec.statement_row(t.channel_trade_no, t.extra.get("traceNo", ""), t.out_trade_no,
-                                    t.extra["txnTime"], "01", t.amount, day, FEE_PPM)
-                for t in self.book.trades.values()
-                if t.merchant_id == mer_id and t.paid_at is not None and codec.beijing_date(t.paid_at) == day]
-        rows += [codec.statement_row(r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -r.amount, day, FEE_PPM)
-                 for r in self._refunds.values() if r.mer_id == mer_id and codec.beijing_date(r.at) == day]
+        rows = [
+            codec.statement_row(
+                t.channel_trade_no,
+                t.extra.get("traceNo", ""),
+                t.out_trade_no,
+                t.extra["txnTime"],
+                "01",
+                t.amount,
+                day,
+                FEE_PPM,
+            )
+            for t in self.book.trades.values()
+            if t.merchant_id == mer_id and t.paid_at is not None and codec.beijing_date(t.paid_at) == day
+        ]
+        rows += [
+            codec.statement_row(r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -r.amount, day, FEE_PPM)
+            for r in self._refunds.values()
+            if r.mer_id == mer_id and codec.beijing_date(r.at) == day
+        ]
         name = f"INN{day:%y%m%d}01ZM_{mer_id}.csv"
         content = codec.encode_file_content(codec.build_statement_zip(name, rows))
-        return codec.echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "settleDate": mmdd, "fileType": "00",
-                                     "fileName": f"{mer_id}_{day:%Y%m%d}.zip", "fileContent": content}
+        return codec.echo(fields) | {
+            "respCode": "00",
+            "respMsg": OK_MSG,
+            "settleDate": mmdd,
+            "fileType": "00",
+            "fileName": f"{mer_id}_{day:%Y%m%d}.zip",
+            "fileContent": content,
+        }
 
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _payment_fields(self, trade: SimTrade) -> Fields:
         fields = self._common(trade.merchant_id) | {
-            "txnType": "01", "txnSubType": "01", "bizType": "000201", "channelType": "07",
-            "orderId": trade.out_trade_no, "txnTime": trade.extra["txnTime"], "txnAmt": str(trade.amount),
-            "currencyCode": codec.CURRENCY_CNY, "queryId": trade.channel_trade_no,
-            "traceNo": trade.extra.get("traceNo", ""), "traceTime": trade.extra.get("traceTime", ""),
+            "txnType": "01",
+            "txnSubType": "01",
+            "bizType": "000201",
+            "channelType": "07",
+            "orderId": trade.out_trade_no,
+            "txnTime": trade.extra["txnTime"],
+            "txnAmt": str(trade.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "queryId": trade.channel_trade_no,
+            "traceNo": trade.extra.get("traceNo", ""),
+            "traceTime": trade.extra.get("traceTime", ""),
         }
         if trade.paid_at is not None:
-            fields |= {"settleAmt": str(trade.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
-                       "settleDate": codec.settle_date(codec.beijing_date(trade.paid_at))}
+            fields |= {
+                "settleAmt": str(trade.amount),
+                "settleCurrencyCode": codec.CURRENCY_CNY,
+                "settleDate": codec.settle_date(codec.beijing_date(trade.paid_at)),
+            }
         return fields
 
     def _refund_fields(self, refund: BankRefund) -> Fields:
         """Echoes `reqReserved` as sent — a nested `{k=v&…}` value in a raw k=v body."""
         return self._common(refund.mer_id) | {
-            "txnType": "04", "txnSubType": "00", "bizType": "000201", "channelType": "07",
-            "orderId": refund.order_id, "txnTime": refund.txn_time, "txnAmt": str(refund.amount),
-            "currencyCode": codec.CURRENCY_CNY, "queryId": refund.query_id, "origQryId": refund.orig_qry_id,
-            "traceNo": refund.trace_no, "traceTime": codec.format_time(refund.at)[4:],
-            "settleAmt": str(refund.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
-            "settleDate": codec.settle_date(codec.beijing_date(refund.at)), "reqReserved": refund.req_reserved,
+            "txnType": "04",
+            "txnSubType": "00",
+            "bizType": "000201",
+            "channelType": "07",
+            "orderId": refund.order_id,
+            "txnTime": refund.txn_time,
+            "txnAmt": str(refund.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "queryId": refund.query_id,
+            "origQryId": refund.orig_qry_id,
+            "traceNo": refund.trace_no,
+            "traceTime": codec.format_time(refund.at)[4:],
+            "settleAmt": str(refund.amount),
+            "settleCurrencyCode": codec.CURRENCY_CNY,
+            "settleDate": codec.settle_date(codec.beijing_date(refund.at)),
+            "reqReserved": refund.req_reserved,
         }
 
     def _payout_fields(self, payout: BankPayout) -> Fields:
         """The payout's answer/notify fields; the card number and the payee are not echoed."""
         fields = self._common(payout.mer_id) | {
-            "txnType": "12", "txnSubType": "00", "bizType": "000401", "channelType": "07",
-            "orderId": payout.order_id, "txnTime": payout.txn_time, "txnAmt": str(payout.amount),
-            "currencyCode": codec.CURRENCY_CNY, "queryId": payout.query_id, "traceNo": payout.trace_no,
+            "txnType": "12",
+            "txnSubType": "00",
+            "bizType": "000401",
+            "channelType": "07",
+            "orderId": payout.order_id,
+            "txnTime": payout.txn_time,
+            "txnAmt": str(payout.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "queryId": payout.query_id,
+            "traceNo": payout.trace_no,
             "traceTime": codec.format_time(payout.at)[4:],
         }
         if payout.finished_at is not None and payout.result == "00":
-            fields |= {"settleAmt": str(payout.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
-                       "settleDate": codec.settle_date(codec.beijing_date(payout.finished_at))}
+            fields |= {
+                "settleAmt": str(payout.amount),
+                "settleCurrencyCode": codec.CURRENCY_CNY,
+                "settleDate": codec.settle_date(codec.beijing_date(payout.finished_at)),
+            }
         return fields
 
     @staticmethod
     def _common(mer_id: str) -> Fields:
-        return {"version": codec.VERSION, "encoding": codec.ENCODING, "signMethod": codec.SIGN_METHOD_RSA,
-                "accessType": "0", "merId": mer_id}
+        return {
+            "version": codec.VERSION,
+            "encoding": codec.ENCODING,
+            "signMethod": codec.SIGN_METHOD_RSA,
+            "accessType": "0",
+            "merId": mer_id,
+        }
 
     def _notify(self, url: str, fields: Fields, query_id: str) -> None:
         """A back-notify: the signed result fields as a form POST to backUrl, delivered once HTTP 200 comes back."""
@@ -460,9 +555,13 @@ class BankSimulator:
         signed = signing.sign_fields(fields, self._key, self._cert_id)
         self._state.notifier.send(
             Notification(
-                channel=self.channel, url=url, body=codec.encode_form(signed),
-                headers={"Content-Type": codec.FORM_CONTENT_TYPE}, accepted=lambda r: r.status_code == 200,
-                gaps_s=self._gaps, notify_id=f"{query_id}-{secrets.token_hex(4)}",
+                channel=self.channel,
+                url=url,
+                body=codec.encode_form(signed),
+                headers={"Content-Type": codec.FORM_CONTENT_TYPE},
+                accepted=lambda r: r.status_code == 200,
+                gaps_s=self._gaps,
+                notify_id=f"{query_id}-{secrets.token_hex(4)}",
             )
         )
 
@@ -488,5 +587,3 @@ def _txn_fields(fields: Fields) -> tuple[str, int, datetime]:
 def _near(original: str, asked: datetime) -> bool:
     """Refunds only: the platform cannot name a refund's txnTime exactly (see the module docstring)."""
     return abs(codec.parse_time(original) - asked) <= TXN_TIME_TOLERANCE
-
-
