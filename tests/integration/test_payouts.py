@@ -250,6 +250,7 @@ async def test_an_unanswered_payout_is_voided_after_the_final_timeout(pay: PaySt
     payout = (await create(pay, "WD-10", 4_000)).json()
     assert payout["status"] == "PENDING"
     assert await merchant_balances(pay.c.db, mch) == {"available": 6_000, "in_transit": 4_000}
+    assert await pay.c.payouts.pending_by_merchant() == {mch: 4_000}  # what the ledger check compares
     pay.clock.advance(timedelta(minutes=5))
     await pay.c.payouts.query_pending()
     assert await merchant_balances(pay.c.db, mch) == {"available": 6_000, "in_transit": 4_000}
@@ -263,6 +264,7 @@ async def test_an_unanswered_payout_is_voided_after_the_final_timeout(pay: PaySt
     assert status == "FAILED" and reason.startswith("TIMEOUT")
     assert await merchant_balances(pay.c.db, mch) == {"available": 10_000, "in_transit": 0}
     assert len(await outbox(pay, payout["payout_no"], "payout.failed")) == 1
+    assert await pay.c.payouts.pending_by_merchant() == {}
 
 
 async def test_a_duplicate_notify_books_once(pay: PayStack) -> None:

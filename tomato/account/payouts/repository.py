@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account.payouts.models import Payout, PayoutStatus
@@ -43,3 +43,13 @@ async def due_for_query(s: AsyncSession, now: datetime, limit: int) -> Sequence[
         .limit(limit)
     )
     return (await s.scalars(q)).all()
+
+
+async def pending_by_merchant(s: AsyncSession) -> dict[str, int]:
+    """Σ amount of PENDING payouts per merchant: what each `payout_in_transit` balance must equal (ledger check)."""
+    rows = await s.execute(
+        select(Payout.mch_no, func.sum(Payout.amount))
+        .where(Payout.status == PayoutStatus.PENDING.value)
+        .group_by(Payout.mch_no)
+    )
+    return {mch_no: int(total) for mch_no, total in rows.all()}

@@ -328,6 +328,11 @@ class PayoutService:
             raise PayoutNotFound(f"no payout with out_payout_no {out_payout_no}")
         return payout_view(p)
 
+    async def pending_by_merchant(self) -> dict[str, int]:
+        """Σ of PENDING payouts per merchant, for `tomato ledger check` (= each payout_in_transit balance)."""
+        async with self.deps.db.uow() as uow:
+            return await repo.pending_by_merchant(uow.session)
+
     async def _view(self, payout_no: str) -> PayoutView:
         async with self.deps.db.uow() as uow:
             p = await repo.get(uow.session, payout_no)
