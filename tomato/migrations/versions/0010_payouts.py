@@ -1,7 +1,7 @@
 """payouts
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. A payout's amount is held in the ledger (merchant_available → payout_in_transit) in the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
