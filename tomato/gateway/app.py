@@ -22,7 +22,7 @@ from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
-from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
+from tomato.gateway.routers.v1 import events, pay_orders, payouts, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(pay_orders.router)
     app.include_router(refunds.router)
+    app.include_router(payouts.router)
     app.include_router(platform.router)
     app.include_router(events.router)
     app.include_router(callbacks.router)

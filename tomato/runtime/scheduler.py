@@ -47,6 +47,8 @@ async def _refund_compensation(c: Container) -> int:
 
 async def _settlement(c: Container) -> int:
     return await c.settlement.run_due()
+async def _payout_compensation(c: Container) -> int:
+    return await c.payouts.query_pending()
 
 
 JOBS = (
@@ -54,6 +56,7 @@ JOBS = (
     Job("pay.expiry", 10.0, _expiry),
     Job("pay.refund_compensation", 5.0, _refund_compensation),
     Job("account.settlement", 60.0, _settlement, at_start=True),
+    Job("account.payout_compensation", 5.0, _payout_compensation),
 )
 
 
