@@ -19,6 +19,17 @@ from pydantic_core import PydanticCustomError
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+def control_character_issue(value: str) -> str | None:
+    """The field issue for the first forbidden character of `value`, or None when it has none."""
+    found = _FORBIDDEN.search(value)
+    if found is None:
+        return None
+    return (
+        "must not contain control or bidi override characters "
+        f"(found U+{ord(found.group()):04X} at position {found.start()})"
+    )
+
+
 def refuse_control_characters(value: str) -> str:
     """Returns `value` unchanged, or raises the field error for its first forbidden character."""
     found = _FORBIDDEN.search(value)

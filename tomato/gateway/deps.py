@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from tomato.bootstrap import Container
 from tomato.core.errors import Forbidden, Unauthenticated
+from tomato.gateway import params
 
 
 def container(request: Request) -> Container:
@@ -33,7 +34,7 @@ async def check_role(request: Request, roles: tuple[str, ...]) -> str:
 
 def admin_route(*roles: str) -> type[APIRoute]:
     """A route class whose handler checks the bearer token before FastAPI reads or parses the body: the token
-    answers first (401/403), then the body (400/422)."""
+    answers first (401/403), then the query and path parameters (gateway.params) and the body (400/422)."""
 
     class AdminRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -41,6 +42,7 @@ def admin_route(*roles: str) -> type[APIRoute]:
 
             async def handler(request: Request) -> Response:
                 request.state.admin_role = await check_role(request, roles)
+                params.refuse_control_characters(request)
                 return await inner(request)
 
             return handler
