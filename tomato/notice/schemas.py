@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tomato.core.clock import UtcDateTime
 from tomato.core.text import SafeText
 from tomato.pay.schemas import field_errors
 
@@ -25,18 +26,18 @@ class DeliveryView(BaseModel):
     url: str
     status: str  # PENDING | SUCCEEDED | FAILED | SKIPPED (no URL to deliver to)
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: UtcDateTime | None
     last_status: int | None
     last_error: str | None
-    event_created_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    event_created_at: UtcDateTime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    finished_at: UtcDateTime | None
 
 
 class AttemptView(BaseModel):
     attempt_no: int
-    started_at: datetime
+    started_at: UtcDateTime
     latency_ms: int
     http_status: int | None
     response_body: str | None
