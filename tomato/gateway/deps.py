@@ -37,6 +37,11 @@ def admin_route(*roles: str) -> type[APIRoute]:
     answers first (401/403), then the query and path parameters (gateway.params) and the body (400/422)."""
 
     class AdminRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            # the roles go into the OpenAPI document with the operation (gateway.openapi)
+            kwargs["openapi_extra"] = {**(kwargs.get("openapi_extra") or {}), "x-roles": list(roles)}
+            super().__init__(path, endpoint, **kwargs)
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             inner = super().get_route_handler()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -96,3 +97,13 @@ class EventPage:
     payloads: list[str]
     last_position: int | None
     more: bool
+
+
+class WebhookEvent(BaseModel):
+    """A webhook body as delivered and as listed by `GET /v1/events` (docs/webhooks.md); `data` is the order or
+    refund object the event is about."""
+
+    id: str
+    type: str
+    created_at: str
+    data: dict[str, Any]
