@@ -17,8 +17,9 @@ operations. What the document does not list is not fuzzed here, and why:
 - `/cashier/…`: HTML pages for a payer's browser, covered by the cashier and browser tests;
 - `/sandbox/…`: the channel simulator, a test double that is not part of the product's API.
 
-Usage: `.venv/bin/python tools/fuzz.py [--examples N] [--seed S]`. The whole run stays within a few minutes on
-two cores (the default budget); `--examples` trades time for depth.
+Usage: `.venv/bin/python tools/fuzz.py [--examples N] [--seed S] [--inherit-env]`. The whole run stays within a
+few minutes on two cores (the default budget); `--examples` trades time for depth. With `--inherit-env` the stack
+uses the TOMATO_* settings of the environment (a throwaway PostgreSQL database is migrated first) instead.
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_dev(workdir: Path, log: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+def start_dev(workdir: Path, log: Path, inherit: bool) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     port, sandbox_port = free_port(), free_port()
     creds = workdir / "credentials.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}  # embedded backends
+    env = {k: v for k, v in os.environ.items() if inherit or not k.startswith("TOMATO_")}  # default: embedded
     env["TOMATO_LOG_LEVEL"] = "WARNING"
+    if env.get("TOMATO_DATABASE_URL", "sqlite").split(":")[0].startswith("postgresql"):
+        subprocess.run([str(BIN / "tomato"), "db", "upgrade"], cwd=workdir, env=env, check=True)
     command = [str(BIN / "tomato"), "dev", "--port", str(port), "--sandbox-port", str(sandbox_port)]
     command += ["--credentials-out", str(creds)]
     with log.open("wb") as out:
@@ -120,11 +123,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=50, help="fuzzing-phase examples per /admin operation")
     parser.add_argument("--seed", type=int, default=16, help="Hypothesis seed (fixed: a CI failure reproduces)")
+    parser.add_argument(
+        "--inherit-env",
+        action="store_true",
+        help="keep TOMATO_* settings (e.g. a fresh PostgreSQL database, Redis) instead of the embedded backends",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tomato-fuzz-") as tmp:
         workdir = Path(tmp)
         log = workdir / "dev.log"
-        proc, creds = start_dev(workdir, log)
+        proc, creds = start_dev(workdir, log, args.inherit_env)
         try:
             base = str(creds["base_url"])
             tokens = creds["admin_tokens"]

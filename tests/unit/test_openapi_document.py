@@ -87,6 +87,21 @@ def test_every_answer_is_typed_and_every_list_is_a_page(doc: dict[str, Any]) -> 
             assert "$ref" in page["properties"]["data"]["items"], (method, path)
 
 
+def test_string_parameters_refuse_control_characters(doc: dict[str, Any]) -> None:
+    import re
+
+    from tomato.core.text import NO_CONTROL_CHARACTERS
+
+    assert re.fullmatch(NO_CONTROL_CHARACTERS, "Mé-1_x") and not re.search(NO_CONTROL_CHARACTERS, "a\x00b")
+    assert not re.search(NO_CONTROL_CHARACTERS, "a\u202eb") and not re.search(NO_CONTROL_CHARACTERS, "\x85")
+    for path, method, op in ours(doc):
+        for p in op.get("parameters", []):
+            for schema in p["schema"].get("anyOf", [p["schema"]]):
+                if p["in"] in ("path", "query") and schema.get("type") == "string":
+                    rules = [schema.get("pattern")] + [a["pattern"] for a in schema.get("allOf", [])]
+                    assert NO_CONTROL_CHARACTERS in rules, (method, path, p["name"])
+
+
 def test_limits_are_1_to_100(doc: dict[str, Any]) -> None:
     limits = [(path, p) for path, _, op in ours(doc) for p in op.get("parameters", []) if p["name"] == "limit"]
     assert len(limits) >= 5

@@ -9,6 +9,7 @@ it without doing anything:
   for `/admin` (the roles its route class accepts are in `x-roles`, put there by `deps.admin_route`);
 - the error answers its route class can give, each with the one error body (`Error`), from the rules below;
 - the optional `Idempotency-Key` header of every `/v1` POST;
+- the rule of gateway.params on every string query and path parameter (no control or bidi override characters);
 - FastAPI's own 422 body (`HTTPValidationError`) replaced by ours.
 
 What depends on the handler (a 409 of the service, a 502 of a channel) the route declares itself with
@@ -22,6 +23,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from tomato.core.text import document_rule
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "INVALID_REQUEST: the body was not JSON",
@@ -162,6 +165,10 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                     response["content"] = {"application/json": {"schema": _ERROR_REF}}
                     if code in ("429", "503"):
                         response.setdefault("headers", {}).update(_RETRY_AFTER)
+            if kind is not None:
+                for param in op.get("parameters", []):
+                    if param.get("in") in ("path", "query"):
+                        document_rule(param.get("schema", {}))  # gateway.params refuses them
             if kind == "v1":
                 op["security"] = [dict.fromkeys(SIGNED_SCHEMES, [])]
                 for response in responses.values():

@@ -21,11 +21,14 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tomato.core.crypto import sha256_hex
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
-from tomato.core.text import SafeText, refuse_control_characters
+from tomato.core.text import DocumentedRule, SafeText, refuse_control_characters
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 HttpUrl = Annotated[
-    str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"), AfterValidator(refuse_control_characters)
+    str,
+    StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(refuse_control_characters),
+    DocumentedRule(),
 ]
 
 
@@ -42,6 +45,16 @@ def field_errors(model: str, problems: list[tuple[str, str]]) -> ValidationError
             )
             for field, issue in problems
         ],
+    )
+
+
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    """The document's metadata rule: at most 20 pairs, keys of 1-64 characters (checked by `_meta`)."""
+    [(pattern, values)] = schema.pop("patternProperties").items()
+    schema.update(
+        maxProperties=20,
+        propertyNames={"minLength": 1, "maxLength": 64, "pattern": pattern},
+        additionalProperties=values,
     )
 
 
@@ -75,7 +88,9 @@ class PayOrderCreate(BaseModel):
         },
     )
     payer: Payer | None = None
-    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(default_factory=dict)
+    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(
+        default_factory=dict, json_schema_extra=_metadata_schema
+    )
 
     @field_validator("pay_method", mode="before")
     @classmethod
