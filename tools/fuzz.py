@@ -79,7 +79,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def schemathesis(
-    name: str, base_url: str, paths: str, examples: int, seed: int, headers: list[str], env: dict[str, str]
+    name: str,
+    base_url: str,
+    paths: str,
+    examples: int,
+    seed: int,
+    headers: list[str],
+    env: dict[str, str],
+    workdir: Path,
 ) -> bool:
     command = [
         str(BIN / "schemathesis"),
@@ -110,7 +117,8 @@ def schemathesis(
     print(f"\n== fuzz: {name} ==", flush=True)
     started = time.monotonic()
     try:
-        result = subprocess.run(command, cwd=ROOT, env=env, timeout=RUN_TIMEOUT_S)
+        # in the temporary directory: Schemathesis keeps a cache (.schemathesis/) where it runs
+        result = subprocess.run(command, cwd=workdir, env=env, timeout=RUN_TIMEOUT_S)
         ok = result.returncode == 0
     except subprocess.TimeoutExpired:
         print(f"fuzz: {name} ran past {RUN_TIMEOUT_S} s", flush=True)
@@ -151,7 +159,7 @@ def main() -> int:
                 ("/admin, finance token", "^/admin/", [f"Authorization: Bearer {tokens['finance']}"], few),
                 ("/admin, no token; health", "^/(admin/|healthz|readyz|metrics)", [], few),
             ]
-            results = [schemathesis(n, base, p, count, args.seed, h, env) for n, p, h, count in runs]
+            results = [schemathesis(n, base, p, count, args.seed, h, env, workdir) for n, p, h, count in runs]
         finally:
             stop(proc)
         text = log.read_text(errors="replace")
