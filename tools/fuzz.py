@@ -17,14 +17,18 @@ operations. What the document does not list is not fuzzed here, and why:
 - `/cashier/…`: HTML pages for a payer's browser, covered by the cashier and browser tests;
 - `/sandbox/…`: the channel simulator, a test double that is not part of the product's API.
 
-Usage: `.venv/bin/python tools/fuzz.py [--examples N] [--seed S] [--inherit-env]`. The whole run stays within a
-few minutes on two cores (the default budget); `--examples` trades time for depth. With `--inherit-env` the stack
-uses the TOMATO_* settings of the environment (a throwaway PostgreSQL database is migrated first) instead.
+Usage: `.venv/bin/python tools/fuzz.py [--examples N] [--seed S] [--services | --inherit-env]`. The whole run stays
+within a few minutes on two cores (the default budget); `--examples` trades time for depth. `--services` (what
+`.ci/run` uses) runs the stack on PostgreSQL and Redis instead — a database and a key prefix of its own, removed
+afterwards; `--inherit-env` keeps the TOMATO_* settings of the environment (a PostgreSQL database is migrated
+first).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,16 +46,60 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 RUN_TIMEOUT_S = 150  # one Schemathesis run; the default budget takes well under half of it
 
 
+PG_ADMIN_URL = os.environ.get("TOMATO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TOMATO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.contextmanager
+def services() -> Iterator[dict[str, str]]:
+    """A database of its own on the test PostgreSQL (dropped afterwards) and a Redis key prefix of its own (deleted
+    afterwards): the settings of a production-like `tomato dev`, where the issue's NUL parameters were 500s."""
+    import asyncpg
+    import redis
+
+    from tomato.core.crypto import SecretBox
+
+    name = f"tomato_fuzz_{os.getpid()}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    prefix = f"{name}:"
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield {
+            "TOMATO_DATABASE_URL": f"{base}/{name}",
+            "TOMATO_REDIS_URL": REDIS_URL,
+            "TOMATO_REDIS_PREFIX": prefix,
+            "TOMATO_SECRET_KEYS": SecretBox.generate_ring("fuzz"),
+        }
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def start_dev(workdir: Path, log: Path, inherit: bool) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+def start_dev(
+    workdir: Path, log: Path, inherit: bool, backends: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     port, sandbox_port = free_port(), free_port()
     creds = workdir / "credentials.json"
     env = {k: v for k, v in os.environ.items() if inherit or not k.startswith("TOMATO_")}  # default: embedded
+    env |= backends
     env["TOMATO_LOG_LEVEL"] = "WARNING"
     if env.get("TOMATO_DATABASE_URL", "sqlite").split(":")[0].startswith("postgresql"):
         subprocess.run([str(BIN / "tomato"), "db", "upgrade"], cwd=workdir, env=env, check=True)
@@ -132,15 +181,23 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=50, help="fuzzing-phase examples per /admin operation")
     parser.add_argument("--seed", type=int, default=16, help="Hypothesis seed (fixed: a CI failure reproduces)")
     parser.add_argument(
+        "--services",
+        action="store_true",
+        help="PostgreSQL and Redis (a throwaway database and key prefix, at TOMATO_TEST_PG_URL, TOMATO_TEST_REDIS_URL)",
+    )
+    parser.add_argument(
         "--inherit-env",
         action="store_true",
         help="keep TOMATO_* settings (e.g. a fresh PostgreSQL database, Redis) instead of the embedded backends",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tomato-fuzz-") as tmp:
+    chosen: contextlib.AbstractContextManager[dict[str, str]] = (
+        services() if args.services else contextlib.nullcontext({})
+    )
+    with tempfile.TemporaryDirectory(prefix="tomato-fuzz-") as tmp, chosen as backends:
         workdir = Path(tmp)
         log = workdir / "dev.log"
-        proc, creds = start_dev(workdir, log, args.inherit_env)
+        proc, creds = start_dev(workdir, log, args.inherit_env, backends)
         try:
             base = str(creds["base_url"])
             tokens = creds["admin_tokens"]
