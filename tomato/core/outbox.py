@@ -37,6 +37,7 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     position: Mapped[int | None] = mapped_column(BigInteger)  # None until numbered after commit
+    facts: Mapped[str | None] = mapped_column(Text)  # JSON for the platform's own consumers; never sent out
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "published_at", "seq"),
@@ -73,8 +74,10 @@ def add_event(
     aggregate_id: str,
     data: dict[str, Any],
     app_id: str | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> OutboxEvent:
-    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md)."""
+    """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md). `facts` is
+    what internal consumers need beyond it (the ledger: fees, channel account, business date), kept off the wire."""
     seq = ids.next_int()
     event_id = f"E{seq}"
     now = utcnow()
@@ -89,6 +92,7 @@ def add_event(
         payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         created_at=now,
         published_at=None,
+        facts=None if facts is None else json.dumps(facts, separators=(",", ":"), sort_keys=True),
     )
     session.add(row)
     return row

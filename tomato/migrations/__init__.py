@@ -24,6 +24,9 @@ MODEL_MODULES = (
     "tomato.channel.models",
     "tomato.pay.models",
     "tomato.notice.models",
+    "tomato.account.models",
+    "tomato.reconciliation.models",
+    "tomato.account.payouts.models",
 )
 
 

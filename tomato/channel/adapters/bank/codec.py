@@ -20,8 +20,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode
 
-from tomato.core.money import proportional_fen
-
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 TIME_FORMAT = "%Y%m%d%H%M%S"  # txnTime / payTimeout: yyyyMMddHHmmss, Beijing wall clock
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
@@ -33,6 +31,13 @@ CURRENCY_CNY = "156"
 SUCCESS_CODES = frozenset({"00", "A6"})  # A6: "success with defects", treated as success by UnionPay's demos
 PENDING_CODES = frozenset({"03", "04", "05"})  # outcome not known yet: query later (§C4)
 NOT_FOUND_CODE = "34"
+
+# 代付 (real-time payout): txnType 12, txnSubType 00, bizType 000401, POSTed to backTransReq.do. UnionPay's payout
+# demo treats these answer codes (sync respCode, or a query's origRespCode) as "not final yet: query again".
+PAYOUT_TXN = ("12", "00", "000401")
+PAYOUT_PENDING_CODES = frozenset({"01", "03", "04", "05", "12", "34", "60"})
+ACC_TYPE_CARD = "01"  # accType: a bank card (04 would be a corporate account)
+_FULL_WIDTH = str.maketrans({"&": "＆", "=": "＝", "{": "｛", "}": "｝", "[": "【", "]": "】"})
 
 _ORDER_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
 _FEN = re.compile(r"^[0-9]{1,15}$")
@@ -231,6 +236,22 @@ def parse_nested(value: str) -> dict[str, str]:
     return parse_kv(value[1:-1])
 
 
+def customer_info(name: str) -> str:
+    """`customerInfo` = base64(UTF-8 `{customerNm=…}`) (ACP `getCustomerInfo`). The characters that delimit the
+    nested value are written full width, as UnionPay's demos advise for free text."""
+    nested = "{customerNm=" + name.translate(_FULL_WIDTH) + "}"
+    return base64.b64encode(nested.encode("utf-8")).decode("ascii")
+
+
+def parse_customer_info(value: str) -> dict[str, str]:
+    """The fields of a `customerInfo` value; ValueError when it is not base64 of a `{k=v&…}` value."""
+    try:
+        text = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"customerInfo does not decode: {exc}") from None
+    return parse_nested(text)
+
+
 # --- form posts -----------------------------------------------------------------------------------------
 
 
@@ -311,10 +332,19 @@ def decode_file_content(text: str) -> bytes:
 
 
 def statement_row(
-    query_id: str, trace_no: str, order_id: str, txn_time: str, txn_type: str, amount: int, day: date, fee_ppm: int
+    query_id: str,
+    trace_no: str,
+    order_id: str,
+    txn_time: str,
+    txn_type: str,
+    amount: int,
+    day: date,
+    fee: int,
+    resp_code: str = "00",
 ) -> dict[str, str]:
-    """One file row; `amount` is signed (refunds negative) and so are `settleAmt` and `fee`."""
-    fee = proportional_fen(abs(amount), fee_ppm) * (1 if amount >= 0 else -1)
+    """One file row; `amount` is signed (refunds negative), `fee` the fee charged or returned (≥ 0), written with
+    the amount's sign as `settleAmt` is."""
+    sign = 1 if amount >= 0 else -1
     return {
         "queryId": query_id,
         "traceNo": trace_no,
@@ -324,8 +354,8 @@ def statement_row(
         "txnAmt": str(abs(amount)),
         "settleDate": settle_date(day),
         "settleAmt": str(amount),
-        "fee": str(fee),
-        "respCode": "00",
+        "fee": str(sign * fee),
+        "respCode": resp_code,
     }
 
 
