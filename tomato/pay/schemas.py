@@ -21,11 +21,14 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tomato.core.crypto import sha256_hex
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
-from tomato.core.text import SafeText, refuse_control_characters
+from tomato.core.text import DocumentedRule, SafeText, refuse_control_characters
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 HttpUrl = Annotated[
-    str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"), AfterValidator(refuse_control_characters)
+    str,
+    StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(refuse_control_characters),
+    DocumentedRule(),
 ]
 
 
@@ -42,6 +45,16 @@ def field_errors(model: str, problems: list[tuple[str, str]]) -> ValidationError
             )
             for field, issue in problems
         ],
+    )
+
+
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    """The document's metadata rule: at most 20 pairs, keys of 1-64 characters (checked by `_meta`)."""
+    [(pattern, values)] = schema.pop("patternProperties").items()
+    schema.update(
+        maxProperties=20,
+        propertyNames={"minLength": 1, "maxLength": 64, "pattern": pattern},
+        additionalProperties=values,
     )
 
 
@@ -63,9 +76,21 @@ class PayOrderCreate(BaseModel):
     notify_url: HttpUrl | None = None
     return_url: HttpUrl | None = None
     expire_minutes: int = Field(default=30, ge=1, le=1440)
-    client_ip: str | None = Field(default=None, max_length=45)
+    client_ip: str | None = Field(
+        default=None,
+        max_length=45,
+        json_schema_extra={  # an IP address (Python's parser: dotted quad or RFC 4291 text), or null
+            "anyOf": [
+                {"type": "string", "format": "ipv4", "maxLength": 45},
+                {"type": "string", "format": "ipv6", "maxLength": 45},
+                {"type": "null"},
+            ]
+        },
+    )
     payer: Payer | None = None
-    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(default_factory=dict)
+    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(
+        default_factory=dict, json_schema_extra=_metadata_schema
+    )
 
     @field_validator("pay_method", mode="before")
     @classmethod
@@ -131,13 +156,30 @@ class PayOrderView(BaseModel):
 
 
 class CloseOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`POST /v1/pay/orders/{order_no}/close` takes no fields: an empty body or `{}`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"maxProperties": 0})
 
 
 class RefundCreate(BaseModel):
     """`POST /v1/refunds`: the order by exactly one of `order_no`, `out_trade_no`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={  # exactly one of the two is a string; the other is absent or null
+            "oneOf": [
+                {
+                    "required": ["order_no"],
+                    "properties": {"order_no": {"type": "string"}, "out_trade_no": {"type": "null"}},
+                },
+                {
+                    "required": ["out_trade_no"],
+                    "properties": {"out_trade_no": {"type": "string"}, "order_no": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     order_no: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
     out_trade_no: OutNo | None = None
