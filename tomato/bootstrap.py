@@ -25,6 +25,7 @@ from tomato.core.relay import OutboxRelay
 from tomato.core.settings import Settings
 from tomato.merchant.service import MerchantService
 from tomato.pay.service import PayDeps, PayService
+from tomato.reconciliation.service import ReconciliationService, ReconDeps
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Container:
     channels: ChannelService
     pay: PayService
     relay: OutboxRelay
+    reconciliation: ReconciliationService
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -118,6 +120,19 @@ async def bootstrap(
         webhook_allowed_networks=settings.webhook_allowed_networks,
         wake_relay=relay.notify,
     )
+    pay = PayService(pay_deps)
+    reconciliation = ReconciliationService(
+        ReconDeps(
+            db=db,
+            ids=ids,
+            clock=clock,
+            pay=pay,
+            channels=channels,
+            business_tz=settings.business_timezone,
+            suspense_minutes=settings.recon_suspense_minutes,
+            wake_relay=relay.notify,
+        )
+    )
     container = Container(
         settings=settings,
         db=db,
@@ -130,8 +145,9 @@ async def bootstrap(
         nonces=NonceStore(cache, settings.nonce_ttl_s),
         merchants=merchants,
         channels=channels,
-        pay=PayService(pay_deps),
+        pay=pay,
         relay=relay,
+        reconciliation=reconciliation,
     )
     await _bootstrap_admin_tokens(container)
     return container

@@ -1,0 +1,59 @@
+"""Where a run gets its statement: a `StatementSource` fetches one channel account's file for a business date
+(called with no unit of work open: it downloads) and yields its parsed lines, streaming.
+
+The lines follow the statement interface (tomato/reconciliation/statement.py): a `StatementLine` has line_no,
+kind (PAYMENT | REFUND), channel_trade_no, order_no, refund_no, amount, fee (fen), status ("SUCCESS" when
+completed) and occurred_at (UTC); a `MalformedRow` has line_no and reason. Matching reads only those attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Protocol, runtime_checkable
+
+from tomato.reconciliation.errors import StatementUnavailable
+
+
+class LineLike(Protocol):
+    @property
+    def line_no(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def channel_trade_no(self) -> str: ...
+    @property
+    def order_no(self) -> str | None: ...
+    @property
+    def refund_no(self) -> str | None: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def fee(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+@runtime_checkable
+class MalformedLike(Protocol):
+    @property
+    def line_no(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class StatementSource(Protocol):
+    async def open(self, channel: str, channel_account_id: str, day: date) -> Iterable[LineLike | MalformedLike]:
+        """Fetches (no unit of work open) and returns the parsed lines, produced lazily; raises
+        StatementUnavailable (or any error) when there is no usable statement; the iteration may raise when the
+        file is rejected whole."""
+        ...
+
+
+class NoStatementSource:
+    """Used until a process wires the channel statement store: every run is an ERROR saying so."""
+
+    async def open(self, channel: str, channel_account_id: str, day: date) -> Iterable[LineLike | MalformedLike]:
+        raise StatementUnavailable("no statement source is configured")
