@@ -479,11 +479,11 @@ async def test_download_statement_fetches_the_bill(
 
     def reply(request: httpx.Request) -> httpx.Response:
         seen.append(request_params(request))
-        node = {**OK, "bill_download_url": "https://bills.test/b.csv.zip?sig=1"}
+        node = {**OK, "bill_download_url": "https://alipay.test/b.csv.zip?sig=1"}
         return answer("alipay.data.dataservice.bill.downloadurl.query", node, keys["alipay"])
 
     mock.post(GATEWAY).mock(side_effect=reply)
-    mock.get("https://bills.test/b.csv.zip?sig=1").respond(200, content=b"PK\x03\x04zip")
+    mock.get("https://alipay.test/b.csv.zip?sig=1").respond(200, content=b"PK\x03\x04zip")
     assert await adapter.download_statement(date(2024, 1, 1)) == b"PK\x03\x04zip"
     assert json.loads(seen[0]["biz_content"]) == {"bill_type": "trade", "bill_date": "2024-01-01"}
 
