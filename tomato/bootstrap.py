@@ -26,6 +26,7 @@ from tomato.core.settings import Settings
 from tomato.merchant.service import MerchantService
 from tomato.pay.service import PayDeps, PayService
 from tomato.reconciliation.service import ReconciliationService, ReconDeps
+from tomato.reconciliation.source import ChannelStatementSource
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ async def bootstrap(
             channels=channels,
             business_tz=settings.business_timezone,
             suspense_minutes=settings.recon_suspense_minutes,
+            source=ChannelStatementSource(channels),
             wake_relay=relay.notify,
         )
     )

@@ -20,6 +20,7 @@ from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import merchants as admin_merchants
+from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
     app.include_router(admin_fee_plans.router)
+    app.include_router(admin_reconciliation.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import BigInteger, Select, Table, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -347,22 +347,16 @@ async def notify_urls(s: AsyncSession, order_nos: Sequence[str]) -> dict[str, st
 RECON_COLUMNS = ("kind", "ref", "order_no", "channel_trade_no", "amount", "fee", "occurred_at")
 
 
-def _channel_cost() -> Any:
-    """The order's channel-cost snapshot (fen), NULL where none was taken (then no fee is compared)."""
-    column = ORDERS.c.get("channel_cost")
-    return column if column is not None else literal(None, BigInteger)
-
-
 def succeeded_payments_query(account_id: str, start: datetime, end: datetime) -> Select[Any]:
     """SUCCEEDED orders paid on `account_id` in [start, end): kind, ref (= order_no), order_no, channel_trade_no,
     amount, fee (the channel cost we expect), occurred_at (paid_at)."""
-    return select(
+    q = select(
         literal("PAYMENT").label("kind"),
         PayOrder.order_no.label("ref"),
         PayOrder.order_no.label("order_no"),
         PayOrder.channel_trade_no.label("channel_trade_no"),
         PayOrder.amount.label("amount"),
-        _channel_cost().label("fee"),
+        PayOrder.channel_cost.label("fee"),  # the snapshot; NULL: no fee is compared
         PayOrder.paid_at.label("occurred_at"),
     ).where(
         PayOrder.channel_account_id == account_id,
@@ -370,6 +364,7 @@ def succeeded_payments_query(account_id: str, start: datetime, end: datetime) ->
         PayOrder.paid_at >= start,
         PayOrder.paid_at < end,
     )
+    return cast("Select[Any]", q)
 
 
 def succeeded_refunds_query(account_id: str, start: datetime, end: datetime) -> Select[Any]:
@@ -400,12 +395,12 @@ def succeeded_refunds_query(account_id: str, start: datetime, end: datetime) -> 
         .where(Refund.status == RefundStatus.SUCCEEDED.value, Refund.order_no.in_(of_day))
         .subquery("running")
     )
-    cost = func.coalesce(_channel_cost(), 0)
+    cost = func.coalesce(PayOrder.channel_cost, 0)
     after, before = running.c.after, running.c.after - running.c.amount
     share = (2 * cost * after + PayOrder.amount) // (2 * PayOrder.amount) - (2 * cost * before + PayOrder.amount) // (
         2 * PayOrder.amount
     )
-    fee = case((_channel_cost().is_(None), literal(None, BigInteger)), else_=share)
+    fee = case((PayOrder.channel_cost.is_(None), literal(None, BigInteger)), else_=share)
     return (
         select(
             literal("REFUND").label("kind"),

@@ -8,11 +8,14 @@ completed) and occurred_at (UTC); a `MalformedRow` has line_no and reason. Match
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
+from tomato.channel.service import ChannelService
 from tomato.reconciliation.errors import StatementUnavailable
+from tomato.reconciliation.statement import parse_statement
 
 
 class LineLike(Protocol):
@@ -57,3 +60,16 @@ class NoStatementSource:
 
     async def open(self, channel: str, channel_account_id: str, day: date) -> Iterable[LineLike | MalformedLike]:
         raise StatementUnavailable("no statement source is configured")
+
+
+class ChannelStatementSource:
+    """Downloads the statement through the account's adapter (its real bill API; WeChat's SHA1 is checked there)
+    and parses it with the streaming parsers of tomato/reconciliation/statement.py."""
+
+    def __init__(self, channels: ChannelService) -> None:
+        self._channels = channels
+
+    async def open(self, channel: str, channel_account_id: str, day: date) -> Iterable[LineLike | MalformedLike]:
+        adapter = await self._channels.adapter(channel_account_id)
+        raw = await adapter.download_statement(day)
+        return parse_statement(channel, io.BytesIO(raw))
