@@ -27,6 +27,7 @@ from tomato.merchant.service import MerchantService
 from tomato.pay.service import PayDeps, PayService
 from tomato.reconciliation.service import ReconciliationService, ReconDeps
 from tomato.reconciliation.source import ChannelStatementSource
+from tomato.reconciliation.store import StatementStore
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ async def bootstrap(
             channels=channels,
             business_tz=settings.business_timezone,
             suspense_minutes=settings.recon_suspense_minutes,
-            source=ChannelStatementSource(channels),
+            source=ChannelStatementSource(channels, StatementStore.from_settings(settings, db, clock)),
             wake_relay=relay.notify,
         )
     )

@@ -1,4 +1,4 @@
-"""Tables of the reconciliation context (private to it): one batch per channel account and business date, the
+"""Tables of the reconciliation context (private to it): raw statement files kept for audit, one batch per channel account and business date, the
 statement's lines and our own rows staged for set-based matching, the discrepancies found, a suspense pool for
 rows near midnight, finance's anomaly resolutions and an audit trail of every action.
 """
@@ -11,6 +11,23 @@ from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tomato.core.db import Base
+
+
+class StatementFile(Base):
+    """One raw statement fetched for a channel account and business date, kept for audit (docs/reconciliation.md).
+
+    The file itself lives in the statement store under its sha256; a date fetched again with other content gets a
+    second row (the newest `fetched_at` is the current one), the same content again only a newer `fetched_at`.
+    """
+
+    __tablename__ = "statement_files"
+
+    channel_account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    business_date: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, the channel's date
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(BigInteger)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ReconBatch(Base):

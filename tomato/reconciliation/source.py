@@ -8,14 +8,13 @@ completed) and occurred_at (UTC); a `MalformedRow` has line_no and reason. Match
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from tomato.channel.service import ChannelService
 from tomato.reconciliation.errors import StatementUnavailable
-from tomato.reconciliation.statement import parse_statement
+from tomato.reconciliation.store import StatementStore, StoredStatement, fetch_statement
 
 
 class LineLike(Protocol):
@@ -63,13 +62,18 @@ class NoStatementSource:
 
 
 class ChannelStatementSource:
-    """Downloads the statement through the account's adapter (its real bill API; WeChat's SHA1 is checked there)
-    and parses it with the streaming parsers of tomato/reconciliation/statement.py."""
+    """Downloads the statement through the account's adapter (its real bill API; WeChat's SHA1 is checked there),
+    keeps the raw file in the statement store (content-addressed, for audit) and parses it as a stream."""
 
-    def __init__(self, channels: ChannelService) -> None:
+    def __init__(self, channels: ChannelService, store: StatementStore) -> None:
         self._channels = channels
+        self._store = store
 
     async def open(self, channel: str, channel_account_id: str, day: date) -> Iterable[LineLike | MalformedLike]:
-        adapter = await self._channels.adapter(channel_account_id)
-        raw = await adapter.download_statement(day)
-        return parse_statement(channel, io.BytesIO(raw))
+        stored = await fetch_statement(self._channels, channel_account_id, day, store=self._store)
+        return _parsed(stored)
+
+
+def _parsed(stored: StoredStatement) -> Iterator[LineLike | MalformedLike]:
+    with stored.lines() as lines:
+        yield from lines

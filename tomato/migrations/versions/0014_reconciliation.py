@@ -2,7 +2,7 @@
 audit; an index to read a channel account's paid orders of a day
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0009, 0013
 Create Date: 2026-12-06 07:40:00.000000
 
 Written by hand. One batch per (channel_account_id, business_date): a re-run updates it. A discrepancy is unique per
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0009"
+down_revision = ("0009", "0013")  # joins the fees and statement-store branches
 branch_labels = None
 depends_on = None
 
