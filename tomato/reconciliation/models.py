@@ -1,6 +1,6 @@
-"""Tables of the reconciliation context (private to it): raw statement files kept for audit, one batch per channel account and business date, the
-statement's lines and our own rows staged for set-based matching, the discrepancies found, a suspense pool for
-rows near midnight, finance's anomaly resolutions and an audit trail of every action.
+"""Tables of the reconciliation context (private to it): raw statement files kept for audit; one batch per channel
+account and business date; the statement's lines and our own rows staged for set-based matching; the discrepancies
+found; a suspense pool for rows near midnight; finance's anomaly resolutions and an audit trail of every action.
 """
 
 from __future__ import annotations
