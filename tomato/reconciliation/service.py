@@ -186,18 +186,19 @@ class ReconciliationService:
             )
             await uow.commit()
         name = f"recon:{account.id}:{day.isoformat()}"
-        fencing = await try_acquire(self.deps.db, name, self._owner, LEASE_TTL)
+        owner = f"{self._owner}:{uuid.uuid4().hex[:8]}"  # each run its own holder, in this process too
+        fencing = await try_acquire(self.deps.db, name, owner, LEASE_TTL)
         if fencing is None:
             await self._wait_for(name)
         else:
             try:
-                async with HeldLease(self.deps.db, name, self._owner, fencing, LEASE_TTL).kept():
+                async with HeldLease(self.deps.db, name, owner, fencing, LEASE_TTL).kept():
                     await self._run_held(batch_id, account.id, account.channel, day, progress)
             except LeaseLost:
                 log.warning("reconciliation %s lost its lease; the new holder finishes it", name)
                 await self._wait_for(name)
             finally:
-                await release(self.deps.db, name, self._owner)
+                await release(self.deps.db, name, owner)
         view = await self.get_batch(batch_id)
         if view.status == BatchStatus.ERROR:
             raise StatementFailed(f"statement for {account.id} on {day.isoformat()}: {view.error}")
