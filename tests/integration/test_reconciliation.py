@@ -383,3 +383,16 @@ async def test_anomalies_are_listed_resolved_once_and_audited(pay: PayStack) -> 
         ("REFUND_PAYER", "paid twice; returned", "OPEN", "RESOLVED")
     ]
     assert as_utc(datetime.fromisoformat(audit[0]["at"].isoformat())) <= as_utc(pay.clock.now())
+
+
+async def test_the_daily_job_catches_up_missed_dates_once(recon: PayStack) -> None:
+    pay = recon
+    accounts = await pay.c.reconciliation.active_accounts()
+    assert set(pay.accounts.values()) <= set(accounts)
+    assert await pay.c.reconciliation.catch_up(days=3) == 3 * len(accounts)
+    yesterday = today(pay) - timedelta(days=1)
+    for account in accounts:
+        listed = await pay.c.reconciliation.list_batches(None, 10, {"channel_account_id": account})
+        assert [b.date for b in listed] == [(yesterday - timedelta(days=i)).isoformat() for i in range(3)]
+        assert {b.status for b in listed} == {"MATCHED"}
+    assert await pay.c.reconciliation.catch_up(days=3) == 0  # nothing missed any more

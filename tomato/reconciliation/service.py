@@ -362,6 +362,10 @@ class ReconciliationService:
                 day += timedelta(days=1)
         return done
 
+    async def active_accounts(self) -> list[str]:
+        """Every ACTIVE channel account's id (what the daily run and `tomato reconcile` cover)."""
+        return await self._account_ids()
+
     async def _account_ids(self) -> list[str]:
         out: list[str] = []
         after: str | None = None

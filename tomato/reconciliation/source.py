@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
+from tomato.channel.protocol import StatementUnavailable as ChannelStatementUnavailable
 from tomato.channel.service import ChannelService
 from tomato.reconciliation.errors import StatementUnavailable
 from tomato.reconciliation.store import StatementStore, StoredStatement, fetch_statement
@@ -61,6 +62,11 @@ class NoStatementSource:
         raise StatementUnavailable("no statement source is configured")
 
 
+# what a channel answers for a date on which the account had no trade at all (WeChat: "账单文件不存在"); a bill
+# that is not ready yet is another answer (WeChat STATEMENT_CREATING, Alipay isp.bill_not_exist) and stays an error
+NO_TRADES = frozenset({"NO_STATEMENT_EXIST"})
+
+
 class ChannelStatementSource:
     """Downloads the statement through the account's adapter (its real bill API; WeChat's SHA1 is checked there),
     keeps the raw file in the statement store (content-addressed, for audit) and parses it as a stream."""
@@ -70,7 +76,12 @@ class ChannelStatementSource:
         self._store = store
 
     async def open(self, channel: str, channel_account_id: str, day: date) -> Iterable[LineLike | MalformedLike]:
-        stored = await fetch_statement(self._channels, channel_account_id, day, store=self._store)
+        try:
+            stored = await fetch_statement(self._channels, channel_account_id, day, store=self._store)
+        except ChannelStatementUnavailable as exc:
+            if exc.result.code in NO_TRADES:
+                return ()  # the channel keeps no bill for a day without trades: an empty statement
+            raise
         return _parsed(stored)
 
 

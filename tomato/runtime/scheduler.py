@@ -44,10 +44,17 @@ async def _refund_compensation(c: Container) -> int:
     return await c.pay.query_pending_refunds()
 
 
+async def _reconciliation(c: Container) -> int:
+    """Every active account's dates of the last `recon_catch_up_days` up to yesterday without a finished batch."""
+    return await c.reconciliation.catch_up(days=c.settings.recon_catch_up_days)
+
+
 JOBS = (
     Job("pay.compensation", 5.0, _compensation),
     Job("pay.expiry", 10.0, _expiry),
     Job("pay.refund_compensation", 5.0, _refund_compensation),
+    # daily in effect: a date once MATCHED or DISCREPANCIES is not run again; ERROR dates (statement not ready) are
+    Job("reconciliation.daily", 900.0, _reconciliation, ttl_s=3600.0),
 )
 
 
