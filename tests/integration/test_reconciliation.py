@@ -19,6 +19,7 @@ from sqlalchemy import text
 from tests.fixtures.pay_stack import PayStack
 from tests.fixtures.stack import admin
 from tomato.core.clock import as_utc
+from tomato.reconciliation.errors import StatementFailed
 from tomato.reconciliation.schemas import BatchView
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -396,3 +397,34 @@ async def test_the_daily_job_catches_up_missed_dates_once(recon: PayStack) -> No
         assert [b.date for b in listed] == [(yesterday - timedelta(days=i)).isoformat() for i in range(3)]
         assert {b.status for b in listed} == {"MATCHED"}
     assert await pay.c.reconciliation.catch_up(days=3) == 0  # nothing missed any more
+
+
+async def test_a_file_rejected_midway_or_with_malformed_rows_is_an_error_naming_them(pay: PayStack) -> None:
+    from tomato.reconciliation.statement import MalformedRow, StatementRejected
+
+    day = today(pay)
+    account = pay.accounts["wechat"]
+    good = payment_line(1, "P1", 1_000, at(day, 12, 0))
+
+    class Rejected:
+        async def open(self, channel: str, account_id: str, d: date) -> Iterable[Any]:
+            def lines() -> Iterable[Any]:
+                yield good
+                raise StatementRejected("wechat summary does not match the rows")
+
+            return lines()
+
+    pay.c.reconciliation.source = Rejected()
+    with pytest.raises(StatementFailed, match="summary does not match"):
+        await pay.c.reconciliation.run(account, day)
+    assert await scalar(pay, "SELECT count(*) FROM recon_lines") == 0  # nothing of the refused file stays
+
+    src = Statements()
+    src.days[day] = [good, MalformedRow(2, "手续费 is not a yuan amount"), MalformedRow(5, "3 cells")]  # type: ignore[list-item]
+    pay.c.reconciliation.source = src
+    with pytest.raises(StatementFailed) as failed:
+        await pay.c.reconciliation.run(account, day)
+    assert "2 malformed rows" in failed.value.message and "line 2:" in failed.value.message
+    assert "line 5: 3 cells" in failed.value.message
+    batch = (await pay.c.reconciliation.list_batches(None, 5, {"channel_account_id": account}))[0]
+    assert batch.status == "ERROR" and "line 5" in (batch.error or "")
