@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from tomato.channel.protocol import ChannelAdapter
-from tomato.core.clock import Clock
+from tomato.core.clock import Clock, as_utc
 from tomato.core.db import Database
 from tomato.core.settings import Settings
 from tomato.reconciliation.models import StatementFile
@@ -129,8 +129,12 @@ class StatementStore:
         if row is None:
             return None
         return StoredStatement(
-            row.channel, account_id, day, row.sha256, row.size, row.fetched_at, self.path_of(row.sha256)
+            row.channel, account_id, day, row.sha256, row.size, as_utc(row.fetched_at), self.path_of(row.sha256)
         )
+
+    async def fetch(self, channels: AdapterSource, account_id: str, day: date) -> StoredStatement:
+        """`fetch_statement` into this store."""
+        return await fetch_statement(channels, account_id, day, store=self)
 
     def verify(self, stored: StoredStatement) -> bool:
         """True when the file on disk still has its sha256 (read in chunks)."""

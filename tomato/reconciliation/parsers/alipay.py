@@ -89,6 +89,8 @@ def _detail(member: IO[bytes]) -> Parsed:  # noqa: C901 - one pass over a small 
     counted = {LineKind.PAYMENT: [0, 0], LineKind.REFUND: [0, 0]}  # rows, sum of 商家实收 (fen, signed)
     footer: dict[LineKind, tuple[int, int]] = {}
     for line_no, raw in iter_lines(member):
+        if line_no == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM some tools prepend
         try:
             line = raw.decode("gbk")
         except UnicodeDecodeError:
@@ -98,7 +100,7 @@ def _detail(member: IO[bytes]) -> Parsed:  # noqa: C901 - one pass over a small 
             yield MalformedRow(line_no, "not GBK text")
             continue
         if phase == "head":
-            if line_no == 1 and line.lstrip("\ufeff").strip() != TITLE:
+            if line_no == 1 and line.strip() != TITLE:
                 raise StatementRejected(f"line 1 is not {TITLE}")
             if _marker(line) == START:
                 phase = "columns"
