@@ -319,6 +319,7 @@ async def test_every_finance_route_refuses_operators_and_anonymous(pay: PayStack
         ("/admin/reconciliation/run", {"channel_account_id": "x", "date": "2026-13-01"}, "date"),
         ("/admin/reconciliation/run", {"channel_account_id": "x", "date": "20261101"}, "date"),
         ("/admin/reconciliation/run", {"channel_account_id": "x", "date": "2999-01-01"}, "date"),
+        ("/admin/reconciliation/run", {"channel_account_id": "x", "date": "0001-01-01"}, "date"),
         ("/admin/reconciliation/run", {"date": "2026-11-01"}, "channel_account_id"),
         ("/admin/reconciliation/discrepancies/RD1/resolve", {"action": "ACCEPT_CHANNEL"}, "note"),
         ("/admin/reconciliation/discrepancies/RD1/resolve", {"action": "ACCEPT_CHANNEL", "note": ""}, "note"),

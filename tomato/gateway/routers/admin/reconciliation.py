@@ -60,8 +60,10 @@ async def run(cmd: ReconciliationRun, request: Request) -> BatchView:
     """Reconciles one channel account's statement of one business date (again: same batch, resolutions kept)."""
     svc = container(request).reconciliation
     day = parse_day(cmd.date)
-    if day > svc.today() + timedelta(days=1):
+    if day > svc.today():
         raise InvalidRequest.field("date", "is in the future")
+    if day < svc.today() - timedelta(days=3660):
+        raise InvalidRequest.field("date", "is more than ten years ago")
     return await svc.run(cmd.channel_account_id, day)
 
 
