@@ -126,7 +126,9 @@ async def match(
                 "business_date": window.iso, "origin_batch_id": batch_id, "status": "WAITING",
                 "closed_batch_id": None, "created_at": now}  # fmt: skip
 
+    first_of: dict[tuple[str, str], int] = {}
     for d in await repo.duplicates(s, batch_id):
+        first_of[(d.kind, d.ref)] = d.first
         out.rows.append(
             _row(
                 ids,
@@ -144,6 +146,8 @@ async def match(
 
     differing = 0
     for r in await repo.channel_differences(s, batch_id):
+        if first_of.get((r.kind, r.ref), r.line_no) != r.line_no:
+            continue  # a repeat (the DUPLICATE): only the key's first line is matched
         if r.l_ref is not None:
             differing += 1
             if r.status != "SUCCESS":
@@ -204,9 +208,12 @@ async def match(
                 channel_status=r.status,
             )  # fmt: skip
         )
-    out.matched += await repo.joined_count(s, batch_id) - differing
+    missing = await repo.local_missing(s, batch_id)
+    out.totals = await repo.side_totals(s, batch_id)
+    # keys both sides have = our rows the statement lists; the clean ones are those that did not differ
+    out.matched += out.totals["local_rows"] - len(missing) - differing
 
-    for loc in await repo.local_missing(s, batch_id):
+    for loc in missing:
         other = pool.pop(("CHANNEL", loc.kind, loc.ref), None)
         if other is not None:
             await repo.close_suspense(s, other.id, "MATCHED", batch_id)
@@ -277,5 +284,4 @@ async def match(
             )
 
     await repo.add_discrepancies(s, out.rows)
-    out.totals = await repo.side_totals(s, batch_id)
     return out

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Row,
     Select,
     Table,
     and_,
@@ -24,7 +23,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from tomato.reconciliation.models import (
     AnomalyResolution,
@@ -125,31 +123,15 @@ async def stage_local(s: AsyncSession, batch_id: str, payments: Select[Any], ref
     await s.execute(insert(LOCAL).from_select(["batch_id", *LOCAL_COLUMNS], select(*cols)))
 
 
-def _first_lines(batch_id: str) -> Any:
-    """The batch's statement lines, one per (kind, ref): the first of repeated ones."""
-    earlier = aliased(ReconLine)
-    return (
-        select(ReconLine)
-        .where(
-            ReconLine.batch_id == batch_id,
-            ~exists().where(
-                earlier.batch_id == ReconLine.batch_id,
-                earlier.kind == ReconLine.kind,
-                earlier.ref == ReconLine.ref,
-                earlier.line_no < ReconLine.line_no,
-            ),
-        )
-        .subquery("first")
-    )
-
-
 async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
-    """(kind, ref, count, order_no, channel_trade_no, amount, fee) of every key the statement lists twice or more."""
+    """(kind, ref, n, first, order_no, channel_trade_no, amount, fee) of every key the statement lists twice or
+    more; `first` is the line_no of its first line, the one matched."""
     q = (
         select(
             ReconLine.kind,
             ReconLine.ref,
             func.count().label("n"),
+            func.min(ReconLine.line_no).label("first"),
             func.min(ReconLine.order_no).label("order_no"),
             func.min(ReconLine.channel_trade_no).label("channel_trade_no"),
             func.max(ReconLine.amount).label("amount"),
@@ -162,55 +144,44 @@ async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
     return (await s.execute(q)).all()
 
 
-async def channel_differences(s: AsyncSession, batch_id: str) -> Sequence[Row[Any]]:
-    """Each (first) statement line that is not a clean match: no row of ours, another status, amount or fee.
-    Columns: the line's, plus l_amount, l_fee, l_trade (NULL l_ref: we have no such succeeded row)."""
-    first = _first_lines(batch_id)
+async def channel_differences(s: AsyncSession, batch_id: str) -> Sequence[Any]:
+    """Each statement line that is not a clean match: no row of ours, another status, amount or fee — one hash
+    join. Columns: the line's, plus l_ref, l_amount, l_fee, l_order_no (NULL l_ref: no succeeded row of ours).
+    A repeated key may bring several lines: the caller keeps its first (see `duplicates`)."""
     q = (
         select(
-            first.c.kind,
-            first.c.ref,
-            first.c.order_no,
-            first.c.channel_trade_no,
-            first.c.amount,
-            first.c.fee,
-            first.c.status,
-            first.c.occurred_at,
+            ReconLine.line_no,
+            ReconLine.kind,
+            ReconLine.ref,
+            ReconLine.order_no,
+            ReconLine.channel_trade_no,
+            ReconLine.amount,
+            ReconLine.fee,
+            ReconLine.status,
+            ReconLine.occurred_at,
             ReconLocal.ref.label("l_ref"),
             ReconLocal.amount.label("l_amount"),
             ReconLocal.fee.label("l_fee"),
             ReconLocal.order_no.label("l_order_no"),
         )
         .join_from(
-            first,
+            ReconLine,
             ReconLocal,
-            and_(ReconLocal.batch_id == batch_id, ReconLocal.kind == first.c.kind, ReconLocal.ref == first.c.ref),
+            and_(ReconLocal.batch_id == batch_id, ReconLocal.kind == ReconLine.kind, ReconLocal.ref == ReconLine.ref),
             isouter=True,
         )
         .where(
+            ReconLine.batch_id == batch_id,
             or_(
                 ReconLocal.ref.is_(None),
-                first.c.status != "SUCCESS",
-                first.c.amount != ReconLocal.amount,
-                and_(ReconLocal.fee.is_not(None), first.c.fee != ReconLocal.fee),
-            )
+                ReconLine.status != "SUCCESS",
+                ReconLine.amount != ReconLocal.amount,
+                and_(ReconLocal.fee.is_not(None), ReconLine.fee != ReconLocal.fee),
+            ),
         )
+        .order_by(ReconLine.line_no)
     )
     return (await s.execute(q)).all()
-
-
-async def joined_count(s: AsyncSession, batch_id: str) -> int:
-    """How many (first) statement lines have a row of ours under the same key."""
-    first = _first_lines(batch_id)
-    q = (
-        select(func.count())
-        .select_from(first)
-        .join(
-            ReconLocal,
-            and_(ReconLocal.batch_id == batch_id, ReconLocal.kind == first.c.kind, ReconLocal.ref == first.c.ref),
-        )
-    )
-    return int((await s.execute(q)).scalar_one() or 0)
 
 
 async def local_missing(s: AsyncSession, batch_id: str) -> Sequence[ReconLocal]:

@@ -5,7 +5,8 @@ Revision ID: 0014
 Revises: 0009, 0013
 Create Date: 2026-12-06 07:40:00.000000
 
-Written by hand. One batch per (channel_account_id, business_date): a re-run updates it. A discrepancy is unique per
+Written by hand. The staging tables (recon_lines, recon_local) are UNLOGGED on PostgreSQL. One batch per
+(channel_account_id, business_date): a re-run updates it. A discrepancy is unique per
 (batch_id, match_key), so a re-run re-finds the same key and keeps its resolution. The suspense pool holds one row
 per (account, side, kind, ref).
 """
@@ -141,6 +142,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recon_audit")),
     )
     op.create_index("ix_recon_audit_subject", "recon_audit", ["subject_type", "subject_id", "id"])
+    if op.get_bind().dialect.name == "postgresql":
+        # staging rows are rebuilt by every run from the statement and pay's tables: no WAL for them (a crash
+        # empties them, and the next run fills them again)
+        op.execute("ALTER TABLE recon_lines SET UNLOGGED")
+        op.execute("ALTER TABLE recon_local SET UNLOGGED")
     op.create_index("ix_pay_orders_account_paid", "pay_orders", ["channel_account_id", "paid_at"])
     op.create_index("ix_refunds_account_succeeded", "refunds", ["channel_account_id", "succeeded_at"])
 
