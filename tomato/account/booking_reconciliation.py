@@ -4,9 +4,9 @@ Pure functions: facts dict → EntryRequest (or None when the event moves no mon
 - `reconciliation.adjustment` (finance accepted the channel's figure): channel_receivable(ca)
   +(receivable_delta − fee_delta), channel_fee_expense(ca) +fee_delta, suspense −receivable_delta. The difference
   waits in suspense until finance settles it with the party it concerns; zero lines are left out.
-- `reconciliation.settled` (a MATCHED statement): bank +net; channel_receivable(ca) −(net − fees_returned);
-  channel_fee_expense(ca) −fees_returned (the cost the channel gave back on refunds, which the refund entries do
-  not book).
+- `reconciliation.settled` (a MATCHED statement): bank +net, channel_receivable(ca) −net. The refund entries
+  already book the channel cost the channel gives back (facts.channel_cost_returned), so the day's receivable is
+  exactly what the statement nets.
 - `reconciliation.anomaly_resolved` (cash of a pay anomaly held in suspense): suspense +amount against
   merchant_available (RELEASE_TO_MERCHANT), channel_receivable (REFUND_PAYER: the channel sends it back) or
   platform_fee_income (WRITE_OFF: the platform keeps it).
@@ -48,12 +48,8 @@ def adjustment_entry(facts: dict[str, Any]) -> EntryRequest | None:
 
 def settled_entry(facts: dict[str, Any]) -> EntryRequest | None:
     ca = str(facts["channel_account_id"])
-    net, returned = int(facts["net"]), int(facts["fees_returned"])
-    lines = _lines(
-        (accounts.BANK, net),
-        (accounts.channel_receivable(ca), -(net - returned)),
-        (accounts.channel_fee_expense(ca), -returned),
-    )
+    net = int(facts["net"])
+    lines = _lines((accounts.BANK, net), (accounts.channel_receivable(ca), -net))
     if not lines:
         return None
     return EntryRequest(

@@ -296,7 +296,7 @@ class ReconciliationService:
         payments, refunds = t["channel_pay_amount"], t["channel_refund_amount"]
         fees, returned = t["channel_pay_fee"], t["channel_refund_fee"]
         net = payments - refunds - fees + returned
-        if net == 0 and returned == 0:
+        if net == 0:
             return None
         facts = {"batch_id": batch_id, "channel_account_id": account_id, "business_date": day, "payments": payments,
                  "refunds": refunds, "fees": fees, "fees_returned": returned, "net": net}  # fmt: skip
