@@ -5,6 +5,7 @@ fee, the simulator accounts at a cost of 3,800 ppm."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ PAYMENT_FACTS = set(
 )
 REFUND_FACTS = set(
     "mch_no app_id order_no refund_no channel_account_id amount fee_returned fee_returned_total refunded_total"
-    " order_amount order_fee succeeded_at business_date".split()
+    " order_amount order_fee order_channel_cost channel_cost_returned succeeded_at business_date".split()
 )
 
 
@@ -127,6 +128,8 @@ async def test_two_partial_refunds_return_180_then_420(pay: PayStack) -> None:
         "refunded_total": 100_000,
         "order_amount": 100_000,
         "order_fee": 600,
+        "order_channel_cost": 380,
+        "channel_cost_returned": 266,  # 380 in all after a full refund: 114 went back with the first 30,000
         "succeeded_at": succeeded_at,
         "business_date": shanghai_date(datetime.fromisoformat(succeeded_at)),
     }
@@ -137,6 +140,7 @@ async def test_two_partial_refunds_return_180_then_420(pay: PayStack) -> None:
         180,
         30_000,
     )
+    assert first_facts["channel_cost_returned"] == 114  # ledger-reliability §5.2: 0.38 % of 30,000
 
 
 async def test_shares_are_cumulative_so_rounding_never_returns_more_than_the_fee(pay: PayStack) -> None:
@@ -220,3 +224,23 @@ async def test_a_payment_after_close_is_snapshotted_and_its_anomaly_carries_a_bu
     assert data["kind"] == "paid_after_close" and "business_date" not in data
     assert anomaly_facts == {**data, "business_date": shanghai_date(pay.clock.now())}
     assert rfc3339(pay.clock.now()) == data["created_at"]
+
+
+async def test_concurrent_partial_refunds_take_their_shares_one_after_another(pay: PayStack) -> None:
+    """Eight refunds of 125 on a 1,000 order (fee 6) at once: whatever the interleaving, each share is the step of
+    the cumulative total at its own place (1, 1, 0, 1, 1, 1, 0, 1 in some order), so they sum to the fee."""
+    order = await paid_order(pay, 1_000)
+    bodies = [{"order_no": order["order_no"], "out_refund_no": f"cc-{i}", "amount": 125} for i in range(8)]
+    responses = await asyncio.gather(*(pay.client.request("POST", "/v1/refunds", b) for b in bodies))
+    assert all(r.status_code == 201 and r.json()["status"] == "SUCCEEDED" for r in responses), [
+        r.text for r in responses
+    ]
+    shares = [await refund_fee_returned(pay, r.json()["refund_no"]) for r in responses]
+    assert sorted(s or 0 for s in shares) == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert (await order_row(pay, order["order_no"])).fee_returned_total == 6
+    async with pay.c.db.engine.connect() as conn:
+        q = text("SELECT facts FROM outbox_events WHERE event_type = 'refund.succeeded'")
+        facts = [json.loads(f) for f in (await conn.execute(q)).scalars()]
+    # each event's facts are consistent with the order's state right after its own refund
+    assert sorted(f["refunded_total"] for f in facts) == [125 * k for k in range(1, 9)]
+    assert all(f["fee_returned_total"] == (12 * f["refunded_total"] + 1_000) // 2_000 for f in facts)

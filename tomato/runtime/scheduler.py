@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -30,6 +30,7 @@ class Job:
     every_s: float
     run: Callable[[Container], Awaitable[int]]
     ttl_s: float | None = None  # lease TTL; default max(30 s, 6 × every_s)
+    at_start: bool = False  # also run as soon as the scheduler starts (a job that catches up what was missed)
 
 
 async def _compensation(c: Container) -> int:
@@ -44,6 +45,14 @@ async def _refund_compensation(c: Container) -> int:
     return await c.pay.query_pending_refunds()
 
 
+async def _settlement(c: Container) -> int:
+    return await c.settlement.run_due()
+
+
+async def _payout_compensation(c: Container) -> int:
+    return await c.payouts.query_pending()
+
+
 async def _reconciliation(c: Container) -> int:
     """Every active account's dates of the last `recon_catch_up_days` up to yesterday without a finished batch."""
     return await c.reconciliation.catch_up(days=c.settings.recon_catch_up_days)
@@ -53,8 +62,11 @@ JOBS = (
     Job("pay.compensation", 5.0, _compensation),
     Job("pay.expiry", 10.0, _expiry),
     Job("pay.refund_compensation", 5.0, _refund_compensation),
-    # daily in effect: a date once MATCHED or DISCREPANCIES is not run again; ERROR dates (statement not ready) are
-    Job("reconciliation.daily", 900.0, _reconciliation, ttl_s=3600.0),
+    Job("account.settlement", 60.0, _settlement, at_start=True),
+    Job("account.payout_compensation", 5.0, _payout_compensation),
+    # daily in effect: a date once MATCHED or DISCREPANCIES is not run again; an ERROR date (statement not ready yet)
+    # is tried again each round
+    Job("reconciliation.daily", 900.0, _reconciliation, ttl_s=3600.0, at_start=True),
 )
 
 
@@ -110,6 +122,7 @@ class JobRunner:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=60,
+                **({"next_run_time": datetime.now(UTC)} if job.at_start else {}),
             )
         self._scheduler.start()
 

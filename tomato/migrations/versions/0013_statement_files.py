@@ -1,7 +1,7 @@
 """statement_files: raw channel statements kept for audit (reconciliation)
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. One row per (channel account, business date, sha256 of the raw file); the file lives in the
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

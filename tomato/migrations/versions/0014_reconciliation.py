@@ -2,7 +2,7 @@
 audit; an index to read a channel account's paid orders of a day
 
 Revision ID: 0014
-Revises: 0009, 0013
+Revises: 0012
 Create Date: 2026-12-06 07:40:00.000000
 
 Written by hand. The staging tables (recon_lines, recon_local) are UNLOGGED on PostgreSQL. One batch per
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = ("0009", "0013")  # joins the fees and statement-store branches
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.channel.service import ChannelService
 from tomato.core.clock import as_utc, business_date, rfc3339
-from tomato.merchant.fees import payment_fee, proportional
+from tomato.merchant.fees import payment_fee, proportional, refund_fee_share
 from tomato.merchant.service import MerchantService
 from tomato.pay.models import PayOrder, Refund
 from tomato.pay.service.deps import PayDeps
@@ -81,6 +81,11 @@ def refund_facts(deps: PayDeps, refund: Refund, order: PayOrder) -> dict[str, An
         "refunded_total": order.refunded_amount,
         "order_amount": order.amount,
         "order_fee": order.fee or 0,
+        "order_channel_cost": order.channel_cost or 0,
+        # channels give their cost back pro rata on refunds, cumulatively like the merchant fee (docs/finance.md)
+        "channel_cost_returned": refund_fee_share(
+            "proportional", order.amount, order.channel_cost or 0, order.refunded_amount - refund.amount, refund.amount
+        ),
         "succeeded_at": rfc3339(succeeded_at),
         "business_date": business_date(succeeded_at, deps.business_tz),
     }

@@ -19,6 +19,9 @@ _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "no, unknown or revoked bearer token (UNAUTHENTICATED)"},
     403: {"description": "a token without the operator role (FORBIDDEN)"},
 }
+_BAD_QUERY: dict[int | str, dict[str, Any]] = {
+    422: {"description": "a query or path parameter is invalid; `details` name it (INVALID_REQUEST)"},
+}
 _BAD_INPUT: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body is not JSON (INVALID_REQUEST)"},
     422: {"description": "a field, query or path parameter is invalid; `details` name it (INVALID_REQUEST)"},
@@ -32,7 +35,7 @@ async def create_fee_plan(cmd: FeePlanCreate, request: Request) -> FeePlanView:
     return await container(request).merchants.create_fee_plan(cmd)
 
 
-@router.get("/fee-plans", response_model=FeePlanList, responses={**_AUTH, **_BAD_INPUT})
+@router.get("/fee-plans", response_model=FeePlanList, responses={**_AUTH, **_BAD_QUERY})
 async def list_fee_plans(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
     n = check_limit(limit)
     items = await container(request).merchants.list_fee_plans(decode_cursor(cursor), n + 1)
@@ -42,7 +45,7 @@ async def list_fee_plans(request: Request, limit: int | None = None, cursor: str
 @router.get(
     "/fee-plans/{plan_id}",
     response_model=FeePlanView,
-    responses={**_AUTH, **_BAD_INPUT, 404: {"description": "no such fee plan (FEE_PLAN_NOT_FOUND)"}},
+    responses={**_AUTH, **_BAD_QUERY, 404: {"description": "no such fee plan (FEE_PLAN_NOT_FOUND)"}},
 )
 async def get_fee_plan(plan_id: PlanId, request: Request) -> FeePlanView:
     return await container(request).merchants.get_fee_plan(plan_id)

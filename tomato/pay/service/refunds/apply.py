@@ -1,9 +1,11 @@
 """Applying what a channel says about a refund (notify, query, or the answer to the request) — exactly once.
 
 Every outcome is a compare-and-set on the refund's status, with the order's books and the outbox event in the
-same transaction: SUCCEEDED counts the amount in `refunded_amount`/`refund_status`; FAILED gives it back to the
-refundable remainder. Duplicates and late reports change nothing and are acknowledged; a report with another
-amount, order or account is refused and changes nothing but an anomaly row for finance.
+same transaction: SUCCEEDED counts the amount in `refunded_amount`/`refund_status` and the fee it gives back (from
+the order's fee snapshot, cumulative: service/fees.py) in `refunds.fee_returned`/`fee_returned_total`, with the
+booking facts on its `refund.succeeded` row; FAILED gives it back to the refundable remainder. Duplicates and late
+reports change nothing and are acknowledged; a report with another amount, order or account is refused and changes
+nothing but an anomaly row for finance.
 """
 
 from __future__ import annotations

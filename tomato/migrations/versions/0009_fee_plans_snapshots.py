@@ -1,4 +1,4 @@
-"""fee plans, channel cost rates, the fee snapshot on orders and refunds, booking facts on the outbox
+"""fee plans, channel cost rates, the fee snapshot on orders and refunds
 
 Revision ID: 0009
 Revises: 0008
@@ -8,8 +8,7 @@ Written by hand. `fee_plans` are immutable (a merchant changes plan by being ass
 `merchants.fee_plan_id`); `channel_accounts.cost_ppm` is what the channel charges us. A paid order keeps the fee
 snapshot it was paid under (`fee_ppm`, `fee`, `refund_fee_rule`, `channel_cost_ppm`, `channel_cost`: NULL for orders
 paid before this revision, read as 0) and counts what its refunds gave back (`fee_returned_total`, each refund's
-share in `refunds.fee_returned`). `outbox_events.facts` holds what the ledger needs to book an event (JSON), kept
-apart from the merchant-facing payload.
+share in `refunds.fee_returned`). The booking facts pay writes from the snapshot go in `outbox_events.facts` (0008).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"  # re-chained after 0008_ledger (which adds outbox_events.facts)
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
