@@ -1,5 +1,6 @@
-"""The reconciliation use cases: runs (fetch → parse → load → match → record → repair), the finance workflow on
-discrepancies and pay anomalies, and the summary. The only place in this context that opens units of work.
+"""The reconciliation use cases: runs (fetch → parse → load → match → record → repair), the reads and the summary;
+the finance workflow on discrepancies and pay anomalies is mixed in from workflow.py. With it, the only place in this
+context that opens units of work (loader.py takes its own connection for the bulk load).
 
 A run of (channel account, business date) has one runner at a time, through a database lease; a second caller
 waits for the first and answers the same batch. The statement is fetched with no unit of work open. A re-run
@@ -16,133 +17,41 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from tomato.channel.service import ChannelService
-from tomato.core.clock import Clock, as_utc, utcnow
-from tomato.core.db import Database
-from tomato.core.ids import Snowflake
+from tomato.core.clock import as_utc, utcnow
 from tomato.core.leases import HeldLease, JobLease, LeaseLost, release, try_acquire
 from tomato.core.outbox import add_event
-from tomato.pay.service import PayService
 from tomato.reconciliation import loader, matching
 from tomato.reconciliation import repository as repo
+from tomato.reconciliation.deps import ReconDeps
 from tomato.reconciliation.errors import (
-    AlreadyResolved,
-    AnomalyNotFound,
     BatchNotFound,
     DiscrepancyNotFound,
     StatementFailed,
 )
-from tomato.reconciliation.events import ADJUSTMENT, ANOMALY_RESOLVED, MONEY_IN_ANOMALIES, SETTLED
-from tomato.reconciliation.models import ReconAudit, ReconBatch, ReconDiscrepancy
+from tomato.reconciliation.events import SETTLED
 from tomato.reconciliation.schemas import (
-    AnomalyItem,
     BatchStatus,
     BatchView,
     DiscrepancyView,
-    Resolution,
 )
 from tomato.reconciliation.source import NoStatementSource, StatementSource
 from tomato.reconciliation.summary import summary_csv
+from tomato.reconciliation.views import adjustment_facts, batch_view, discrepancy_view, snapshot, to_json
+from tomato.reconciliation.workflow import FinanceWorkflow
+
+__all__ = ["ReconDeps", "ReconciliationService", "adjustment_facts", "batch_view", "discrepancy_view"]
 
 log = logging.getLogger(__name__)
 LEASE_TTL = timedelta(seconds=120)
 
 
-@dataclass
-class ReconDeps:
-    db: Database
-    ids: Snowflake
-    clock: Clock
-    pay: PayService
-    channels: ChannelService
-    business_tz: str = "Asia/Shanghai"
-    suspense_minutes: int = 10
-    source: StatementSource | None = None
-    wake_relay: Callable[[], None] = lambda: None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def batch_view(b: ReconBatch) -> BatchView:
-    return BatchView(
-        id=b.id,
-        channel_account_id=b.channel_account_id,
-        date=b.business_date,
-        status=b.status,
-        counts=json.loads(b.counts or "{}"),
-        discrepancies=b.discrepancies,
-        error=b.error,
-        started_at=b.started_at,
-        finished_at=b.finished_at,
-    )
-
-
-def discrepancy_view(d: ReconDiscrepancy) -> DiscrepancyView:
-    resolution = None
-    if d.resolution_action is not None and d.resolved_at is not None:
-        resolution = Resolution(
-            action=d.resolution_action, note=d.resolution_note or "", by=d.resolved_by or "", at=d.resolved_at
-        )
-    return DiscrepancyView(
-        id=d.id,
-        batch_id=d.batch_id,
-        type=d.type,
-        status=d.status,
-        order_no=d.order_no,
-        refund_no=d.refund_no,
-        channel_trade_no=d.channel_trade_no,
-        local_amount=d.local_amount,
-        channel_amount=d.channel_amount,
-        local_fee=d.local_fee,
-        channel_fee=d.channel_fee,
-        resolution=resolution,
-    )
-
-
-def _snapshot(d: ReconDiscrepancy) -> dict[str, Any]:
-    return discrepancy_view(d).model_dump(mode="json")
-
-
-def adjustment_facts(d: ReconDiscrepancy, account_id: str, business_date: str) -> dict[str, Any] | None:
-    """What accepting the channel's figure changes: what the channel owes us (receivable_delta) and the channel's
-    fee expense (fee_delta), in fen and signed; None when it changes nothing."""
-    sign = 1 if d.kind == "PAYMENT" else -1  # a refund moves money the other way
-    c_amount, l_amount = d.channel_amount or 0, d.local_amount or 0
-    c_fee, l_fee = d.channel_fee or 0, d.local_fee or 0
-    if d.type in ("MISSING_LOCAL", "DUPLICATE"):
-        receivable, fee = c_amount, c_fee
-    elif d.type in ("MISSING_CHANNEL", "STATUS_MISMATCH"):
-        receivable, fee = -l_amount, -l_fee
-    elif d.type == "AMOUNT_MISMATCH":
-        receivable, fee = c_amount - l_amount, (c_fee - l_fee) if d.local_fee is not None else 0
-    else:  # FEE_MISMATCH
-        receivable, fee = 0, c_fee - l_fee
-    if receivable == 0 and fee == 0:
-        return None
-    return {
-        "discrepancy_id": d.id,
-        "batch_id": d.batch_id,
-        "type": d.type,
-        "kind": d.kind,
-        "channel_account_id": account_id,
-        "business_date": business_date,
-        "order_no": d.order_no,
-        "refund_no": d.refund_no,
-        "receivable_delta": sign * receivable,
-        "fee_delta": sign * fee,
-    }
-
-
-class ReconciliationService:
+class ReconciliationService(FinanceWorkflow):
     def __init__(self, deps: ReconDeps) -> None:
         self.deps = deps
         self.source: StatementSource = deps.source or NoStatementSource()
@@ -280,7 +189,7 @@ class ReconciliationService:
             }
             status = BatchStatus.MATCHED if found == 0 else BatchStatus.DISCREPANCIES
             values: dict[str, Any] = {
-                "status": status.value, "counts": _json(counts), "summary": _json(out.totals),
+                "status": status.value, "counts": to_json(counts), "summary": to_json(out.totals),
                 "discrepancies": found, "error": None, "finished_at": self.deps.clock.now(),
             }  # fmt: skip
             batch = await repo.get_batch(s, batch_id)
@@ -323,7 +232,7 @@ class ReconciliationService:
                 continue
             now = self.deps.clock.now()
             async with self.deps.db.uow() as uow:
-                before = _snapshot(d)
+                before = snapshot(d)
                 done = await repo.resolve_discrepancy(
                     uow.session, d.id, "OPEN", {"status": "AUTO_RESOLVED", "resolved_at": now, "resolved_by": "system"}
                 )
@@ -340,16 +249,6 @@ class ReconciliationService:
                         after,
                     )
                     await uow.commit()
-
-    def _audit(
-        self, s: Any, subject_type: str, subject_id: str, action: str, actor: str, note: str | None,
-        before: dict[str, Any], after: dict[str, Any],
-    ) -> None:  # fmt: skip
-        repo.add_audit(
-            s,
-            ReconAudit(id=self.deps.ids.next_int(), subject_type=subject_type, subject_id=subject_id, action=action,
-                       actor=actor, note=note, before=_json(before), after=_json(after), at=self.deps.clock.now()),
-        )  # fmt: skip
 
     async def catch_up(self, *, days: int = 7, account_id: str | None = None) -> int:
         """Runs every date of the last `days` (up to yesterday) that has no finished batch, per active account;
@@ -430,95 +329,3 @@ class ReconciliationService:
         return summary_csv(b, json.loads(b.summary or "{}"), json.loads(b.counts or "{}"), items)
 
     # --- finance workflow --------------------------------------------------------------------------------------------
-
-    async def resolve(self, discrepancy_id: str, action: str, note: str, actor: str) -> DiscrepancyView:
-        """OPEN → RESOLVED with the action and note, audited; ACCEPT_CHANNEL also writes the adjustment event (in
-        the same transaction, so exactly once). Anything but OPEN → AlreadyResolved (409)."""
-        now = self.deps.clock.now()
-        async with self.deps.db.uow() as uow:
-            s = uow.session
-            d = await repo.get_discrepancy(s, discrepancy_id)
-            if d is None:
-                raise DiscrepancyNotFound(f"discrepancy {discrepancy_id} not found")
-            before = _snapshot(d)
-            values = {"status": "RESOLVED", "resolution_action": action, "resolution_note": note,
-                      "resolved_by": actor, "resolved_at": now}  # fmt: skip
-            if not await repo.resolve_discrepancy(s, discrepancy_id, "OPEN", values):
-                raise AlreadyResolved(f"discrepancy {discrepancy_id} is already {d.status}")
-            await s.refresh(d)
-            batch = await repo.get_batch(s, d.batch_id)
-            assert batch is not None
-            if action == "ACCEPT_CHANNEL":
-                facts = adjustment_facts(d, batch.channel_account_id, batch.business_date)
-                if facts is not None:
-                    add_event(
-                        s,
-                        self.deps.ids,
-                        event_type=ADJUSTMENT,
-                        aggregate_type="recon_discrepancy",
-                        aggregate_id=d.id,
-                        data={"discrepancy_id": d.id, "type": d.type},
-                        facts=facts,
-                    )
-            self._audit(s, "discrepancy", d.id, action, actor, note, before, _snapshot(d))
-            await uow.commit()
-        self.deps.wake_relay()
-        return discrepancy_view(d)
-
-    async def list_anomalies(self, after: str | None, limit: int, kind: str | None) -> list[AnomalyItem]:
-        items = await self.deps.pay.list_anomalies(after, limit, kind)
-        async with self.deps.db.uow() as uow:
-            done = await repo.anomaly_resolutions(uow.session, [a.id for a in items])
-        return [self._anomaly_item(a, done.get(a.id)) for a in items]
-
-    @staticmethod
-    def _anomaly_item(a: Any, r: Any) -> AnomalyItem:
-        resolution = None if r is None else Resolution(action=r.action, note=r.note, by=r.resolved_by, at=r.resolved_at)
-        return AnomalyItem(
-            id=a.id, kind=a.kind, status="OPEN" if r is None else "RESOLVED", order_no=a.order_no,
-            refund_no=a.refund_no, mch_no=a.mch_no, channel_account_id=a.channel_account_id,
-            channel_trade_no=a.channel_trade_no, amount=a.amount, note=a.note, created_at=a.created_at,
-            resolution=resolution,
-        )  # fmt: skip
-
-    async def resolve_anomaly(self, anomaly_id: str, action: str, note: str, actor: str) -> AnomalyItem:
-        a = await self.deps.pay.get_anomaly(anomaly_id)
-        if a is None:
-            raise AnomalyNotFound(f"anomaly {anomaly_id} not found")
-        now = self.deps.clock.now()
-        business_date = as_utc(now).astimezone(self._tz).date().isoformat()
-        async with self.deps.db.uow() as uow:
-            s = uow.session
-            event_id = None
-            if a.kind in MONEY_IN_ANOMALIES and a.amount and a.channel_account_id:
-                facts = {"anomaly_id": a.id, "kind": a.kind, "action": action, "amount": a.amount, "mch_no": a.mch_no,
-                         "order_no": a.order_no, "channel_account_id": a.channel_account_id,
-                         "business_date": business_date}  # fmt: skip
-                event = add_event(
-                    s,
-                    self.deps.ids,
-                    event_type=ANOMALY_RESOLVED,
-                    aggregate_type="pay_anomaly",
-                    aggregate_id=a.id,
-                    data={"anomaly_id": a.id, "action": action},
-                    facts=facts,
-                )
-                event_id = event.id
-            values = {"anomaly_id": a.id, "action": action, "note": note, "resolved_by": actor, "resolved_at": now,
-                      "event_id": event_id}  # fmt: skip
-            if not await repo.add_anomaly_resolution(s, values):
-                raise AlreadyResolved(f"anomaly {anomaly_id} is already resolved")
-            before = self._anomaly_item(a, None).model_dump(mode="json")
-            item = self._anomaly_item(a, _Res(action, note, actor, now))
-            self._audit(s, "anomaly", a.id, action, actor, note, before, item.model_dump(mode="json"))
-            await uow.commit()
-        self.deps.wake_relay()
-        return item
-
-
-@dataclass(frozen=True)
-class _Res:
-    action: str
-    note: str
-    resolved_by: str
-    resolved_at: datetime
