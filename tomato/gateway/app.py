@@ -20,6 +20,7 @@ from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import merchants as admin_merchants
+from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
 from tomato.gateway.routers.v1 import events, pay_orders, payouts, platform, refunds
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(admin_settlements.finance)
     app.include_router(admin_settlements.calendar)
     app.include_router(admin_fee_plans.router)
+    app.include_router(admin_reconciliation.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     openapi.install(app, description=DESCRIPTION)
     return app

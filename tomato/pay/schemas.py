@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from tomato.core.clock import UtcDateTime
 from tomato.core.crypto import sha256_hex
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
@@ -213,3 +214,20 @@ class RefundView(BaseModel):
     failure_reason: str | None
     created_at: str
     succeeded_at: str | None
+
+
+class AnomalyView(BaseModel):
+    """An anomaly pay recorded (money finance must act on), as reconciliation's workflow shows it."""
+
+    id: str
+    kind: str
+    order_no: str | None
+    refund_no: str | None
+    mch_no: str | None
+    app_id: str | None
+    channel_account_id: str | None
+    channel_trade_no: str | None
+    amount: int | None  # fen, the channel's figure
+    note: str | None
+    source: str | None
+    created_at: UtcDateTime
