@@ -114,7 +114,9 @@ async def match(
     refunds: Select[Any],
 ) -> Outcome:
     out = Outcome()
-    await repo.stage_local(s, batch_id, payments, refunds)
+    await repo.tune_for_matching(s)
+    ours = repo.ours(payments, refunds)
+    await repo.clear_local(s, batch_id)
     await repo.undo_suspense_of(s, batch_id)
     await repo.clear_open(s, batch_id)
     pool = {(p.side, p.kind, p.ref): p for p in await repo.waiting(s, account_id)}
@@ -145,7 +147,8 @@ async def match(
         )
 
     differing = 0
-    for r in await repo.channel_differences(s, batch_id):
+    channel_side, missing = await repo.differences(s, batch_id, ours)
+    for r in channel_side:
         if first_of.get((r.kind, r.ref), r.line_no) != r.line_no:
             continue  # a repeat (the DUPLICATE): only the key's first line is matched
         if r.l_ref is not None:
@@ -208,8 +211,7 @@ async def match(
                 channel_status=r.status,
             )  # fmt: skip
         )
-    missing = await repo.local_missing(s, batch_id)
-    out.totals = await repo.side_totals(s, batch_id)
+    out.totals = await repo.side_totals(s, batch_id, ours)
     # keys both sides have = our rows the statement lists; the clean ones are those that did not differ
     out.matched += out.totals["local_rows"] - len(missing) - differing
 
