@@ -39,20 +39,15 @@ def record(batch_id: str, line: LineLike) -> tuple[Any, ...]:
 def _chunks(
     batch_id: str, lines: Iterable[LineLike | MalformedLike] | RecordSource, loaded: Loaded, chunk: int
 ) -> Iterable[list[tuple[Any, ...]]]:
-    """Lists of `chunk` staging rows. A `RecordSource` (a parsed `Statement`) gives them itself (for WeChat
-    without an object per line); plain lines are turned into rows here."""
+    """Lists of staging rows. A `RecordSource` (a parsed `Statement`) gives them itself, a list at a time (for
+    WeChat without an object per line); plain lines are turned into rows here, `chunk` to a list."""
     buffer: list[tuple[Any, ...]] = []
     if isinstance(lines, RecordSource):
-        for row in lines.records(batch_id):
-            if type(row) is tuple:
-                buffer.append(row)
-                if len(buffer) >= chunk:
-                    yield buffer
-                    buffer = []
-                continue
-            _malformed(loaded, row)  # type: ignore[arg-type]
-        if buffer:
-            yield buffer
+        for rows in lines.records(batch_id):
+            if isinstance(rows, list):
+                yield rows
+            else:
+                _malformed(loaded, rows)
         return
     for item in lines:
         if isinstance(item, MalformedLike) and not hasattr(item, "amount"):

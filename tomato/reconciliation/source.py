@@ -52,7 +52,7 @@ class RecordSource(Protocol):
     """What a source may return beside plain lines: a statement that also gives its staging rows for a batch
     (`statement.Statement`); the loader then copies those without building an object per line."""
 
-    def records(self, batch_id: str) -> Iterator[tuple[Any, ...] | MalformedLike]: ...
+    def records(self, batch_id: str) -> Iterator[list[tuple[Any, ...]] | MalformedLike]: ...
 
 
 class StatementSource(Protocol):

@@ -66,10 +66,20 @@ class Statement:
         with self._opener() as stream:
             yield from parse_statement(self.channel, stream, expected_sha1=self._sha1)
 
-    def records(self, batch_id: str) -> Iterator[Record | MalformedRow]:
+    def records(self, batch_id: str) -> Iterator[list[Record] | MalformedRow]:
+        """Lists of staging rows of `batch_id`, and the malformed rows, in file order."""
         with self._opener() as stream:
             if self.channel == "wechat":
                 yield from wechat.records(stream, batch_id, self._sha1)
                 return
+            rows: list[Record] = []
             for line in parse_statement(self.channel, stream, expected_sha1=self._sha1):
-                yield line if isinstance(line, MalformedRow) else staging_row(batch_id, line)
+                if isinstance(line, MalformedRow):
+                    yield line
+                    continue
+                rows.append(staging_row(batch_id, line))
+                if len(rows) >= wechat.RECORDS_CHUNK:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows

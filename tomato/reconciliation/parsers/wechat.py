@@ -54,7 +54,8 @@ CACHE_MAX = 2048  # remembered amount and time cells, forgotten when full (memor
 CHINA_OFFSET = timedelta(hours=8)
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
-Item = Record | StatementLine | MalformedRow
+RECORDS_CHUNK = 10_000  # staging rows handed to the loader at a time
+Item = Record | list[Record] | StatementLine | MalformedRow
 
 
 def parse(stream: BinaryIO, expected_sha1: str | None = None) -> Parsed:
@@ -63,14 +64,15 @@ def parse(stream: BinaryIO, expected_sha1: str | None = None) -> Parsed:
         if isinstance(item, tuple):
             # (batch_id, line_no, kind, ref, order_no, channel_trade_no, amount, fee, status, occurred_at)
             yield StatementLine(item[1], LineKind.PAYMENT, item[5], item[4], None, item[6], item[7], item[8], item[9])
-        else:
-            yield item
+        else:  # without a batch the rows come one by one, never as lists
+            yield cast(StatementLine | MalformedRow, item)
 
 
-def records(stream: BinaryIO, batch_id: str, expected_sha1: str | None = None) -> Iterator[Record | MalformedRow]:
-    """The bill as staging rows of `batch_id` (`common.staging_row`), the loader's fast path: the same checks and
-    the same rows as `parse`, without an object per line."""
-    return cast(Iterator[Record | MalformedRow], _read(stream, expected_sha1, batch_id))
+def records(stream: BinaryIO, batch_id: str, expected_sha1: str | None = None) -> Iterator[list[Record] | MalformedRow]:
+    """The bill as lists of up to RECORDS_CHUNK staging rows of `batch_id` (`common.staging_row`) and its
+    malformed rows: the loader's fast path, with the same checks and the same rows as `parse`, without an object
+    per line."""
+    return cast(Iterator[list[Record] | MalformedRow], _read(stream, expected_sha1, batch_id))
 
 
 def _read(stream: BinaryIO, expected_sha1: str | None, batch_id: str | None) -> Iterator[Item]:
@@ -190,8 +192,9 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
     summary: dict[str, str] | None = None
     malformed = rows = paid = refunded = fees = 0
     at_of: dict[str, datetime] = {}
+    batch: list[Record] = []  # staging rows not yet handed over (records mode)
     fen_of: dict[str, int] = {}
-    width = i_time = i_trade = i_order = i_state = i_settled = i_refund = i_fee = i_total = 0
+    commas = i_time = i_trade = i_order = i_state = i_settled = i_refund = i_fee = i_total = 0
     for first, lines, clean in _blocks(text, digest):
         line_no = first - 1
         fast = clean and header is not None and summary_header is None
@@ -200,8 +203,9 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
             if fast:
                 # a plain payment row: the same checks as `_row`, on the cells it needs; anything else (refunds,
                 # errors, odd layouts) takes the general path below, which words the errors
-                cells = (line[1:] if line[:1] == "`" else line).replace(",`", ",").split(",")
-                if len(cells) == width and SUMMARY_FIRST not in cells[0]:
+                # every cell backticked and no comma inside one: the cells are the pieces between ",`"
+                if line[:1] == "`" and line.count(",") == commas and line.count(",`") == commas:
+                    cells = line[1:].split(",`")
                     state = cells[i_state].strip()
                     if state and state != "REFUND" and len(state) <= 32:
                         order = cells[i_order].strip()
@@ -238,7 +242,14 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
                             paid += settled
                             refunded += refund
                             fees += fee
-                            yield (batch_id, line_no, "PAYMENT", order, order, trade, amount, fee, state, at)
+                            row = (batch_id, line_no, "PAYMENT", order, order, trade, amount, fee, state, at)
+                            if batch_id is None:
+                                yield row
+                            else:
+                                batch.append(row)
+                                if len(batch) >= RECORDS_CHUNK:
+                                    yield batch
+                                    batch = []
                             continue
             if line_no == 1 and isinstance(line, str) and line.startswith("\ufeff"):
                 line = line[1:]
@@ -261,7 +272,7 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
                 missing = [name for name in COLUMNS if name not in header]
                 if missing:
                     raise StatementRejected(f"line {line_no}: column header lacks {', '.join(missing)}")
-                width = len(header)
+                commas = len(header) - 1
                 # the last of a repeated name, as `_row`'s dict keeps it
                 col = {name: n for n, name in enumerate(header)}
                 i_time, i_trade, i_order, i_state = (
@@ -293,7 +304,10 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
                 paid += settled
                 refunded += refund
                 fees += parsed.fee if parsed.kind is LineKind.PAYMENT else -parsed.fee
-                yield parsed if batch_id is None else staging_row(batch_id, parsed)
+                if batch_id is None:
+                    yield parsed
+                else:
+                    batch.append(staging_row(batch_id, parsed))
                 continue
             if summary is not None:
                 raise StatementRejected(f"line {line_no}: data after the summary row")
@@ -301,6 +315,8 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
             if len(cells) != len(summary_header):
                 raise StatementRejected(f"line {line_no}: summary row has {len(cells)} cells")
             summary = dict(zip(summary_header, cells, strict=True))
+    if batch:
+        yield batch
     if header is None or summary is None:
         raise StatementRejected("wechat bill is truncated: no column header or no summary row")
     if malformed == 0:
