@@ -133,6 +133,8 @@ async def tune_for_matching(s: AsyncSession) -> None:
     """PostgreSQL: this transaction may hash the batch's lines and ours in memory (`SET LOCAL`, gone at commit)."""
     if s.get_bind().dialect.name == "postgresql":
         await s.execute(text(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'"))
+        # one process per query: parallel workers would each build the same million-row hash (measured slower)
+        await s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 async def analyze(s: AsyncSession, table: str) -> None:
@@ -144,7 +146,15 @@ async def analyze(s: AsyncSession, table: str) -> None:
 
 async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
     """(kind, ref, n, first, order_no, channel_trade_no, amount, fee) of every key the statement lists twice or
-    more; `first` is the line_no of its first line, the one matched."""
+    more; `first` is the line_no of its first line, the one matched. The keys are found by a count alone (a
+    million-row hash with one aggregate); their details are read for those keys only."""
+    repeated = (
+        select(ReconLine.kind, ReconLine.ref)
+        .where(ReconLine.batch_id == batch_id)
+        .group_by(ReconLine.kind, ReconLine.ref)
+        .having(func.count() > 1)
+        .subquery("repeated")
+    )
     q = (
         select(
             ReconLine.kind,
@@ -156,9 +166,9 @@ async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
             func.max(ReconLine.amount).label("amount"),
             func.max(ReconLine.fee).label("fee"),
         )
+        .join(repeated, and_(repeated.c.kind == ReconLine.kind, repeated.c.ref == ReconLine.ref))
         .where(ReconLine.batch_id == batch_id)
         .group_by(ReconLine.kind, ReconLine.ref)
-        .having(func.count() > 1)
     )
     return (await s.execute(q)).all()
 
