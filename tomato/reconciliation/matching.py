@@ -12,12 +12,13 @@ row still waiting once the runs of the next two days have looked is declared mis
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tomato.core.clock import as_utc
 from tomato.core.ids import Snowflake
@@ -102,6 +103,13 @@ def _compare(
     return None
 
 
+LineFacts = tuple[Sequence[Any], dict[str, int]]  # (repo.duplicates, repo.channel_totals)
+
+
+async def read_line_facts(s: AsyncSession | AsyncConnection, batch_id: str) -> LineFacts:
+    return await repo.duplicates(s, batch_id), await repo.channel_totals(s, batch_id)
+
+
 async def match(
     s: AsyncSession,
     ids: Snowflake,
@@ -112,7 +120,10 @@ async def match(
     window: Window,
     payments: Select[Any],
     refunds: Select[Any],
+    line_facts: Awaitable[LineFacts] | None = None,
 ) -> Outcome:
+    """`line_facts`: the batch's duplicate keys and channel totals when another connection is already reading
+    them (they depend on the staged lines alone); else they are read here, after our side."""
     out = Outcome()
     await repo.tune_for_matching(s)
     ours = repo.ours(payments, refunds)
@@ -128,8 +139,13 @@ async def match(
                 "business_date": window.iso, "origin_batch_id": batch_id, "status": "WAITING",
                 "closed_batch_id": None, "created_at": now}  # fmt: skip
 
+    channel_side, missing = await repo.differences(s, batch_id, ours)
+    local = await repo.local_totals(s, ours)
+    dups, channel = await (line_facts if line_facts is not None else read_line_facts(s, batch_id))
+    out.totals = {**channel, **local}
+
     first_of: dict[tuple[str, str], int] = {}
-    for d in await repo.duplicates(s, batch_id):
+    for d in dups:
         first_of[(d.kind, d.ref)] = d.first
         out.rows.append(
             _row(
@@ -147,7 +163,6 @@ async def match(
         )
 
     differing = 0
-    channel_side, missing = await repo.differences(s, batch_id, ours)
     for r in channel_side:
         if first_of.get((r.kind, r.ref), r.line_no) != r.line_no:
             continue  # a repeat (the DUPLICATE): only the key's first line is matched
@@ -211,7 +226,6 @@ async def match(
                 channel_status=r.status,
             )  # fmt: skip
         )
-    out.totals = await repo.side_totals(s, batch_id, ours)
     # keys both sides have = our rows the statement lists; the clean ones are those that did not differ
     out.matched += out.totals["local_rows"] - len(missing) - differing
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tomato.reconciliation.models import (
     AnomalyResolution,
@@ -129,9 +129,10 @@ async def clear_local(s: AsyncSession, batch_id: str) -> None:
 MATCH_WORK_MEM = "256MB"  # a million-row batch hashes in memory instead of spilling to disk
 
 
-async def tune_for_matching(s: AsyncSession) -> None:
+async def tune_for_matching(s: AsyncSession | AsyncConnection) -> None:
     """PostgreSQL: this transaction may hash the batch's lines and ours in memory (`SET LOCAL`, gone at commit)."""
-    if s.get_bind().dialect.name == "postgresql":
+    dialect = s.dialect if isinstance(s, AsyncConnection) else s.get_bind().dialect
+    if dialect.name == "postgresql":
         await s.execute(text(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'"))
         # one process per query: parallel workers would each build the same million-row hash (measured slower)
         await s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
@@ -144,7 +145,7 @@ async def analyze(s: AsyncSession, table: str) -> None:
         await s.execute(text(f"ANALYZE {table}"))
 
 
-async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
+async def duplicates(s: AsyncSession | AsyncConnection, batch_id: str) -> Sequence[Any]:
     """(kind, ref, n, first, order_no, channel_trade_no, amount, fee) of every key the statement lists twice or
     more; `first` is the line_no of its first line, the one matched. The keys are found by a count alone (a
     million-row hash with one aggregate); their details are read for those keys only."""
@@ -223,35 +224,44 @@ async def differences(s: AsyncSession, batch_id: str, ours: Any) -> tuple[Sequen
     return lines, [Local(*(r._mapping[f"o_{name}"] for name in LOCAL_COLUMNS)) for r in missing]
 
 
-async def side_totals(s: AsyncSession, batch_id: str, ours: Any) -> dict[str, int]:
-    """Counts and sums of each side: channel_* over completed lines (repeats included), local_* over our rows."""
-    ch = (
+async def channel_totals(s: AsyncSession | AsyncConnection, batch_id: str) -> dict[str, int]:
+    """channel_* counts and sums over the batch's completed lines (repeats included) and channel_rows (all its
+    lines), in one scan."""
+    ok = ReconLine.status == "SUCCESS"
+    q = (
         select(
             ReconLine.kind,
+            func.count().filter(ok),
+            func.coalesce(func.sum(ReconLine.amount).filter(ok), 0),
+            func.coalesce(func.sum(ReconLine.fee).filter(ok), 0),
             func.count(),
-            func.coalesce(func.sum(ReconLine.amount), 0),
-            func.coalesce(func.sum(ReconLine.fee), 0),
         )
-        .where(ReconLine.batch_id == batch_id, ReconLine.status == "SUCCESS")
+        .where(ReconLine.batch_id == batch_id)
         .group_by(ReconLine.kind)
     )
-    lo = select(
+    out = {f"channel_{kind}_{what}": 0 for kind in ("pay", "refund") for what in ("count", "amount", "fee")}
+    out["channel_rows"] = 0
+    for kind, n, amount, fee, rows in (await s.execute(q)).all():
+        name = "pay" if kind == "PAYMENT" else "refund"
+        out[f"channel_{name}_count"], out[f"channel_{name}_amount"] = int(n), int(amount)
+        out[f"channel_{name}_fee"] = int(fee or 0)
+        out["channel_rows"] += int(rows)
+    return out
+
+
+async def local_totals(s: AsyncSession, ours: Any) -> dict[str, int]:
+    """local_* counts and sums over our rows, and local_rows."""
+    q = select(
         ours.c.kind,
         func.count(),
         func.coalesce(func.sum(ours.c.amount), 0),
         func.coalesce(func.sum(ours.c.fee), 0),
     ).group_by(ours.c.kind)
-    out: dict[str, int] = {}
-    for side, q in (("channel", ch), ("local", lo)):
-        for kind in ("pay", "refund"):
-            out[f"{side}_{kind}_count"] = out[f"{side}_{kind}_amount"] = out[f"{side}_{kind}_fee"] = 0
-        for kind, n, amount, fee in (await s.execute(q)).all():
-            name = "pay" if kind == "PAYMENT" else "refund"
-            out[f"{side}_{name}_count"], out[f"{side}_{name}_amount"] = int(n), int(amount)
-            out[f"{side}_{name}_fee"] = int(fee or 0)
-    out["channel_rows"] = int(
-        (await s.execute(select(func.count()).where(ReconLine.batch_id == batch_id))).scalar_one()
-    )
+    out = {f"local_{kind}_{what}": 0 for kind in ("pay", "refund") for what in ("count", "amount", "fee")}
+    for kind, n, amount, fee in (await s.execute(q)).all():
+        name = "pay" if kind == "PAYMENT" else "refund"
+        out[f"local_{name}_count"], out[f"local_{name}_amount"] = int(n), int(amount)
+        out[f"local_{name}_fee"] = int(fee or 0)
     out["local_rows"] = out["local_pay_count"] + out["local_refund_count"]
     return out
 
