@@ -18,9 +18,10 @@ from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
+from tomato.gateway.routers.admin import ledger as admin_ledger
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import routing as admin_routing
-from tomato.gateway.routers.v1 import events, pay_orders, platform, refunds
+from tomato.gateway.routers.v1 import balance, events, pay_orders, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,14 @@ def create_app(
     app.include_router(refunds.router)
     app.include_router(platform.router)
     app.include_router(events.router)
+    app.include_router(balance.router)
     app.include_router(callbacks.router)
     app.include_router(cashier.router)
     app.include_router(admin_merchants.router)
     app.include_router(admin_channels.router)
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
+    app.include_router(admin_ledger.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 
