@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -171,3 +173,12 @@ class RefundView(BaseModel):
     failure_reason: str | None
     created_at: str
     succeeded_at: str | None
+
+
+@dataclass(frozen=True)
+class SucceededOrder:
+    """What the ledger check needs of a SUCCEEDED order (read through PayService, never pay's tables)."""
+
+    order_no: str
+    amount: int
+    paid_at: datetime | None
