@@ -10,6 +10,11 @@ payout row, an inbox mark) or not at all. Its steps:
 3. Move the balances in one global order — (account, bucket) — so two postings never wait on each other in a
    cycle. Hot accounts spread over buckets chosen by the journal's sequence number; merchant accounts have one
    bucket, so a guarded line is a single conditional UPDATE that refuses to go below zero.
+
+On PostgreSQL an entry without guarded lines (payments, anomalies: most of them) does all three in ONE statement
+of data-modifying CTEs (`_one_statement_sql`): the lines and balance upserts only happen if the journal row was
+inserted, and the upserts run in (account, bucket) order. One round trip instead of six or more roughly triples
+postings/s at 16 writers (bench/ledger.py). Entries with a guarded line take the step-by-step path.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,8 +91,11 @@ class Posted:
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return postgresql.insert(table) if _dialect(session) == "postgresql" else sqlite.insert(table)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
 async def post(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryRequest) -> Posted:
@@ -96,45 +104,6 @@ async def post(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryR
     digest = req.lines_hash()
     seq = ids.next_int()
     journal_id = f"J{seq}"
-    inserted = await session.execute(
-        _insert(session, Journal)
-        .values(
-            id=journal_id,
-            seq=seq,
-            source_type=req.source_type,
-            source_id=req.source_id,
-            leg=req.leg,
-            lines_hash=digest,
-            kind=req.kind,
-            mch_no=req.mch_no,
-            order_no=req.order_no,
-            refund_no=req.refund_no,
-            payout_no=req.payout_no,
-            amount=req.amount,
-            fee=req.fee,
-            business_date=req.business_date,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["source_type", "source_id", "leg"])
-        .returning(Journal.id)
-    )
-    if inserted.scalar_one_or_none() is None:
-        existing = (
-            await session.execute(
-                select(Journal.id, Journal.lines_hash).where(
-                    Journal.source_type == req.source_type,
-                    Journal.source_id == req.source_id,
-                    Journal.leg == req.leg,
-                )
-            )
-        ).one()
-        if existing.lines_hash != digest:
-            raise LedgerConflict(
-                f"{req.source_type} {req.source_id} ({req.leg}) is already booked with other lines",
-                details=[{"journal_id": existing.id}],
-            )
-        return Posted(journal_id=existing.id, replayed=True)
-
     moves: dict[tuple[str, int], int] = {}
     guarded: set[tuple[str, int]] = set()
     rows = []
@@ -156,10 +125,129 @@ async def post(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryR
                 "created_at": now,
             }
         )
-    await session.execute(_insert(session, LineRow), rows)
-    for key in sorted(moves):  # one global lock order
-        await _move(session, key, moves[key], guarded=key in guarded, now=now)
+    one_statement = _dialect(session) == "postgresql" and not guarded
+    if one_statement:  # the common case (payments, anomalies): one round trip for the whole entry
+        inserted = await _post_in_one_statement(session, seq, journal_id, digest, req, now, rows, moves)
+    else:
+        inserted = await _insert_journal(session, seq, journal_id, digest, req, now)
+    if not inserted:
+        existing = (
+            await session.execute(
+                select(Journal.id, Journal.lines_hash).where(
+                    Journal.source_type == req.source_type,
+                    Journal.source_id == req.source_id,
+                    Journal.leg == req.leg,
+                )
+            )
+        ).one()
+        if existing.lines_hash != digest:
+            raise LedgerConflict(
+                f"{req.source_type} {req.source_id} ({req.leg}) is already booked with other lines",
+                details=[{"journal_id": existing.id}],
+            )
+        return Posted(journal_id=existing.id, replayed=True)
+    if not one_statement:
+        await session.execute(_insert(session, LineRow), rows)
+        for key in sorted(moves):  # one global lock order
+            await _move(session, key, moves[key], guarded=key in guarded, now=now)
     return Posted(journal_id=journal_id, replayed=False)
+
+
+def _journal_values(seq: int, journal_id: str, digest: str, req: EntryRequest, now: datetime) -> dict[str, Any]:
+    return {
+        "id": journal_id,
+        "seq": seq,
+        "source_type": req.source_type,
+        "source_id": req.source_id,
+        "leg": req.leg,
+        "lines_hash": digest,
+        "kind": req.kind,
+        "mch_no": req.mch_no,
+        "order_no": req.order_no,
+        "refund_no": req.refund_no,
+        "payout_no": req.payout_no,
+        "amount": req.amount,
+        "fee": req.fee,
+        "business_date": req.business_date,
+        "created_at": now,
+    }
+
+
+async def _insert_journal(
+    session: AsyncSession, seq: int, journal_id: str, digest: str, req: EntryRequest, now: datetime
+) -> bool:
+    inserted = await session.execute(
+        _insert(session, Journal)
+        .values(**_journal_values(seq, journal_id, digest, req, now))
+        .on_conflict_do_nothing(index_elements=["source_type", "source_id", "leg"])
+        .returning(Journal.id)
+    )
+    return inserted.scalar_one_or_none() is not None
+
+
+_ONE_STATEMENT: dict[tuple[int, int], Any] = {}
+
+
+def _one_statement_sql(n_lines: int, n_moves: int) -> Any:
+    """PostgreSQL: the journal, its lines and the balance upserts as data-modifying CTEs of one statement. The lines
+    and balances are written only if the journal row was (a twin waits on the unique key, then writes nothing), and
+    the balances are upserted in (account, bucket) order — the global lock order."""
+    key = (n_lines, n_moves)
+    if key not in _ONE_STATEMENT:
+        cols = ", ".join(c.name for c in Journal.__table__.columns)
+        casts = {
+            "seq": "BIGINT", "amount": "BIGINT", "fee": "BIGINT", "created_at": "TIMESTAMPTZ",
+        }  # fmt: skip
+        journal_values = ", ".join(
+            f"CAST(:j_{c.name} AS {casts.get(c.name, 'VARCHAR')})" for c in Journal.__table__.columns
+        )
+        lines = ", ".join(
+            f"(CAST(:l{i}_id AS BIGINT), CAST(:l{i}_account AS VARCHAR), CAST(:l{i}_bucket AS INTEGER), "
+            f"CAST(:l{i}_amount AS BIGINT))"
+            for i in range(n_lines)
+        )
+        moves = ", ".join(
+            f"(CAST(:m{i}_account AS VARCHAR), CAST(:m{i}_bucket AS INTEGER), CAST(:m{i}_type AS VARCHAR), "
+            f"CAST(:m{i}_amount AS BIGINT), {i})"
+            for i in range(n_moves)
+        )
+        _ONE_STATEMENT[key] = text(
+            f"WITH j AS (INSERT INTO ledger_journals ({cols}) VALUES ({journal_values}) "
+            "ON CONFLICT (source_type, source_id, leg) DO NOTHING RETURNING id), "
+            "l AS (INSERT INTO ledger_lines (id, journal_id, account, bucket, amount, business_date, created_at) "
+            f"SELECT v.id, j.id, v.account, v.bucket, v.amount, CAST(:j_business_date AS VARCHAR), "
+            f"CAST(:j_created_at AS TIMESTAMPTZ) FROM j "
+            f"CROSS JOIN (VALUES {lines}) AS v(id, account, bucket, amount)), "
+            "b AS (INSERT INTO ledger_balances (account, bucket, account_type, balance, updated_at) "
+            "SELECT v.account, v.bucket, v.account_type, v.amount, CAST(:j_created_at AS TIMESTAMPTZ) "
+            f"FROM j CROSS JOIN (VALUES {moves}) AS v(account, bucket, account_type, amount, n) ORDER BY v.n "
+            "ON CONFLICT (account, bucket) DO UPDATE SET balance = ledger_balances.balance + EXCLUDED.balance, "
+            "updated_at = EXCLUDED.updated_at) "
+            "SELECT id FROM j"
+        )
+    return _ONE_STATEMENT[key]
+
+
+async def _post_in_one_statement(
+    session: AsyncSession,
+    seq: int,
+    journal_id: str,
+    digest: str,
+    req: EntryRequest,
+    now: datetime,
+    rows: list[dict[str, Any]],
+    moves: dict[tuple[str, int], int],
+) -> bool:
+    params: dict[str, Any] = {f"j_{k}": v for k, v in _journal_values(seq, journal_id, digest, req, now).items()}
+    for i, row in enumerate(rows):
+        params.update({f"l{i}_id": row["id"], f"l{i}_account": row["account"], f"l{i}_bucket": row["bucket"],
+                       f"l{i}_amount": row["amount"]})  # fmt: skip
+    for i, (account, bucket) in enumerate(sorted(moves)):
+        kind, amount = account_type(account).value, moves[(account, bucket)]
+        params.update({f"m{i}_account": account, f"m{i}_bucket": bucket, f"m{i}_type": kind,
+                       f"m{i}_amount": amount})  # fmt: skip
+    result = await session.execute(_one_statement_sql(len(rows), len(moves)), params)
+    return result.scalar_one_or_none() is not None
 
 
 async def _move(session: AsyncSession, key: tuple[str, int], amount: int, *, guarded: bool, now: datetime) -> None:
