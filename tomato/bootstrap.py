@@ -116,6 +116,7 @@ async def bootstrap(
         # outlasts one channel call (connect, write and read timeouts) with room for the database around it
         submit_lease_s=3 * settings.channel_timeout_s + 10,
         webhook_allowed_networks=settings.webhook_allowed_networks,
+        business_tz=settings.business_timezone,
         wake_relay=relay.notify,
     )
     container = Container(

@@ -195,7 +195,7 @@ def sandbox(
     port: int = 9100,
     time_scale: Annotated[float, typer.Option(help="divides the channels' notify retry delays")] = 1.0,
 ) -> None:
-    """Run the channel simulator alone (Alipay gateway, payer API /sandbox/scan, /sandbox/faults)."""
+    """Run the channel simulator alone (channel gateways, payer API /sandbox/scan, /sandbox/faults, statements)."""
     import uvicorn
 
     from tomato.channel.sandbox import SandboxState, create_sandbox_app
@@ -203,7 +203,7 @@ def sandbox(
     settings = _settings()
     from tomato.runtime.servers import GracefulServer
 
-    app_ = create_sandbox_app(SandboxState(time_scale=time_scale))
+    app_ = create_sandbox_app(SandboxState(time_scale=time_scale, fee_ppm=settings.sandbox_fee_ppm))
     GracefulServer(
         uvicorn.Config(app_, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
     ).run()

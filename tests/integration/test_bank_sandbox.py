@@ -529,13 +529,13 @@ async def test_statement_lists_payments_and_refunds(env: Env) -> None:
         "txnType": "01",
         "txnAmt": "1234",
         "settleAmt": "1234",
-        "fee": "7",
+        "fee": "5",  # 3,800 ppm of 1234, half up
     }
     assert {k: rows["R20240101001"][k] for k in ("queryId", "txnType", "settleAmt", "fee")} == {
         "queryId": refund.channel_refund_no,
         "txnType": "04",
         "settleAmt": "-234",
-        "fee": "-1",
+        "fee": "-1",  # (2·5·234 + 1234) // (2·1234): the refund's pro-rata share of the fee
     }
     yesterday = codec.beijing_date(datetime.now(UTC)) - timedelta(days=1)
     assert codec.read_statement(await env.adapter.download_statement(yesterday)) == []

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tomato.channel.adapters.alipay import AlipayAdapter, StatementUnavailable, parse_config
 from tomato.channel.adapters.alipay import signing as alipay_signing
+from tomato.channel.adapters.alipay.adapter import bill_url_allowed
 from tomato.channel.http import guarded_client
 from tomato.channel.protocol import (
     CallbackRejected,
@@ -479,11 +480,11 @@ async def test_download_statement_fetches_the_bill(
 
     def reply(request: httpx.Request) -> httpx.Response:
         seen.append(request_params(request))
-        node = {**OK, "bill_download_url": "https://bills.test/b.csv.zip?sig=1"}
+        node = {**OK, "bill_download_url": "https://alipay.test/b.csv.zip?sig=1"}
         return answer("alipay.data.dataservice.bill.downloadurl.query", node, keys["alipay"])
 
     mock.post(GATEWAY).mock(side_effect=reply)
-    mock.get("https://bills.test/b.csv.zip?sig=1").respond(200, content=b"PK\x03\x04zip")
+    mock.get("https://alipay.test/b.csv.zip?sig=1").respond(200, content=b"PK\x03\x04zip")
     assert await adapter.download_statement(date(2024, 1, 1)) == b"PK\x03\x04zip"
     assert json.loads(seen[0]["biz_content"]) == {"bill_type": "trade", "bill_date": "2024-01-01"}
 
@@ -584,3 +585,33 @@ def test_callback_ack(adapter: AlipayAdapter) -> None:
     ok = adapter.callback_ack(True)
     assert (ok.status_code, ok.body, ok.content_type) == (200, b"success", "text/plain")
     assert adapter.callback_ack(False).body == b"fail"
+
+
+async def test_download_statement_refuses_a_bill_url_on_another_host(
+    adapter: AlipayAdapter, mock: respx.MockRouter, keys: dict[str, rsa.RSAPrivateKey]
+) -> None:
+    node = {**OK, "bill_download_url": "https://bills.elsewhere.test/b.csv.zip"}
+    _reply(mock, "alipay.data.dataservice.bill.downloadurl.query", node, keys["alipay"])
+    with pytest.raises(StatementUnavailable) as info:
+        await adapter.download_statement(date(2024, 1, 1))
+    assert info.value.result.message == "bill_download_url on another host"
+
+
+@pytest.mark.parametrize(
+    ("url", "gateway", "allowed"),
+    [
+        (
+            "http://127.0.0.1:9100/alipay/downloadBillFile.resource?fileId=x",
+            "http://127.0.0.1:9100/alipay/gateway.do",
+            True,
+        ),
+        ("http://127.0.0.1:9101/alipay/bill", "http://127.0.0.1:9100/alipay/gateway.do", False),
+        ("https://dwbillcenter.alipay.com/downloadBillFile.resource", "https://openapi.alipay.com/gateway.do", True),
+        ("http://dwbillcenter.alipay.com/downloadBillFile.resource", "https://openapi.alipay.com/gateway.do", False),
+        ("https://alipay.com.evil.test/b", "https://openapi.alipay.com/gateway.do", False),
+        ("https://x.10.0.0.1/b", "https://10.0.0.1/gateway.do", False),
+        ("file:///etc/passwd", "https://openapi.alipay.com/gateway.do", False),
+    ],
+)
+def test_bill_urls_are_followed_only_to_the_gateways_host_or_domain(url: str, gateway: str, allowed: bool) -> None:
+    assert bill_url_allowed(url, gateway) is allowed

@@ -20,6 +20,8 @@ class ChannelAccount(Base):
     mch_no: Mapped[str | None] = mapped_column(String(32))  # null: shared by every merchant
     config_ciphertext: Mapped[str] = mapped_column(Text)  # the whole config JSON, encrypted
     daily_limit: Mapped[int | None] = mapped_column(BigInteger)  # fen per business day; null: unlimited
+    # what the channel charges us per payment, in parts per million of the amount (booked as channel fee expense)
+    cost_ppm: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

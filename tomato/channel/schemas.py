@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from tomato.core.clock import UtcDateTime
 from tomato.core.money import MAX_FEN
@@ -23,6 +23,7 @@ class ChannelAccountCreate(BaseModel):
     config: dict[str, Any]
     mch_no: SafeText | None = Field(default=None, max_length=32)
     daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)
+    cost_ppm: StrictInt = Field(default=0, ge=0, le=1_000_000)  # the channel's own fee, parts per million
 
 
 class ChannelAccountUpdate(BaseModel):
@@ -30,13 +31,14 @@ class ChannelAccountUpdate(BaseModel):
 
     name: SafeText | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
     daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)  # null: no limit
+    cost_ppm: StrictInt | None = Field(default=None, ge=0, le=1_000_000)  # omitted: unchanged; null: refused
 
-    @field_validator("name")
+    @field_validator("name", "cost_ppm")
     @classmethod
-    def _name_not_null(cls, value: str | None) -> str:
-        """Runs only when `name` is given: an account always has a name, so an explicit null is a 422."""
+    def _not_null(cls, value: object) -> object:
+        """Runs only when the field is given: an account always has a name and a cost rate, so a null is a 422."""
         if value is None:
-            raise ValueError("must not be null; omit it to keep the name")
+            raise ValueError("must not be null; omit it to keep the current value")
         return value
 
 
@@ -49,6 +51,7 @@ class ChannelAccountView(BaseModel):
     status: str
     mch_no: str | None = None
     daily_limit: int | None = None
+    cost_ppm: int = 0
     created_at: UtcDateTime
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.channel import limits
 from tomato.channel.breakers import BreakerRegistry
@@ -106,6 +107,7 @@ class ChannelService:
             status="ACTIVE",
             mch_no=cmd.mch_no,
             daily_limit=cmd.daily_limit,
+            cost_ppm=cmd.cost_ppm,
             config_ciphertext="",
             created_at=now,
             updated_at=now,
@@ -149,6 +151,13 @@ class ChannelService:
             await uow.commit()
         self.invalidate()
         return await self.get_account(account_id)
+
+    @staticmethod
+    async def cost_ppm(session: AsyncSession, account_id: str) -> int:
+        """The account's channel cost rate, read in the caller's unit of work (the payment snapshot); 0 when the
+        account is unknown."""
+        q = select(ChannelAccount.cost_ppm).where(ChannelAccount.id == account_id)
+        return int((await session.execute(q)).scalar_one_or_none() or 0)
 
     async def _account(self, account_id: str) -> ChannelAccount:
         async with self._db.uow() as uow:
@@ -326,6 +335,7 @@ def _view(a: ChannelAccount) -> ChannelAccountView:
         status=a.status,
         mch_no=a.mch_no,
         daily_limit=a.daily_limit,
+        cost_ppm=a.cost_ppm,
         created_at=a.created_at,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import PlainSerializer
 
@@ -51,6 +52,12 @@ def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def business_date(moment: datetime, tz_name: str) -> str:
+    """The business date ("YYYY-MM-DD") of an instant in the business time zone (`TOMATO_BUSINESS_TIMEZONE`),
+    whatever the host's zone. A naive `moment` is UTC, like every stored time."""
+    return as_utc(moment).astimezone(ZoneInfo(tz_name)).date().isoformat()
 
 
 UtcDateTime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]

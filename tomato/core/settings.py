@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     channel_timeout_s: float = Field(default=10.0, gt=0, description="timeout of every channel HTTP call")
     compensation_time_scale: float = Field(default=1.0, gt=0, description="divides compensation delays")
     sandbox_time_scale: float = Field(default=1.0, gt=0, description="divides the simulator's notify retries")
+    sandbox_fee_ppm: int = Field(
+        default=3800, ge=0, le=1_000_000, description="fee every simulated channel charges, parts per million"
+    )
+    statement_dir: str = Field(
+        default="",
+        description="where raw channel statements are kept (content-addressed); empty: <data_dir>/statements. "
+        "Every host that fetches or reads statements must see the same directory (a shared volume)",
+    )
     webhook_time_scale: float = Field(default=1.0, gt=0, description="divides webhook retry delays")
     webhook_retry_schedule: str = Field(
         default="15,15,30,180,600,1200,1800,1800,1800,3600,10800,10800,10800,21600,21600",

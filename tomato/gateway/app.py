@@ -18,6 +18,7 @@ from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
+from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import ledger as admin_ledger
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import routing as admin_routing
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(admin_channels.router)
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
+    app.include_router(admin_fee_plans.router)
     app.include_router(admin_ledger.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

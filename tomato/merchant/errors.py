@@ -41,3 +41,7 @@ class TooManyKeys(Conflict):
 
 class LastKey(Conflict):
     code = "LAST_KEY"
+
+
+class FeePlanNotFound(NotFound):
+    code = "FEE_PLAN_NOT_FOUND"

@@ -16,8 +16,24 @@ class Merchant(Base):
     mch_no: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))  # ACTIVE | FROZEN
+    fee_plan_id: Mapped[str | None] = mapped_column(String(32))  # null: charged nothing
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FeePlan(Base):
+    """What the platform charges a merchant: a rate per pay method (ppm), a minimum fee per payment, and whether
+    refunds give the fee back. Never changed once created: a merchant changes plan by being assigned another, and
+    every paid order keeps the snapshot it was paid under."""
+
+    __tablename__ = "fee_plans"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    rates: Mapped[str] = mapped_column(Text)  # JSON {pay_method: ppm}; a method absent is charged 0
+    min_fee: Mapped[int] = mapped_column(BigInteger)
+    refund_fee: Mapped[str] = mapped_column(String(16))  # proportional | none
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class App(Base):

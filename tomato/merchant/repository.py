@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tomato.merchant.models import AdminToken, App, AppKey, Merchant, PlatformKey
+from tomato.merchant.models import AdminToken, App, AppKey, FeePlan, Merchant, PlatformKey
 
 
 async def get_merchant(s: AsyncSession, mch_no: str) -> Merchant | None:
@@ -73,4 +73,26 @@ async def find_token(s: AsyncSession, token_hash: str) -> AdminToken | None:
 
 async def latest_platform_key(s: AsyncSession) -> PlatformKey | None:
     q = select(PlatformKey).order_by(PlatformKey.created_at.desc()).limit(1)
+    return (await s.scalars(q)).first()
+
+
+async def get_fee_plan(s: AsyncSession, plan_id: str) -> FeePlan | None:
+    return await s.get(FeePlan, plan_id)
+
+
+async def list_fee_plans(s: AsyncSession, after: str | None, limit: int) -> Sequence[FeePlan]:
+    q = select(FeePlan).order_by(FeePlan.id).limit(limit)
+    if after is not None:
+        q = q.where(FeePlan.id > after)
+    return (await s.scalars(q)).all()
+
+
+async def set_fee_plan(s: AsyncSession, mch_no: str, plan_id: str | None, now: datetime) -> bool:
+    res = await s.execute(update(Merchant).where(Merchant.mch_no == mch_no).values(fee_plan_id=plan_id, updated_at=now))
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def fee_plan_of_merchant(s: AsyncSession, mch_no: str) -> FeePlan | None:
+    """The plan the merchant is on now (None: no plan, or no such merchant)."""
+    q = select(FeePlan).join(Merchant, Merchant.fee_plan_id == FeePlan.id).where(Merchant.mch_no == mch_no)
     return (await s.scalars(q)).first()

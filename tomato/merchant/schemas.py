@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from tomato.core.clock import UtcDateTime
 from tomato.core.crypto import load_public_key
+from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import ALL_PAY_METHODS, PayMethod
 from tomato.core.text import SafeText
+from tomato.merchant.fees import PPM, RefundFeeRule
 
 SignType = Literal["HMAC-SHA256", "RSA-SHA256"]
 DEFAULT_AMOUNT_LIMIT = 100_000_000
@@ -102,6 +104,7 @@ class MerchantView(BaseModel):
     mch_no: str
     name: str
     status: str
+    fee_plan_id: str | None = None  # null: the merchant is charged no fee
     created_at: UtcDateTime
     apps: list[AppView] = Field(default_factory=list)
 
@@ -128,3 +131,62 @@ class AppAuth:
     pay_methods: frozenset[str]
     amount_limit: int
     notify_url: str | None
+
+
+# --- fee plans ---------------------------------------------------------------------------------------------------
+
+Ppm = Annotated[StrictInt, Field(ge=0, le=PPM)]
+
+
+class FeePlanCreate(_Strict):
+    """`rates`: parts per million per pay method (a method absent is charged 0); `min_fee` (fen) applies to
+    payments only; `refund_fee`: whether refunds give the fee back in proportion (`proportional`) or not (`none`)."""
+
+    name: SafeText = Field(min_length=1, max_length=128)
+    rates: dict[PayMethod, Ppm]
+    min_fee: StrictInt = Field(default=0, ge=0, le=MAX_FEN)
+    refund_fee: RefundFeeRule = "proportional"
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _known_methods(cls, value: Any) -> Any:
+        """Names the first unknown pay method, instead of the enum's generic complaint about a key."""
+        if isinstance(value, dict):
+            for key in value:
+                if key not in ALL_PAY_METHODS:
+                    shown = key if isinstance(key, str) and len(key) <= 64 else f"{str(key)[:64]}…"
+                    raise ValueError(f"unknown pay method {shown!r} (one of {', '.join(ALL_PAY_METHODS)})")
+        return value
+
+
+class FeePlanView(BaseModel):
+    id: str
+    name: str
+    rates: dict[str, int]
+    min_fee: int
+    refund_fee: str
+    created_at: UtcDateTime
+
+
+class FeePlanAssign(_Strict):
+    """`fee_plan_id: null` takes the merchant off its plan (charged 0 from then on)."""
+
+    fee_plan_id: SafeText | None = Field(min_length=1, max_length=32)
+
+
+@dataclass(frozen=True)
+class FeeTerms:
+    """A merchant's fee plan as the payment snapshot needs it."""
+
+    fee_plan_id: str
+    rates: dict[str, int]
+    min_fee: int
+    refund_fee: str
+
+    def rate_of(self, pay_method: str) -> int:
+        return self.rates.get(pay_method, 0)
+
+
+class FeePlanList(BaseModel):
+    data: list[FeePlanView]
+    next_cursor: str | None

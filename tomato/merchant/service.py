@@ -32,6 +32,7 @@ from tomato.merchant import repository as repo
 from tomato.merchant.errors import (
     AppDisabled,
     AppNotFound,
+    FeePlanNotFound,
     KeyNotFound,
     LastKey,
     MerchantFrozen,
@@ -40,13 +41,17 @@ from tomato.merchant.errors import (
     TooManyKeys,
     UnknownApp,
 )
-from tomato.merchant.models import AdminToken, App, AppKey, Merchant, PlatformKey
+from tomato.merchant.models import AdminToken, App, AppKey, FeePlan, Merchant, PlatformKey
 from tomato.merchant.schemas import (
     AppAuth,
     AppCreate,
     AppCreated,
     AppUpdate,
     AppView,
+    FeePlanAssign,
+    FeePlanCreate,
+    FeePlanView,
+    FeeTerms,
     KeyRotate,
     KeyView,
     MerchantCreate,
@@ -79,7 +84,12 @@ class MerchantService:
     async def create_merchant(self, cmd: MerchantCreate) -> MerchantView:
         now = utcnow()
         merchant = Merchant(
-            mch_no=f"M{self._ids.next_int()}", name=cmd.name, status="ACTIVE", created_at=now, updated_at=now
+            mch_no=f"M{self._ids.next_int()}",
+            name=cmd.name,
+            status="ACTIVE",
+            fee_plan_id=None,
+            created_at=now,
+            updated_at=now,
         )
         async with self._db.uow() as uow:
             uow.session.add(merchant)
@@ -106,6 +116,54 @@ class MerchantService:
             await uow.commit()
         self._auth_cache.clear()
         return await self.get_merchant(mch_no)
+
+    # --- fee plans ----------------------------------------------------------------------------------
+
+    async def create_fee_plan(self, cmd: FeePlanCreate) -> FeePlanView:
+        plan = FeePlan(
+            id=f"FP{self._ids.next_int()}",
+            name=cmd.name,
+            rates=json.dumps({m.value: ppm for m, ppm in sorted(cmd.rates.items())}),
+            min_fee=cmd.min_fee,
+            refund_fee=cmd.refund_fee,
+            created_at=utcnow(),
+        )
+        async with self._db.uow() as uow:
+            uow.session.add(plan)
+            await uow.commit()
+        return _fee_plan_view(plan)
+
+    async def get_fee_plan(self, plan_id: str) -> FeePlanView:
+        async with self._db.uow() as uow:
+            plan = await repo.get_fee_plan(uow.session, plan_id)
+        if plan is None:
+            raise FeePlanNotFound(f"fee plan {plan_id} not found")
+        return _fee_plan_view(plan)
+
+    async def list_fee_plans(self, after: str | None, limit: int) -> list[FeePlanView]:
+        async with self._db.uow() as uow:
+            return [_fee_plan_view(p) for p in await repo.list_fee_plans(uow.session, after, limit)]
+
+    async def assign_fee_plan(self, mch_no: str, cmd: FeePlanAssign) -> MerchantView:
+        """Puts the merchant on the plan from its next payment on (paid orders keep their snapshot)."""
+        async with self._db.uow() as uow:
+            if await repo.get_merchant(uow.session, mch_no) is None:
+                raise MerchantNotFound(f"merchant {mch_no} not found")
+            if cmd.fee_plan_id is not None and await repo.get_fee_plan(uow.session, cmd.fee_plan_id) is None:
+                raise FeePlanNotFound(f"fee plan {cmd.fee_plan_id} not found")
+            await repo.set_fee_plan(uow.session, mch_no, cmd.fee_plan_id, utcnow())
+            await uow.commit()
+        return await self.get_merchant(mch_no)
+
+    @staticmethod
+    async def fee_terms(session: AsyncSession, mch_no: str) -> FeeTerms | None:
+        """The merchant's plan, read in the caller's unit of work (the payment snapshot); None: no plan."""
+        plan = await repo.fee_plan_of_merchant(session, mch_no)
+        if plan is None:
+            return None
+        return FeeTerms(
+            fee_plan_id=plan.id, rates=json.loads(plan.rates), min_fee=plan.min_fee, refund_fee=plan.refund_fee
+        )
 
     # --- apps ---------------------------------------------------------------------------------------
 
@@ -343,4 +401,17 @@ def _app_view(app: App, merchant_status: str, keys: Sequence[AppKey]) -> AppView
 
 
 def _merchant_view(m: Merchant, apps: list[AppView]) -> MerchantView:
-    return MerchantView(mch_no=m.mch_no, name=m.name, status=m.status, created_at=m.created_at, apps=apps)
+    return MerchantView(
+        mch_no=m.mch_no, name=m.name, status=m.status, fee_plan_id=m.fee_plan_id, created_at=m.created_at, apps=apps
+    )
+
+
+def _fee_plan_view(p: FeePlan) -> FeePlanView:
+    return FeePlanView(
+        id=p.id,
+        name=p.name,
+        rates=json.loads(p.rates),
+        min_fee=p.min_fee,
+        refund_fee=p.refund_fee,
+        created_at=p.created_at,
+    )

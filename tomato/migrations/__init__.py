@@ -25,6 +25,7 @@ MODEL_MODULES = (
     "tomato.pay.models",
     "tomato.notice.models",
     "tomato.account.models",
+    "tomato.reconciliation.models",
 )
 
 

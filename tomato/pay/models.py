@@ -40,6 +40,15 @@ class PayOrder(Base):
     # Σ amount of the order's PENDING and SUCCEEDED refunds: moved only by guarded UPDATEs (repository)
     refund_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     refund_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # refunds ever accepted
+    # the fee snapshot, taken in the PAID compare-and-set from the merchant's plan and the channel account (NULL
+    # until paid); refunds use it, never the plan of the day (tomato/merchant/fees.py)
+    fee_ppm: Mapped[int | None] = mapped_column(Integer)
+    fee: Mapped[int | None] = mapped_column(BigInteger)
+    refund_fee_rule: Mapped[str | None] = mapped_column(String(16))  # proportional | none
+    channel_cost_ppm: Mapped[int | None] = mapped_column(Integer)
+    channel_cost: Mapped[int | None] = mapped_column(BigInteger)
+    # Σ fee given back by the order's SUCCEEDED refunds: moved with `refunded_amount`, in the same guarded UPDATE
+    fee_returned_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     expire_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -126,6 +135,8 @@ class Refund(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the part of the order's fee this refund gave back (set when it SUCCEEDS, from the order's snapshot)
+    fee_returned: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (

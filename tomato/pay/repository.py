@@ -242,20 +242,38 @@ async def release_refund(s: AsyncSession, order_no: str, amount: int, now: datet
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
-async def add_refunded(s: AsyncSession, order_no: str, amount: int, now: datetime) -> bool:
-    """Counts a SUCCEEDED refund on the order: `refunded_amount`, and `refund_status` PARTIAL or FULL."""
-    total = PayOrder.refunded_amount + amount
+async def add_refunded(s: AsyncSession, order_no: str, amount: int, now: datetime) -> int | None:
+    """Counts a SUCCEEDED refund on the order: `refunded_amount`, and `refund_status` PARTIAL or FULL. Returns the
+    order's `refunded_amount` after it (the row stays locked until the caller's commit, so a concurrent refund of
+    the same order counts after this one), or None when it would pass the reservation (nothing changed)."""
+    total = ORDERS.c.refunded_amount + amount
     res = await s.execute(
-        update(PayOrder)
-        .where(PayOrder.order_no == order_no, total <= PayOrder.refund_reserved)
+        update(ORDERS)
+        .where(ORDERS.c.order_no == order_no, total <= ORDERS.c.refund_reserved)
         .values(
             refunded_amount=total,
-            refund_status=case((total >= PayOrder.amount, "FULL"), else_="PARTIAL"),
+            refund_status=case((total >= ORDERS.c.amount, "FULL"), else_="PARTIAL"),
             updated_at=now,
         )
+        .returning(ORDERS.c.refunded_amount)
+    )
+    row = res.first()
+    return None if row is None else int(row[0])
+
+
+async def add_fee_returned(s: AsyncSession, order_no: str, refund_no: str, share: int) -> None:
+    """Counts one SUCCEEDED refund's fee share on its order (`fee_returned_total`) and on the refund itself."""
+    await s.execute(
+        update(ORDERS)
+        .where(ORDERS.c.order_no == order_no)
+        .values(fee_returned_total=ORDERS.c.fee_returned_total + share)
+    )
+    await s.execute(
+        update(Refund)
+        .where(Refund.refund_no == refund_no)
+        .values(fee_returned=share)
         .execution_options(synchronize_session=False)
     )
-    return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 async def get_refund(s: AsyncSession, refund_no: str) -> Refund | None:

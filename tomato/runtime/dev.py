@@ -88,7 +88,7 @@ async def run_dev(
     if settings.is_sqlite:
         await asyncio.to_thread(_upgrade, settings.database_url)
     c = await bootstrap(settings)
-    sandbox = SandboxState(time_scale=settings.sandbox_time_scale)
+    sandbox = SandboxState(time_scale=settings.sandbox_time_scale, fee_ppm=settings.sandbox_fee_ppm)
     credentials = await seed_dev(c, sandbox, sandbox_url, notify_url)
     loops, jobs = BackgroundLoops(), JobRunner(c, speed=5.0)
     gateway = EmbeddedServer(_server_config(create_app(c), host, port))

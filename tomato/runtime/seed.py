@@ -13,7 +13,10 @@ from tomato.channel.sandbox.state import SandboxState
 from tomato.channel.schemas import ChannelAccountCreate, RoutingRuleCreate
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
 from tomato.core.pay_methods import CHANNEL_OF, PayMethod
-from tomato.merchant.schemas import AppCreate, MerchantCreate
+from tomato.merchant.schemas import AppCreate, FeePlanAssign, FeePlanCreate, MerchantCreate
+
+DEMO_FEE_PPM = 6_000  # 0.60 % of every payment, whatever the pay method; refunds give it back in proportion
+SIMULATOR_COST_PPM = 3_800  # what the simulated channels charge the platform: 0.38 %
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
         ChannelAccountCreate(
             channel="alipay",
             name="Alipay simulator",
+            cost_ppm=SIMULATOR_COST_PPM,
             config={
                 "app_id": alipay_app_id,
                 "private_key_pem": private_key_pem(merchant_key),
@@ -75,6 +79,7 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
         ChannelAccountCreate(
             channel="bank",
             name="Bank simulator",
+            cost_ppm=SIMULATOR_COST_PPM,
             config={
                 "mer_id": mer_id,
                 "cert_id": cert_id,
@@ -96,6 +101,7 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
         ChannelAccountCreate(
             channel="wechat",
             name="WeChat Pay simulator",
+            cost_ppm=SIMULATOR_COST_PPM,
             config={
                 "mchid": mchid,
                 "appid": f"wx{secrets.token_hex(8)}",
@@ -124,9 +130,14 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
 
 
 async def seed_demo_merchant(c: Container, notify_url: str | None) -> tuple[str, str, str, str, str]:
-    """A merchant with an HMAC app and an RSA app, every pay method enabled: (mch_no, app, secret, rsa app, key)."""
+    """A merchant with an HMAC app and an RSA app, every pay method enabled, on the demo fee plan (6,000 ppm for
+    every pay method, proportional refund fee): (mch_no, app, secret, rsa app, key)."""
     merchant = await c.merchants.create_merchant(MerchantCreate(name="Demo Merchant"))
     every = [PayMethod(m) for m in PayMethod]
+    plan = await c.merchants.create_fee_plan(
+        FeePlanCreate(name="Demo 0.60 %", rates={m: DEMO_FEE_PPM for m in every}, refund_fee="proportional")
+    )
+    await c.merchants.assign_fee_plan(merchant.mch_no, FeePlanAssign(fee_plan_id=plan.id))
     hmac_app = await c.merchants.create_app(
         merchant.mch_no, AppCreate(name="demo-hmac", notify_url=notify_url, pay_methods=every)
     )

@@ -3,6 +3,9 @@
 Wire rules it keeps: requests verified over query ∪ form params exactly as received; responses emitted as
 `{"<m>_response":<node>,"sign":"…"}` with the node signed byte for byte and no braces inside string values;
 notifies signed without `sign_type` and without empty fields, retried until the reply is exactly `success`.
+The trade bill (`alipay.data.dataservice.bill.downloadurl.query`, bill_type trade, any date) is a zip of GBK CSVs
+built from these records with the state's fee rate and statement faults (`alipay_bill.py`), downloaded unsigned
+from `BILL_PATH` on the host the caller reached.
 """
 
 from __future__ import annotations
@@ -12,20 +15,25 @@ import html
 import json
 import secrets
 from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.alipay import codec, signing
+from tomato.channel.sandbox.alipay_bill import build_bill
 from tomato.channel.sandbox.notifier import Notification
 from tomato.channel.sandbox.state import ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
 from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
 from tomato.core.money import MoneyFormatError
 
 GATEWAY_PATH = "/alipay/gateway.do"
+BILL_PATH = "/alipay/downloadBillFile.resource"  # on the gateway's host: the adapter follows bill URLs only there
+BILL_METHOD = "alipay.data.dataservice.bill.downloadurl.query"
 NOTIFY_GAPS_S = (240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0)  # 4m,10m,10m,1h,2h,6h,15h: 8 sends
 BROWSER_METHODS = frozenset({"alipay.trade.wap.pay", "alipay.trade.page.pay"})
 BUYER_ID = "2088102000000001"
@@ -64,8 +72,8 @@ class AlipaySimulator:
             "alipay.trade.close": self._close,
             "alipay.trade.refund": self._refund,
             "alipay.trade.fastpay.refund.query": self._refund_query,
-            "alipay.data.dataservice.bill.downloadurl.query": self._bill_url,
         }
+        self._bills: dict[str, tuple[str, bytes]] = {}  # fileId → (download name, zip bytes)
         state.attach(self)
 
     @property
@@ -85,6 +93,7 @@ class AlipaySimulator:
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_route(GATEWAY_PATH, self._gateway, methods=["GET", "POST"], include_in_schema=False)
+        router.add_api_route(BILL_PATH, self._bill_file, methods=["GET"], include_in_schema=False)
         return router
 
     # --- HTTP ---------------------------------------------------------------------------------------------
@@ -111,9 +120,12 @@ class AlipaySimulator:
         try:
             app_id, biz = self._authenticate(params)
             handler = self._methods.get(method)
-            if handler is None:
+            if method == BILL_METHOD:
+                node = self._bill_url(app_id, biz, str(request.base_url).rstrip("/"))
+            elif handler is None:
                 raise _invalid("isv.invalid-method", f"unknown method {method}")
-            node = handler(app_id, params, biz)
+            else:
+                node = handler(app_id, params, biz)
         except BizError as exc:
             node = exc.node
         response = self._respond(key, node)
@@ -183,6 +195,9 @@ class AlipaySimulator:
         if order_no:
             return self.book.find_by_order_no(order_no)
         return None
+
+    def pay_silently(self, trade: SimTrade, at: datetime) -> None:
+        trade.state, trade.paid_at, trade.closed_at = TradeState.PAID, at, None
 
     def complete(self, trade: SimTrade, paid: bool) -> None:
         now = self._state.clock.now()
@@ -289,9 +304,31 @@ class AlipaySimulator:
             })
         return node
 
-    def _bill_url(self, app_id: str, params: dict[str, str], biz: Node) -> Node:
-        # Bills are not generated yet; reconciliation gets a definite "not there" answer.
-        raise BizError("isp.bill_not_exist", "bill does not exist")
+    def _bill_url(self, app_id: str, biz: Node, base_url: str) -> Node:
+        """A trade bill for any date, built from the records (and the date's statement faults), kept for download."""
+        if biz.get("bill_type") != "trade":
+            raise _invalid("isv.invalid-parameter", "the sandbox serves bill_type=trade only")
+        try:
+            day = date.fromisoformat(str(biz.get("bill_date", "")))
+        except ValueError:
+            raise _invalid("isv.invalid-parameter", "bill_date must be yyyy-MM-dd") from None
+        rows = self._state.statement_rows(self.channel, app_id, day)
+        name, data = build_bill(SELLER_ID, day, rows, self._state.clock.now())
+        token = secrets.token_urlsafe(24)
+        self._bills[token] = (name, data)
+        while len(self._bills) > 256:
+            self._bills.pop(next(iter(self._bills)))
+        url = f"{base_url}{BILL_PATH}?{urlencode({'fileId': token, 'downloadFileName': name})}"
+        return {"code": "10000", "msg": "Success", "bill_download_url": url}
+
+    async def _bill_file(self, request: Request) -> Response:
+        """The bill download: unsigned zip bytes, as Alipay's bill host serves them."""
+        found = self._bills.get(request.query_params.get("fileId", ""))
+        if found is None:
+            return Response("bill file not found or expired", status_code=404, media_type="text/plain")
+        name, data = found
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f"attachment; filename={quote(name)}"})
 
     # --- helpers ------------------------------------------------------------------------------------------
 

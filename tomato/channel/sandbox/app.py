@@ -12,6 +12,7 @@ from tomato.channel.sandbox.bank import BankSimulator
 from tomato.channel.sandbox.payer import create_payer_router
 from tomato.channel.sandbox.registration import create_registration_router
 from tomato.channel.sandbox.state import SandboxState
+from tomato.channel.sandbox.statements import create_statement_router
 from tomato.channel.sandbox.wechat import WechatSimulator
 
 
@@ -57,6 +58,7 @@ def create_sandbox_app(state: SandboxState) -> FastAPI:
         app.include_router(simulator.router())
     app.include_router(create_payer_router(state))
     app.include_router(create_registration_router(state))
+    app.include_router(create_statement_router(state))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -17,7 +17,8 @@ transfer; every request is verified (merId, certId, signMethod 01 signature) and
 - `signPubKeyCert` is not sent: accounts pin the bank's public key. Back-notifies count as delivered on HTTP 200
   and are retried after `notify_gaps_s` (unconfirmed for UnionPay), each divided by `state.time_scale`.
 - Reconciliation file: the real envelope with our CSV inside (`codec.build_statement_zip`); settleDate is the
-  Beijing calendar date of the payment or refund (no 23:00 cut-off), fee `FEE_PPM` of the amount.
+  Beijing calendar date of the payment or refund (no 23:00 cut-off), fees at the state's `fee_ppm`, with
+  that date's statement faults (`SandboxState.statement_rows`; a row's failed status is respCode 01).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ QUERY_PATH = "/bank/gateway/api/queryTrans.do"
 FILE_PATH = "/bank/filedownload"
 NOTIFY_GAPS_S = (15.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)  # 15s,30s,1m,5m,30m,1h: 7 sends over ~1.6 h
 TXN_TIME_TOLERANCE = timedelta(minutes=15)
-FEE_PPM = 6000  # 0.6 %, only for the reconciliation file
 OK_MSG = "成功[0000000]"
 
 Fields = dict[str, str]
@@ -206,6 +206,11 @@ class BankSimulator:
             self._expire_if_due(trade)
         return trade
 
+    def pay_silently(self, trade: SimTrade, at: datetime) -> None:
+        trade.state, trade.paid_at, trade.closed_at = TradeState.PAID, at, None
+        trade.extra["traceNo"] = f"{secrets.randbelow(10**6):06d}"
+        trade.extra["traceTime"] = codec.format_time(at)[4:]
+
     def complete(self, trade: SimTrade, paid: bool) -> None:
         now = self._state.clock.now()
         if paid:
@@ -318,12 +323,17 @@ class BankSimulator:
         day = codec.resolve_settle_date(mmdd, codec.beijing_date(self._state.clock.now()))
         if (fields.get("txnType"), fields.get("fileType")) != ("76", "00") or day is None:
             raise BankError("10", "报文格式错误: txnType 76, fileType 00, settleDate MMdd")
-        rows = [codec.statement_row(t.channel_trade_no, t.extra.get("traceNo", ""), t.out_trade_no,
-                                    t.extra["txnTime"], "01", t.amount, day, FEE_PPM)
-                for t in self.book.trades.values()
-                if t.merchant_id == mer_id and t.paid_at is not None and codec.beijing_date(t.paid_at) == day]
-        rows += [codec.statement_row(r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -r.amount, day, FEE_PPM)
-                 for r in self._refunds.values() if r.mer_id == mer_id and codec.beijing_date(r.at) == day]
+        rows = []
+        for row in self._state.statement_rows(self.channel, mer_id, day):
+            code = "00" if row.succeeded else "01"
+            if row.refund is None:
+                t = row.trade
+                rows.append(codec.statement_row(t.channel_trade_no, t.extra.get("traceNo", ""), t.out_trade_no,
+                                                t.extra["txnTime"], "01", row.amount, day, row.fee, code))
+            else:
+                r = self._refunds[(mer_id, row.refund.refund_no)]
+                rows.append(codec.statement_row(r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -row.amount,
+                                                day, row.fee, code))
         name = f"INN{day:%y%m%d}01ZM_{mer_id}.csv"
         content = codec.encode_file_content(codec.build_statement_zip(name, rows))
         return codec.echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "settleDate": mmdd, "fileType": "00",

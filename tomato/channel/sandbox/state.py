@@ -7,8 +7,8 @@ attach themselves to the `SandboxState`, so the payer API, the notifier and the 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, fields
-from datetime import datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -19,6 +19,8 @@ from tomato.channel.sandbox.notifier import Notifier
 from tomato.core.clock import Clock, SystemClock
 
 CHANNELS = ("alipay", "wechat", "bank")
+DEFAULT_FEE_PPM = 3800  # what every simulated channel charges: 0.38 % of a payment, half up
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # the channels' statement dates are China calendar dates
 
 
 @dataclass
@@ -122,6 +124,60 @@ class ChannelBook:
         return max(matches, key=lambda t: t.created_at) if matches else None
 
 
+class StatementFaultType(StrEnum):
+    """How a date's statement differs from the simulator's records (docs/operations.md, statement faults)."""
+
+    MISSING_CHANNEL = "MISSING_CHANNEL"  # the row is left out
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"  # its amount is one fen more
+    FEE_MISMATCH = "FEE_MISMATCH"  # its fee is one fen more
+    STATUS_MISMATCH = "STATUS_MISMATCH"  # its status is not a success
+    DUPLICATE = "DUPLICATE"  # the row appears twice
+    MISSING_LOCAL = "MISSING_LOCAL"  # an unpaid trade reported paid (applied to the trade when posted)
+
+
+@dataclass(frozen=True)
+class StatementFault:
+    type: StatementFaultType
+    order_no: str  # the order's payment row, or a refund's row when it names a refund_no
+
+
+@dataclass(frozen=True)
+class BillRow:
+    """One statement row before a channel writes it in its format; `fee` is what was charged or returned (≥ 0)."""
+
+    trade: SimTrade
+    refund: SimRefund | None
+    at: datetime
+    amount: int
+    fee: int
+    succeeded: bool = True
+
+
+def china_date(value: datetime) -> date:
+    return value.astimezone(CHINA).date()
+
+
+def payment_fee(amount: int, ppm: int) -> int:
+    """(amount × ppm + 500,000) // 1,000,000: the channel's fee on a payment, half up."""
+    return (amount * ppm + 500_000) // 1_000_000
+
+
+def refund_fee(trade: SimTrade, refund_no: str, ppm: int) -> int:
+    """The fee a refund returns: pro rata and cumulative, so all refunds of a payment return at most its fee.
+
+    After refunds totalling R of a payment of amount A and fee C, (2·C·R + A) // (2·A) has been returned in all;
+    this refund returns the total after it less the total before it (refunds in the order they were made).
+    """
+    fee, before = payment_fee(trade.amount, ppm), 0
+    for refund in trade.refunds.values():
+        after = before + refund.amount
+        if refund.refund_no == refund_no:
+            a = trade.amount
+            return (2 * fee * after + a) // (2 * a) - (2 * fee * before + a) // (2 * a)
+        before = after
+    raise KeyError(refund_no)
+
+
 class ChannelSimulator(Protocol):
     """What a channel simulator offers the shared app and payer API."""
 
@@ -137,6 +193,10 @@ class ChannelSimulator(Protocol):
         """Record the payer's result on an unsettled trade and send the channel's notify."""
         ...
 
+    def pay_silently(self, trade: SimTrade, at: datetime) -> None:
+        """Record an unpaid trade as paid at `at` without any notify (the MISSING_LOCAL statement fault)."""
+        ...
+
 
 class SandboxState:
     """Everything the simulator remembers; tests build one, configure it, and hand it to `create_sandbox_app`."""
@@ -150,9 +210,13 @@ class SandboxState:
         timeout_sleep_s: float = 30.0,
         notify_transport: httpx.AsyncBaseTransport | None = None,
         notify_timeout_s: float = 5.0,
+        fee_ppm: int = DEFAULT_FEE_PPM,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if not 0 <= fee_ppm <= 1_000_000:
+            raise ValueError("fee_ppm must be within 0..1,000,000")
+        self.fee_ppm = fee_ppm  # every channel's fee rate, written in its statements
         self.time_scale = time_scale  # divides notify retry delays
         self.rng = rng or random.Random()
         self.clock: Clock = clock or SystemClock()
@@ -161,6 +225,7 @@ class SandboxState:
         self.books: dict[str, ChannelBook] = {channel: ChannelBook() for channel in CHANNELS}
         self.simulators: dict[str, ChannelSimulator] = {}
         self.notifier = Notifier(self, transport=notify_transport, timeout_s=notify_timeout_s)
+        self.statement_faults: dict[tuple[str, date], list[StatementFault]] = {}
 
     def attach(self, simulator: ChannelSimulator) -> None:
         self.simulators[simulator.channel] = simulator
@@ -169,9 +234,66 @@ class SandboxState:
         for channel in self.faults:
             self.faults[channel] = Faults()
 
+    def reset_statement_faults(self) -> None:
+        """Statements follow the records again (a MISSING_LOCAL trade stays paid: that happened at the channel)."""
+        self.statement_faults.clear()
+
+    def statement_rows(self, channel: str, merchant_id: str, day: date) -> list[BillRow]:
+        """The rows of one merchant's statement for a China calendar date, by time, with that date's faults applied.
+
+        Payments are listed on the date they were paid, refunds on the date they were made; fees follow
+        `fee_ppm` (refunds return theirs pro rata, see `refund_fee`).
+        """
+        rows: list[BillRow] = []
+        for trade in self.books[channel].trades.values():
+            if trade.merchant_id != merchant_id:
+                continue
+            if trade.paid_at is not None and china_date(trade.paid_at) == day:
+                rows.append(BillRow(trade, None, trade.paid_at, trade.amount, payment_fee(trade.amount, self.fee_ppm)))
+            for refund in trade.refunds.values():
+                if china_date(refund.created_at) == day:
+                    fee = refund_fee(trade, refund.refund_no, self.fee_ppm)
+                    rows.append(BillRow(trade, refund, refund.created_at, refund.amount, fee))
+        rows.sort(key=lambda row: row.at)
+        for fault in self.statement_faults.get((channel, day), []):
+            rows = _apply(fault, rows)
+        return rows
+
     def roll(self, rate: float) -> bool:
         """True with probability `rate`, from the injectable generator."""
         return rate > 0 and self.rng.random() < rate
 
     async def aclose(self) -> None:
         await self.notifier.aclose()
+
+
+def day_time(day: date, trade: SimTrade, now: datetime) -> datetime:
+    """When a trade reported paid on `day` by a MISSING_LOCAL fault was paid: now, its creation, or that noon."""
+    if china_date(now) == day:
+        return now
+    if china_date(trade.created_at) == day:
+        return trade.created_at
+    return datetime.combine(day, time(12), CHINA)
+
+
+def _apply(fault: StatementFault, rows: list[BillRow]) -> list[BillRow]:
+    out: list[BillRow] = []
+    for row in rows:
+        named = row.refund.refund_no if row.refund is not None else row.trade.out_trade_no
+        if named != fault.order_no:
+            out.append(row)
+            continue
+        match fault.type:
+            case StatementFaultType.MISSING_CHANNEL:
+                pass
+            case StatementFaultType.AMOUNT_MISMATCH:
+                out.append(replace(row, amount=row.amount + 1))
+            case StatementFaultType.FEE_MISMATCH:
+                out.append(replace(row, fee=row.fee + 1))
+            case StatementFaultType.STATUS_MISMATCH:
+                out.append(replace(row, succeeded=False))
+            case StatementFaultType.DUPLICATE:
+                out += [row, row]
+            case StatementFaultType.MISSING_LOCAL:
+                out.append(row)
+    return out

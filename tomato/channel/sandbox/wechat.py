@@ -9,7 +9,8 @@ with `Wechatpay-*` headers in public-key mode; bill downloads unsigned. Behaviou
   `REFUND.SUCCESS` notify is on its way; beyond the refundable balance → signed 400 `NOT_ENOUGH`;
 - notifies are re-signed on every send (receivers refuse timestamps older than 5 minutes) and count as
   acknowledged on HTTP 200/204 only, retried 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h ÷ time_scale;
-- the trade bill (ALL) is built from these records for any date with activity, else 400 `NO_STATEMENT_EXIST`;
+- the trade bill (ALL) is built from these records for any date with activity, else 400 `NO_STATEMENT_EXIST`,
+  with the state's fee rate and statement faults (`SandboxState.statement_rows`);
 - `time_expire` is recorded, not enforced (as in the Alipay simulator): the platform closes expired orders itself.
 """
 
@@ -34,16 +35,15 @@ from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.wechat import codec, signing
 from tomato.channel.sandbox.notifier import Notification
-from tomato.channel.sandbox.state import ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
+from tomato.channel.sandbox.state import BillRow, ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
 from tomato.core.clock import Clock, SystemClock
 from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
-from tomato.core.money import fen_to_yuan, proportional_fen
+from tomato.core.money import fen_to_yuan
 
 NOTIFY_GAPS_S = (15.0, 15.0, 30.0, 180.0, 600.0, 1200.0, 1800.0, 1800.0, 1800.0, 3600.0, 10800.0, 10800.0, 10800.0,
                  21600.0, 21600.0)  # 16 sends over 24h4m
 H5_PAGE_PATH = "/wechat/checkmweb"
 SIM_OPENID = "oSim0000000000000000000000000"
-FEE_RATE_PPM = 6000  # 0.60%, as bills show
 Body = dict[str, Any]
 _CREATE = re.compile(r"/v3/pay/transactions/(native|jsapi|h5)")
 _QUERY = re.compile(r"/v3/pay/transactions/(out-trade-no|id)/([^/]+)")
@@ -250,6 +250,9 @@ class WechatSimulator:
             return self.book.find_by_code(content.strip())
         return self.book.find_by_order_no(order_no) if order_no else None
 
+    def pay_silently(self, trade: SimTrade, at: datetime) -> None:
+        trade.state, trade.paid_at, trade.closed_at = TradeState.PAID, at, None
+
     def complete(self, trade: SimTrade, paid: bool) -> None:
         now = self._state.clock.now()
         if not paid:  # PAYERROR, never notified: the platform's query finds it
@@ -388,13 +391,13 @@ class WechatSimulator:
             raise WxError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD") from None
         if call.query.get("bill_type", "ALL") != "ALL":
             raise WxError(400, "PARAM_ERROR", "the sandbox serves bill_type=ALL only")
-        lines = [self._bill_line(t, t.paid_at, t.amount, None) for t in self.book.trades.values()
-                 if t.merchant_id == call.mchid and t.paid_at is not None and codec.beijing_date(t.paid_at) == day]
-        lines += [self._bill_line(r.trade, r.success_at, r.amount, r) for r in self._refunds.values()
-                  if r.mchid == call.mchid and r.success_at is not None and codec.beijing_date(r.success_at) == day]
-        if not lines:
+        paid = any(t.merchant_id == call.mchid and t.paid_at is not None and codec.beijing_date(t.paid_at) == day
+                   for t in self.book.trades.values())
+        if not paid and not any(r.mchid == call.mchid and codec.beijing_date(r.created_at) == day
+                                for r in self._refunds.values()):  # faults that leave nothing give an empty bill
             raise WxError(400, "NO_STATEMENT_EXIST", "账单文件不存在")
-        text = codec.format_trade_bill(sorted(lines, key=lambda line: line.time))
+        lines = [self._bill_line(row) for row in self._state.statement_rows(self.channel, call.mchid, day)]
+        text = codec.format_trade_bill(lines)
         token = secrets.token_urlsafe(24)
         self._bills[token] = (call.mchid, gzip.compress(text) if call.query.get("tar_type") == "GZIP" else text)
         while len(self._bills) > 256:
@@ -402,13 +405,16 @@ class WechatSimulator:
         url = f"{call.base_url}/v3/billdownload/file?token={token}"
         return {"hash_type": "SHA1", "hash_value": codec.bill_hash(text), "download_url": url}
 
-    def _bill_line(self, t: SimTrade, at: datetime, amount: int, refund: _Refund | None) -> codec.BillLine:
-        fee = proportional_fen(amount, FEE_RATE_PPM)
+    def _bill_line(self, row: BillRow) -> codec.BillLine:
+        t, refund = row.trade, None
+        if row.refund is not None:
+            refund = self._refunds[(t.merchant_id, row.refund.refund_no)]
         return codec.BillLine(
-            time=at, appid=t.extra["appid"], mchid=t.merchant_id, transaction_id=t.channel_trade_no,
+            time=row.at, appid=t.extra["appid"], mchid=t.merchant_id, transaction_id=t.channel_trade_no,
             out_trade_no=t.out_trade_no, openid=t.extra["openid"], trade_type=codec.WIRE_TRADE_TYPES[t.extra["kind"]],
-            description=t.subject, amount=amount, fee=-fee if refund else fee,
-            refund_id=refund.refund_id if refund else None, out_refund_no=refund.out_refund_no if refund else None,
+            description=t.subject, amount=row.amount, fee=-row.fee if refund else row.fee,
+            fee_rate=codec.fee_rate(self._state.fee_ppm), refund_id=refund.refund_id if refund else None,
+            out_refund_no=refund.out_refund_no if refund else None, succeeded=row.succeeded,
         )
 
     # --- notifies -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.events import PAY_ANOMALY
 from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.fees import anomaly_facts
 
 
 @dataclass(frozen=True)
@@ -65,27 +66,29 @@ async def record_anomaly(deps: PayDeps, s: AsyncSession, anomaly: Anomaly) -> bo
         },
     )
     if new:
+        data = {
+            "anomaly_id": anomaly_id,
+            "kind": anomaly.kind,
+            "order_no": anomaly.order_no,
+            "refund_no": anomaly.refund_no,
+            "app_id": anomaly.app_id,
+            "mch_no": anomaly.mch_no,
+            "channel": anomaly.channel,
+            "channel_account_id": anomaly.channel_account_id,
+            "channel_trade_no": anomaly.channel_trade_no,
+            "amount": anomaly.amount,
+            "source": anomaly.source,
+            "note": anomaly.note,
+            "created_at": rfc3339(now),
+        }
         add_event(
             s,
             deps.ids,
             event_type=PAY_ANOMALY,
             aggregate_type="pay_anomaly",
             aggregate_id=anomaly_id,
-            data={
-                "anomaly_id": anomaly_id,
-                "kind": anomaly.kind,
-                "order_no": anomaly.order_no,
-                "refund_no": anomaly.refund_no,
-                "app_id": anomaly.app_id,
-                "mch_no": anomaly.mch_no,
-                "channel": anomaly.channel,
-                "channel_account_id": anomaly.channel_account_id,
-                "channel_trade_no": anomaly.channel_trade_no,
-                "amount": anomaly.amount,
-                "source": anomaly.source,
-                "note": anomaly.note,
-                "created_at": rfc3339(now),
-            },
+            data=data,
             app_id=anomaly.app_id,
+            facts=anomaly_facts(deps, data, now),
         )
     return new

@@ -23,6 +23,7 @@ from tomato.pay.events import PAY_FAILED, PAY_SUCCEEDED
 from tomato.pay.models import PayOrder
 from tomato.pay.service.anomalies import Anomaly, record_anomaly
 from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.fees import payment_facts, payment_snapshot
 from tomato.pay.service.holds import release_order_holds
 from tomato.pay.service.views import order_payload
 from tomato.pay.states import OrderEvent, OrderStatus
@@ -85,10 +86,12 @@ async def _paid(deps: PayDeps, s: AsyncSession, order: PayOrder, channel: str, r
         log.error("ALERT amount mismatch on %s: channel %s vs order %s", order.order_no, report.amount, order.amount)
         return Outcome.REJECTED
     if order.status not in (OrderStatus.SUCCEEDED, OrderStatus.FAILED):
+        snapshot = await payment_snapshot(s, order, report.channel_account_id)
         after_close = await repo.mark_paid(
             s,
             order.order_no,
             {
+                **snapshot,
                 "channel": channel,
                 "channel_account_id": report.channel_account_id,
                 "channel_trade_no": report.channel_trade_no,
@@ -119,6 +122,7 @@ async def _succeeded(
         aggregate_id=order.order_no,
         data=order_payload(order),
         app_id=order.app_id,
+        facts=payment_facts(deps, order),
     )
     return Outcome.APPLIED
 

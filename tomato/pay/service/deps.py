@@ -25,6 +25,7 @@ class PayDeps:
     refund_window_days: int = 365
     submit_lease_s: float = 40.0  # how long one submission of a CREATED order holds it (renewed per candidate)
     webhook_allowed_networks: str = ""  # CIDRs a notify_url may name despite the SSRF guard
+    business_tz: str = "Asia/Shanghai"  # the zone of business dates in booking facts (TOMATO_BUSINESS_TIMEZONE)
     wake_relay: Callable[[], None] = field(default=lambda: None)
 
     def check_notify_url(self, url: str | None) -> None:

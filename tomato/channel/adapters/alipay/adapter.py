@@ -210,6 +210,8 @@ class AlipayAdapter:
         url = node.get("bill_download_url")
         if not isinstance(url, str) or not url:
             raise StatementUnavailable(ChannelResult.unknown(ErrorClass.MALFORMED, "no bill_download_url"))
+        if not bill_url_allowed(url, self._config.gateway_url):
+            raise StatementUnavailable(ChannelResult.unknown(ErrorClass.MALFORMED, "bill_download_url on another host"))
         try:
             response = await self._http.get(url)
         except httpx.TransportError as exc:
@@ -352,6 +354,24 @@ def _classify(method: str, node: dict[str, Any], not_found: ResultStatus | None)
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"{method}: response without code")
     return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=sub_code or code, message=message)
 
+
+
+def bill_url_allowed(url: str, gateway_url: str) -> bool:
+    """A bill URL is followed only to the gateway's own host, or to a host of the gateway's domain over https.
+
+    Alipay serves bills from another host of its own domain (the gateway `openapi.alipay.com`, bills from
+    `dwbillcenter.alipay.com`); the simulator serves them from its gateway's host and port. Anything else could make
+    the platform fetch an arbitrary URL named in a response.
+    """
+    target, gateway = urlsplit(url), urlsplit(gateway_url)
+    if not target.hostname or target.scheme not in ("http", "https"):
+        return False
+    if (target.scheme, target.hostname, target.port) == (gateway.scheme, gateway.hostname, gateway.port):
+        return True
+    labels = (gateway.hostname or "").split(".")
+    if len(labels) < 3 or labels[-1].isdigit() or target.scheme != "https":
+        return False
+    return target.hostname.endswith("." + ".".join(labels[-2:]))
 
 
 def _trade_biz(ref: TradeRef) -> dict[str, Any]:

@@ -20,8 +20,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode
 
-from tomato.core.money import proportional_fen
-
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 TIME_FORMAT = "%Y%m%d%H%M%S"  # txnTime / payTimeout: yyyyMMddHHmmss, Beijing wall clock
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
@@ -304,10 +302,19 @@ def decode_file_content(text: str) -> bytes:
 
 
 def statement_row(
-    query_id: str, trace_no: str, order_id: str, txn_time: str, txn_type: str, amount: int, day: date, fee_ppm: int
+    query_id: str,
+    trace_no: str,
+    order_id: str,
+    txn_time: str,
+    txn_type: str,
+    amount: int,
+    day: date,
+    fee: int,
+    resp_code: str = "00",
 ) -> dict[str, str]:
-    """One file row; `amount` is signed (refunds negative) and so are `settleAmt` and `fee`."""
-    fee = proportional_fen(abs(amount), fee_ppm) * (1 if amount >= 0 else -1)
+    """One file row; `amount` is signed (refunds negative), `fee` the fee charged or returned (≥ 0), written with
+    the amount's sign as `settleAmt` is."""
+    sign = 1 if amount >= 0 else -1
     return {
         "queryId": query_id,
         "traceNo": trace_no,
@@ -317,8 +324,8 @@ def statement_row(
         "txnAmt": str(abs(amount)),
         "settleDate": settle_date(day),
         "settleAmt": str(amount),
-        "fee": str(fee),
-        "respCode": "00",
+        "fee": str(sign * fee),
+        "respCode": resp_code,
     }
 
 

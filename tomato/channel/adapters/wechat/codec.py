@@ -125,6 +125,12 @@ class BillLine:
     fee_rate: str = "0.60%"
     refund_id: str | None = None
     out_refund_no: str | None = None
+    succeeded: bool = True  # False writes a payment as REVOKED, a refund as PROCESSING
+
+
+def fee_rate(ppm: int) -> str:
+    """3800 → "0.38%": the `费率` cell."""
+    return f"{(Decimal(ppm) / 10_000).quantize(Decimal('0.01'))}%"
 
 
 def _fee(fen: int) -> str:
@@ -153,7 +159,7 @@ def format_trade_bill(lines: Sequence[BillLine]) -> bytes:
             line.out_trade_no,
             line.openid,
             line.trade_type,
-            "REFUND" if is_refund else "SUCCESS",
+            "REFUND" if is_refund else ("SUCCESS" if line.succeeded else "REVOKED"),
             "OTHERS",
             "CNY",
             zero if is_refund else money,
@@ -163,7 +169,7 @@ def format_trade_bill(lines: Sequence[BillLine]) -> bytes:
             money if is_refund else zero,
             zero,
             "ORIGINAL" if is_refund else "",
-            "SUCCESS" if is_refund else "",
+            ("SUCCESS" if line.succeeded else "PROCESSING") if is_refund else "",
             line.description,
             "",
             _fee(line.fee),

@@ -1,9 +1,11 @@
 """Applying what a channel says about a refund (notify, query, or the answer to the request) — exactly once.
 
 Every outcome is a compare-and-set on the refund's status, with the order's books and the outbox event in the
-same transaction: SUCCEEDED counts the amount in `refunded_amount`/`refund_status`; FAILED gives it back to the
-refundable remainder. Duplicates and late reports change nothing and are acknowledged; a report with another
-amount, order or account is refused and changes nothing but an anomaly row for finance.
+same transaction: SUCCEEDED counts the amount in `refunded_amount`/`refund_status` and the fee it gives back (from
+the order's fee snapshot, cumulative: service/fees.py) in `refunds.fee_returned`/`fee_returned_total`, with the
+booking facts on its `refund.succeeded` row; FAILED gives it back to the refundable remainder. Duplicates and late
+reports change nothing and are acknowledged; a report with another amount, order or account is refused and changes
+nothing but an anomaly row for finance.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.channel.protocol import ChannelNotify, ResultStatus
 from tomato.core.outbox import add_event
+from tomato.merchant.fees import refund_fee_share
 from tomato.pay import repository as repo
 from tomato.pay.events import REFUND_FAILED, REFUND_SUCCEEDED
 from tomato.pay.models import Refund
 from tomato.pay.service.anomalies import Anomaly, record_anomaly
 from tomato.pay.service.confirm import Outcome
 from tomato.pay.service.deps import PayDeps
+from tomato.pay.service.fees import refund_facts
 from tomato.pay.service.refunds.views import refund_payload
 from tomato.pay.states import RefundEvent, RefundStatus
 
@@ -114,13 +118,22 @@ async def _refunded(deps: PayDeps, s: AsyncSession, refund: Refund, report: Refu
         values["accepted_at"] = now
     if not await repo.refund_transition(s, refund.refund_no, RefundEvent.REFUNDED, values):
         return Outcome.UNCHANGED  # someone else finished it between our read and write
-    if not await repo.add_refunded(s, refund.order_no, refund.amount, now):
+    refunded_total = await repo.add_refunded(s, refund.order_no, refund.amount, now)
+    if refunded_total is None:
         await _anomaly(
             deps, s, refund, "refund_books_inconsistent", report, "refunded_amount would pass the reservation"
         )
         log.error("ALERT order %s: refunded_amount would exceed refund_reserved", refund.order_no)
+    order = await repo.get(s, refund.order_no)
+    assert order is not None
+    share = 0
+    if refunded_total is not None:  # the fee returned follows the order's snapshot, never the merchant's plan now
+        before = refunded_total - refund.amount
+        share = refund_fee_share(order.refund_fee_rule, order.amount, order.fee or 0, before, refund.amount)
+    await repo.add_fee_returned(s, refund.order_no, refund.refund_no, share)
+    await s.refresh(order)
     await s.refresh(refund)
-    _event(deps, s, refund, REFUND_SUCCEEDED)
+    _event(deps, s, refund, REFUND_SUCCEEDED, facts=refund_facts(deps, refund, order))
     return Outcome.APPLIED
 
 
@@ -153,7 +166,9 @@ async def _refund_failed(deps: PayDeps, s: AsyncSession, refund: Refund, report:
     return Outcome.APPLIED
 
 
-def _event(deps: PayDeps, s: AsyncSession, refund: Refund, event_type: str) -> None:
+def _event(
+    deps: PayDeps, s: AsyncSession, refund: Refund, event_type: str, facts: dict[str, Any] | None = None
+) -> None:
     add_event(
         s,
         deps.ids,
@@ -162,6 +177,7 @@ def _event(deps: PayDeps, s: AsyncSession, refund: Refund, event_type: str) -> N
         aggregate_id=refund.refund_no,
         data=refund_payload(refund),
         app_id=refund.app_id,
+        facts=facts,
     )
 
 

@@ -1,0 +1,1 @@
+"""Streaming parsers of the channels' statement files, one module per format (docs/reconciliation.md)."""
