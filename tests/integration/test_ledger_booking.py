@@ -140,20 +140,21 @@ async def test_refunds_take_pending_first_then_available_and_a_full_refund_retur
     await write_event(db, ids, "refund.succeeded", refund_facts(paid, 30_000, refund_no="R401"))
     await drain(c)
     accounts = (acct.merchant_pending("M4"), acct.merchant_available("M4"), acct.PLATFORM_FEE_INCOME,
-                acct.channel_receivable("CA4"))  # fmt: skip
-    # fee share (2·600·30,000 + 100,000) // 200,000 = 180; 29,820 leaves the merchant: 19,400 pending, 10,420 available
-    assert list((await read(db, *accounts)).values()) == [0, 69_580, 420, 69_620]
+                acct.channel_receivable("CA4"), acct.channel_fee_expense("CA4"))  # fmt: skip
+    # fee share (2·600·30,000 + 100,000) // 200,000 = 180; 29,820 leaves the merchant: 19,400 pending, 10,420 available;
+    # the channel gives back 114 of its 380 cost: it refunds 30,000 out of what it owes us less 114
+    assert list((await read(db, *accounts)).values()) == [0, 69_580, 420, 99_620 - 29_886, 266]
     refund = (await journals(db, kind="refund"))[0]
     assert (refund.amount, refund.fee, refund.refund_no, refund.order_no) == (-30_000, -180, "R401", "P400")
     async with db.uow() as uow:
         lines = dict((await uow.session.execute(
             select(LineRow.account, LineRow.amount).where(LineRow.journal_id == refund.id))).all())  # fmt: skip
     assert lines == {"merchant_pending:M4": 19_400, "merchant_available:M4": 10_420, "platform_fee_income": 180,
-                     "channel_receivable:CA4": -30_000}  # fmt: skip
+                     "channel_receivable:CA4": -29_886, "channel_fee_expense:CA4": -114}  # fmt: skip
     await write_event(db, ids, "refund.succeeded", refund_facts(paid, 70_000, refunded_before=30_000))
     await drain(c)
-    # the whole fee went back; the channel refunded all 100,000 but keeps its 380 cost: we owe it that
-    assert list((await read(db, *accounts)).values()) == [0, 0, 0, -380]
+    # the whole fee and the whole channel cost went back: nothing is left anywhere
+    assert list((await read(db, *accounts)).values()) == [0, 0, 0, 0, 0]
     assert await total_raw(db) == 0
 
 

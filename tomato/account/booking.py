@@ -9,10 +9,11 @@ another event id books nothing either ("duplicate").
 The journals (ledger-reliability §5.2; A amount, F fee, C channel cost, ca the channel account):
 
 - payment: channel_receivable(ca) +(A−C), channel_fee_expense(ca) +C, merchant_pending −(A−F), platform_fee_income −F
-- refund R returning fee f: merchant_pending +(R−f) as far as pending covers it (read, then guarded: a settlement
-  that lowered pending meanwhile makes the unit of work retry), the rest merchant_available, UNGUARDED — the money
-  has already left at the channel, so the ledger records it even if available goes negative (`tomato ledger check`
-  warns about negative merchant balances); platform_fee_income +f; channel_receivable(ca) −R
+- refund R returning fee f, the channel giving back its cost c: merchant_pending +(R−f) as far as pending covers it
+  (read, then guarded: a settlement that lowered pending meanwhile makes the unit of work retry), the rest
+  merchant_available, UNGUARDED — the money has already left at the channel, so the ledger records it even if
+  available goes negative (`tomato ledger check` warns about negative merchant balances); platform_fee_income +f;
+  channel_receivable(ca) −(R−c); channel_fee_expense(ca) −c
 - anomaly, money in for no order (amount_mismatch, second_payment, paid_after_failed): channel_receivable(ca) +M,
   suspense −M; money out for no refund (refund_amount_mismatch, refund_succeeded_after_failed): suspense +M,
   channel_receivable(ca) −M. Other kinds moved no money the ledger does not already book (paid_after_close is
@@ -132,8 +133,10 @@ def refund_entry(facts: dict[str, Any], pending: int) -> EntryRequest:
     mch_no, order_no, ca = _text(facts, "mch_no"), _text(facts, "order_no"), _text(facts, "channel_account_id")
     refund_no = _text(facts, "refund_no")
     amount, fee_back = _fen(facts, "amount"), _fen(facts, "fee_returned", default=0)
-    if amount == 0 or fee_back > amount:
-        raise BadFacts(f"refund {refund_no}: amount {amount} and returned fee {fee_back} do not add up")
+    cost_back = _fen(facts, "channel_cost_returned", default=0)
+    if amount == 0 or fee_back > amount or cost_back > amount:
+        raise BadFacts(f"refund {refund_no}: amount {amount}, returned fee {fee_back} and channel cost {cost_back} "
+                       "do not add up")  # fmt: skip
     owed = amount - fee_back  # what leaves the merchant
     from_pending = min(max(pending, 0), owed)
     return EntryRequest(
@@ -145,7 +148,8 @@ def refund_entry(facts: dict[str, Any], pending: int) -> EntryRequest:
             Line(acct.merchant_pending(mch_no), from_pending, guard=True),
             Line(acct.merchant_available(mch_no), owed - from_pending),
             Line(acct.PLATFORM_FEE_INCOME, fee_back),
-            Line(acct.channel_receivable(ca), -amount),
+            Line(acct.channel_receivable(ca), -(amount - cost_back)),
+            Line(acct.channel_fee_expense(ca), -cost_back),
         ),
         business_date=_date(facts),
         mch_no=mch_no,
