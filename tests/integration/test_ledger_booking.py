@@ -129,6 +129,28 @@ async def test_a_crash_between_the_entry_and_the_cursor_books_once(db: Database,
     assert (await read(db, acct.merchant_pending("M3")))["merchant_pending:M3"] == 99_400
 
 
+async def test_a_crash_in_the_middle_of_a_chunk_commits_none_of_it_and_the_restart_books_each_once(
+    db: Database, ids: Snowflake
+) -> None:
+    seen: list[str] = []
+
+    async def crash(where: str, event: Event) -> None:
+        seen.append(event.id)
+        if len(seen) == 2:
+            raise RuntimeError("killed halfway through a chunk")
+
+    for n in range(3):
+        await write_event(db, ids, "pay.succeeded", paid_facts("M3", 1_000, order_no=f"P31{n}"))
+    with pytest.raises(RuntimeError):
+        await consumer(db, ids, fault=crash).run_once()
+    assert await journals(db) == [] and await outcomes(db) == {}
+    restarted = consumer(db, ids, fault=crash)
+    await drain(restarted)
+    assert [j.source_id for j in await journals(db)] == ["P310", "P311", "P312"]
+    assert restarted.stats.booked == 3
+    assert (await read(db, acct.merchant_pending("M3")))["merchant_pending:M3"] == 3 * 994
+
+
 async def test_refunds_take_pending_first_then_available_and_a_full_refund_returns_the_whole_fee(
     db: Database, ids: Snowflake
 ) -> None:

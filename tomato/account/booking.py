@@ -195,6 +195,12 @@ def anomaly_entry(facts: dict[str, Any], anomaly_id: str) -> EntryRequest | None
 # --- one event in the caller's unit of work ---------------------------------------------------------------------
 
 
+async def _run(session: AsyncSession, stmt: Any) -> Any:
+    """Core execution on the session's connection: the ORM adds only CPU to these statements."""
+    conn = await session.connection()
+    return await conn.execute(stmt)
+
+
 def _insert(session: AsyncSession, table: Any) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
@@ -202,27 +208,29 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 async def claim(session: AsyncSession, event: Event, now: Any) -> bool:
     """Inserts the event's inbox row; False when it is already there (a twin waits here until the first commits)."""
-    inserted = await session.execute(
+    inserted = await _run(
+        session,
         _insert(session, BookedEvent)
         .values(event_id=event.id, event_type=event.type, position=event.position, outcome="pending", booked_at=now)
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(BookedEvent.event_id)
+        .returning(BookedEvent.event_id),
     )
     return inserted.scalar_one_or_none() is not None
 
 
 async def record(session: AsyncSession, event: Event, result: Booked) -> None:
-    await session.execute(
+    await _run(
+        session,
         update(BookedEvent)
         .where(BookedEvent.event_id == event.id)
-        .values(outcome=result.outcome, journal_id=result.journal_id, note=(result.note or None) and result.note[:500])
+        .values(outcome=result.outcome, journal_id=result.journal_id, note=(result.note or None) and result.note[:500]),
     )
 
 
 async def _pending_of(session: AsyncSession, mch_no: str) -> int:
     account = acct.merchant_pending(mch_no)
     raw = (
-        await session.execute(select(Balance.balance).where(Balance.account == account, Balance.bucket == 0))
+        await _run(session, select(Balance.balance).where(Balance.account == account, Balance.bucket == 0))
     ).scalar_one_or_none()
     return acct.normal_balance(account, int(raw or 0))
 
@@ -264,12 +272,13 @@ async def book(session: AsyncSession, ids: Snowflake, now: Any, event: Event) ->
             result = Booked("skipped", note=f"{event.type} of kind {facts.get('kind')!r} moves no money to book")
         else:
             existing = (
-                await session.execute(
+                await _run(
+                    session,
                     select(Journal.id).where(
                         Journal.source_type == entry.source_type,
                         Journal.source_id == entry.source_id,
                         Journal.leg == entry.leg,
-                    )
+                    ),
                 )
             ).scalar_one_or_none()
             if existing is not None:
@@ -290,22 +299,24 @@ async def reject(session: AsyncSession, event: Event, now: Any, note: str) -> No
 async def ensure_cursor(session: AsyncSession, name: str, now: Any) -> int:
     """The cursor's position, creating it at 0 when missing."""
     position = (
-        await session.execute(select(BookingCursor.position).where(BookingCursor.name == name))
+        await _run(session, select(BookingCursor.position).where(BookingCursor.name == name))
     ).scalar_one_or_none()
     if position is not None:
         return int(position)
-    await session.execute(
+    await _run(
+        session,
         _insert(session, BookingCursor)
         .values(name=name, position=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["name"])
+        .on_conflict_do_nothing(index_elements=["name"]),
     )
     return 0
 
 
 async def move_cursor(session: AsyncSession, name: str, position: int, now: Any) -> None:
     """Forward only: a consumer never moves back over what it recorded."""
-    await session.execute(
+    await _run(
+        session,
         update(BookingCursor)
         .where(BookingCursor.name == name, BookingCursor.position < position)
-        .values(position=position, updated_at=now)
+        .values(position=position, updated_at=now),
     )
