@@ -112,8 +112,8 @@ def _entry(hot: bool, proc: int, writer: int, n: int) -> Any:
     )  # fmt: skip
 
 
-def _writer_process(url: str, hot: bool, proc: int, tag: str, writers: int, seconds: float, ready: Any,
-                    results: Any) -> None:  # fmt: skip
+def _writer_process(url: str, hot: bool, proc: int, tag: str, writers: int, seconds: float, warmup_s: float,
+                    ready: Any, results: Any) -> None:  # fmt: skip
     """One OS process: connects and warms `writers` connections, waits at `ready` for the other processes, then
     posts for `seconds` from `writers` tasks; puts (postings committed, seconds elapsed) on `results`."""
     import uvloop
@@ -126,23 +126,24 @@ def _writer_process(url: str, hot: bool, proc: int, tag: str, writers: int, seco
     async def run() -> tuple[int, float]:
         db = Database(create_engine(url, pool_size=writers + 2))
         ids, clock = Snowflake(200 + proc), SystemClock()
-        counted = 0
-        try:  # open the pool's connections (and prepare the statements) before the window starts
-            await asyncio.gather(*(post_committed(db, ids, clock, _entry(hot, proc, w, -1 - int(tag, 16)))
-                                   for w in range(writers)))  # fmt: skip
+        base = int(tag, 16) * 1_000_000
+        next_n = [base] * writers
+
+        async def writer(w: int, end: float) -> int:
+            done = 0
+            while time.monotonic() < end:
+                await post_committed(db, ids, clock, _entry(hot, proc, w, next_n[w]))
+                next_n[w] += 1
+                done += 1
+            return done
+
+        try:
+            # warm up uncounted: the pool's connections, prepared statements, and the balance rows (buckets) of
+            # each account, which the first postings create
+            await asyncio.gather(*(writer(w, time.monotonic() + warmup_s) for w in range(writers)))
             await asyncio.to_thread(ready.wait)
             started = time.monotonic()
-            end = started + seconds
-
-            async def writer(w: int) -> None:
-                nonlocal counted
-                n = 0
-                while time.monotonic() < end:
-                    await post_committed(db, ids, clock, _entry(hot, proc, w, int(tag, 16) * 1_000_000 + n))
-                    n += 1
-                    counted += 1
-
-            await asyncio.gather(*(writer(w) for w in range(writers)))
+            counted = sum(await asyncio.gather(*(writer(w, started + seconds) for w in range(writers))))
             return counted, time.monotonic() - started
         finally:
             await db.dispose()
@@ -150,7 +151,7 @@ def _writer_process(url: str, hot: bool, proc: int, tag: str, writers: int, seco
     results.put(uvloop.run(run()))
 
 
-def ledger_rate(url: str, hot: bool, writers: int, processes: int, seconds: float) -> float:
+def ledger_rate(url: str, hot: bool, writers: int, processes: int, seconds: float, warmup_s: float = 3.0) -> float:
     """Postings/s of all processes together: Σ postings ÷ the longest process's window (tasks finish the posting
     they are in when the window closes)."""
     tag = secrets.token_hex(2)
@@ -158,7 +159,7 @@ def ledger_rate(url: str, hot: bool, writers: int, processes: int, seconds: floa
     ctx = multiprocessing.get_context("spawn")
     ready, results = ctx.Barrier(processes), ctx.Queue()
     procs = [
-        ctx.Process(target=_writer_process, args=(url, hot, i, tag, per[i], seconds, ready, results))
+        ctx.Process(target=_writer_process, args=(url, hot, i, tag, per[i], seconds, warmup_s, ready, results))
         for i in range(processes)
     ]
     for proc in procs:
