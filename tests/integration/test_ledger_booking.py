@@ -241,6 +241,19 @@ async def test_events_without_facts_are_skipped_and_bad_facts_rejected_without_s
     assert position == last_position  # moved past the trailing event of another type
 
 
+async def test_values_the_journal_cannot_hold_are_rejected_and_booking_goes_on(db: Database, ids: Snowflake) -> None:
+    too_long = await write_event(db, ids, "pay.succeeded", paid_facts("M7", 1_000, order_no="P" * 40))
+    anomaly = {"anomaly_id": "AN7", "kind": "second_payment", "order_no": "P" * 40, "amount": 5,
+               "channel_account_id": "CA7", "business_date": "2026-12-06"}  # fmt: skip
+    odd = await write_event(db, ids, "pay.anomaly", anomaly, "AN7")
+    good = await write_event(db, ids, "pay.succeeded", paid_facts("M7", 1_000, order_no="P710"))
+    await drain(consumer(db, ids))
+    got = await outcomes(db)
+    assert (got[too_long.id], got[good.id]) == ("rejected", "booked")
+    # PostgreSQL refuses a 40-character order number in a 32-character column: rejected, never a stalled consumer
+    assert got[odd.id] == ("rejected" if db.dialect == "postgresql" else "booked")
+
+
 async def test_a_second_event_for_what_is_already_booked_books_nothing(db: Database, ids: Snowflake) -> None:
     paid = paid_facts("M8", 2_000, order_no="P800")
     first = await write_event(db, ids, "pay.succeeded", paid)

@@ -76,10 +76,11 @@ class Booked:
 # --- facts → journal -------------------------------------------------------------------------------------------
 
 
-def _text(facts: dict[str, Any], name: str) -> str:
+def _text(facts: dict[str, Any], name: str, max_length: int = 32) -> str:
+    """A non-empty string that fits its journal column (order, refund and merchant numbers: 32 characters)."""
     value = facts.get(name)
-    if not isinstance(value, str) or not value or len(value) > 64:
-        raise BadFacts(f"facts.{name} must be a non-empty string")
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise BadFacts(f"facts.{name} must be a string of 1 to {max_length} characters")
     return value
 
 
@@ -91,7 +92,7 @@ def _fen(facts: dict[str, Any], name: str, *, default: int | None = None) -> int
 
 
 def _date(facts: dict[str, Any]) -> str:
-    value = _text(facts, "business_date")
+    value = _text(facts, "business_date", 10)
     try:
         if _DATE.fullmatch(value) is None or date.fromisoformat(value).isoformat() != value:
             raise ValueError(value)
@@ -105,7 +106,7 @@ def _nonzero(*lines: Line) -> tuple[Line, ...]:
 
 
 def payment_entry(facts: dict[str, Any]) -> EntryRequest:
-    mch_no, order_no, ca = _text(facts, "mch_no"), _text(facts, "order_no"), _text(facts, "channel_account_id")
+    mch_no, order_no, ca = _text(facts, "mch_no"), _text(facts, "order_no"), _text(facts, "channel_account_id", 60)
     amount, fee, cost = _fen(facts, "amount"), _fen(facts, "fee"), _fen(facts, "channel_cost", default=0)
     if amount == 0 or fee > amount or cost > amount:
         raise BadFacts(f"payment {order_no}: amount {amount}, fee {fee}, channel cost {cost} do not add up")
@@ -130,7 +131,7 @@ def payment_entry(facts: dict[str, Any]) -> EntryRequest:
 
 def refund_entry(facts: dict[str, Any], pending: int) -> EntryRequest:
     """`pending` is the merchant's pending balance (normal side) as read in the booking unit of work."""
-    mch_no, order_no, ca = _text(facts, "mch_no"), _text(facts, "order_no"), _text(facts, "channel_account_id")
+    mch_no, order_no, ca = _text(facts, "mch_no"), _text(facts, "order_no"), _text(facts, "channel_account_id", 60)
     refund_no = _text(facts, "refund_no")
     amount, fee_back = _fen(facts, "amount"), _fen(facts, "fee_returned", default=0)
     cost_back = _fen(facts, "channel_cost_returned", default=0)
@@ -171,7 +172,7 @@ def anomaly_entry(facts: dict[str, Any], anomaly_id: str) -> EntryRequest | None
         return None
     if facts.get("amount") is None or facts.get("channel_account_id") is None:
         return None  # the channel named no amount or account: nothing to book, finance works from the anomaly
-    amount, ca = _fen(facts, "amount"), _text(facts, "channel_account_id")
+    amount, ca = _fen(facts, "amount"), _text(facts, "channel_account_id", 60)
     if amount == 0:
         return None
     order_no = facts.get("order_no") if isinstance(facts.get("order_no"), str) else None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from tomato.account.booking import BOOKED_EVENTS, BadFacts, Booked, Event, book, ensure_cursor, move_cursor, reject
 from tomato.account.errors import InsufficientBalance, LedgerConflict
@@ -46,6 +46,16 @@ LEASE = "ledger.booking"
 ATTEMPTS = 5  # per event: deadlocks, serialization failures, a pending balance lowered by a concurrent settlement
 
 Fault = Callable[[str, Event], Awaitable[None]]
+
+
+def _refused_values(exc: DBAPIError) -> bool:
+    """A data exception (SQLSTATE class 22: a value too long, out of range) or an integrity violation (23): the
+    event's own values, refused the same way on every attempt."""
+    if isinstance(exc, (DataError, IntegrityError)):
+        return True
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return isinstance(code, str) and code[:2] in ("22", "23")
 
 
 @dataclass
@@ -159,8 +169,8 @@ class BookingConsumer:
                     await move_cursor(uow.session, CURSOR, max(positions), self._clock.now())
                 await uow.commit()
         except (BadFacts, LedgerConflict, ValueError, InsufficientBalance, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not _retryable(exc):
-                raise
+            if isinstance(exc, DBAPIError) and not (_retryable(exc) or _refused_values(exc)):
+                raise  # the database is unreachable or the like: the round fails and is retried as a whole
             for event in events:
                 await self.book_one(event)
             return
@@ -186,6 +196,10 @@ class BookingConsumer:
                     raise
                 continue  # pending went down between the read and the guarded line: read it again
             except DBAPIError as exc:
+                if _refused_values(exc):  # the same every time: never let one event stall booking
+                    result = await self._reject(event, f"the database refused its values: {str(exc.orig)[:300]}")
+                    self._after(event, result)
+                    return result
                 if attempt == ATTEMPTS or not _retryable(exc):
                     raise
                 await asyncio.sleep(0.01 * attempt)
