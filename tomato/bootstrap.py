@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tomato.account.payouts.service import PayoutDeps, PayoutService
+from tomato.account.settlement import SettlementService
 from tomato.channel.breakers import BreakerRegistry
 from tomato.channel.service import ChannelService
 from tomato.core.bus import EventBus, InProcessBus
@@ -44,6 +46,8 @@ class Container:
     channels: ChannelService
     pay: PayService
     relay: OutboxRelay
+    settlement: SettlementService
+    payouts: PayoutService
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -133,6 +137,19 @@ async def bootstrap(
         channels=channels,
         pay=PayService(pay_deps),
         relay=relay,
+        settlement=SettlementService(db, ids, clock, merchants, business_tz=settings.business_timezone),
+        payouts=PayoutService(
+            PayoutDeps(
+                db=db,
+                ids=ids,
+                channels=channels,
+                clock=clock,
+                public_url=settings.public_url,
+                business_timezone=settings.business_timezone,
+                time_scale=settings.compensation_time_scale,
+                wake_relay=relay.notify,
+            )
+        ),
     )
     await _bootstrap_admin_tokens(container)
     return container

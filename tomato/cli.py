@@ -117,7 +117,9 @@ def ledger_check() -> None:
 
         c = await bootstrap(settings)
         try:
-            return await check_ledger(c.db, c.pay.succeeded_orders, c.clock.now())
+            return await check_ledger(
+                c.db, c.pay.succeeded_orders, c.clock.now(), pending_payouts=c.payouts.pending_by_merchant
+            )
         finally:
             await c.aclose()
 

@@ -139,6 +139,23 @@ async def test_payouts_in_transit_that_match_no_open_hold_are_named(db: Database
     ]
 
 
+async def test_payouts_in_transit_are_checked_against_the_pending_payouts(db: Database, ids: Snowflake) -> None:
+    await whole_ledger(db, ids)  # W1 posted, W2 (7,000) held
+
+    def pending(by_merchant: dict[str, int]) -> Any:
+        async def source() -> dict[str, int]:
+            return by_merchant
+
+        return source
+
+    report = await check_ledger(db, orders_of(*PAID), NOW, pending_payouts=pending({"M1": 7_000}))
+    assert report.ok, report.violations
+    report = await check_ledger(db, orders_of(*PAID), NOW, pending_payouts=pending({"M1": 7_000, "M2": 50}))
+    assert report.violations == ["payout_in_transit:M2 is 0, but the merchant's PENDING payouts sum to 50"]
+    report = await check_ledger(db, orders_of(*PAID), NOW, pending_payouts=pending({}))
+    assert report.violations == ["payout_in_transit:M1 is 7000, but the merchant's PENDING payouts sum to 0"]
+
+
 async def test_succeeded_orders_without_their_one_payment_journal_are_named(db: Database, ids: Snowflake) -> None:
     await whole_ledger(db, ids)
     report = await check(db, *PAID, SucceededOrder("P3", 500, NOW - timedelta(minutes=5)),

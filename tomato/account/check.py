@@ -7,7 +7,8 @@ Violations (the command exits 1):
 - a source key (source_type, source_id, leg) booked more than once; an order with more than one payment journal,
   a refund with more than one refund journal;
 - an order whose refund journals take back more than its payment journal paid (or refunds without a payment);
-- a merchant whose payout_in_transit balance differs from Σ of its payout holds not yet posted or voided;
+- a merchant whose payout_in_transit balance differs from Σ of its payout holds not yet posted or voided, or from Σ
+  of its PENDING payouts (read through the payout service);
 - a SUCCEEDED order (read through the pay service) without exactly one payment journal of its amount, or a payment
   journal for an order that is not SUCCEEDED. An order paid less than `grace` ago and not booked yet is a warning:
   the booking consumer books within seconds.
@@ -32,6 +33,7 @@ from tomato.core.db import Database
 from tomato.pay.schemas import SucceededOrder
 
 OrderSource = Callable[[str | None, int], Awaitable[list[SucceededOrder]]]
+PendingPayouts = Callable[[], Awaitable[dict[str, int]]]
 MERCHANT_TYPES = frozenset(
     {acct.AccountType.MERCHANT_PENDING, acct.AccountType.MERCHANT_AVAILABLE, acct.AccountType.MERCHANT_RESERVE}
 )
@@ -48,8 +50,15 @@ class CheckReport:
 
 
 async def check_ledger(
-    db: Database, orders: OrderSource, now: datetime, *, grace: timedelta = timedelta(seconds=60)
+    db: Database,
+    orders: OrderSource,
+    now: datetime,
+    *,
+    pending_payouts: PendingPayouts | None = None,
+    grace: timedelta = timedelta(seconds=60),
 ) -> CheckReport:
+    """`orders` pages SUCCEEDED orders (PayService.succeeded_orders); `pending_payouts` answers Σ PENDING payouts per
+    merchant (PayoutService.pending_by_merchant), which each payout_in_transit balance must equal."""
     report = CheckReport()
     async with db.uow() as uow:
         s = uow.session
@@ -57,9 +66,18 @@ async def check_ledger(
         await _balances_match_lines(s, report)
         await _unique_sources(s, report)
         paid = await _refunds_within_payments(s, report)
-        await _payouts_in_transit(s, report)
+        in_transit = await _payouts_in_transit(s, report)
         await _booking_outcomes(s, report)
     await _succeeded_orders_booked(orders, paid, now, grace, report)
+    if pending_payouts is not None:
+        pending = await pending_payouts()
+        for mch_no in sorted(set(pending) | {a.split(":", 1)[1] for a in in_transit}):
+            account = acct.payout_in_transit(mch_no)
+            if in_transit.get(account, 0) != pending.get(mch_no, 0):
+                report.violations.append(
+                    f"{account} is {in_transit.get(account, 0)}, but the merchant's PENDING payouts sum to "
+                    f"{pending.get(mch_no, 0)}"
+                )
     return report
 
 
@@ -162,7 +180,9 @@ async def _refunds_within_payments(s: AsyncSession, report: CheckReport) -> dict
     return paid
 
 
-async def _payouts_in_transit(s: AsyncSession, report: CheckReport) -> None:
+async def _payouts_in_transit(s: AsyncSession, report: CheckReport) -> dict[str, int]:
+    """Checks each payout_in_transit balance against the payout holds not yet posted or voided; returns the
+    balances (normal side) by account."""
     legs: dict[str, set[str]] = defaultdict(set)
     for source_id, leg in (
         await s.execute(select(Journal.source_id, Journal.leg).where(Journal.source_type == "payout"))
@@ -196,6 +216,7 @@ async def _payouts_in_transit(s: AsyncSession, report: CheckReport) -> None:
                 f"{account} is {actual.get(account, 0)}, but payouts held and not yet posted or voided sum to "
                 f"{expected.get(account, 0)}"
             )
+    return actual
 
 
 async def _booking_outcomes(s: AsyncSession, report: CheckReport) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tomato.core.db import Base
@@ -96,3 +96,57 @@ class BookingCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CalendarDay(Base):
+    """The holiday calendar: a date whose working status differs from the default (weekends off, weekdays on) —
+    a public holiday on a weekday (`working` false), or a weekend day worked in exchange (调休, `working` true)."""
+
+    __tablename__ = "business_calendar"
+
+    date: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    working: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SettlementBatch(Base):
+    """One move of a merchant's due lines from pending to available on a run for a business date: the journal that
+    moved `amount` and the `line_count` lines it settled. A rerun of the date makes another only for lines that were
+    not yet booked (or due) at the earlier run; each line settles once (`SettlementItem`)."""
+
+    __tablename__ = "settlement_batches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # snowflake; shown "SB…"
+    mch_no: Mapped[str] = mapped_column(String(32))
+    date: Mapped[str] = mapped_column(String(10))  # the run's business date
+    amount: Mapped[int] = mapped_column(BigInteger)  # fen moved, > 0
+    line_count: Mapped[int] = mapped_column(Integer)
+    journal_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_settlement_batches_mch_date", "mch_no", "date"),
+        Index("ix_settlement_batches_date", "date", "id"),
+    )
+
+
+class SettlementItem(Base):
+    """A pending line that a batch settled. The primary key makes a line settle once, whatever runs race."""
+
+    __tablename__ = "settlement_items"
+
+    line_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_settlement_items_batch_id", "batch_id"),)
+
+
+class SettlementRun(Base):
+    """A business date the settlement has completed a run for (the daily job catches up from the latest one)."""
+
+    __tablename__ = "settlement_runs"
+
+    date: Mapped[str] = mapped_column(String(10), primary_key=True)
+    settled_count: Mapped[int] = mapped_column(BigInteger)  # Σ line_count of the date's batches
+    settled_amount: Mapped[int] = mapped_column(BigInteger)  # Σ amount of the date's batches
+    completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

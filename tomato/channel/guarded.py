@@ -19,6 +19,9 @@ from tomato.channel.protocol import (
     ChannelResult,
     CreateRequest,
     ErrorClass,
+    PayoutChannel,
+    PayoutRef,
+    PayoutRequest,
     RefundRef,
     RefundRequest,
     ResultStatus,
@@ -65,6 +68,18 @@ class GuardedAdapter:
     async def query_refund(self, ref: RefundRef) -> ChannelResult:
         return await self._run(lambda: self.inner.query_refund(ref))
 
+    async def payout(self, req: PayoutRequest) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, PayoutChannel):
+            return _no_payouts(self.channel)
+        return await self._run(lambda: inner.payout(req))
+
+    async def query_payout(self, ref: PayoutRef) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, PayoutChannel):
+            return _no_payouts(self.channel)
+        return await self._run(lambda: inner.query_payout(ref))
+
     async def download_statement(self, bill_date: date) -> bytes:
         return await self.inner.download_statement(bill_date)
 
@@ -73,3 +88,9 @@ class GuardedAdapter:
 
     def callback_ack(self, ok: bool, message: str = "") -> AckResponse:
         return self.inner.callback_ack(ok, message)
+
+
+def _no_payouts(channel: str) -> ChannelResult:
+    return ChannelResult(
+        ResultStatus.FAIL, ErrorClass.REJECTED, code="PAYOUT_NOT_SUPPORTED", message=f"{channel} makes no payouts"
+    )

@@ -5,6 +5,9 @@ Results use one vocabulary for every channel (docs/architecture.md):
 - `FAIL`     the channel definitely refused or the payment definitely failed;
 - `WAITING`  accepted but not final yet (unpaid trade, refund processing): query later;
 - `UNKNOWN`  we cannot tell (timeout, 5xx, bad signature, unparseable): never treated as a failure.
+
+Payouts (money out to a bank account) are a second, narrower protocol, `PayoutChannel`: only the bank implements
+it, so `ChannelAdapter` stays the same for every channel.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tomato.core.errors import ChannelError
 
@@ -120,8 +123,35 @@ class RefundRef:
 
 
 @dataclass(frozen=True)
+class PayoutRequest:
+    """Money out to a bank account. `payout_no` is our payout number, the bank's orderId (8–40 letters/digits);
+    `created_at` the payout row's creation time, sent as txnTime on every (re)send so the bank sees one trade."""
+
+    payout_no: str
+    amount: int  # fen
+    account_name: str
+    account_number: str  # never logged: repr masks it
+    bank_name: str
+    notify_url: str
+    created_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"PayoutRequest(payout_no={self.payout_no!r}, amount={self.amount}, "
+            f"account_number='****{self.account_number[-4:]}')"
+        )
+
+
+@dataclass(frozen=True)
+class PayoutRef:
+    payout_no: str
+    created_at: datetime  # the txnTime the payout was sent with
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
 class ChannelNotify:
-    """A verified callback, normalised. `kind` is `payment` or `refund`."""
+    """A verified callback, normalised. `kind` is `payment`, `refund` or `payout` (`order_no` = the payout_no)."""
 
     kind: str
     status: ResultStatus
@@ -131,6 +161,8 @@ class ChannelNotify:
     paid_at: datetime | None = None
     refund_no: str | None = None
     channel_refund_no: str | None = None
+    payout_no: str | None = None
+    failure_reason: str | None = None  # the channel's code and message when status is FAIL
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -167,3 +199,16 @@ class ChannelAdapter(Protocol):
     async def download_statement(self, bill_date: date) -> bytes: ...
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify: ...
     def callback_ack(self, ok: bool, message: str = "") -> AckResponse: ...
+
+
+@runtime_checkable
+class PayoutChannel(Protocol):
+    """Payouts, for the channels that make them (the bank). Results:
+    - `payout`: WAITING = accepted, the result follows by notify or query; FAIL REJECTED = definitely refused
+      (nothing will be paid); UNKNOWN = we cannot tell (query later, never void on it).
+    - `query_payout`: SUCCESS = paid out; FAIL with error NONE = definitely failed; WAITING = still in process or
+      not known to the bank (code `34`); UNKNOWN / FAIL REJECTED = the query itself said nothing.
+    """
+
+    async def payout(self, req: PayoutRequest) -> ChannelResult: ...
+    async def query_payout(self, ref: PayoutRef) -> ChannelResult: ...

@@ -25,7 +25,7 @@ from tomato.channel.guarded import GuardedAdapter
 from tomato.channel.health import HealthWindow
 from tomato.channel.http import guarded_client
 from tomato.channel.models import ChannelAccount, RoutingRule
-from tomato.channel.protocol import AckResponse, ChannelAdapter
+from tomato.channel.protocol import AckResponse, ChannelAdapter, PayoutChannel
 from tomato.channel.registry import FAMILIES
 from tomato.channel.routing import candidates_of, order_candidates, pick_rule
 from tomato.channel.schemas import (
@@ -184,6 +184,24 @@ class ChannelService:
             await cached[2].aclose()
         self._adapters[account_id] = (stamp, adapter, http)
         return adapter
+
+    async def payout_adapter(self, account_id: str) -> PayoutChannel:
+        """The account's adapter as a payout channel (guarded by its breaker like every call); an account of a
+        channel that makes no payouts answers each payout FAIL REJECTED `PAYOUT_NOT_SUPPORTED`."""
+        adapter = await self.adapter(account_id)
+        assert isinstance(adapter, PayoutChannel), "adapters are GuardedAdapters, which speak PayoutChannel"
+        return adapter
+
+    async def payout_account(self, app_id: str, amount: int) -> str | None:
+        """The bank account a payout goes out through: the one routing picks for `BANK_WEB` (the app's own rule
+        first, breakers and disabled accounts skipped), else the first ACTIVE bank account by id (its breaker may
+        be open: the payout then fails at once and its hold is voided). None: there is no ACTIVE bank account."""
+        for route in await self.route(app_id, PayMethod.BANK_WEB.value, amount):
+            if route.channel == "bank":
+                return route.channel_account_id
+        accounts = (await self._routing_data()).accounts
+        active = sorted(a.id for a in accounts.values() if a.channel == "bank" and a.status == "ACTIVE")
+        return active[0] if active else None
 
     @staticmethod
     def callback_refusal(channel: str, message: str) -> AckResponse | None:

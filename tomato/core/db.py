@@ -108,12 +108,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: BaseException | None) -> None:
         """A task cancelled inside a statement gets its connection invalidated and closed. sqlite3 closes a
         connection with an unfinished statement as a zombie that keeps its transaction — and the write lock — for as
-        long as that statement lives; every later writer then waits out the busy timeout. So roll back first
-        (after the running statement, in the connection's thread; shielded, so a second cancel cannot stop it)."""
+        long as that statement lives; every later writer then waits out the busy timeout, and the connection's
+        thread may still be at work when its event loop is gone. So interrupt the statement (sqlite3's interrupt is
+        safe from any thread), then roll back (in the connection's thread; shielded, so a second cancel cannot stop
+        it)."""
+        driver = dbapi_connection.driver_connection
+        with contextlib.suppress(Exception):
+            driver._conn.interrupt()  # aiosqlite's own `interrupt()` is this call wrapped in a coroutine
         if not in_greenlet():
             return  # garbage collection of a lost connection: aiosqlite stops its thread, nothing to await
         with contextlib.suppress(Exception):
-            await_(asyncio.shield(dbapi_connection.driver_connection.rollback()))
+            await_(asyncio.shield(driver.rollback()))
 
 
 def one_of(s: AsyncSession, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:

@@ -22,7 +22,8 @@ from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import ledger as admin_ledger
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import routing as admin_routing
-from tomato.gateway.routers.v1 import balance, events, pay_orders, platform, refunds
+from tomato.gateway.routers.admin import settlements as admin_settlements
+from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(pay_orders.router)
     app.include_router(refunds.router)
+    app.include_router(payouts.router)
     app.include_router(platform.router)
     app.include_router(events.router)
     app.include_router(balance.router)
@@ -77,6 +79,8 @@ def create_app(
     app.include_router(admin_channels.router)
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
+    app.include_router(admin_settlements.finance)
+    app.include_router(admin_settlements.calendar)
     app.include_router(admin_fee_plans.router)
     app.include_router(admin_ledger.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

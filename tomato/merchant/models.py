@@ -16,6 +16,8 @@ class Merchant(Base):
     mch_no: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))  # ACTIVE | FROZEN
+    # when pending money becomes available: "D+0", "T+1" (default) or "T+N", N = 1..30 working days
+    settle_cycle: Mapped[str] = mapped_column(String(8), default="T+1", server_default="T+1")
     fee_plan_id: Mapped[str | None] = mapped_column(String(32))  # null: charged nothing
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

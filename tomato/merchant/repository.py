@@ -22,6 +22,16 @@ async def list_merchants(s: AsyncSession, after: str | None, limit: int) -> Sequ
     return (await s.scalars(q)).all()
 
 
+async def set_settle_cycle(s: AsyncSession, mch_no: str, cycle: str, now: datetime) -> bool:
+    res = await s.execute(update(Merchant).where(Merchant.mch_no == mch_no).values(settle_cycle=cycle, updated_at=now))
+    return int(res.rowcount) == 1  # type: ignore[attr-defined]
+
+
+async def settle_cycles(s: AsyncSession, mch_nos: Sequence[str]) -> dict[str, str]:
+    rows = await s.execute(select(Merchant.mch_no, Merchant.settle_cycle).where(Merchant.mch_no.in_(list(mch_nos))))
+    return {mch_no: cycle for mch_no, cycle in rows.all()}
+
+
 async def get_app(s: AsyncSession, app_id: str) -> App | None:
     return await s.get(App, app_id)
 

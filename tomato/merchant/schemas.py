@@ -17,6 +17,9 @@ from tomato.merchant.fees import PPM, RefundFeeRule
 
 SignType = Literal["HMAC-SHA256", "RSA-SHA256"]
 DEFAULT_AMOUNT_LIMIT = 100_000_000
+# A merchant's settlement cycle: "D+0" (due on the payment's business date), "T+N" (the N-th working day after it)
+SETTLE_CYCLE_PATTERN = r"^(D\+0|T\+([1-9]|[12][0-9]|30))$"
+DEFAULT_SETTLE_CYCLE = "T+1"
 
 
 class _Strict(BaseModel):
@@ -42,6 +45,10 @@ def _check_public_key(value: str | None) -> str | None:
 
 class MerchantCreate(_Strict):
     name: SafeText = Field(min_length=1, max_length=128)
+
+
+class SettleCycleUpdate(_Strict):
+    cycle: str = Field(pattern=SETTLE_CYCLE_PATTERN, max_length=4, examples=["T+1", "D+0", "T+3"])
 
 
 class AppCreate(_Strict):
@@ -104,6 +111,7 @@ class MerchantView(BaseModel):
     mch_no: str
     name: str
     status: str
+    settle_cycle: str = DEFAULT_SETTLE_CYCLE
     fee_plan_id: str | None = None  # null: the merchant is charged no fee
     created_at: UtcDateTime
     apps: list[AppView] = Field(default_factory=list)

@@ -43,6 +43,7 @@ from tomato.merchant.errors import (
 )
 from tomato.merchant.models import AdminToken, App, AppKey, FeePlan, Merchant, PlatformKey
 from tomato.merchant.schemas import (
+    DEFAULT_SETTLE_CYCLE,
     AppAuth,
     AppCreate,
     AppCreated,
@@ -56,6 +57,7 @@ from tomato.merchant.schemas import (
     KeyView,
     MerchantCreate,
     MerchantView,
+    SettleCycleUpdate,
 )
 
 ROLES = ("operator", "finance")
@@ -87,6 +89,7 @@ class MerchantService:
             mch_no=f"M{self._ids.next_int()}",
             name=cmd.name,
             status="ACTIVE",
+            settle_cycle=DEFAULT_SETTLE_CYCLE,
             fee_plan_id=None,
             created_at=now,
             updated_at=now,
@@ -116,6 +119,21 @@ class MerchantService:
             await uow.commit()
         self._auth_cache.clear()
         return await self.get_merchant(mch_no)
+
+    async def set_settle_cycle(self, mch_no: str, cmd: SettleCycleUpdate) -> MerchantView:
+        """The cycle applies from the next settlement run on, to every line not yet settled."""
+        async with self._db.uow() as uow:
+            if not await repo.set_settle_cycle(uow.session, mch_no, cmd.cycle, utcnow()):
+                raise MerchantNotFound(f"merchant {mch_no} not found")
+            await uow.commit()
+        return await self.get_merchant(mch_no)
+
+    async def settle_cycles(self, mch_nos: Sequence[str]) -> dict[str, str]:
+        """Each merchant's settlement cycle (unknown merchants are left out)."""
+        if not mch_nos:
+            return {}
+        async with self._db.uow() as uow:
+            return await repo.settle_cycles(uow.session, mch_nos)
 
     # --- fee plans ----------------------------------------------------------------------------------
 
@@ -402,7 +420,13 @@ def _app_view(app: App, merchant_status: str, keys: Sequence[AppKey]) -> AppView
 
 def _merchant_view(m: Merchant, apps: list[AppView]) -> MerchantView:
     return MerchantView(
-        mch_no=m.mch_no, name=m.name, status=m.status, fee_plan_id=m.fee_plan_id, created_at=m.created_at, apps=apps
+        mch_no=m.mch_no,
+        name=m.name,
+        status=m.status,
+        fee_plan_id=m.fee_plan_id,
+        settle_cycle=m.settle_cycle or DEFAULT_SETTLE_CYCLE,
+        created_at=m.created_at,
+        apps=apps,
     )
 
 

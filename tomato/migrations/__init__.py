@@ -26,6 +26,7 @@ MODEL_MODULES = (
     "tomato.notice.models",
     "tomato.account.models",
     "tomato.reconciliation.models",
+    "tomato.account.payouts.models",
 )
 
 

@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -30,6 +30,7 @@ class Job:
     every_s: float
     run: Callable[[Container], Awaitable[int]]
     ttl_s: float | None = None  # lease TTL; default max(30 s, 6 × every_s)
+    at_start: bool = False  # also run as soon as the scheduler starts (a job that catches up what was missed)
 
 
 async def _compensation(c: Container) -> int:
@@ -44,10 +45,18 @@ async def _refund_compensation(c: Container) -> int:
     return await c.pay.query_pending_refunds()
 
 
+async def _settlement(c: Container) -> int:
+    return await c.settlement.run_due()
+async def _payout_compensation(c: Container) -> int:
+    return await c.payouts.query_pending()
+
+
 JOBS = (
     Job("pay.compensation", 5.0, _compensation),
     Job("pay.expiry", 10.0, _expiry),
     Job("pay.refund_compensation", 5.0, _refund_compensation),
+    Job("account.settlement", 60.0, _settlement, at_start=True),
+    Job("account.payout_compensation", 5.0, _payout_compensation),
 )
 
 
@@ -103,6 +112,7 @@ class JobRunner:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=60,
+                **({"next_run_time": datetime.now(UTC)} if job.at_start else {}),
             )
         self._scheduler.start()
 

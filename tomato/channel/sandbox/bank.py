@@ -12,6 +12,14 @@ transfer; every request is verified (merId, certId, signMethod 01 signature) and
   is closed and scans answer 409. There is no close API, so `ignore_close` does not apply.
 - Failed payments are notified too (UnionPay notifies successes only) so the platform learns within seconds.
 - Refunds are processed at once: the answer is respCode 00 (accepted), then a refund back-notify follows.
+- Payouts (代付: txnType 12, txnSubType 00, bizType 000401 on backTransReq.do, with accNo — in the clear, or
+  encrypted under the bank's key when `encryptCertId` names the bank's cert id — and customerInfo) are
+  answered respCode 00 = accepted, as UnionPay answers them; `payout_delay_s` later (divided by
+  `state.time_scale`) the payout is final and a signed back-notify carries its result: respCode 00 paid, or — under
+  the `reject_payouts` fault — respCode 30 (交易未通过), the payee's bank refusing it after acceptance, which is
+  when a real payout fails for a bad account. Until then a query answers origRespCode 05 (in process). The same
+  orderId again answers 12 (重复交易): the platform then asks by query, as UnionPay's demo does. Payouts are not
+  in the reconciliation file.
 - Queries match merId + orderId + the exact txnTime, as UnionPay does; a refund's txnTime alone is accepted within
   `TXN_TIME_TOLERANCE`: the platform sends the clock's now but queries with its refund row's created_at.
 - `signPubKeyCert` is not sent: accounts pin the bank's public key. Back-notifies count as delivered on HTTP 200
@@ -49,6 +57,8 @@ QUERY_PATH = "/bank/gateway/api/queryTrans.do"
 FILE_PATH = "/bank/filedownload"
 NOTIFY_GAPS_S = (15.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)  # 15s,30s,1m,5m,30m,1h: 7 sends over ~1.6 h
 TXN_TIME_TOLERANCE = timedelta(minutes=15)
+PAYOUT_DELAY_S = 2.0  # accepted → final, divided by the state's time scale
+PAYOUT_REJECT_CODE = "30"
 OK_MSG = "成功[0000000]"
 
 Fields = dict[str, str]
@@ -77,6 +87,23 @@ class BankRefund:
     trace_no: str
 
 
+@dataclass
+class BankPayout:
+    mer_id: str
+    order_id: str
+    txn_time: str
+    query_id: str
+    amount: int  # fen
+    acc_no: str
+    name: str
+    back_url: str
+    at: datetime
+    trace_no: str
+    result: str | None = None  # None while in process, then the final respCode
+    result_msg: str = ""
+    finished_at: datetime | None = None
+
+
 class BankSimulator:
     channel = "bank"
 
@@ -87,6 +114,7 @@ class BankSimulator:
         private_key: rsa.RSAPrivateKey | None = None,
         cert_id: str | None = None,
         notify_gaps_s: Sequence[float] = NOTIFY_GAPS_S,
+        payout_delay_s: float = PAYOUT_DELAY_S,
     ) -> None:
         self._state = state
         self._key = private_key or generate_rsa_key()
@@ -94,7 +122,9 @@ class BankSimulator:
         self._gaps = tuple(notify_gaps_s)
         self._merchants: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
         self._refunds: dict[tuple[str, str], BankRefund] = {}
-        self._back: dict[str, Callable[[str, Fields], Fields]] = {"04": self._refund}
+        self._payouts: dict[tuple[str, str], BankPayout] = {}
+        self.payout_delay_s = payout_delay_s
+        self._back: dict[str, Callable[[str, Fields], Fields]] = {"04": self._refund, "12": self._payout}
         state.attach(self)
 
     @property
@@ -120,14 +150,22 @@ class BankSimulator:
     def urls(base_url: str) -> dict[str, str]:
         """The account config URLs of a simulator at `base_url` (the adapter derives `app_url` from front_url)."""
         base = base_url.rstrip("/")
-        return {"front_url": base + FRONT_PATH, "back_url": base + BACK_PATH, "query_url": base + QUERY_PATH,
-                "file_url": base + FILE_PATH}
+        return {
+            "front_url": base + FRONT_PATH,
+            "back_url": base + BACK_PATH,
+            "query_url": base + QUERY_PATH,
+            "file_url": base + FILE_PATH,
+        }
 
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_route(FRONT_PATH, self._front, methods=["POST"], include_in_schema=False)
-        for path, handler in ((APP_PATH, self._pre_order), (BACK_PATH, self._back_trans), (QUERY_PATH, self._query),
-                              (FILE_PATH, self._file)):
+        for path, handler in (
+            (APP_PATH, self._pre_order),
+            (BACK_PATH, self._back_trans),
+            (QUERY_PATH, self._query),
+            (FILE_PATH, self._file),
+        ):
             router.add_api_route(path, self._endpoint(handler), methods=["POST"], include_in_schema=False)
         return router
 
@@ -219,8 +257,12 @@ class BankSimulator:
             trade.state, trade.closed_at = TradeState.FAILED, now
         trade.extra["traceNo"] = f"{secrets.randbelow(10**6):06d}"
         trade.extra["traceTime"] = codec.format_time(now)[4:]
-        self._notify(trade.notify_url, self._payment_fields(trade) | {"respCode": "00" if paid else "01",
-                     "respMsg": OK_MSG if paid else "交易失败"}, trade.channel_trade_no)
+        self._notify(
+            trade.notify_url,
+            self._payment_fields(trade)
+            | {"respCode": "00" if paid else "01", "respMsg": OK_MSG if paid else "交易失败"},
+            trade.channel_trade_no,
+        )
 
     # --- transactions -------------------------------------------------------------------------------------
 
@@ -252,8 +294,15 @@ class BankSimulator:
             return trade
         now = self._state.clock.now()
         trade = SimTrade(
-            channel=self.channel, merchant_id=mer_id, out_trade_no=order_id, channel_trade_no=codec.new_query_id(now),
-            amount=amount, subject=subject, notify_url=back_url, created_at=now, expire_at=expire_at,
+            channel=self.channel,
+            merchant_id=mer_id,
+            out_trade_no=order_id,
+            channel_trade_no=codec.new_query_id(now),
+            amount=amount,
+            subject=subject,
+            notify_url=back_url,
+            created_at=now,
+            expire_at=expire_at,
             extra={"txnTime": codec.format_time(txn_time), "tn": codec.new_query_id(now)},
         )
         self.book.add(trade)
@@ -288,13 +337,81 @@ class BankSimulator:
         if trade.refunded + amount > trade.amount:
             raise BankError("33", "交易金额超限: beyond the refundable balance")
         now = self._state.clock.now()
-        refund = BankRefund(mer_id, order_id, codec.format_time(txn_time), codec.new_query_id(now), orig_qry_id, amount,
-                            back_url, reserved, now, f"{secrets.randbelow(10**6):06d}")
+        refund = BankRefund(
+            mer_id,
+            order_id,
+            codec.format_time(txn_time),
+            codec.new_query_id(now),
+            orig_qry_id,
+            amount,
+            back_url,
+            reserved,
+            now,
+            f"{secrets.randbelow(10**6):06d}",
+        )
         trade.refunds[order_id] = SimRefund(order_id, amount, now)
         self._refunds[(mer_id, order_id)] = refund
         answer = self._refund_fields(refund)
         self._notify(back_url, answer | {"respCode": "00", "respMsg": OK_MSG}, refund.query_id)
         return answer | {"respCode": "00", "respMsg": OK_MSG}
+
+    def payouts(self) -> list[BankPayout]:
+        """Every payout the bank took, oldest first (tests read what really left the merchant's account)."""
+        return sorted(self._payouts.values(), key=lambda p: p.at)
+
+    def _payout(self, mer_id: str, fields: Fields) -> Fields:
+        """代付: validated and accepted (respCode 00); the result follows by back-notify (see the docstring)."""
+        order_id, amount, txn_time = _txn_fields(fields)
+        if (fields.get("txnSubType"), fields.get("bizType")) != ("00", "000401"):
+            raise BankError("32", "无此交易权限: payouts are txnSubType 00, bizType 000401")
+        back_url, acc_no = fields.get("backUrl", ""), fields.get("accNo", "")
+        if "encryptCertId" in fields:  # the newer form: accNo encrypted under the bank's key
+            if fields["encryptCertId"] != self._cert_id:
+                raise BankError("10", "报文格式错误: encryptCertId is not the bank's")
+            try:
+                acc_no = signing.decrypt_data(self._key, acc_no)
+            except ValueError:
+                raise BankError("10", "报文格式错误: accNo does not decrypt") from None
+        if urlsplit(back_url).scheme not in ("http", "https") or fields.get("currencyCode") != codec.CURRENCY_CNY:
+            raise BankError("13", "报文交易要素缺失: backUrl or currencyCode")
+        if not (acc_no.isascii() and acc_no.isdigit() and 8 <= len(acc_no) <= 32):
+            raise BankError("10", "报文格式错误: accNo")
+        try:
+            name = codec.parse_customer_info(fields.get("customerInfo", "")).get("customerNm", "")
+        except ValueError:
+            raise BankError("10", "报文格式错误: customerInfo") from None
+        if not name:
+            raise BankError("13", "报文交易要素缺失: customerNm")
+        if (mer_id, order_id) in self._payouts:
+            raise BankError("12", "重复交易")
+        now = self._state.clock.now()
+        payout = BankPayout(
+            mer_id,
+            order_id,
+            codec.format_time(txn_time),
+            codec.new_query_id(now),
+            amount,
+            acc_no,
+            name,
+            back_url,
+            now,
+            f"{secrets.randbelow(10**6):06d}",
+        )
+        self._payouts[(mer_id, order_id)] = payout
+        rejected = self._state.faults[self.channel].reject_payouts
+        self._state.notifier.later(
+            self.payout_delay_s / self._state.time_scale, lambda: self._finish_payout(payout, rejected)
+        )
+        return self._payout_fields(payout) | {"respCode": "00", "respMsg": OK_MSG}
+
+    def _finish_payout(self, payout: BankPayout, rejected: bool) -> None:
+        payout.finished_at = self._state.clock.now()
+        if rejected:
+            payout.result, payout.result_msg = PAYOUT_REJECT_CODE, "交易未通过: payouts refused (sandbox fault)"
+        else:
+            payout.result, payout.result_msg = "00", OK_MSG
+        answer = self._payout_fields(payout) | {"respCode": payout.result, "respMsg": payout.result_msg}
+        self._notify(payout.back_url, answer, payout.query_id)
 
     def _query(self, mer_id: str, fields: Fields) -> Fields:
         order_id = fields.get("orderId", "")
@@ -309,14 +426,19 @@ class BankSimulator:
             if trade.state in (TradeState.PAID, TradeState.FAILED) and trade.extra["txnTime"] == fields["txnTime"]:
                 paid = trade.state is TradeState.PAID
                 answer = self._payment_fields(trade) | {
-                    "origRespCode": "00" if paid else "01", "origRespMsg": OK_MSG if paid else "交易失败"}
+                    "origRespCode": "00" if paid else "01",
+                    "origRespMsg": OK_MSG if paid else "交易失败",
+                }
+        payout = self._payouts.get((mer_id, order_id))
+        if answer is None and payout is not None and payout.txn_time == fields["txnTime"]:
+            code, message = (payout.result, payout.result_msg) if payout.result else ("05", "交易处理中")
+            answer = self._payout_fields(payout) | {"origRespCode": code, "origRespMsg": message}
         refund = self._refunds.get((mer_id, order_id))
         if answer is None and refund is not None and _near(refund.txn_time, asked):
             answer = self._refund_fields(refund) | {"origRespCode": "00", "origRespMsg": OK_MSG}
         if answer is None:
             raise BankError(codec.NOT_FOUND_CODE, "查无此交易")
-        return answer | {"txnType": "00", "txnSubType": "00", "bizType": "000000", "respCode": "00",
-                         "respMsg": OK_MSG}
+        return answer | {"txnType": "00", "txnSubType": "00", "bizType": "000000", "respCode": "00", "respMsg": OK_MSG}
 
     def _file(self, mer_id: str, fields: Fields) -> Fields:
         mmdd = fields.get("settleDate", "")
@@ -328,46 +450,114 @@ class BankSimulator:
             code = "00" if row.succeeded else "01"
             if row.refund is None:
                 t = row.trade
-                rows.append(codec.statement_row(t.channel_trade_no, t.extra.get("traceNo", ""), t.out_trade_no,
-                                                t.extra["txnTime"], "01", row.amount, day, row.fee, code))
+                rows.append(
+                    codec.statement_row(
+                        t.channel_trade_no,
+                        t.extra.get("traceNo", ""),
+                        t.out_trade_no,
+                        t.extra["txnTime"],
+                        "01",
+                        row.amount,
+                        day,
+                        row.fee,
+                        code,
+                    )
+                )
             else:
                 r = self._refunds[(mer_id, row.refund.refund_no)]
-                rows.append(codec.statement_row(r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -row.amount,
-                                                day, row.fee, code))
+                rows.append(
+                    codec.statement_row(
+                        r.query_id, r.trace_no, r.order_id, r.txn_time, "04", -row.amount, day, row.fee, code
+                    )
+                )
         name = f"INN{day:%y%m%d}01ZM_{mer_id}.csv"
         content = codec.encode_file_content(codec.build_statement_zip(name, rows))
-        return codec.echo(fields) | {"respCode": "00", "respMsg": OK_MSG, "settleDate": mmdd, "fileType": "00",
-                                     "fileName": f"{mer_id}_{day:%Y%m%d}.zip", "fileContent": content}
+        return codec.echo(fields) | {
+            "respCode": "00",
+            "respMsg": OK_MSG,
+            "settleDate": mmdd,
+            "fileType": "00",
+            "fileName": f"{mer_id}_{day:%Y%m%d}.zip",
+            "fileContent": content,
+        }
 
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _payment_fields(self, trade: SimTrade) -> Fields:
         fields = self._common(trade.merchant_id) | {
-            "txnType": "01", "txnSubType": "01", "bizType": "000201", "channelType": "07",
-            "orderId": trade.out_trade_no, "txnTime": trade.extra["txnTime"], "txnAmt": str(trade.amount),
-            "currencyCode": codec.CURRENCY_CNY, "queryId": trade.channel_trade_no,
-            "traceNo": trade.extra.get("traceNo", ""), "traceTime": trade.extra.get("traceTime", ""),
+            "txnType": "01",
+            "txnSubType": "01",
+            "bizType": "000201",
+            "channelType": "07",
+            "orderId": trade.out_trade_no,
+            "txnTime": trade.extra["txnTime"],
+            "txnAmt": str(trade.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "queryId": trade.channel_trade_no,
+            "traceNo": trade.extra.get("traceNo", ""),
+            "traceTime": trade.extra.get("traceTime", ""),
         }
         if trade.paid_at is not None:
-            fields |= {"settleAmt": str(trade.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
-                       "settleDate": codec.settle_date(codec.beijing_date(trade.paid_at))}
+            fields |= {
+                "settleAmt": str(trade.amount),
+                "settleCurrencyCode": codec.CURRENCY_CNY,
+                "settleDate": codec.settle_date(codec.beijing_date(trade.paid_at)),
+            }
         return fields
 
     def _refund_fields(self, refund: BankRefund) -> Fields:
         """Echoes `reqReserved` as sent — a nested `{k=v&…}` value in a raw k=v body."""
         return self._common(refund.mer_id) | {
-            "txnType": "04", "txnSubType": "00", "bizType": "000201", "channelType": "07",
-            "orderId": refund.order_id, "txnTime": refund.txn_time, "txnAmt": str(refund.amount),
-            "currencyCode": codec.CURRENCY_CNY, "queryId": refund.query_id, "origQryId": refund.orig_qry_id,
-            "traceNo": refund.trace_no, "traceTime": codec.format_time(refund.at)[4:],
-            "settleAmt": str(refund.amount), "settleCurrencyCode": codec.CURRENCY_CNY,
-            "settleDate": codec.settle_date(codec.beijing_date(refund.at)), "reqReserved": refund.req_reserved,
+            "txnType": "04",
+            "txnSubType": "00",
+            "bizType": "000201",
+            "channelType": "07",
+            "orderId": refund.order_id,
+            "txnTime": refund.txn_time,
+            "txnAmt": str(refund.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "queryId": refund.query_id,
+            "origQryId": refund.orig_qry_id,
+            "traceNo": refund.trace_no,
+            "traceTime": codec.format_time(refund.at)[4:],
+            "settleAmt": str(refund.amount),
+            "settleCurrencyCode": codec.CURRENCY_CNY,
+            "settleDate": codec.settle_date(codec.beijing_date(refund.at)),
+            "reqReserved": refund.req_reserved,
         }
+
+    def _payout_fields(self, payout: BankPayout) -> Fields:
+        """The payout's answer/notify fields; the card number and the payee are not echoed."""
+        fields = self._common(payout.mer_id) | {
+            "txnType": "12",
+            "txnSubType": "00",
+            "bizType": "000401",
+            "channelType": "07",
+            "orderId": payout.order_id,
+            "txnTime": payout.txn_time,
+            "txnAmt": str(payout.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "queryId": payout.query_id,
+            "traceNo": payout.trace_no,
+            "traceTime": codec.format_time(payout.at)[4:],
+        }
+        if payout.finished_at is not None and payout.result == "00":
+            fields |= {
+                "settleAmt": str(payout.amount),
+                "settleCurrencyCode": codec.CURRENCY_CNY,
+                "settleDate": codec.settle_date(codec.beijing_date(payout.finished_at)),
+            }
+        return fields
 
     @staticmethod
     def _common(mer_id: str) -> Fields:
-        return {"version": codec.VERSION, "encoding": codec.ENCODING, "signMethod": codec.SIGN_METHOD_RSA,
-                "accessType": "0", "merId": mer_id}
+        return {
+            "version": codec.VERSION,
+            "encoding": codec.ENCODING,
+            "signMethod": codec.SIGN_METHOD_RSA,
+            "accessType": "0",
+            "merId": mer_id,
+        }
 
     def _notify(self, url: str, fields: Fields, query_id: str) -> None:
         """A back-notify: the signed result fields as a form POST to backUrl, delivered once HTTP 200 comes back."""
@@ -376,9 +566,13 @@ class BankSimulator:
         signed = signing.sign_fields(fields, self._key, self._cert_id)
         self._state.notifier.send(
             Notification(
-                channel=self.channel, url=url, body=codec.encode_form(signed),
-                headers={"Content-Type": codec.FORM_CONTENT_TYPE}, accepted=lambda r: r.status_code == 200,
-                gaps_s=self._gaps, notify_id=f"{query_id}-{secrets.token_hex(4)}",
+                channel=self.channel,
+                url=url,
+                body=codec.encode_form(signed),
+                headers={"Content-Type": codec.FORM_CONTENT_TYPE},
+                accepted=lambda r: r.status_code == 200,
+                gaps_s=self._gaps,
+                notify_id=f"{query_id}-{secrets.token_hex(4)}",
             )
         )
 
@@ -404,5 +598,3 @@ def _txn_fields(fields: Fields) -> tuple[str, int, datetime]:
 def _near(original: str, asked: datetime) -> bool:
     """Refunds only: the platform cannot name a refund's txnTime exactly (see the module docstring)."""
     return abs(codec.parse_time(original) - asked) <= TXN_TIME_TOLERANCE
-
-

@@ -63,6 +63,16 @@ class Notifier:
         for _ in range(max(0, faults.duplicate_notify)):
             self._spawn(self._deliver(notification, ()))
 
+    def later(self, delay_s: float, action: Callable[[], None]) -> None:
+        """Run `action` after `delay_s` in a tracked task (a channel finishing work in the background, e.g. a
+        payout): `drain()` waits for it and `aclose()` cancels it, like a delivery."""
+
+        async def run() -> None:
+            await asyncio.sleep(delay_s)
+            action()
+
+        self._spawn(run())
+
     @property
     def pending(self) -> int:
         return len(self._tasks)

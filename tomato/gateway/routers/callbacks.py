@@ -48,6 +48,10 @@ async def channel_callback(channel: str, channel_account_id: str, request: Reque
     except (CallbackRejected, PayloadTooLarge) as exc:
         log.warning("refused %s callback for %s: %s", channel, channel_account_id, exc)
         return _send(adapter.callback_ack(False, "verification failed"))
+    if notify.kind == "payout":
+        if not await c.payouts.apply_notify(channel_account_id, notify):
+            return _send(adapter.callback_ack(False, "payout, account or amount does not match"))
+        return _send(adapter.callback_ack(True))
     outcome = await c.pay.apply_notify(channel_account_id, notify)
     if outcome is Outcome.REJECTED:
         return _send(adapter.callback_ack(False, "order, account or amount does not match"))

@@ -16,6 +16,11 @@ Result mapping (respCode = the call's own outcome, origRespCode = the queried tr
 |              |                                                     | WAITING (cannot promise it is closed)    |
 | refund       | 00                                                  | WAITING: accepted, result by notify/query|
 | query_refund | as query, on the refund's orderId + txnTime         | SUCCESS / WAITING / FAIL                 |
+| payout       | 00 (accepted: the result comes by notify or query)  | WAITING (queryId)                        |
+|              | 01/12/34/60 (UnionPay's payout demo: query again)   | UNKNOWN, error NONE (query later)        |
+| query_payout | 00 + origRespCode 00/A6                             | SUCCESS                                  |
+|              | 00 + origRespCode 01/03/04/05/12/34/60, or 34       | WAITING                                  |
+|              | 00 + any other origRespCode                         | FAIL, error NONE (the payout failed)     |
 | every call   | connect / timeout / 5xx                             | UNKNOWN CONNECT / TIMEOUT / SERVER       |
 |              | unsigned or badly signed / unparseable              | UNKNOWN BAD_SIGNATURE / MALFORMED        |
 |              | signed respCode 03/04/05                            | UNKNOWN SERVER (query later)             |
@@ -34,6 +39,13 @@ txnTime: ACP identifies a transaction by merId + orderId + txnTime. Create sends
 (`CreateRequest.created_at`, the clock only when absent), so a retried create pre-orders the same trade and a query
 from `TradeRef.created_at` names it exactly. A refund likewise sends its own creation time (`RefundRequest.created_at`,
 the clock only when absent), and its query names it by `RefundRef.created_at`, the same time.
+
+Payouts (代付, `PayoutChannel`): txnType 12 / txnSubType 00 / bizType 000401 to `backTransReq.do`, with `accType`
+01, `accNo` and `customerInfo` = base64(`{customerNm=…}`). With `encrypt_cert_id` in the account config, `accNo`
+is encrypted (ACP `encryptData`: RSA PKCS#1 v1.5, base64) and `encryptCertId` names the key — we encrypt under the
+pinned `bank_public_key_pem`, where UnionPay uses a separate encryption certificate; without it `accNo` goes in the
+clear, the older ACP form. txnTime is the payout row's created_at, on every send and query. The payee's bank name
+is not sent: the card number names the bank.
 """
 
 from __future__ import annotations
@@ -56,6 +68,8 @@ from tomato.channel.protocol import (
     CreateRequest,
     ErrorClass,
     PayData,
+    PayoutRef,
+    PayoutRequest,
     RefundRef,
     RefundRequest,
     ResultStatus,
@@ -206,6 +220,39 @@ class BankAdapter:
         except ValueError as exc:
             raise StatementUnavailable(ChannelResult.unknown(ErrorClass.MALFORMED, str(exc))) from None
 
+    async def payout(self, req: PayoutRequest) -> ChannelResult:
+        """Real-time payout: respCode 00 only says the bank took it; the result follows by notify or query."""
+        if not codec.valid_order_id(req.payout_no):
+            return _refused("INVALID_ORDER_ID", "orderId must be 8-40 letters or digits")
+        fields = self._base(*codec.PAYOUT_TXN) | {
+            "channelType": "07",
+            "orderId": req.payout_no,
+            "txnTime": codec.format_time(req.created_at),
+            "txnAmt": codec.fen_text(req.amount),
+            "currencyCode": codec.CURRENCY_CNY,
+            "backUrl": req.notify_url,
+            "accType": codec.ACC_TYPE_CARD,
+            "accNo": req.account_number,
+            "customerInfo": codec.customer_info(req.account_name),
+        }
+        if self._config.encrypt_cert_id:
+            fields["accNo"] = signing.encrypt_data(self._bank_key, req.account_number)
+            fields["encryptCertId"] = self._config.encrypt_cert_id
+        node = await self._call(self._config.back_url, fields, "payout", undecided=codec.PAYOUT_PENDING_CODES)
+        if isinstance(node, ChannelResult):
+            return node
+        return ChannelResult(
+            ResultStatus.WAITING,
+            code=node.get("respCode"),
+            message=node.get("respMsg"),
+            channel_trade_no=node.get("queryId") or None,
+            amount=req.amount,
+        )
+
+    async def query_payout(self, ref: PayoutRef) -> ChannelResult:
+        node = await self._query_node(ref.payout_no, ref.created_at)
+        return node if isinstance(node, ChannelResult) else _map_payout_query(node, ref.created_at)
+
     # --- callbacks --------------------------------------------------------------------------------------
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify:
@@ -231,6 +278,20 @@ class BankAdapter:
         except (KeyError, ValueError) as exc:
             raise CallbackRejected(f"bank notify: {exc}") from None
         query_id = fields.get("queryId") or None
+        if fields.get("txnType") == codec.PAYOUT_TXN[0]:
+            status = _payout_status(resp_code)
+            failed = status is ResultStatus.FAIL
+            return ChannelNotify(
+                kind="payout",
+                status=status,
+                order_no=order_id,
+                payout_no=order_id,
+                amount=amount,
+                channel_trade_no=query_id,
+                paid_at=when if status is ResultStatus.SUCCESS else None,
+                failure_reason=_reason(resp_code, fields.get("respMsg")) if failed else None,
+                raw={k: v for k, v in fields.items() if k not in ("accNo", "customerInfo")},
+            )
         if fields.get("txnType") == "01":
             return ChannelNotify(
                 kind="payment",
@@ -286,14 +347,26 @@ class BankAdapter:
         return await self._call(self._config.query_url, fields, "query", not_found=ResultStatus.WAITING)
 
     async def _call(
-        self, url: str, fields: dict[str, str], op: str, *, not_found: ResultStatus | None = None
+        self,
+        url: str,
+        fields: dict[str, str],
+        op: str,
+        *,
+        not_found: ResultStatus | None = None,
+        undecided: frozenset[str] = frozenset(),
     ) -> dict[str, str] | ChannelResult:
         """Sign and POST one request; the verified answer fields on respCode 00, else the mapped result."""
         signed = signing.sign_fields(fields, self._private_key, self._config.cert_id)
-        return await self._send(url, signed, op, not_found=not_found)
+        return await self._send(url, signed, op, not_found=not_found, undecided=undecided)
 
     async def _send(
-        self, url: str, signed: dict[str, str], op: str, *, not_found: ResultStatus | None = None
+        self,
+        url: str,
+        signed: dict[str, str],
+        op: str,
+        *,
+        not_found: ResultStatus | None = None,
+        undecided: frozenset[str] = frozenset(),
     ) -> dict[str, str] | ChannelResult:
         """POST already signed fields (create reuses them in its form): one error mapping for every call."""
         try:
@@ -325,6 +398,8 @@ class BankAdapter:
             return ChannelResult(ResultStatus.UNKNOWN, ErrorClass.SERVER, code=code, message=message)
         if code == codec.NOT_FOUND_CODE and not_found is not None:
             return ChannelResult(not_found, code=code, message=message)
+        if code in undecided:  # signed, but "not final": the outcome is to be asked for, never assumed
+            return ChannelResult(ResultStatus.UNKNOWN, ErrorClass.NONE, code=code, message=message)
         return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=code, message=message)
 
 
@@ -356,6 +431,38 @@ def _map_query(node: Mapping[str, str], txn_at: datetime | None) -> ChannelResul
     return ChannelResult(ResultStatus.FAIL, code=orig, message=message, channel_trade_no=query_id, amount=amount)
 
 
+def _map_payout_query(node: Mapping[str, str], txn_at: datetime | None) -> ChannelResult:
+    """A payout query that ran: `origRespCode` is the payout's own result (UnionPay's payout demo's code sets)."""
+    orig = node.get("origRespCode", "")
+    message = node.get("origRespMsg") or None
+    query_id = node.get("queryId") or None
+    if orig in codec.SUCCESS_CODES:
+        try:
+            amount = codec.parse_fen(node["txnAmt"]) if node.get("txnAmt") else None
+            trace = node.get("traceTime")
+            done_at = codec.parse_trace_time(trace, txn_at) if trace and txn_at else None
+        except ValueError as exc:
+            return ChannelResult.unknown(ErrorClass.MALFORMED, f"query: {exc}")
+        return ChannelResult(
+            ResultStatus.SUCCESS, code=orig, message=message, channel_trade_no=query_id, amount=amount, paid_at=done_at
+        )
+    if orig in codec.PAYOUT_PENDING_CODES:
+        return ChannelResult(ResultStatus.WAITING, code=orig, message=message, channel_trade_no=query_id)
+    if not orig:
+        return ChannelResult.unknown(ErrorClass.MALFORMED, "query: respCode 00 without origRespCode")
+    return ChannelResult(ResultStatus.FAIL, code=orig, message=message, channel_trade_no=query_id)
+
+
+def _payout_status(resp_code: str) -> ResultStatus:
+    if resp_code in codec.SUCCESS_CODES:
+        return ResultStatus.SUCCESS
+    return ResultStatus.WAITING if resp_code in codec.PAYOUT_PENDING_CODES else ResultStatus.FAIL
+
+
+def _reason(code: str, message: str | None) -> str:
+    return f"{code}: {message}" if message else code
+
+
 def _status_of(resp_code: str) -> ResultStatus:
     if resp_code in codec.SUCCESS_CODES:
         return ResultStatus.SUCCESS
@@ -382,4 +489,3 @@ def _origin(url: str) -> str:
 def _plain(text: str) -> str:
     """The subject inside `riskRateInfo={commodityName=…}` without the characters that delimit it."""
     return " ".join("".join(" " if c in "{}[]&=" else c for c in text).split())[:64] or "-"
-

@@ -32,6 +32,13 @@ SUCCESS_CODES = frozenset({"00", "A6"})  # A6: "success with defects", treated a
 PENDING_CODES = frozenset({"03", "04", "05"})  # outcome not known yet: query later (§C4)
 NOT_FOUND_CODE = "34"
 
+# 代付 (real-time payout): txnType 12, txnSubType 00, bizType 000401, POSTed to backTransReq.do. UnionPay's payout
+# demo treats these answer codes (sync respCode, or a query's origRespCode) as "not final yet: query again".
+PAYOUT_TXN = ("12", "00", "000401")
+PAYOUT_PENDING_CODES = frozenset({"01", "03", "04", "05", "12", "34", "60"})
+ACC_TYPE_CARD = "01"  # accType: a bank card (04 would be a corporate account)
+_FULL_WIDTH = str.maketrans({"&": "＆", "=": "＝", "{": "｛", "}": "｝", "[": "【", "]": "】"})
+
 _ORDER_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
 _FEN = re.compile(r"^[0-9]{1,15}$")
 _OPENERS = {"{": "}", "[": "]"}
@@ -220,6 +227,22 @@ def parse_nested(value: str) -> dict[str, str]:
     if len(value) < 2 or value[0] != "{" or value[-1] != "}":
         raise ValueError("not a {…} value")
     return parse_kv(value[1:-1])
+
+
+def customer_info(name: str) -> str:
+    """`customerInfo` = base64(UTF-8 `{customerNm=…}`) (ACP `getCustomerInfo`). The characters that delimit the
+    nested value are written full width, as UnionPay's demos advise for free text."""
+    nested = "{customerNm=" + name.translate(_FULL_WIDTH) + "}"
+    return base64.b64encode(nested.encode("utf-8")).decode("ascii")
+
+
+def parse_customer_info(value: str) -> dict[str, str]:
+    """The fields of a `customerInfo` value; ValueError when it is not base64 of a `{k=v&…}` value."""
+    try:
+        text = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"customerInfo does not decode: {exc}") from None
+    return parse_nested(text)
 
 
 # --- form posts -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ paths start `/gateway/api/…`) must set `app_url` explicitly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +36,9 @@ class BankConfig:
     query_url: str  # queryTrans.do
     file_url: str | None = None  # file-transfer host (optional: statements need it)
     app_url: str | None = None  # appTransReq.do, the pre-order at create (optional: derived from front_url)
+    # the bank's encryption certificate serial: when set, a payout's accNo is sent encrypted (ACP `encryptData`)
+    # under `bank_public_key_pem` with this `encryptCertId`; when not, in the clear (the older ACP form)
+    encrypt_cert_id: str | None = None
 
     @property
     def pre_order_url(self) -> str:
@@ -72,6 +76,11 @@ def parse_config(raw: Mapping[str, Any]) -> BankConfig:
             raise ValueError(f"{name}: must be a non-empty string when given")
         if value is not None:
             optional[name] = value.strip()
+    encrypt_cert_id = raw.get("encrypt_cert_id")
+    if encrypt_cert_id is not None and (
+        not isinstance(encrypt_cert_id, str) or not re.fullmatch(r"[0-9]{1,40}", encrypt_cert_id)
+    ):
+        raise ValueError("encrypt_cert_id: must be the decimal certificate serial number")
     for name, url in ({n: values[n] for n in _URLS} | optional).items():
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -86,6 +95,7 @@ def parse_config(raw: Mapping[str, Any]) -> BankConfig:
         query_url=values["query_url"],
         file_url=optional.get("file_url"),
         app_url=optional.get("app_url"),
+        encrypt_cert_id=encrypt_cert_id,
     )
 
 

@@ -13,10 +13,12 @@ no blank filtering) and checks it against the configured bank public key (we pin
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Mapping
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tomato.core.crypto import rsa_sign_b64, rsa_verify_b64
 
@@ -46,6 +48,20 @@ def sign_fields(fields: Mapping[str, str], private_key: rsa.RSAPrivateKey, cert_
     prepared = prepare(fields, cert_id)
     prepared[SIGNATURE] = rsa_sign_b64(private_key, sign_digest(prepared).encode("ascii"))
     return prepared
+
+
+def encrypt_data(public_key: rsa.RSAPublicKey, value: str) -> str:
+    """ACP `encryptData` (sensitive fields such as a payout's `accNo`): base64(RSA PKCS#1 v1.5 of the UTF-8
+    bytes) under the bank's encryption key, named by `encryptCertId`."""
+    return base64.b64encode(public_key.encrypt(value.encode("utf-8"), padding.PKCS1v15())).decode("ascii")
+
+
+def decrypt_data(private_key: rsa.RSAPrivateKey, value: str) -> str:
+    """The bank's side of `encrypt_data`; ValueError when the value does not decrypt."""
+    try:
+        return private_key.decrypt(base64.b64decode(value, validate=True), padding.PKCS1v15()).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"does not decrypt: {type(exc).__name__}") from None
 
 
 def verify_fields(fields: Mapping[str, str], public_key: rsa.RSAPublicKey) -> bool:

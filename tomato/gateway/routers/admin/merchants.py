@@ -8,7 +8,16 @@ from fastapi import APIRouter, Request
 
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, decode_cursor, page
-from tomato.merchant.schemas import AppCreate, AppCreated, AppUpdate, AppView, KeyRotate, MerchantCreate, MerchantView
+from tomato.merchant.schemas import (
+    AppCreate,
+    AppCreated,
+    AppUpdate,
+    AppView,
+    KeyRotate,
+    MerchantCreate,
+    MerchantView,
+    SettleCycleUpdate,
+)
 
 router = APIRouter(prefix="/admin", tags=["admin: merchants"], route_class=admin_route("operator"))
 
@@ -38,6 +47,16 @@ async def freeze_merchant(mch_no: str, request: Request) -> MerchantView:
 @router.post("/merchants/{mch_no}/unfreeze", response_model=MerchantView)
 async def unfreeze_merchant(mch_no: str, request: Request) -> MerchantView:
     return await container(request).merchants.set_merchant_frozen(mch_no, False)
+
+
+@router.post(
+    "/merchants/{mch_no}/settlement-cycle",
+    response_model=MerchantView,
+    responses={404: {"description": "MERCHANT_NOT_FOUND"}, 422: {"description": "a bad `cycle`"}},
+)
+async def set_settlement_cycle(mch_no: str, cmd: SettleCycleUpdate, request: Request) -> MerchantView:
+    """`D+0`, `T+1` (the default) or `T+N` (N = 1–30 working days); applies to every line not yet settled."""
+    return await container(request).merchants.set_settle_cycle(mch_no, cmd)
 
 
 @router.post("/merchants/{mch_no}/apps", status_code=201, response_model=AppCreated)
