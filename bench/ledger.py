@@ -13,7 +13,8 @@ What it does: creates two scratch databases (`tomato_bench_ledger_*`, migrated w
 - pgbench: `pgbench -c 16 -j 2 -T S` (the built-in TPC-B-like script) — the same-run anchor;
 - ledger, no hot accounts: 16 writers, each posting payments (4 lines: channel receivable and channel fee expense
   of its own channel account, its own merchant's pending, a platform fee income account of its own), each posting
-  in its own unit of work (`post_committed`), so writers never touch a common row;
+  in its own unit of work (`post_committed`: on PostgreSQL one autocommitted statement writing the journal, its
+  lines and the balance upserts), so writers never touch a common row;
 - ledger, hot: the same, but every posting debits one shared `channel_receivable` and `channel_fee_expense` and
   credits the one `platform_fee_income` (spread over their 16 balance buckets).
 Writers run in `--processes` OS processes (default 2, one per core: a single Python process is CPU-bound before
