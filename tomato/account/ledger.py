@@ -113,16 +113,21 @@ class _Plan:
     guarded: set[tuple[str, int]]
 
 
-def _plan(ids: Snowflake, now: datetime, req: EntryRequest) -> _Plan:
+def _plan(ids: Snowflake, now: datetime, req: EntryRequest, spread: int | None = None) -> _Plan:
     """Validates `req` and lays out what posting it writes: the journal id, its lines with their buckets, and the
-    balance moves by (account, bucket)."""
+    balance moves by (account, bucket). `spread` steers the hot accounts' bucket: on PostgreSQL the server process
+    id of the connection posting (`_spread`), so concurrent postings — each on its own connection — use different
+    buckets and do not wait on each other's hot rows; else a hash of the journal id alone."""
     req.validate()
     seq = ids.next_int()
     journal_id = f"J{seq}"
     moves: dict[tuple[str, int], int] = {}
     guarded: set[tuple[str, int]] = set()
     rows = []
-    spread = zlib.crc32(journal_id.encode())  # the snowflake's low bits are mostly 0: hash it to pick buckets
+    hashed = zlib.crc32(journal_id.encode())  # the snowflake's low bits are mostly 0: hash it
+    # a connection's own group of 8 buckets (of 256), one of them by the journal: concurrent connections whose process
+    # ids differ mod 32 never share a hot row, and one connection still spreads its postings over 8 rows
+    spread = hashed if spread is None else (spread % 32) * 8 + hashed % 8
     for line in req.lines:
         bucket = spread % buckets(line.account)
         key = (line.account, bucket)
@@ -145,7 +150,7 @@ def _plan(ids: Snowflake, now: datetime, req: EntryRequest) -> _Plan:
 
 async def post(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryRequest) -> Posted:
     """Books `req` in the caller's unit of work (never commits); see the module docstring."""
-    plan = _plan(ids, now, req)
+    plan = _plan(ids, now, req, await _spread(session))
     seq, journal_id, digest, rows, moves, guarded = (
         plan.seq, plan.journal_id, plan.digest, plan.rows, plan.moves, plan.guarded,
     )  # fmt: skip
@@ -175,6 +180,16 @@ async def post(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryR
         for key in sorted(moves):  # one global lock order
             await _move(session, key, moves[key], guarded=key in guarded, now=now)
     return Posted(journal_id=journal_id, replayed=False)
+
+
+async def _spread(session: AsyncSession) -> int | None:
+    """PostgreSQL: the server process id of the session's connection (see `_plan`); None elsewhere."""
+    if _dialect(session) != "postgresql":
+        return None
+    conn = await session.connection()
+    raw = (await conn.get_raw_connection()).driver_connection
+    pid = raw.get_server_pid() if raw is not None else None
+    return int(pid) if pid is not None else None
 
 
 def _journal_values(seq: int, journal_id: str, digest: str, req: EntryRequest, now: datetime) -> dict[str, Any]:
@@ -356,12 +371,12 @@ def _positional(n_lines: int, n_moves: int) -> tuple[str, tuple[str, ...]]:
 
 
 async def _post_alone(db: Database, ids: Snowflake, now: datetime, req: EntryRequest) -> Posted:
-    plan = _plan(ids, now, req)
-    sql, names = _positional(len(plan.rows), len(plan.moves))
-    params = _one_statement_params(plan, req, now)
     async with db.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
+        plan = _plan(ids, now, req, raw.get_server_pid())
+        sql, names = _positional(len(plan.rows), len(plan.moves))
+        params = _one_statement_params(plan, req, now)
         try:
             if await raw.fetchval(sql, *(params[n] for n in names)) is not None:
                 return Posted(journal_id=plan.journal_id, replayed=False)
