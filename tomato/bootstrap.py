@@ -27,6 +27,9 @@ from tomato.core.relay import OutboxRelay
 from tomato.core.settings import Settings
 from tomato.merchant.service import MerchantService
 from tomato.pay.service import PayDeps, PayService
+from tomato.reconciliation.service import ReconciliationService, ReconDeps
+from tomato.reconciliation.source import ChannelStatementSource
+from tomato.reconciliation.store import StatementStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class Container:
     relay: OutboxRelay
     settlement: SettlementService
     payouts: PayoutService
+    reconciliation: ReconciliationService
 
     async def aclose(self) -> None:
         await self.channels.aclose()
@@ -123,6 +127,20 @@ async def bootstrap(
         business_tz=settings.business_timezone,
         wake_relay=relay.notify,
     )
+    pay = PayService(pay_deps)
+    reconciliation = ReconciliationService(
+        ReconDeps(
+            db=db,
+            ids=ids,
+            clock=clock,
+            pay=pay,
+            channels=channels,
+            business_tz=settings.business_timezone,
+            suspense_minutes=settings.recon_suspense_minutes,
+            source=ChannelStatementSource(channels, StatementStore.from_settings(settings, db, clock)),
+            wake_relay=relay.notify,
+        )
+    )
     container = Container(
         settings=settings,
         db=db,
@@ -135,7 +153,7 @@ async def bootstrap(
         nonces=NonceStore(cache, settings.nonce_ttl_s),
         merchants=merchants,
         channels=channels,
-        pay=PayService(pay_deps),
+        pay=pay,
         relay=relay,
         settlement=SettlementService(db, ids, clock, merchants, business_tz=settings.business_timezone),
         payouts=PayoutService(
@@ -150,6 +168,7 @@ async def bootstrap(
                 wake_relay=relay.notify,
             )
         ),
+        reconciliation=reconciliation,
     )
     await _bootstrap_admin_tokens(container)
     return container

@@ -192,6 +192,55 @@ def create_merchant(
 
 
 @app.command()
+def reconcile(
+    date: Annotated[str, typer.Option("--date", help="business date YYYY-MM-DD")],
+    channel_account: Annotated[str | None, typer.Option("--channel-account", help="one account (default: all)")] = None,
+) -> None:
+    """Reconcile the channel statements of one business date (every active account, or one) and print each batch.
+    Exits 1 when a statement could not be had or checked (its batch is ERROR), else 0."""
+    from datetime import date as Date
+
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+    try:
+        day = Date.fromisoformat(date) if len(date) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        typer.echo("--date must be YYYY-MM-DD", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        from tomato.bootstrap import bootstrap
+        from tomato.core.errors import TomatoError
+
+        c = await bootstrap(settings)
+        failed = 0
+        try:
+            accounts = [channel_account] if channel_account else await c.reconciliation.active_accounts()
+            with typer.progressbar(length=len(accounts), label=f"reconciling {day}") as bar:
+                for account in accounts:
+
+                    def seen(n: int, account: str = account) -> None:
+                        bar.label = f"{account}: {n} statement rows loaded"
+                        bar.render_progress()
+
+                    try:
+                        batch = await c.reconciliation.run(account, day, progress=seen)
+                        line = f"{account} {batch.id} {batch.status} {batch.counts}"
+                    except TomatoError as exc:  # the statement could not be had (ERROR batch), an unknown account…
+                        failed += 1
+                        line = f"{account} {exc.code}: {exc.message}"
+                    bar.update(1)
+                    typer.echo(f"\n{line}")
+        finally:
+            await c.aclose()
+        return 1 if failed else 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+@app.command()
 def sandbox(
     host: str = "127.0.0.1",
     port: int = 9100,

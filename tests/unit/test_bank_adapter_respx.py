@@ -775,6 +775,8 @@ def test_parse_callback_refund(adapter: BankAdapter, keys: dict[str, rsa.RSAPriv
         "sign_method_11",
         "no_order_id",
         "repeated_field",
+        "superscript_txn_time",
+        "fullwidth_trace_time",
     ],
 )
 def test_parse_callback_rejects(adapter: BankAdapter, keys: dict[str, rsa.RSAPrivateKey], case: str) -> None:
@@ -791,6 +793,9 @@ def test_parse_callback_rejects(adapter: BankAdapter, keys: dict[str, rsa.RSAPri
         "sign_method_11": lambda: notify_body(bank, signMethod="11"),
         "no_order_id": lambda: notify_body(bank, orderId=None),
         "repeated_field": lambda: notify_body(bank) + b"&respCode=00",
+        # issue 16: digits outside ASCII are malformed, refused in the bank's form rather than read or crashed on
+        "superscript_txn_time": lambda: notify_body(bank, txnTime="2024010109550²"),
+        "fullwidth_trace_time": lambda: notify_body(bank, traceTime="\uff10\uff11\uff10\uff110955\uff11\uff12"),
     }
     body = bodies[case]()
     with pytest.raises(CallbackRejected):

@@ -15,8 +15,72 @@ ChannelName = Literal["alipay", "wechat", "bank"]
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
+# --- the documented shape of each channel's `config` (OpenAPI only: the adapters' parse_config validate it, and
+# check more than a schema can, such as that a PEM holds an RSA key). Extra keys are ignored by the adapters.
+_TEXT = r"\S"  # the adapters strip the value and refuse a blank one
+_URL = r"^https?://[^/?#\s]+"  # an absolute http(s) URL
+
+
+class AlipayAccountConfig(BaseModel):
+    model_config = ConfigDict(title="AlipayAccountConfig")
+
+    app_id: str = Field(pattern=_TEXT)
+    private_key_pem: str = Field(pattern=_TEXT, description="the merchant's RSA private key (PEM or bare base64)")
+    alipay_public_key_pem: str = Field(pattern=_TEXT)
+    gateway_url: str = Field(pattern=_URL)
+
+
+class WechatAccountConfig(BaseModel):
+    model_config = ConfigDict(title="WechatAccountConfig")
+
+    mchid: str = Field(pattern=r"^[0-9]{1,32}$")
+    appid: str = Field(pattern=_TEXT)
+    serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$", description="the merchant API certificate serial")
+    private_key_pem: str = Field(pattern=_TEXT)
+    api_v3_key: str = Field(pattern=r"^[ -~]{32}$", description="exactly 32 printable ASCII characters")
+    platform_public_key_pem: str = Field(pattern=_TEXT)
+    platform_public_key_id: str = Field(pattern=r"^(PUB_KEY_ID_[0-9A-Za-z]{1,64}|[0-9A-Fa-f]{1,64})$")
+    base_url: str = Field(pattern=r"^https?://[^/?#\s]+/?$", description="an origin: requests go to base_url + /v3/…")
+    platform_certificate_pem: str | None = None
+
+
+class BankAccountConfig(BaseModel):
+    model_config = ConfigDict(title="BankAccountConfig")
+
+    mer_id: str = Field(pattern=r"^[A-Za-z0-9]{15}$")
+    cert_id: str = Field(pattern=r"^[0-9]{1,40}$", description="decimal serial of the merchant signing certificate")
+    private_key_pem: str = Field(pattern=_TEXT)
+    bank_public_key_pem: str = Field(pattern=_TEXT)
+    front_url: str = Field(pattern=_URL)
+    back_url: str = Field(pattern=_URL)
+    query_url: str = Field(pattern=_URL)
+    file_url: str | None = Field(default=None, pattern=_URL)
+    app_url: str | None = Field(default=None, pattern=_URL)
+
+
+CONFIG_OF: dict[str, type[BaseModel]] = {
+    "alipay": AlipayAccountConfig,
+    "wechat": WechatAccountConfig,
+    "bank": BankAccountConfig,
+}
+
+
+def _config_union(schema: dict[str, Any]) -> None:
+    """`ChannelAccountCreate` in the document: a union discriminated by `channel`, each with its own `config`."""
+    variants = []
+    for channel, model in CONFIG_OF.items():
+        variants.append(
+            {
+                "title": f"{channel} account",
+                "properties": {"channel": {"const": channel}, "config": model.model_json_schema()},
+            }
+        )
+    schema["oneOf"] = variants
+    schema["discriminator"] = {"propertyName": "channel"}
+
+
 class ChannelAccountCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_config_union)
 
     channel: ChannelName
     name: SafeText = Field(min_length=1, max_length=128)
@@ -64,7 +128,20 @@ class Candidate(BaseModel):
 
 
 class RoutingRuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # time_start and time_end go together: both strings, or both absent or null
+            "anyOf": [
+                {"properties": {"time_start": {"type": "null"}, "time_end": {"type": "null"}}},
+                {
+                    "required": ["time_start", "time_end"],
+                    "properties": {"time_start": {"type": "string"}, "time_end": {"type": "string"}},
+                },
+            ],
+            "description": "min_amount must not exceed max_amount; time_start and time_end (HH:MM, business time, "
+            "start inclusive, end exclusive, may wrap past midnight) go together.",
+        },
+    )
 
     rank: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     pay_methods: list[PayMethod] = Field(min_length=1)

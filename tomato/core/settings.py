@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=128, ge=1, description="webhook attempts in flight per worker process")
     webhook_allowed_networks: str = Field(default="", description="CIDRs webhooks may reach despite SSRF guard")
     business_timezone: str = Field(default="Asia/Shanghai", description="time zone of business dates")
+    recon_suspense_minutes: int = Field(
+        default=10, ge=0, le=720, description="a one-sided statement row this close to midnight waits for the next days"
+    )
+    recon_catch_up_days: int = Field(default=7, ge=1, le=90, description="how far back the daily run catches up")
     refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")
     log_level: str = Field(default="INFO", description="root log level")
 

@@ -11,12 +11,26 @@ rule.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# the same set as a JSON Schema (ECMA-262) pattern for whole strings, for the OpenAPI document
+NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+
+
+def control_character_issue(value: str) -> str | None:
+    """The field issue for the first forbidden character of `value`, or None when it has none."""
+    found = _FORBIDDEN.search(value)
+    if found is None:
+        return None
+    return (
+        "must not contain control or bidi override characters "
+        f"(found U+{ord(found.group()):04X} at position {found.start()})"
+    )
 
 
 def refuse_control_characters(value: str) -> str:
@@ -31,4 +45,29 @@ def refuse_control_characters(value: str) -> str:
     return value
 
 
-SafeText = Annotated[str, AfterValidator(refuse_control_characters)]
+def document_rule(schema: dict[str, Any]) -> None:
+    """Adds the rule to a JSON schema of a string (or to the string options of an `anyOf`), beside any pattern."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") != "string":
+            continue
+        if "pattern" not in option:
+            option["pattern"] = NO_CONTROL_CHARACTERS
+        elif option["pattern"] != NO_CONTROL_CHARACTERS:
+            rules = option.setdefault("allOf", [])
+            if {"pattern": NO_CONTROL_CHARACTERS} not in rules:
+                rules.append({"pattern": NO_CONTROL_CHARACTERS})
+
+
+class DocumentedRule:
+    """Puts the rule into the type's JSON schema (validation stays with `refuse_control_characters`, whose error
+    names the character and its position)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        value: dict[str, Any] = handler(schema)
+        document_rule(value)
+        return value
+
+
+SafeText = Annotated[str, AfterValidator(refuse_control_characters), DocumentedRule()]

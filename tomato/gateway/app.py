@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tomato import __version__
 from tomato.bootstrap import Container
-from tomato.gateway import errors
+from tomato.gateway import errors, openapi
 from tomato.gateway.channel_metrics import channel_health_lines
 from tomato.gateway.metrics import Metrics
 from tomato.gateway.middleware import RequestContextMiddleware
@@ -21,12 +21,19 @@ from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import ledger as admin_ledger
 from tomato.gateway.routers.admin import merchants as admin_merchants
+from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
 from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "The merchant API `/v1` (every request signed, every answer to a known app signed: docs/api.md) and the "
+    "operator and finance API `/admin` (bearer tokens with roles). Every operation lists each status it can "
+    "answer; every error has the `Error` body. What the document guarantees: docs/openapi.md."
+)
 
 Hook = Callable[[Container], Awaitable[None]]
 Builder = Callable[[], Awaitable[Container]]
@@ -82,8 +89,10 @@ def create_app(
     app.include_router(admin_settlements.finance)
     app.include_router(admin_settlements.calendar)
     app.include_router(admin_fee_plans.router)
+    app.include_router(admin_reconciliation.router)
     app.include_router(admin_ledger.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    openapi.install(app, description=DESCRIPTION)
     return app
 
 

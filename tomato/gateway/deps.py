@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from tomato.bootstrap import Container
 from tomato.core.errors import Forbidden, Unauthenticated
+from tomato.gateway import params
 
 
 def container(request: Request) -> Container:
@@ -33,14 +34,20 @@ async def check_role(request: Request, roles: tuple[str, ...]) -> str:
 
 def admin_route(*roles: str) -> type[APIRoute]:
     """A route class whose handler checks the bearer token before FastAPI reads or parses the body: the token
-    answers first (401/403), then the body (400/422)."""
+    answers first (401/403), then the query and path parameters (gateway.params) and the body (400/422)."""
 
     class AdminRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            # the roles go into the OpenAPI document with the operation (gateway.openapi)
+            kwargs["openapi_extra"] = {**(kwargs.get("openapi_extra") or {}), "x-roles": list(roles)}
+            super().__init__(path, endpoint, **kwargs)
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             inner = super().get_route_handler()
 
             async def handler(request: Request) -> Response:
                 request.state.admin_role = await check_role(request, roles)
+                params.refuse_control_characters(request)
                 return await inner(request)
 
             return handler

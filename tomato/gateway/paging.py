@@ -9,7 +9,10 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
 
 from tomato.core.errors import InvalidRequest
 
@@ -18,6 +21,20 @@ T = TypeVar("T")
 INT64_MAX = 2**63 - 1
 _INT = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 _KEY = re.compile(r"[A-Za-z0-9_:-]{1,80}", re.ASCII)  # every key a list issues: ids, numbers, "rank:id"
+
+
+Limit = Annotated[int | None, Query(ge=1, le=100, description="page size, 1-100 (default 20)")]
+Cursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="`next_cursor` of the page before"),
+]
+
+
+class Page(BaseModel, Generic[T]):
+    """Every list's answer: a page of items and the cursor of the next page (null on the last one)."""
+
+    data: list[T]
+    next_cursor: str | None
 
 
 def check_limit(limit: int | None) -> int:

@@ -2,8 +2,9 @@
 
 Order of checks: body ≤ 64 KiB (413 before parsing or verifying, signed only when the app is known) → app known
 (else unsigned 401) → header syntax → timestamp window → signature → nonce → merchant/app status → rate limit →
-idempotency. A `/v1` request that matches no route (404, or 405 for a wrong method) passes the same checks before
-it gets its answer, so every answer to a known app is signed. The nonce store and the rate limiter fail closed: when
+query and path parameters free of control characters (gateway.params) → idempotency. A `/v1` request that matches
+no route (404, or 405 for a wrong method) passes the same checks before it gets its answer, so every answer to a
+known app is signed. The nonce store and the rate limiter fail closed: when
 their backend cannot be reached the request is refused with 503 SERVICE_UNAVAILABLE before anything is written.
 """
 
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tomato.core.crypto import random_token
 from tomato.core.errors import AuthError, PayloadTooLarge, RateLimited, ServiceUnavailable, TomatoError
-from tomato.gateway import auth
+from tomato.gateway import auth, params
 from tomato.gateway.deps import container
 from tomato.gateway.errors import error_response
 from tomato.gateway.idempotency import IdempotencyGuard, IdempotencyScope
@@ -123,6 +124,7 @@ class SignedRoute(APIRoute):
         c.merchants.ensure_usable(app)
         await _rate_limit(request, app)
         request.state.app = app
+        params.refuse_control_characters(request)
         return key_index
 
     @staticmethod

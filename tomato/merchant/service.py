@@ -365,6 +365,14 @@ class MerchantService:
             return None
         return row.role
 
+    async def admin_name(self, token: str) -> str | None:
+        """The name of an active admin token (what audit trails record as the actor), None when unknown."""
+        async with self._db.uow() as uow:
+            row = await repo.find_token(uow.session, sha256_hex(token.encode()))
+        if row is None or row.revoked_at is not None:
+            return None
+        return f"{row.role}:{row.name}"
+
     # --- the platform's RSA key -------------------------------------------------------------------------
 
     async def platform_signer(self) -> PlatformSigner:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tomato.core.clock import UtcDateTime
 from tomato.core.text import SafeText
 from tomato.pay.schemas import field_errors
 
@@ -25,18 +27,18 @@ class DeliveryView(BaseModel):
     url: str
     status: str  # PENDING | SUCCEEDED | FAILED | SKIPPED (no URL to deliver to)
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: UtcDateTime | None
     last_status: int | None
     last_error: str | None
-    event_created_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
+    event_created_at: UtcDateTime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+    finished_at: UtcDateTime | None
 
 
 class AttemptView(BaseModel):
     attempt_no: int
-    started_at: datetime
+    started_at: UtcDateTime
     latency_ms: int
     http_status: int | None
     response_body: str | None
@@ -95,3 +97,13 @@ class EventPage:
     payloads: list[str]
     last_position: int | None
     more: bool
+
+
+class WebhookEvent(BaseModel):
+    """A webhook body as delivered and as listed by `GET /v1/events` (docs/webhooks.md); `data` is the order or
+    refund object the event is about."""
+
+    id: str
+    type: str
+    created_at: str
+    data: dict[str, Any]

@@ -68,6 +68,7 @@ class PayOrder(Base):
         UniqueConstraint("app_id", "out_trade_no", name="uq_pay_orders_app_out_trade_no"),
         Index("ix_pay_orders_status_next_query", "status", "next_query_at"),
         Index("ix_pay_orders_status_expire", "status", "expire_at"),
+        Index("ix_pay_orders_account_paid", "channel_account_id", "paid_at"),  # reconciliation's day of an account
     )
 
 
@@ -142,4 +143,5 @@ class Refund(Base):
     __table_args__ = (
         UniqueConstraint("app_id", "out_refund_no", name="uq_refunds_app_out_refund_no"),
         Index("ix_refunds_status_next_query", "status", "next_query_at"),
+        Index("ix_refunds_account_succeeded", "channel_account_id", "succeeded_at"),
     )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, case, or_, select, update
+from sqlalchemy import BigInteger, Select, Table, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -346,3 +346,107 @@ async def make_pending_refunds_due(s: AsyncSession, order_no: str, channel_accou
 async def notify_urls(s: AsyncSession, order_nos: Sequence[str]) -> dict[str, str | None]:
     q = select(PayOrder.order_no, PayOrder.notify_url).where(one_of(s, PayOrder.order_no, order_nos))
     return {str(r.order_no): r.notify_url for r in await s.execute(q)}
+
+
+# --- reconciliation's read model ----------------------------------------------------------------------------
+# Column sets, not rows: reconciliation stages them with INSERT … SELECT next to the statement it matches, so a
+# day of a million orders never passes through Python. The tables stay private to pay: only these columns leave.
+
+RECON_COLUMNS = ("kind", "ref", "order_no", "channel_trade_no", "amount", "fee", "occurred_at")
+
+
+def succeeded_payments_query(account_id: str, start: datetime, end: datetime) -> Select[Any]:
+    """SUCCEEDED orders paid on `account_id` in [start, end): kind, ref (= order_no), order_no, channel_trade_no,
+    amount, fee (the channel cost we expect), occurred_at (paid_at)."""
+    q = select(
+        literal("PAYMENT").label("kind"),
+        PayOrder.order_no.label("ref"),
+        PayOrder.order_no.label("order_no"),
+        PayOrder.channel_trade_no.label("channel_trade_no"),
+        PayOrder.amount.label("amount"),
+        PayOrder.channel_cost.label("fee"),  # the snapshot; NULL: no fee is compared
+        PayOrder.paid_at.label("occurred_at"),
+    ).where(
+        PayOrder.channel_account_id == account_id,
+        PayOrder.status == OrderStatus.SUCCEEDED.value,
+        PayOrder.paid_at >= start,
+        PayOrder.paid_at < end,
+    )
+    return cast("Select[Any]", q)
+
+
+def succeeded_refunds_query(account_id: str, start: datetime, end: datetime) -> Select[Any]:
+    """SUCCEEDED refunds on `account_id` that succeeded in [start, end): the same columns, ref = refund_no, fee =
+    the channel cost the channel returns pro rata, cumulatively over the order's refunds in success order:
+    total after R refunded of amount A and cost C is (2·C·R + A) // (2·A); this refund's share is the difference."""
+    of_day = (
+        select(Refund.order_no)
+        .where(
+            Refund.channel_account_id == account_id,
+            Refund.status == RefundStatus.SUCCEEDED.value,
+            Refund.succeeded_at >= start,
+            Refund.succeeded_at < end,
+        )
+        .scalar_subquery()
+    )
+    running = (
+        select(
+            Refund.refund_no,
+            Refund.order_no,
+            Refund.amount,
+            Refund.succeeded_at,
+            Refund.channel_account_id,
+            func.sum(Refund.amount)
+            .over(partition_by=Refund.order_no, order_by=(Refund.succeeded_at, Refund.refund_no))
+            .label("after"),
+        )
+        .where(Refund.status == RefundStatus.SUCCEEDED.value, Refund.order_no.in_(of_day))
+        .subquery("running")
+    )
+    cost = func.coalesce(PayOrder.channel_cost, 0)
+    after, before = running.c.after, running.c.after - running.c.amount
+    share = (2 * cost * after + PayOrder.amount) // (2 * PayOrder.amount) - (2 * cost * before + PayOrder.amount) // (
+        2 * PayOrder.amount
+    )
+    fee = case((PayOrder.channel_cost.is_(None), literal(None, BigInteger)), else_=share)
+    return (
+        select(
+            literal("REFUND").label("kind"),
+            running.c.refund_no.label("ref"),
+            running.c.order_no.label("order_no"),
+            PayOrder.channel_trade_no.label("channel_trade_no"),
+            running.c.amount.label("amount"),
+            fee.label("fee"),
+            running.c.succeeded_at.label("occurred_at"),
+        )
+        .join_from(running, PayOrder, PayOrder.order_no == running.c.order_no)
+        .where(
+            running.c.channel_account_id == account_id,
+            running.c.succeeded_at >= start,
+            running.c.succeeded_at < end,
+        )
+    )
+
+
+async def anomalies(s: AsyncSession, after: str | None, limit: int, kind: str | None) -> Sequence[Any]:
+    """Anomalies newest first (ids are time-ordered), each with its order's merchant and app."""
+    q = (
+        select(PayAnomaly, PayOrder.mch_no, PayOrder.app_id)
+        .join_from(PayAnomaly, PayOrder, PayOrder.order_no == PayAnomaly.order_no, isouter=True)
+        .order_by(PayAnomaly.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        q = q.where(PayAnomaly.id < after)
+    if kind is not None:
+        q = q.where(PayAnomaly.kind == kind)
+    return (await s.execute(q)).all()
+
+
+async def anomaly(s: AsyncSession, anomaly_id: str) -> Any | None:
+    q = (
+        select(PayAnomaly, PayOrder.mch_no, PayOrder.app_id)
+        .join_from(PayAnomaly, PayOrder, PayOrder.order_no == PayAnomaly.order_no, isouter=True)
+        .where(PayAnomaly.id == anomaly_id)
+    )
+    return (await s.execute(q)).first()

@@ -20,14 +20,18 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from tomato.core.clock import UtcDateTime
 from tomato.core.crypto import sha256_hex
 from tomato.core.money import MAX_FEN
 from tomato.core.pay_methods import PayMethod
-from tomato.core.text import SafeText, refuse_control_characters
+from tomato.core.text import DocumentedRule, SafeText, refuse_control_characters
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 HttpUrl = Annotated[
-    str, StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"), AfterValidator(refuse_control_characters)
+    str,
+    StringConstraints(max_length=512, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(refuse_control_characters),
+    DocumentedRule(),
 ]
 
 
@@ -44,6 +48,16 @@ def field_errors(model: str, problems: list[tuple[str, str]]) -> ValidationError
             )
             for field, issue in problems
         ],
+    )
+
+
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    """The document's metadata rule: at most 20 pairs, keys of 1-64 characters (checked by `_meta`)."""
+    [(pattern, values)] = schema.pop("patternProperties").items()
+    schema.update(
+        maxProperties=20,
+        propertyNames={"minLength": 1, "maxLength": 64, "pattern": pattern},
+        additionalProperties=values,
     )
 
 
@@ -65,9 +79,21 @@ class PayOrderCreate(BaseModel):
     notify_url: HttpUrl | None = None
     return_url: HttpUrl | None = None
     expire_minutes: int = Field(default=30, ge=1, le=1440)
-    client_ip: str | None = Field(default=None, max_length=45)
+    client_ip: str | None = Field(
+        default=None,
+        max_length=45,
+        json_schema_extra={  # an IP address (Python's parser: dotted quad or RFC 4291 text), or null
+            "anyOf": [
+                {"type": "string", "format": "ipv4", "maxLength": 45},
+                {"type": "string", "format": "ipv6", "maxLength": 45},
+                {"type": "null"},
+            ]
+        },
+    )
     payer: Payer | None = None
-    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(default_factory=dict)
+    metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(
+        default_factory=dict, json_schema_extra=_metadata_schema
+    )
 
     @field_validator("pay_method", mode="before")
     @classmethod
@@ -133,13 +159,30 @@ class PayOrderView(BaseModel):
 
 
 class CloseOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`POST /v1/pay/orders/{order_no}/close` takes no fields: an empty body or `{}`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"maxProperties": 0})
 
 
 class RefundCreate(BaseModel):
     """`POST /v1/refunds`: the order by exactly one of `order_no`, `out_trade_no`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={  # exactly one of the two is a string; the other is absent or null
+            "oneOf": [
+                {
+                    "required": ["order_no"],
+                    "properties": {"order_no": {"type": "string"}, "out_trade_no": {"type": "null"}},
+                },
+                {
+                    "required": ["out_trade_no"],
+                    "properties": {"out_trade_no": {"type": "string"}, "order_no": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     order_no: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
     out_trade_no: OutNo | None = None
@@ -173,6 +216,23 @@ class RefundView(BaseModel):
     failure_reason: str | None
     created_at: str
     succeeded_at: str | None
+
+
+class AnomalyView(BaseModel):
+    """An anomaly pay recorded (money finance must act on), as reconciliation's workflow shows it."""
+
+    id: str
+    kind: str
+    order_no: str | None
+    refund_no: str | None
+    mch_no: str | None
+    app_id: str | None
+    channel_account_id: str | None
+    channel_trade_no: str | None
+    amount: int | None  # fen, the channel's figure
+    note: str | None
+    source: str | None
+    created_at: UtcDateTime
 
 
 @dataclass(frozen=True)

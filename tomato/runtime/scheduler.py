@@ -47,8 +47,15 @@ async def _refund_compensation(c: Container) -> int:
 
 async def _settlement(c: Container) -> int:
     return await c.settlement.run_due()
+
+
 async def _payout_compensation(c: Container) -> int:
     return await c.payouts.query_pending()
+
+
+async def _reconciliation(c: Container) -> int:
+    """Every active account's dates of the last `recon_catch_up_days` up to yesterday without a finished batch."""
+    return await c.reconciliation.catch_up(days=c.settings.recon_catch_up_days)
 
 
 JOBS = (
@@ -57,6 +64,9 @@ JOBS = (
     Job("pay.refund_compensation", 5.0, _refund_compensation),
     Job("account.settlement", 60.0, _settlement, at_start=True),
     Job("account.payout_compensation", 5.0, _payout_compensation),
+    # daily in effect: a date once MATCHED or DISCREPANCIES is not run again; an ERROR date (statement not ready yet)
+    # is tried again each round
+    Job("reconciliation.daily", 900.0, _reconciliation, ttl_s=3600.0, at_start=True),
 )
 
 

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from tomato.gateway.deps import container
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
+
+
+class Check(BaseModel):
+    backend: str
+    up: bool
+    status: Literal["up", "down", "degraded"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded", "unavailable"]
+    checks: dict[str, Check]
 
 
 @router.get("/healthz")
@@ -34,7 +46,11 @@ async def _bounded(check: Any) -> bool:
         return False
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "the database or the cache is down"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """503 when the database or the cache is down (no payment can be taken: the merchant API fails closed without
     its nonce store); 200 `degraded` when only the bus is, because the outbox keeps every event until it is back."""
@@ -56,6 +72,10 @@ def _check(backend: str, up: bool, when_down: str) -> dict[str, Any]:
     return {"backend": backend, "up": up, "status": "up" if up else when_down}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+)
 async def metrics(request: Request) -> PlainTextResponse:
     return PlainTextResponse(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")

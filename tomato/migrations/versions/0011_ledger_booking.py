@@ -1,7 +1,7 @@
 """ledger booking: the consumer's inbox of handled outbox events and its read cursor
 
 Revision ID: 0011
-Revises: 0012
+Revises: 0014
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. `ledger_booked_events` dedupes outbox events by id in the transaction that books them;
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0012"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

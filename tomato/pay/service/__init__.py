@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select
+
 from tomato.channel.protocol import ChannelNotify
 from tomato.merchant.schemas import AppAuth
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound
-from tomato.pay.schemas import PayOrderCreate, PayOrderView, RefundCreate, RefundView, SucceededOrder
-from tomato.pay.service import close, confirm, create, jobs, refunds
+from tomato.pay.schemas import AnomalyView, PayOrderCreate, PayOrderView, RefundCreate, RefundView, SucceededOrder
+from tomato.pay.service import close, confirm, create, jobs, reconciliation, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
@@ -105,3 +110,26 @@ class PayService:
         if order is None:
             raise OrderNotFound("unknown cashier link")
         return order_view(order)
+
+    # --- for reconciliation ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def recon_payments(account_id: str, start: datetime, end: datetime) -> Select[Any]:
+        """SUCCEEDED payments of an account paid in [start, end) as columns (kind, ref, order_no,
+        channel_trade_no, amount, fee, occurred_at); fee is the channel cost snapshot."""
+        return reconciliation.payments_query(account_id, start, end)
+
+    @staticmethod
+    def recon_refunds(account_id: str, start: datetime, end: datetime) -> Select[Any]:
+        """SUCCEEDED refunds of an account in [start, end), same columns; fee is the cost returned pro rata."""
+        return reconciliation.refunds_query(account_id, start, end)
+
+    async def confirm_from_channel(self, order_no: str, channel_account_id: str) -> bool:
+        """Queries the channel (call with no unit of work open); applies a confirmed payment the normal way."""
+        return await reconciliation.confirm_from_channel(self.deps, order_no, channel_account_id)
+
+    async def list_anomalies(self, after: str | None, limit: int, kind: str | None = None) -> list[AnomalyView]:
+        return await reconciliation.list_anomalies(self.deps, after, limit, kind)
+
+    async def get_anomaly(self, anomaly_id: str) -> AnomalyView | None:
+        return await reconciliation.get_anomaly(self.deps, anomaly_id)

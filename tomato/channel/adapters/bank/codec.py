@@ -99,6 +99,13 @@ def new_query_id(now: datetime) -> str:
 # --- times ----------------------------------------------------------------------------------------------
 
 
+def _digits(text: str, length: int) -> bool:
+    """Exactly `length` ASCII digits: `str.isdigit()` passes '²' and full-width or Arabic-Indic digits, which
+    `int()` and `strptime` partly read, so a field with one would be read as another date or refused for the
+    wrong reason."""
+    return len(text) == length and text.isascii() and text.isdigit()
+
+
 def format_time(value: datetime) -> str:
     """An aware datetime as `yyyyMMddHHmmss` Beijing wall clock (naive means UTC, as stored times are)."""
     aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
@@ -107,14 +114,14 @@ def format_time(value: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """`yyyyMMddHHmmss` Beijing → aware UTC; raises ValueError when malformed."""
-    if len(text) != 14 or not text.isdigit():
+    if not _digits(text, 14):
         raise ValueError(f"not a yyyyMMddHHmmss time: {text!r}")
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=BEIJING).astimezone(UTC)
 
 
 def parse_trace_time(trace_time: str, txn_time: datetime) -> datetime:
     """`traceTime` is `MMddHHmmss` without a year: take the year of `txnTime`, the next one across New Year."""
-    if len(trace_time) != 10 or not trace_time.isdigit():
+    if not _digits(trace_time, 10):
         raise ValueError(f"not a MMddHHmmss time: {trace_time!r}")
     local = txn_time.astimezone(BEIJING)
     for year in (local.year, local.year + 1):
@@ -138,7 +145,7 @@ def beijing_date(value: datetime) -> date:
 
 def resolve_settle_date(mmdd: str, today: date) -> date | None:
     """The latest date on or before `today` with that `MMdd` (settleDate carries no year), None if invalid."""
-    if len(mmdd) != 4 or not mmdd.isdigit():
+    if not _digits(mmdd, 4):
         return None
     for year in range(today.year, today.year - 5, -1):
         try:

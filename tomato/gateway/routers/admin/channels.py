@@ -13,7 +13,7 @@ from tomato.channel.schemas import (
     ChannelAccountView,
 )
 from tomato.gateway.deps import admin_route, container
-from tomato.gateway.paging import check_limit, decode_cursor, page
+from tomato.gateway.paging import Cursor, Limit, Page, check_limit, decode_cursor, page
 
 router = APIRouter(prefix="/admin", tags=["admin: channels"], route_class=admin_route("operator"))
 
@@ -23,8 +23,8 @@ async def create_account(cmd: ChannelAccountCreate, request: Request) -> Channel
     return await container(request).channels.create_account(cmd)
 
 
-@router.get("/channel-accounts")
-async def list_accounts(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+@router.get("/channel-accounts", response_model=Page[ChannelAccountView])
+async def list_accounts(request: Request, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     n = check_limit(limit)
     items = await container(request).channels.list_accounts(decode_cursor(cursor), n + 1)
     return page(items, n, lambda a: a.id, lambda a: a.model_dump(mode="json"))
@@ -40,7 +40,7 @@ async def update_account(account_id: str, cmd: ChannelAccountUpdate, request: Re
     return await container(request).channels.update_account(account_id, cmd)
 
 
-@router.get("/channel-health")
+@router.get("/channel-health", response_model=Page[AccountHealth])
 async def channel_health(request: Request) -> dict[str, Any]:
     """Every account's breaker state and last-5-minute success rate and latency."""
     items = await container(request).channels.health_of()

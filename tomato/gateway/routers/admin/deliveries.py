@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from tomato.gateway.deps import admin_route, container
-from tomato.gateway.paging import check_limit, decode_int_cursor, encode_cursor
-from tomato.notice.schemas import DeliveryDetail, ResendRange, ResendResult
+from tomato.gateway.openapi import errors
+from tomato.gateway.paging import Cursor, Limit, Page, check_limit, decode_int_cursor, encode_cursor
+from tomato.notice.schemas import DeliveryDetail, DeliveryView, ResendRange, ResendResult
 from tomato.notice.service import NoticeService
 
 router = APIRouter(prefix="/admin/deliveries", tags=["admin: deliveries"], route_class=admin_route("operator"))
@@ -18,15 +19,18 @@ def _service(request: Request) -> NoticeService:
     return NoticeService(container(request).db)
 
 
-@router.get("")
+Filter = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+@router.get("", response_model=Page[DeliveryView])
 async def list_deliveries(
     request: Request,
-    limit: int | None = None,
-    cursor: str | None = None,
-    mch_no: str | None = None,
-    app_id: str | None = None,
-    event_id: str | None = None,
-    status: str | None = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+    mch_no: Filter = None,
+    app_id: Filter = None,
+    event_id: Filter = None,
+    status: Literal["PENDING", "SUCCEEDED", "FAILED", "SKIPPED"] | None = None,
 ) -> dict[str, Any]:
     """Newest first; filter by merchant, app, event and status (PENDING, SUCCEEDED, FAILED, SKIPPED)."""
     n = check_limit(limit)
@@ -53,7 +57,7 @@ async def get_delivery(delivery_id: str, request: Request) -> DeliveryDetail:
     return await _service(request).get_delivery(delivery_id)
 
 
-@router.post("/{delivery_id}/resend", response_model=DeliveryDetail)
+@router.post("/{delivery_id}/resend", response_model=DeliveryDetail, responses=errors(409))
 async def resend(delivery_id: str, request: Request) -> DeliveryDetail:
     """A new schedule round starting now (any status but SKIPPED; not while an attempt is running)."""
     return await _service(request).resend(delivery_id)

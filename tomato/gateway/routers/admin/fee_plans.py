@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from tomato.gateway.deps import admin_route, container
-from tomato.gateway.paging import check_limit, decode_cursor, page
+from tomato.gateway.paging import Cursor, Limit, check_limit, decode_cursor, page
 from tomato.merchant.schemas import FeePlanAssign, FeePlanCreate, FeePlanList, FeePlanView, MerchantView
 
 router = APIRouter(prefix="/admin", tags=["admin: fee plans"], route_class=admin_route("operator"))
@@ -36,7 +36,7 @@ async def create_fee_plan(cmd: FeePlanCreate, request: Request) -> FeePlanView:
 
 
 @router.get("/fee-plans", response_model=FeePlanList, responses={**_AUTH, **_BAD_QUERY})
-async def list_fee_plans(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+async def list_fee_plans(request: Request, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     n = check_limit(limit)
     items = await container(request).merchants.list_fee_plans(decode_cursor(cursor), n + 1)
     return page(items, n, lambda p: p.id, lambda p: p.model_dump(mode="json"))

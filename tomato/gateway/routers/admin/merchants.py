@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from tomato.gateway.deps import admin_route, container
-from tomato.gateway.paging import check_limit, decode_cursor, page
+from tomato.gateway.openapi import errors
+from tomato.gateway.paging import Cursor, Limit, Page, check_limit, decode_cursor, page
 from tomato.merchant.schemas import (
     AppCreate,
     AppCreated,
@@ -27,8 +28,8 @@ async def create_merchant(cmd: MerchantCreate, request: Request) -> MerchantView
     return await container(request).merchants.create_merchant(cmd)
 
 
-@router.get("/merchants")
-async def list_merchants(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+@router.get("/merchants", response_model=Page[MerchantView])
+async def list_merchants(request: Request, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     n = check_limit(limit)
     items = await container(request).merchants.list_merchants(decode_cursor(cursor), n + 1)
     return page(items, n, lambda m: m.mch_no, lambda m: m.model_dump(mode="json"))
@@ -84,12 +85,12 @@ async def unfreeze_app(app_id: str, request: Request) -> AppView:
     return await container(request).merchants.set_app_frozen(app_id, False)
 
 
-@router.post("/apps/{app_id}/keys", status_code=201, response_model=AppCreated)
+@router.post("/apps/{app_id}/keys", status_code=201, response_model=AppCreated, responses=errors(409))
 async def rotate_key(app_id: str, cmd: KeyRotate, request: Request) -> AppCreated:
     """Adds a key (at most two active); the old key keeps working until it is deleted."""
     return await container(request).merchants.rotate_key(app_id, cmd)
 
 
-@router.delete("/apps/{app_id}/keys/{key_id}", response_model=AppView)
+@router.delete("/apps/{app_id}/keys/{key_id}", response_model=AppView, responses=errors(409))
 async def remove_key(app_id: str, key_id: str, request: Request) -> AppView:
     return await container(request).merchants.remove_key(app_id, key_id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from tomato.channel.schemas import RoutingRuleCreate, RoutingRuleView
 from tomato.core.errors import InvalidRequest
 from tomato.gateway.deps import admin_route, container
-from tomato.gateway.paging import check_limit, cursor_int, decode_cursor, page
+from tomato.gateway.paging import Cursor, Limit, Page, check_limit, cursor_int, decode_cursor, page
 
 router = APIRouter(prefix="/admin", tags=["admin: routing"], route_class=admin_route("operator"))
 
@@ -33,8 +33,8 @@ async def create_rule(cmd: RoutingRuleCreate, request: Request) -> RoutingRuleVi
     return await container(request).channels.create_rule(cmd)
 
 
-@router.get("/routing-rules")
-async def list_rules(request: Request, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+@router.get("/routing-rules", response_model=Page[RoutingRuleView])
+async def list_rules(request: Request, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Highest rank first, the order in which an order's rule is chosen."""
     n = check_limit(limit)
     rules = await container(request).channels.list_rules(_after(cursor), n + 1)

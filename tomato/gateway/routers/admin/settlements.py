@@ -20,7 +20,7 @@ from tomato.account.settlement_schemas import (
 from tomato.core.errors import InvalidRequest
 from tomato.core.text import SafeText
 from tomato.gateway.deps import admin_route, container
-from tomato.gateway.paging import check_limit, cursor_int, decode_cursor, page
+from tomato.gateway.paging import Cursor, Limit, check_limit, cursor_int, decode_cursor, page
 
 finance = APIRouter(prefix="/admin", tags=["admin: settlement"], route_class=admin_route("finance"))
 calendar = APIRouter(prefix="/admin", tags=["admin: settlement"], route_class=admin_route("operator", "finance"))
@@ -51,8 +51,8 @@ async def list_settlements(
     request: Request,
     date: Annotated[BusinessDate | None, Query()] = None,
     mch_no: Annotated[SafeText | None, Query(max_length=32)] = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Settlement batches, newest first; `date` and `mch_no` filter them."""
     n = check_limit(limit)

@@ -7,8 +7,9 @@ import json
 from fastapi import APIRouter, Request, Response
 
 from tomato.gateway.deps import container
-from tomato.gateway.paging import check_limit, decode_int_cursor, encode_cursor
+from tomato.gateway.paging import Cursor, Limit, Page, check_limit, decode_int_cursor, encode_cursor
 from tomato.gateway.signed_route import SignedRoute, current_app
+from tomato.notice.schemas import WebhookEvent
 from tomato.notice.service import NoticeService
 
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: events"])
@@ -16,9 +17,10 @@ router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: event
 
 @router.get(
     "/events",
-    responses={200: {"description": '{"data": [webhook body, …], "next_cursor": "…" | null}'}},
+    response_class=Response,
+    responses={200: {"model": Page[WebhookEvent], "description": "the webhook bodies, oldest first"}},
 )
-async def list_events(request: Request, limit: int | None = None, cursor: str | None = None) -> Response:
+async def list_events(request: Request, limit: Limit = None, cursor: Cursor = None) -> Response:
     """Catch up on webhooks: every event of the calling app in commit order, `limit` 1–100 (default 20).
 
     Events appear once the relay has numbered them (core.positions), normally within a moment of their commit."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from tomato.gateway.deps import container
 from tomato.gateway.signed_route import SignedRoute
@@ -10,7 +13,13 @@ from tomato.gateway.signed_route import SignedRoute
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: platform"])
 
 
-@router.get("/platform-key")
-async def platform_key(request: Request) -> dict[str, str]:
+class PlatformKey(BaseModel):
+    algorithm: Literal["RSA-SHA256"]
+    key_id: str
+    public_key_pem: str
+
+
+@router.get("/platform-key", response_model=PlatformKey)
+async def platform_key(request: Request) -> PlatformKey:
     signer = await container(request).merchants.platform_signer()
-    return {"algorithm": "RSA-SHA256", "key_id": signer.key_id, "public_key_pem": signer.public_key_pem}
+    return PlatformKey(algorithm="RSA-SHA256", key_id=signer.key_id, public_key_pem=signer.public_key_pem)

@@ -1,0 +1,144 @@
+"""Issue 16: the OpenAPI document tells the truth about every `/v1` and `/admin` operation — its security, every
+error status its route class can answer with the one error body, typed answers and the constraints the server
+enforces. The checks walk the whole document, so a route added later is held to the same rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tomato.gateway.app import create_app
+from tomato.gateway.openapi import SIGNED_SCHEMES, operations
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+async def _no_container() -> Any:
+    raise AssertionError("the document needs no backends")
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return create_app(_no_container).openapi()
+
+
+def ours(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    found = [(p, m, op) for p, m, op in operations(doc) if p.startswith(("/v1/", "/admin/"))]
+    assert len(found) >= 30  # the document does list the API
+    return found
+
+
+def test_every_operation_declares_its_security(doc: dict[str, Any]) -> None:
+    schemes = doc["components"]["securitySchemes"]
+    assert {schemes[n]["name"] for n in SIGNED_SCHEMES} == {
+        "Tomato-App-Id",
+        "Tomato-Timestamp",
+        "Tomato-Nonce",
+        "Tomato-Signature",
+    }
+    assert {(schemes[n]["type"], schemes[n]["in"]) for n in SIGNED_SCHEMES} == {("apiKey", "header")}
+    assert schemes["AdminBearer"] == schemes["AdminBearer"] | {"type": "http", "scheme": "bearer"}
+    for path, method, op in ours(doc):
+        if path.startswith("/v1/"):
+            assert op["security"] == [dict.fromkeys(SIGNED_SCHEMES, [])], (method, path)
+        else:
+            assert op["security"] == [{"AdminBearer": []}], (method, path)
+            assert set(op["x-roles"]) <= {"operator", "finance"} and op["x-roles"], (method, path)
+
+
+def test_every_operation_declares_the_errors_of_its_route_class(doc: dict[str, Any]) -> None:
+    for path, method, op in ours(doc):
+        codes = set(op["responses"])
+        params = op.get("parameters", [])
+        need = {"401", "403"}
+        if path.startswith("/v1/"):
+            need |= {"413", "422", "429", "503"} | ({"409"} if method == "post" else set())
+        if params or "requestBody" in op:
+            need.add("422")
+        if "requestBody" in op:
+            need.add("400")
+        if any(p["in"] == "path" for p in params):
+            need.add("404")
+        assert need <= codes, (method, path, need - codes)
+        for code, response in op["responses"].items():
+            if int(code) >= 400:
+                assert response["content"] == {"application/json": {"schema": ERROR_REF}}, (method, path, code)
+
+
+def test_the_error_body_is_the_one_the_server_sends(doc: dict[str, Any]) -> None:
+    error = doc["components"]["schemas"]["Error"]["properties"]["error"]
+    assert error["required"] == ["code", "message", "request_id"]
+    assert error["properties"]["details"]["items"]["required"] == ["field", "issue"]
+    assert "HTTPValidationError" not in doc["components"]["schemas"]  # FastAPI's 422 body is never sent
+
+
+def test_every_answer_is_typed_and_every_list_is_a_page(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    for path, method, op in ours(doc):
+        for code, response in op["responses"].items():
+            if code.startswith("2") and code != "204":
+                content = response["content"]
+                if set(content) == {"text/csv"}:  # statements and summaries: CSV files, not JSON documents
+                    continue
+                ref = content["application/json"]["schema"].get("$ref")
+                assert ref is not None, (method, path, code)
+        if any(p["name"] == "cursor" for p in op.get("parameters", [])):
+            page = schemas[op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]
+            assert page["required"] == ["data", "next_cursor"], (method, path)
+            assert "$ref" in page["properties"]["data"]["items"], (method, path)
+
+
+def test_string_parameters_refuse_control_characters(doc: dict[str, Any]) -> None:
+    import re
+
+    from tomato.core.text import NO_CONTROL_CHARACTERS
+
+    assert re.fullmatch(NO_CONTROL_CHARACTERS, "Mé-1_x") and not re.search(NO_CONTROL_CHARACTERS, "a\x00b")
+    assert not re.search(NO_CONTROL_CHARACTERS, "a\u202eb") and not re.search(NO_CONTROL_CHARACTERS, "\x85")
+    for path, method, op in ours(doc):
+        for p in op.get("parameters", []):
+            for schema in p["schema"].get("anyOf", [p["schema"]]):
+                if p["in"] in ("path", "query") and schema.get("type") == "string":
+                    rules = [schema.get("pattern")] + [a["pattern"] for a in schema.get("allOf", [])]
+                    assert NO_CONTROL_CHARACTERS in rules, (method, path, p["name"])
+
+
+def test_limits_are_1_to_100(doc: dict[str, Any]) -> None:
+    limits = [(path, p) for path, _, op in ours(doc) for p in op.get("parameters", []) if p["name"] == "limit"]
+    assert len(limits) >= 5
+    for path, p in limits:
+        schema = p["schema"]["anyOf"][0]
+        assert (schema["type"], schema["minimum"], schema["maximum"]) == ("integer", 1, 100), path
+
+
+def test_the_constraints_the_server_enforces_are_in_the_schemas(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    refund = schemas["RefundCreate"]
+    assert [v["required"] for v in refund["oneOf"]] == [["order_no"], ["out_trade_no"]]
+    rule = schemas["RoutingRuleCreate"]
+    assert {"required": ["time_start", "time_end"]}.items() <= rule["anyOf"][1].items()
+    client_ip = schemas["PayOrderCreate"]["properties"]["client_ip"]["anyOf"]
+    assert [s.get("format") for s in client_ip] == ["ipv4", "ipv6", None]
+    close = doc["paths"]["/v1/pay/orders/{order_no}/close"]["post"]["requestBody"]["content"]["application/json"]
+    closed = schemas[close["schema"]["anyOf"][0]["$ref"].split("/")[-1]]
+    assert closed["maxProperties"] == 0 and closed["additionalProperties"] is False
+    account = schemas["ChannelAccountCreate"]
+    assert account["discriminator"] == {"propertyName": "channel"}
+    variants = {v["properties"]["channel"]["const"]: v["properties"]["config"] for v in account["oneOf"]}
+    assert set(variants) == {"alipay", "wechat", "bank"}
+    assert "gateway_url" in variants["alipay"]["required"] and "api_v3_key" in variants["wechat"]["required"]
+    assert "mer_id" in variants["bank"]["required"]
+
+
+async def test_every_operation_goes_through_its_route_class(doc: dict[str, Any]) -> None:
+    """A route added without `SignedRoute` or `admin_route` would answer an unauthenticated request; each must
+    refuse it with 401 in the error body."""
+    app = create_app(_no_container)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        for path, method, _ in ours(doc):
+            url = path.replace("{", "").replace("}", "")  # any value will do: the check comes first
+            r = await client.request(method.upper(), url)
+            assert r.status_code == 401, (method, path, r.text)
+            assert set(r.json()["error"]) >= {"code", "message", "request_id"}, (method, path)

@@ -1,0 +1,380 @@
+"""Every query of the reconciliation context; never commits. Matching is set-based: the statement's lines and
+our own rows are staged per batch and compared in SQL; only the differences come back to Python."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tomato.reconciliation.models import (
+    AnomalyResolution,
+    ReconAudit,
+    ReconBatch,
+    ReconDiscrepancy,
+    ReconLine,
+    ReconLocal,
+    ReconSuspense,
+)
+
+LINES: Table = ReconLine.__table__  # type: ignore[assignment]
+LOCAL: Table = ReconLocal.__table__  # type: ignore[assignment]
+BATCHES: Table = ReconBatch.__table__  # type: ignore[assignment]
+DISCREPANCIES: Table = ReconDiscrepancy.__table__  # type: ignore[assignment]
+SUSPENSE: Table = ReconSuspense.__table__  # type: ignore[assignment]
+RESOLUTIONS: Table = AnomalyResolution.__table__  # type: ignore[assignment]
+
+LINE_COLUMNS = ("batch_id", "line_no", "kind", "ref", "order_no", "channel_trade_no", "amount", "fee", "status",
+                "occurred_at")  # fmt: skip
+LOCAL_COLUMNS = ("kind", "ref", "order_no", "channel_trade_no", "amount", "fee", "occurred_at")
+
+
+def _insert(s: AsyncSession) -> Any:
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+# --- batches ---------------------------------------------------------------------------------------------------
+
+
+async def ensure_batch(s: AsyncSession, values: dict[str, Any]) -> str:
+    """The batch of (account, date): inserted unless it exists; its id either way (two runs, one batch)."""
+    stmt = (
+        _insert(s)(BATCHES)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["channel_account_id", "business_date"])
+    )
+    await s.execute(stmt)
+    q = select(ReconBatch.id).where(
+        ReconBatch.channel_account_id == values["channel_account_id"],
+        ReconBatch.business_date == values["business_date"],
+    )
+    return str((await s.execute(q)).scalar_one())
+
+
+async def get_batch(s: AsyncSession, batch_id: str) -> ReconBatch | None:
+    return await s.get(ReconBatch, batch_id)
+
+
+async def batch_of(s: AsyncSession, account_id: str, day: str) -> ReconBatch | None:
+    q = select(ReconBatch).where(ReconBatch.channel_account_id == account_id, ReconBatch.business_date == day)
+    return (await s.scalars(q)).first()
+
+
+async def set_batch(s: AsyncSession, batch_id: str, values: dict[str, Any]) -> None:
+    await s.execute(update(ReconBatch).where(ReconBatch.id == batch_id).values(**values))
+
+
+async def list_batches(
+    s: AsyncSession, after: tuple[str, str] | None, limit: int, filters: dict[str, str]
+) -> Sequence[ReconBatch]:
+    """Newest business date first, then by id."""
+    q = select(ReconBatch).order_by(ReconBatch.business_date.desc(), ReconBatch.id.desc()).limit(limit)
+    if after is not None:
+        day, batch_id = after
+        q = q.where(
+            or_(ReconBatch.business_date < day, and_(ReconBatch.business_date == day, ReconBatch.id < batch_id))
+        )
+    if "channel_account_id" in filters:
+        q = q.where(ReconBatch.channel_account_id == filters["channel_account_id"])
+    if "date" in filters:
+        q = q.where(ReconBatch.business_date == filters["date"])
+    if "status" in filters:
+        q = q.where(ReconBatch.status == filters["status"])
+    return (await s.scalars(q)).all()
+
+
+async def batch_dates(s: AsyncSession, account_id: str, since: str) -> dict[str, str]:
+    """business_date → status of the account's batches from `since` on."""
+    q = select(ReconBatch.business_date, ReconBatch.status).where(
+        ReconBatch.channel_account_id == account_id, ReconBatch.business_date >= since
+    )
+    return {str(r[0]): str(r[1]) for r in (await s.execute(q)).all()}
+
+
+# --- staging -----------------------------------------------------------------------------------------------------
+
+
+async def clear_lines(s: AsyncSession, batch_id: str) -> None:
+    await s.execute(delete(ReconLine).where(ReconLine.batch_id == batch_id))
+
+
+async def stage_local(s: AsyncSession, batch_id: str, payments: Select[Any], refunds: Select[Any]) -> None:
+    """INSERT … SELECT of our side (pay's column sets) into recon_local, replacing the batch's previous rows."""
+    await s.execute(delete(ReconLocal).where(ReconLocal.batch_id == batch_id))
+    both = union_all(payments, refunds).subquery("ours")
+    cols = [literal(batch_id).label("batch_id"), *(both.c[name] for name in LOCAL_COLUMNS)]
+    await s.execute(insert(LOCAL).from_select(["batch_id", *LOCAL_COLUMNS], select(*cols)))
+
+
+async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
+    """(kind, ref, n, first, order_no, channel_trade_no, amount, fee) of every key the statement lists twice or
+    more; `first` is the line_no of its first line, the one matched."""
+    q = (
+        select(
+            ReconLine.kind,
+            ReconLine.ref,
+            func.count().label("n"),
+            func.min(ReconLine.line_no).label("first"),
+            func.min(ReconLine.order_no).label("order_no"),
+            func.min(ReconLine.channel_trade_no).label("channel_trade_no"),
+            func.max(ReconLine.amount).label("amount"),
+            func.max(ReconLine.fee).label("fee"),
+        )
+        .where(ReconLine.batch_id == batch_id)
+        .group_by(ReconLine.kind, ReconLine.ref)
+        .having(func.count() > 1)
+    )
+    return (await s.execute(q)).all()
+
+
+async def channel_differences(s: AsyncSession, batch_id: str) -> Sequence[Any]:
+    """Each statement line that is not a clean match: no row of ours, another status, amount or fee — one hash
+    join. Columns: the line's, plus l_ref, l_amount, l_fee, l_order_no (NULL l_ref: no succeeded row of ours).
+    A repeated key may bring several lines: the caller keeps its first (see `duplicates`)."""
+    q = (
+        select(
+            ReconLine.line_no,
+            ReconLine.kind,
+            ReconLine.ref,
+            ReconLine.order_no,
+            ReconLine.channel_trade_no,
+            ReconLine.amount,
+            ReconLine.fee,
+            ReconLine.status,
+            ReconLine.occurred_at,
+            ReconLocal.ref.label("l_ref"),
+            ReconLocal.amount.label("l_amount"),
+            ReconLocal.fee.label("l_fee"),
+            ReconLocal.order_no.label("l_order_no"),
+        )
+        .join_from(
+            ReconLine,
+            ReconLocal,
+            and_(ReconLocal.batch_id == batch_id, ReconLocal.kind == ReconLine.kind, ReconLocal.ref == ReconLine.ref),
+            isouter=True,
+        )
+        .where(
+            ReconLine.batch_id == batch_id,
+            or_(
+                ReconLocal.ref.is_(None),
+                ReconLine.status != "SUCCESS",
+                ReconLine.amount != ReconLocal.amount,
+                and_(ReconLocal.fee.is_not(None), ReconLine.fee != ReconLocal.fee),
+            ),
+        )
+        .order_by(ReconLine.line_no)
+    )
+    return (await s.execute(q)).all()
+
+
+async def local_missing(s: AsyncSession, batch_id: str) -> Sequence[ReconLocal]:
+    """Our rows the statement does not list at all."""
+    q = select(ReconLocal).where(
+        ReconLocal.batch_id == batch_id,
+        ~exists().where(
+            ReconLine.batch_id == batch_id, ReconLine.kind == ReconLocal.kind, ReconLine.ref == ReconLocal.ref
+        ),
+    )
+    return (await s.scalars(q)).all()
+
+
+async def side_totals(s: AsyncSession, batch_id: str) -> dict[str, int]:
+    """Counts and sums of each side: channel_* over completed lines (repeats included), local_* over our rows."""
+    ch = (
+        select(
+            ReconLine.kind,
+            func.count(),
+            func.coalesce(func.sum(ReconLine.amount), 0),
+            func.coalesce(func.sum(ReconLine.fee), 0),
+        )
+        .where(ReconLine.batch_id == batch_id, ReconLine.status == "SUCCESS")
+        .group_by(ReconLine.kind)
+    )
+    lo = (
+        select(
+            ReconLocal.kind,
+            func.count(),
+            func.coalesce(func.sum(ReconLocal.amount), 0),
+            func.coalesce(func.sum(ReconLocal.fee), 0),
+        )
+        .where(ReconLocal.batch_id == batch_id)
+        .group_by(ReconLocal.kind)
+    )
+    out: dict[str, int] = {}
+    for side, q in (("channel", ch), ("local", lo)):
+        for kind in ("pay", "refund"):
+            out[f"{side}_{kind}_count"] = out[f"{side}_{kind}_amount"] = out[f"{side}_{kind}_fee"] = 0
+        for kind, n, amount, fee in (await s.execute(q)).all():
+            name = "pay" if kind == "PAYMENT" else "refund"
+            out[f"{side}_{name}_count"], out[f"{side}_{name}_amount"] = int(n), int(amount)
+            out[f"{side}_{name}_fee"] = int(fee or 0)
+    out["channel_rows"] = int(
+        (await s.execute(select(func.count()).where(ReconLine.batch_id == batch_id))).scalar_one()
+    )
+    out["local_rows"] = int((await s.execute(select(func.count()).where(ReconLocal.batch_id == batch_id))).scalar_one())
+    return out
+
+
+# --- discrepancies ---------------------------------------------------------------------------------------------
+
+
+async def clear_open(s: AsyncSession, batch_id: str) -> None:
+    await s.execute(
+        delete(ReconDiscrepancy).where(ReconDiscrepancy.batch_id == batch_id, ReconDiscrepancy.status == "OPEN")
+    )
+
+
+async def add_discrepancies(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Inserts each unless the batch already has its key (a resolution a re-run keeps)."""
+    if not rows:
+        return
+    stmt = _insert(s)(DISCREPANCIES).on_conflict_do_nothing(index_elements=["batch_id", "match_key"])
+    await s.execute(stmt, rows)
+
+
+async def type_counts(s: AsyncSession, batch_id: str) -> dict[str, int]:
+    q = (
+        select(ReconDiscrepancy.type, func.count())
+        .where(ReconDiscrepancy.batch_id == batch_id)
+        .group_by(ReconDiscrepancy.type)
+    )
+    return {str(t): int(n) for t, n in (await s.execute(q)).all()}
+
+
+async def get_discrepancy(s: AsyncSession, discrepancy_id: str) -> ReconDiscrepancy | None:
+    return await s.get(ReconDiscrepancy, discrepancy_id)
+
+
+async def resolve_discrepancy(s: AsyncSession, discrepancy_id: str, from_status: str, values: dict[str, Any]) -> bool:
+    """Compare-and-set from `from_status`; False when it was not in it any more."""
+    res = await s.execute(
+        update(ReconDiscrepancy)
+        .where(ReconDiscrepancy.id == discrepancy_id, ReconDiscrepancy.status == from_status)
+        .values(**values)
+    )
+    return int(res.rowcount) == 1  # type: ignore[attr-defined]
+
+
+async def open_missing_local_payments(s: AsyncSession, batch_id: str) -> Sequence[ReconDiscrepancy]:
+    q = select(ReconDiscrepancy).where(
+        ReconDiscrepancy.batch_id == batch_id,
+        ReconDiscrepancy.type == "MISSING_LOCAL",
+        ReconDiscrepancy.kind == "PAYMENT",
+        ReconDiscrepancy.status == "OPEN",
+    )
+    return (await s.scalars(q)).all()
+
+
+async def list_discrepancies(
+    s: AsyncSession, after: str | None, limit: int, filters: dict[str, str]
+) -> Sequence[ReconDiscrepancy]:
+    q = select(ReconDiscrepancy).order_by(ReconDiscrepancy.id).limit(limit)
+    if after is not None:
+        q = q.where(ReconDiscrepancy.id > after)
+    for name in ("batch_id", "type", "status"):
+        if name in filters:
+            q = q.where(getattr(ReconDiscrepancy, name) == filters[name])
+    return (await s.scalars(q)).all()
+
+
+async def discrepancies_of(s: AsyncSession, batch_id: str) -> Sequence[ReconDiscrepancy]:
+    q = select(ReconDiscrepancy).where(ReconDiscrepancy.batch_id == batch_id).order_by(ReconDiscrepancy.id)
+    return (await s.scalars(q)).all()
+
+
+# --- suspense pool -------------------------------------------------------------------------------------------------
+
+
+async def undo_suspense_of(s: AsyncSession, batch_id: str) -> None:
+    """Before a re-run: what this batch put in the pool and has not been matched since goes, what it matched or
+    expired waits again."""
+    await s.execute(
+        delete(ReconSuspense).where(ReconSuspense.origin_batch_id == batch_id, ReconSuspense.status == "WAITING")
+    )
+    await s.execute(
+        update(ReconSuspense)
+        .where(ReconSuspense.closed_batch_id == batch_id)
+        .values(status="WAITING", closed_batch_id=None)
+    )
+
+
+async def waiting(s: AsyncSession, account_id: str) -> Sequence[ReconSuspense]:
+    q = select(ReconSuspense).where(ReconSuspense.channel_account_id == account_id, ReconSuspense.status == "WAITING")
+    return (await s.scalars(q)).all()
+
+
+async def add_suspense(s: AsyncSession, values: dict[str, Any]) -> bool:
+    stmt = (
+        _insert(s)(SUSPENSE)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["channel_account_id", "side", "kind", "ref"])
+        .returning(SUSPENSE.c.id)
+    )
+    return (await s.execute(stmt)).first() is not None
+
+
+async def close_suspense(s: AsyncSession, suspense_id: str, status: str, batch_id: str) -> None:
+    await s.execute(
+        update(ReconSuspense)
+        .where(ReconSuspense.id == suspense_id, ReconSuspense.status == "WAITING")
+        .values(status=status, closed_batch_id=batch_id)
+    )
+
+
+async def suspense_count(s: AsyncSession, batch_id: str) -> int:
+    q = select(func.count()).where(ReconSuspense.origin_batch_id == batch_id, ReconSuspense.status == "WAITING")
+    return int((await s.execute(q)).scalar_one())
+
+
+# --- anomaly resolutions and audit --------------------------------------------------------------------------------
+
+
+async def add_anomaly_resolution(s: AsyncSession, values: dict[str, Any]) -> bool:
+    stmt = (
+        _insert(s)(RESOLUTIONS)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["anomaly_id"])
+        .returning(RESOLUTIONS.c.anomaly_id)
+    )
+    return (await s.execute(stmt)).first() is not None
+
+
+async def anomaly_resolutions(s: AsyncSession, ids: Sequence[str]) -> dict[str, AnomalyResolution]:
+    if not ids:
+        return {}
+    q = select(AnomalyResolution).where(AnomalyResolution.anomaly_id.in_(list(ids)))
+    return {r.anomaly_id: r for r in (await s.scalars(q)).all()}
+
+
+def add_audit(s: AsyncSession, row: ReconAudit) -> None:
+    s.add(row)
+
+
+async def audit_of(s: AsyncSession, subject_type: str, subject_id: str) -> Sequence[ReconAudit]:
+    q = (
+        select(ReconAudit)
+        .where(ReconAudit.subject_type == subject_type, ReconAudit.subject_id == subject_id)
+        .order_by(ReconAudit.id)
+    )
+    return (await s.scalars(q)).all()
+
+
+def between(column: Any, start: datetime, end: datetime) -> Any:
+    return and_(column >= start, column < end)
