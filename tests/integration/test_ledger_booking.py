@@ -278,3 +278,31 @@ async def test_one_booking_loop_runs_and_books_what_arrives(db: Database, ids: S
         await asyncio.gather(*tasks)
     assert sorted([a.stats.booked, b.stats.booked]) == [0, 5]  # the lease holder booked everything
     assert (await read(db, acct.merchant_pending("M9")))["merchant_pending:M9"] == 5 * 994
+
+
+async def test_reconciliation_events_are_booked_by_the_same_consumer_once(db: Database, ids: Snowflake) -> None:
+    """A matched statement clears the receivable to the bank; an accepted channel figure and a released anomaly
+    move suspense; a malformed one is rejected instead of stalling the consumer."""
+    await write_event(db, ids, "pay.succeeded", paid_facts("M9", 100_000, order_no="P900", channel_account_id="CA9"))
+    await write_event(db, ids, "reconciliation.settled",
+                      {"channel_account_id": "CA9", "business_date": "2026-12-06", "net": 99_620},
+                      aggregate_id="RB1")  # fmt: skip
+    await write_event(db, ids, "reconciliation.adjustment",
+                      {"discrepancy_id": "RD1", "channel_account_id": "CA9", "receivable_delta": 1, "fee_delta": 0,
+                       "business_date": "2026-12-06", "order_no": "P900", "refund_no": None},
+                      aggregate_id="RD1")  # fmt: skip
+    await write_event(db, ids, "reconciliation.anomaly_resolved",
+                      {"anomaly_id": "AN9", "action": "RELEASE_TO_MERCHANT", "amount": 1, "mch_no": "M9",
+                       "channel_account_id": "CA9", "business_date": "2026-12-06", "order_no": "P900"},
+                      aggregate_id="AN9")  # fmt: skip
+    bad = await write_event(db, ids, "reconciliation.settled", {"business_date": "2026-12-06"}, aggregate_id="RB2")
+    for _ in range(2):  # read twice: nothing books again
+        await drain(consumer(db, ids))
+    assert [(j.source_type, j.leg) for j in await journals(db)] == [
+        ("order", "payment"), ("channel_settlement", "settle"), ("adjustment", "reconciliation"),
+        ("anomaly", "release_to_merchant"),
+    ]  # fmt: skip
+    got = await read(db, acct.BANK, acct.channel_receivable("CA9"), acct.SUSPENSE, acct.merchant_available("M9"))
+    assert got == {"bank": 99_620, "channel_receivable:CA9": 1, "suspense": 0, "merchant_available:M9": 1}
+    assert (await outcomes(db))[bad.id] == "rejected"
+    assert await total_raw(db) == 0

@@ -1,4 +1,5 @@
-"""Booking what pay announced: `pay.succeeded`, `refund.succeeded` and `pay.anomaly` outbox events become journals.
+"""Booking what pay and reconciliation announced: `pay.succeeded`, `refund.succeeded`, `pay.anomaly` and the
+`reconciliation.*` outbox events (entries in `booking_reconciliation`) become journals.
 
 Each event is booked in one unit of work together with its inbox row (`ledger_booked_events`, keyed by the event
 id, inserted first) and the consumer's cursor, so an event handed over twice — or ten times at once — books once:
@@ -37,13 +38,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
+from tomato.account.booking_reconciliation import BUILDERS as RECONCILIATION_BUILDERS
 from tomato.account.ledger import EntryRequest, Line, post
 from tomato.account.models import Balance, BookedEvent, BookingCursor, Journal
 from tomato.core.ids import Snowflake
 from tomato.core.money import MAX_FEN
 from tomato.pay.events import PAY_ANOMALY, PAY_SUCCEEDED, REFUND_SUCCEEDED
 
-BOOKED_EVENTS = (PAY_SUCCEEDED, REFUND_SUCCEEDED, PAY_ANOMALY)
+BOOKED_EVENTS = (PAY_SUCCEEDED, REFUND_SUCCEEDED, PAY_ANOMALY, *RECONCILIATION_BUILDERS)
 
 # anomaly kinds (tomato.pay.service.anomalies callers) by the way money moved at the channel
 MONEY_IN_ANOMALIES = frozenset({"amount_mismatch", "second_payment", "paid_after_failed"})
@@ -256,7 +258,13 @@ async def entry_for(session: AsyncSession, event: Event, facts: dict[str, Any]) 
     if event.type == PAY_ANOMALY:
         given = facts.get("anomaly_id")
         return anomaly_entry(facts, given if isinstance(given, str) and given else event.aggregate_id)
-    return None
+    builder = RECONCILIATION_BUILDERS.get(event.type)
+    if builder is None:
+        return None
+    try:
+        return builder(facts)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadFacts(f"{event.type}: {exc!r}") from exc
 
 
 async def book(session: AsyncSession, ids: Snowflake, now: Any, event: Event) -> Booked:
