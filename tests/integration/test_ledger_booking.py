@@ -306,3 +306,30 @@ async def test_reconciliation_events_are_booked_by_the_same_consumer_once(db: Da
     assert got == {"bank": 99_620, "channel_receivable:CA9": 1, "suspense": 0, "merchant_available:M9": 1}
     assert (await outcomes(db))[bad.id] == "rejected"
     assert await total_raw(db) == 0
+
+
+async def test_a_worker_killed_by_sigkill_between_its_entry_and_its_commit_books_once_after_restart(
+    db: Database, ids: Snowflake
+) -> None:
+    """Issue 17, acceptance 3: a real process, a real SIGKILL with the entry written and not yet committed."""
+    if db.dialect != "postgresql":
+        pytest.skip("a killed process's open transaction is rolled back by the server: PostgreSQL")
+    import signal
+    import sys
+    from pathlib import Path
+
+    url = db.engine.url.render_as_string(hide_password=False)
+    event = await write_event(db, ids, "pay.succeeded", paid_facts("MK1", 100_000, order_no="PK1"))
+
+    async def worker(mode: str) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.fixtures.booking_worker", url, mode, cwd=Path(__file__).parents[2]
+        )
+        return await asyncio.wait_for(proc.wait(), timeout=90)
+
+    assert await worker("kill") == -signal.SIGKILL
+    assert await journals(db) == [] and await outcomes(db) == {}  # the entry died with its transaction
+    assert await worker("run") == 0  # the restart takes the lease over once the killed holder's expires
+    assert [j.source_id for j in await journals(db)] == ["PK1"]
+    assert await outcomes(db) == {event.id: "booked"}
+    assert (await read(db, acct.merchant_pending("MK1")))["merchant_pending:MK1"] == 99_400
