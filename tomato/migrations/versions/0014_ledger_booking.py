@@ -1,7 +1,7 @@
 """ledger booking: the consumer's inbox of handled outbox events and its read cursor
 
-Revision ID: 0011
-Revises: 0014
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. `ledger_booked_events` dedupes outbox events by id in the transaction that books them;
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0014"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
