@@ -30,7 +30,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from tomato.account.booking import BOOKED_EVENTS, BadFacts, Booked, Event, book, ensure_cursor, move_cursor, reject
 from tomato.account.errors import InsufficientBalance, LedgerConflict
-from tomato.account.ledger import _retryable
+from tomato.account.ledger import retryable
 from tomato.account.models import BookingCursor
 from tomato.core.clock import Clock
 from tomato.core.db import Database
@@ -169,7 +169,7 @@ class BookingConsumer:
                     await move_cursor(uow.session, CURSOR, max(positions), self._clock.now())
                 await uow.commit()
         except (BadFacts, LedgerConflict, ValueError, InsufficientBalance, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and not (_retryable(exc) or _refused_values(exc)):
+            if isinstance(exc, DBAPIError) and not (retryable(exc) or _refused_values(exc)):
                 raise  # the database is unreachable or the like: the round fails and is retried as a whole
             for event in events:
                 await self.book_one(event)
@@ -200,7 +200,7 @@ class BookingConsumer:
                     result = await self._reject(event, f"the database refused its values: {str(exc.orig)[:300]}")
                     self._after(event, result)
                     return result
-                if attempt == ATTEMPTS or not _retryable(exc):
+                if attempt == ATTEMPTS or not retryable(exc):
                     raise
                 await asyncio.sleep(0.01 * attempt)
                 continue

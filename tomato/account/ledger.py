@@ -324,7 +324,8 @@ async def _move(session: AsyncSession, key: tuple[str, int], amount: int, *, gua
     )
 
 
-def _retryable(exc: DBAPIError) -> bool:
+def retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure: the whole unit of work may simply run again."""
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
     return code in RETRYABLE_SQLSTATES
@@ -346,7 +347,7 @@ async def post_committed(db: Database, ids: Snowflake, clock: Clock, req: EntryR
                 await uow.commit()
                 return posted
         except DBAPIError as exc:
-            if attempt == attempts or not _retryable(exc):
+            if attempt == attempts or not retryable(exc):
                 raise
             await asyncio.sleep(0.005 * attempt)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
