@@ -7,17 +7,22 @@ import gc
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tomato.core.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from tomato.account.check import CheckReport
+
 app = typer.Typer(help="Tomato Pay: an aggregated payment gateway.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
 merchant_app = typer.Typer(help="Merchant onboarding.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The ledger (account context).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
 app.add_typer(admin_app, name="admin")
 app.add_typer(merchant_app, name="merchant")
 
@@ -98,6 +103,35 @@ def serve(
     from tomato.runtime.servers import GracefulServer
 
     GracefulServer(config).run()
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Verify every ledger invariant (docs/finance.md); prints each violation and exits 1, else prints "ok"."""
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+
+    async def run() -> CheckReport:
+        from tomato.account.check import check_ledger
+        from tomato.bootstrap import bootstrap
+
+        c = await bootstrap(settings)
+        try:
+            return await check_ledger(
+                c.db, c.pay.succeeded_orders, c.clock.now(), pending_payouts=c.payouts.pending_by_merchant
+            )
+        finally:
+            await c.aclose()
+
+    report = asyncio.run(run())
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
+    for violation in report.violations:
+        typer.echo(f"violation: {violation}")
+    if not report.ok:
+        typer.echo(f"{len(report.violations)} violation(s)")
+        raise typer.Exit(1)
+    typer.echo("ok")
 
 
 @admin_app.command("create-token")

@@ -35,7 +35,7 @@ HOT = frozenset(
         AccountType.BANK,
     }
 )
-HOT_BUCKETS = 16
+HOT_BUCKETS = 256  # 32 groups of 8 by connection (account.ledger._plan): concurrent writers do not collide
 
 PLATFORM_FEE_INCOME = AccountType.PLATFORM_FEE_INCOME.value
 SUSPENSE = AccountType.SUSPENSE.value

@@ -17,3 +17,8 @@ class LedgerConflict(TomatoError):
 
     code = "LEDGER_ENTRY_CONFLICT"
     status = 409
+
+
+class JournalNotFound(TomatoError):
+    code = "JOURNAL_NOT_FOUND"
+    status = 404

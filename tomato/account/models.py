@@ -70,6 +70,34 @@ class Balance(Base):
     __table_args__ = (Index("ix_ledger_balances_type", "account_type"),)
 
 
+class BookedEvent(Base):
+    """The booking consumer's inbox: one row per outbox event it has handled, written in the same transaction as
+    the journal it booked (or the reason it booked none), so an event seen again is recognised and skipped."""
+
+    __tablename__ = "ledger_booked_events"
+
+    event_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int | None] = mapped_column(BigInteger)  # the event's outbox position when booked
+    outcome: Mapped[str] = mapped_column(String(16))  # booked | duplicate | skipped | rejected
+    journal_id: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(500))  # why nothing was booked (skipped, rejected)
+    booked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_ledger_booked_events_outcome", "outcome", "booked_at"),)
+
+
+class BookingCursor(Base):
+    """How far a consumer has read the outbox, by commit-order position (core.positions): every event at or
+    below `position` has a row in `ledger_booked_events`."""
+
+    __tablename__ = "ledger_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class CalendarDay(Base):
     """The holiday calendar: a date whose working status differs from the default (weekends off, weekdays on) —
     a public holiday on a weekday (`working` false), or a weekend day worked in exchange (调休, `working` true)."""

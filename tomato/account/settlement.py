@@ -35,7 +35,7 @@ from tomato.account import accounts as acct
 from tomato.account import settlement_repository as repo
 from tomato.account.calendar import WorkCalendar, business_date_at, due_date, parse_date
 from tomato.account.errors import InsufficientBalance
-from tomato.account.ledger import RETRYABLE_SQLSTATES, EntryRequest, Line, post
+from tomato.account.ledger import EntryRequest, Line, post, retryable
 from tomato.account.models import SettlementBatch
 from tomato.account.settlement_schemas import (
     CalendarDayView,
@@ -54,12 +54,6 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
 MAX_CALENDAR_SPAN_DAYS = 366
-
-
-def _retryable(exc: DBAPIError) -> bool:
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
-    return code in RETRYABLE_SQLSTATES
 
 
 def batch_view(b: SettlementBatch) -> SettlementBatchView:
@@ -141,7 +135,7 @@ class SettlementService:
                     raise
                 log.info("settlement %s %s: %s; trying again", mch_no, day, type(exc).__name__)
             except DBAPIError as exc:
-                if attempt == ATTEMPTS or not _retryable(exc):
+                if attempt == ATTEMPTS or not retryable(exc):
                     raise
             await asyncio.sleep(0.005 * attempt)
         raise AssertionError("unreachable")

@@ -67,6 +67,11 @@ def fenced(fence: WriteFence) -> Iterator[None]:
         _fence.reset(token)
 
 
+def current_fence() -> WriteFence | None:
+    """The fence units of work opened here are guarded by (None outside a fenced job)."""
+    return _fence.get()
+
+
 def in_transaction() -> bool:
     return _in_transaction.get()
 

@@ -19,11 +19,12 @@ from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
+from tomato.gateway.routers.admin import ledger as admin_ledger
 from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
-from tomato.gateway.routers.v1 import events, pay_orders, payouts, platform, refunds
+from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(payouts.router)
     app.include_router(platform.router)
     app.include_router(events.router)
+    app.include_router(balance.router)
     app.include_router(callbacks.router)
     app.include_router(cashier.router)
     app.include_router(admin_merchants.router)
@@ -88,6 +90,7 @@ def create_app(
     app.include_router(admin_settlements.calendar)
     app.include_router(admin_fee_plans.router)
     app.include_router(admin_reconciliation.router)
+    app.include_router(admin_ledger.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     openapi.install(app, description=DESCRIPTION)
     return app

@@ -54,6 +54,14 @@ async def by_out_trade_no(s: AsyncSession, app_id: str, out_trade_no: str) -> Pa
     return (await s.scalars(q)).first()
 
 
+async def succeeded_orders(s: AsyncSession, after: str | None, limit: int) -> Sequence[Any]:
+    """(order_no, amount, paid_at) of SUCCEEDED orders by order_no, for the ledger check."""
+    q = select(PayOrder.order_no, PayOrder.amount, PayOrder.paid_at).where(PayOrder.status == OrderStatus.SUCCEEDED)
+    if after is not None:
+        q = q.where(PayOrder.order_no > after)
+    return (await s.execute(q.order_by(PayOrder.order_no).limit(limit))).all()
+
+
 async def by_cashier_token(s: AsyncSession, token: str) -> PayOrder | None:
     return (await s.scalars(select(PayOrder).where(PayOrder.cashier_token == token))).first()
 

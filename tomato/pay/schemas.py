@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -231,3 +233,12 @@ class AnomalyView(BaseModel):
     note: str | None
     source: str | None
     created_at: UtcDateTime
+
+
+@dataclass(frozen=True)
+class SucceededOrder:
+    """What the ledger check needs of a SUCCEEDED order (read through PayService, never pay's tables)."""
+
+    order_no: str
+    amount: int
+    paid_at: datetime | None

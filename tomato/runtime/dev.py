@@ -1,4 +1,5 @@
-"""`tomato dev`: gateway, relay, scheduler and the channel simulator in one process, seeded, on loopback.
+"""`tomato dev`: gateway, relay, ledger booking, scheduler and the channel simulator in one process, seeded, on
+loopback.
 
 The credentials file is written atomically only once both ports serve and `/healthz` answers 200; SIGINT (Ctrl-C)
 or SIGTERM stops it within the budget of `runtime.shutdown` and exits 0: the gateway, the background loops and the
@@ -99,6 +100,7 @@ async def run_dev(
         await loops.start_bus(c)
         await loops.start_notice(c)
         await loops.start_relay(c)
+        loops.start_booking(c)
         jobs.start()
         await _wait_healthy(sandbox_url)
         await _wait_healthy(base_url)

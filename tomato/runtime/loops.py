@@ -1,10 +1,11 @@
-"""Background loops a role attaches to its process: connecting the bus and relaying the outbox."""
+"""Background loops a role attaches to its process: connecting the bus, relaying the outbox, booking the ledger."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from tomato.account.consumer import BookingConsumer
 from tomato.bootstrap import Container
 from tomato.runtime.shutdown import GRACE_S, stop_tasks
 
@@ -49,6 +50,13 @@ class BackgroundLoops:
 
     async def start_relay(self, c: Container) -> None:
         self.spawn(c.relay.run_forever(self.stop), "outbox-relay")
+
+    def start_booking(self, c: Container) -> BookingConsumer:
+        """The ledger's booking consumer (account.consumer): reads the outbox itself, so it needs no broker and
+        may start in any order; one process at a time books (a database lease), the others stand by."""
+        consumer = BookingConsumer(c.db, c.ids, c.clock)
+        self.spawn(consumer.run_forever(self.stop), "ledger-booking")
+        return consumer
 
     async def shutdown(self, grace_s: float = GRACE_S) -> None:
         """Sets `stop` and lets the loops finish their round (up to `grace_s`), then cancels what is left and waits a

@@ -32,6 +32,7 @@ async def run_worker(settings: Settings) -> None:
         await loops.start_bus(c)
         await loops.start_notice(c)
         await loops.start_relay(c)
+        loops.start_booking(c)
         log.info("tomato worker: running (database %s, bus %s)", c.db.dialect, c.bus.name)
         await stop.wait()
     finally:

@@ -1,7 +1,7 @@
 """settlement: merchants' settlement cycle, the holiday calendar, settlement batches, items and runs
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. A settlement batch is one journal moving a merchant's due lines on a run for a business date;
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -11,7 +11,7 @@ from tomato.channel.protocol import ChannelNotify
 from tomato.merchant.schemas import AppAuth
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound
-from tomato.pay.schemas import AnomalyView, PayOrderCreate, PayOrderView, RefundCreate, RefundView
+from tomato.pay.schemas import AnomalyView, PayOrderCreate, PayOrderView, RefundCreate, RefundView, SucceededOrder
 from tomato.pay.service import close, confirm, create, jobs, reconciliation, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
@@ -35,6 +35,12 @@ class PayService:
         if order is None:
             raise OrderNotFound(f"order {order_no} not found")
         return order_view(order)
+
+    async def succeeded_orders(self, after: str | None, limit: int) -> list[SucceededOrder]:
+        """SUCCEEDED orders by order_no after `after`, `limit` at a time (the ledger check pages through them)."""
+        async with self.deps.db.uow() as uow:
+            rows = await repo.succeeded_orders(uow.session, after, limit)
+        return [SucceededOrder(r.order_no, int(r.amount), r.paid_at) for r in rows]
 
     async def order_notify_urls(self, order_nos: list[str]) -> dict[str, str | None]:
         """The merchant's own webhook URL per order (None: the app's default applies)."""

@@ -1,7 +1,7 @@
 """payouts
 
-Revision ID: 0010
-Revises: 0013
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 07:00:00.000000
 
 Written by hand. A payout's amount is held in the ledger (merchant_available → payout_in_transit) in the
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0013"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

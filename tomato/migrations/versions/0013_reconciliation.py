@@ -1,7 +1,7 @@
 """reconciliation: batches, staged statement lines and our rows, discrepancies, suspense pool, anomaly resolutions,
 audit; an index to read a channel account's paid orders of a day
 
-Revision ID: 0014
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-06 07:40:00.000000
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
+revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,256 @@
+"""`tomato ledger check`: every invariant of the ledger, each violation named.
+
+Violations (the command exits 1):
+- a journal whose lines do not sum to 0, a journal without lines, a line without its journal;
+- a balance row (account, bucket) that differs from Σ of its lines, or lines with no balance row;
+- Σ of all balances ≠ 0 (the trial balance);
+- a source key (source_type, source_id, leg) booked more than once; an order with more than one payment journal,
+  a refund with more than one refund journal;
+- an order whose refund journals take back more than its payment journal paid (or refunds without a payment);
+- a merchant whose payout_in_transit balance differs from Σ of its payout holds not yet posted or voided, or from Σ
+  of its PENDING payouts (read through the payout service);
+- a SUCCEEDED order (read through the pay service) without exactly one payment journal of its amount, or a payment
+  journal for an order that is not SUCCEEDED. An order paid less than `grace` ago and not booked yet is a warning:
+  the booking consumer books within seconds.
+Warnings (reported, exit 0): a merchant balance below zero (a refund booked after the money left — booking takes
+what pending cannot cover from available, unguarded), events the booking consumer skipped or rejected.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tomato.account import accounts as acct
+from tomato.account.models import Balance, BookedEvent, Journal, Line
+from tomato.core.clock import as_utc
+from tomato.core.db import Database
+from tomato.pay.schemas import SucceededOrder
+
+OrderSource = Callable[[str | None, int], Awaitable[list[SucceededOrder]]]
+PendingPayouts = Callable[[], Awaitable[dict[str, int]]]
+MERCHANT_TYPES = frozenset(
+    {acct.AccountType.MERCHANT_PENDING, acct.AccountType.MERCHANT_AVAILABLE, acct.AccountType.MERCHANT_RESERVE}
+)
+
+
+@dataclass
+class CheckReport:
+    violations: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+async def check_ledger(
+    db: Database,
+    orders: OrderSource,
+    now: datetime,
+    *,
+    pending_payouts: PendingPayouts | None = None,
+    grace: timedelta = timedelta(seconds=60),
+) -> CheckReport:
+    """`orders` pages SUCCEEDED orders (PayService.succeeded_orders); `pending_payouts` answers Σ PENDING payouts per
+    merchant (PayoutService.pending_by_merchant), which each payout_in_transit balance must equal."""
+    report = CheckReport()
+    async with db.uow() as uow:
+        s = uow.session
+        await _journals_balance(s, report)
+        await _balances_match_lines(s, report)
+        await _unique_sources(s, report)
+        paid = await _refunds_within_payments(s, report)
+        in_transit = await _payouts_in_transit(s, report)
+        await _booking_outcomes(s, report)
+    await _succeeded_orders_booked(orders, paid, now, grace, report)
+    if pending_payouts is not None:
+        pending = await pending_payouts()
+        for mch_no in sorted(set(pending) | {a.split(":", 1)[1] for a in in_transit}):
+            account = acct.payout_in_transit(mch_no)
+            if in_transit.get(account, 0) != pending.get(mch_no, 0):
+                report.violations.append(
+                    f"{account} is {in_transit.get(account, 0)}, but the merchant's PENDING payouts sum to "
+                    f"{pending.get(mch_no, 0)}"
+                )
+    return report
+
+
+async def _journals_balance(s: AsyncSession, report: CheckReport) -> None:
+    rows = await s.execute(
+        select(Line.journal_id, func.sum(Line.amount)).group_by(Line.journal_id).having(func.sum(Line.amount) != 0)
+    )
+    for journal_id, total in rows.all():
+        report.violations.append(f"journal {journal_id} does not balance: its lines sum to {int(total)}")
+    lineless = await s.execute(
+        select(Journal.id).where(~select(Line.id).where(Line.journal_id == Journal.id).exists()).order_by(Journal.id)
+    )
+    for (journal_id,) in lineless.all():
+        report.violations.append(f"journal {journal_id} has no lines")
+    orphans = await s.execute(
+        select(Line.journal_id)
+        .where(~select(Journal.id).where(Journal.id == Line.journal_id).exists())
+        .group_by(Line.journal_id)
+    )
+    for (journal_id,) in orphans.all():
+        report.violations.append(f"lines of journal {journal_id}, which does not exist")
+
+
+async def _balances_match_lines(s: AsyncSession, report: CheckReport) -> None:
+    sums = {
+        (r.account, int(r.bucket)): int(r.total)
+        for r in (
+            await s.execute(
+                select(Line.account, Line.bucket, func.sum(Line.amount).label("total")).group_by(
+                    Line.account, Line.bucket
+                )
+            )
+        ).all()
+    }
+    rows = {(r.account, int(r.bucket)): int(r.balance) for r in (await s.execute(select(Balance))).scalars()}
+    for key in sorted(set(sums) | set(rows)):
+        stored, expected = rows.get(key), sums.get(key, 0)
+        if stored is None:
+            report.violations.append(f"balance of {key[0]} bucket {key[1]} is missing; its lines sum to {expected}")
+        elif stored != expected:
+            report.violations.append(
+                f"balance of {key[0]} bucket {key[1]} is {stored}, but its lines sum to {expected}"
+            )
+    total = sum(rows.values())
+    if total != 0:
+        report.violations.append(f"trial balance: Σ of all balances is {total}, not 0")
+    per_account: dict[str, int] = defaultdict(int)
+    for (account, _), raw in rows.items():
+        per_account[account] += raw
+    for account, raw in sorted(per_account.items()):
+        try:
+            kind = acct.account_type(account)
+        except ValueError:
+            report.violations.append(f"account {account} is outside the chart of accounts")
+            continue
+        if kind in MERCHANT_TYPES and acct.normal_balance(account, raw) < 0:
+            report.warnings.append(f"{account} is negative: {acct.normal_balance(account, raw)}")
+
+
+async def _unique_sources(s: AsyncSession, report: CheckReport) -> None:
+    dupes = await s.execute(
+        select(Journal.source_type, Journal.source_id, Journal.leg, func.count())
+        .group_by(Journal.source_type, Journal.source_id, Journal.leg)
+        .having(func.count() > 1)
+    )
+    for source_type, source_id, leg, n in dupes.all():
+        report.violations.append(f"source {source_type} {source_id} leg {leg} is booked {n} times")
+    for kind, column, what in (("payment", Journal.order_no, "order"), ("refund", Journal.refund_no, "refund")):
+        rows = await s.execute(
+            select(column, func.count())
+            .where(Journal.kind == kind, column.is_not(None))
+            .group_by(column)
+            .having(func.count() > 1)
+        )
+        for ref, n in rows.all():
+            report.violations.append(f"{what} {ref} has {n} {kind} journals")
+
+
+async def _refunds_within_payments(s: AsyncSession, report: CheckReport) -> dict[str, tuple[int, int]]:
+    """Checks Σ refunds ≤ paid per order; returns order_no → (payment journals, amount paid)."""
+    rows = await s.execute(
+        select(Journal.order_no, Journal.kind, func.count(), func.coalesce(func.sum(Journal.amount), 0))
+        .where(Journal.kind.in_(["payment", "refund"]), Journal.order_no.is_not(None))
+        .group_by(Journal.order_no, Journal.kind)
+    )
+    paid: dict[str, tuple[int, int]] = {}
+    refunded: dict[str, int] = {}
+    for order_no, kind, n, total in rows.all():
+        key, value = str(order_no), int(total or 0)
+        if kind == "payment":
+            paid[key] = (int(n), value)
+        else:
+            refunded[key] = -value
+    for order_no, back in sorted(refunded.items()):
+        count, amount = paid.get(order_no, (0, 0))
+        if count == 0:
+            report.violations.append(f"order {order_no} has refund journals ({back}) but no payment journal")
+        elif back > amount:
+            report.violations.append(f"order {order_no}: refunds {back} exceed the {amount} paid")
+    return paid
+
+
+async def _payouts_in_transit(s: AsyncSession, report: CheckReport) -> dict[str, int]:
+    """Checks each payout_in_transit balance against the payout holds not yet posted or voided; returns the
+    balances (normal side) by account."""
+    legs: dict[str, set[str]] = defaultdict(set)
+    for source_id, leg in (
+        await s.execute(select(Journal.source_id, Journal.leg).where(Journal.source_type == "payout"))
+    ).all():
+        legs[source_id].add(leg)
+    open_holds = [p for p, seen in legs.items() if "hold" in seen and not seen & {"post", "void"}]
+    expected: dict[str, int] = defaultdict(int)
+    if open_holds:
+        rows = await s.execute(
+            select(Line.account, func.sum(Line.amount))
+            .join(Journal, Journal.id == Line.journal_id)
+            .where(
+                Journal.source_type == "payout",
+                Journal.leg == "hold",
+                Journal.source_id.in_(open_holds),
+                Line.account.like(f"{acct.AccountType.PAYOUT_IN_TRANSIT.value}:%"),
+            )
+            .group_by(Line.account)
+        )
+        for account, raw in rows.all():
+            expected[account] = acct.normal_balance(account, int(raw))
+    balances = await s.execute(
+        select(Balance.account, func.sum(Balance.balance))
+        .where(Balance.account_type == acct.AccountType.PAYOUT_IN_TRANSIT.value)
+        .group_by(Balance.account)
+    )
+    actual = {account: acct.normal_balance(account, int(raw)) for account, raw in balances.all()}
+    for account in sorted(set(expected) | set(actual)):
+        if expected.get(account, 0) != actual.get(account, 0):
+            report.violations.append(
+                f"{account} is {actual.get(account, 0)}, but payouts held and not yet posted or voided sum to "
+                f"{expected.get(account, 0)}"
+            )
+    return actual
+
+
+async def _booking_outcomes(s: AsyncSession, report: CheckReport) -> None:
+    rows = await s.execute(
+        select(BookedEvent.outcome, func.count())
+        .where(BookedEvent.outcome.in_(["skipped", "rejected"]))
+        .group_by(BookedEvent.outcome)
+    )
+    for outcome, n in rows.all():
+        report.warnings.append(f"{n} events {outcome} by booking (see ledger_booked_events.note)")
+
+
+async def _succeeded_orders_booked(
+    orders: OrderSource, paid: dict[str, tuple[int, int]], now: datetime, grace: timedelta, report: CheckReport
+) -> None:
+    unseen = set(paid)
+    after: str | None = None
+    while True:
+        batch = await orders(after, 1000)
+        for order in batch:
+            unseen.discard(order.order_no)
+            count, amount = paid.get(order.order_no, (0, 0))
+            if count == 0:
+                recent = order.paid_at is not None and as_utc(order.paid_at) > now - grace
+                if recent:
+                    report.warnings.append(f"order {order.order_no} SUCCEEDED moments ago and is not booked yet")
+                else:
+                    report.violations.append(f"order {order.order_no} is SUCCEEDED but has no payment journal")
+            elif count == 1 and amount != order.amount:
+                report.violations.append(
+                    f"order {order.order_no}: payment journal of {amount}, the order is {order.amount}"
+                )
+        if len(batch) < 1000:
+            break
+        after = batch[-1].order_no
+    for order_no in sorted(unseen):
+        report.violations.append(f"order {order_no} has a payment journal but is not SUCCEEDED")
