@@ -142,13 +142,9 @@ class FileSource:
         self.path = path
 
     async def open(self, channel: str, account_id: str, day: date) -> Any:
-        from tomato.reconciliation.statement import parse_statement
+        from tomato.reconciliation.statement import Statement
 
-        def lines() -> Any:
-            with self.path.open("rb") as stream:
-                yield from parse_statement(channel, stream)
-
-        return lines()
+        return Statement(channel, lambda: self.path.open("rb"))  # as ChannelStatementSource hands a stored file
 
 
 async def reconcile(url: str, path: Path, data_dir: str) -> dict[str, Any]:

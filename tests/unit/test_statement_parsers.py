@@ -277,6 +277,75 @@ def test_wechat_malformed_rows_and_status_words() -> None:
     ]
 
 
+WX_ODD_ROWS = [
+    WX_PAYMENT,  # the fast path
+    WX_PAYMENT.replace("`12.34,`0.00,`0,`0", "`12.3,`0.00,`0,`0").replace("`12.34,`0.00,`", "`12.3,`0.00,`"),
+    WX_PAYMENT.replace("`T1,", "` T1 ,"),  # cells are stripped
+    WX_PAYMENT.replace("2024-01-01 10:00:05", "2024-1-1 10:00:05"),  # what strptime reads, the general path too
+    WX_PAYMENT.replace("`T1,", "T1,"),  # a cell without its backtick
+    "",  # a blank line keeps its number
+    WX_PAYMENT.replace("`会员充值", "`会员,充值"),  # a comma inside a cell: a cell too many
+    WX_PAYMENT.replace("2024-01-01 10:00:05", "2024-02-30 10:00:05"),  # no such day
+    WX_PAYMENT.replace("`12.34,`0.00,`0,`0", "`12.345,`0.00,`0,`0"),
+    WX_PAYMENT.replace("`0.07000", "`0.07001"),  # a fee of a fraction of a fen
+    WX_PAYMENT.replace("`0.07000", "`\uff10.07000"),  # a full-width digit is no yuan amount
+    WX_REFUND,
+    WX_PAYMENT.replace("`SUCCESS", "`REVOKED"),
+    WX_PAYMENT.replace(WX_ID, "4" * 65),  # longer than the staging column: cut there, kept whole as a line
+]
+
+
+@pytest.mark.parametrize("block", [7, 100, 64 * 1024])
+@pytest.mark.parametrize("eol", ["\r\n", "\n"])
+def test_wechat_fast_path_and_staging_rows_agree_with_the_lines(
+    block: int, eol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain payment rows take the parser's fast path, everything else the general one; blocks cut anywhere.
+    Whatever the path, the lines, their numbers and errors are the same, and `records` (what the loader copies)
+    are exactly the staging rows of those lines."""
+    from tomato.reconciliation.parsers import wechat
+    from tomato.reconciliation.statement import Statement, staging_row
+
+    data = (
+        wx_bill(WX_ODD_ROWS, summary=None, eol=eol) + (WX_SUMMARY_HEADER + eol + "`0,`0,`0,`0,`0,`0,`0" + eol).encode()
+    )
+    monkeypatch.setattr(wechat, "BLOCK", block)
+    got = parse("wechat", data)
+    bad = {line.line_no: line.reason for line in got if isinstance(line, MalformedRow)}
+    assert sorted(bad) == [8, 9, 10, 11, 12]
+    assert "28 cells" in bad[8] and "交易时间" in bad[9] and "应结订单金额" in bad[10] and "手续费" in bad[11]
+    assert "手续费" in bad[12]
+    good = [line for line in got if isinstance(line, StatementLine)]
+    assert [line.line_no for line in good] == [2, 3, 4, 5, 6, 13, 14, 15]
+    assert good[0] == WX_EXPECTED[0]
+    assert (good[1].amount, good[2].order_no, good[3].occurred_at, good[4].order_no) == (
+        1230,
+        "T1",
+        at("2024-01-01 10:00:05"),
+        "T1",
+    )
+    assert (good[5].kind, good[6].status, good[7].channel_trade_no) == (LineKind.REFUND, "REVOKED", "4" * 65)
+
+    statement = Statement("wechat", lambda: io.BytesIO(data))
+    assert list(statement) == got
+    rows = [row for part in statement.records("RB1") if isinstance(part, list) for row in part]
+    assert rows == [staging_row("RB1", line) for line in good]
+    assert rows[-1][5] == "4" * 64
+    malformed = [part for part in statement.records("RB1") if isinstance(part, MalformedRow)]
+    assert malformed == [line for line in got if isinstance(line, MalformedRow)]
+
+
+def test_wechat_line_not_utf8_is_a_malformed_row_in_any_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tomato.reconciliation.parsers import wechat
+
+    monkeypatch.setattr(wechat, "BLOCK", 50)
+    data = wx_bill([WX_PAYMENT, "`\u4f1a".encode().decode() + "x"]).replace("`会x".encode(), b"`\xff\xfex")
+    got = parse("wechat", data)
+    assert got[0] == WX_EXPECTED[0] and got[1] == MalformedRow(3, "not UTF-8 text")
+    with pytest.raises(StatementRejected, match="line 1 is not UTF-8"):
+        parse("wechat", b"\xff" + wx_bill())
+
+
 # --- bank -----------------------------------------------------------------------------------------------
 
 BANK_HEADER = "queryId,traceNo,orderId,txnTime,txnType,txnAmt,settleDate,settleAmt,fee,respCode"

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from tomato.core.db import Database
 from tomato.reconciliation import repository as repo
-from tomato.reconciliation.source import LineLike, MalformedLike
+from tomato.reconciliation.source import LineLike, MalformedLike, RecordSource
+from tomato.reconciliation.statement import staging_row
 
-CHUNK = 20_000
+CHUNK = 10_000
 MAX_REASONS = 20
 _DONE = object()
 
@@ -32,24 +33,25 @@ class Loaded:
 
 def record(batch_id: str, line: LineLike) -> tuple[Any, ...]:
     """The staging row of a line: `ref` is the order_no of a payment, the refund_no of a refund."""
-    kind = "PAYMENT" if line.kind == "PAYMENT" else "REFUND"
-    ref = line.order_no if kind == "PAYMENT" else line.refund_no
-    if not ref:
-        ref = f"?{line.channel_trade_no}"
-    status = line.status if line.status == "SUCCESS" else line.status[:32]
-    return (batch_id, line.line_no, kind, ref[:64], line.order_no, line.channel_trade_no[:64], line.amount, line.fee,
-            status, line.occurred_at)  # fmt: skip
+    return staging_row(batch_id, line)
 
 
 def _chunks(
-    batch_id: str, lines: Iterable[LineLike | MalformedLike], loaded: Loaded, chunk: int
+    batch_id: str, lines: Iterable[LineLike | MalformedLike] | RecordSource, loaded: Loaded, chunk: int
 ) -> Iterable[list[tuple[Any, ...]]]:
+    """Lists of staging rows. A `RecordSource` (a parsed `Statement`) gives them itself, a list at a time (for
+    WeChat without an object per line); plain lines are turned into rows here, `chunk` to a list."""
     buffer: list[tuple[Any, ...]] = []
+    if isinstance(lines, RecordSource):
+        for rows in lines.records(batch_id):
+            if isinstance(rows, list):
+                yield rows
+            else:
+                _malformed(loaded, rows)
+        return
     for item in lines:
         if isinstance(item, MalformedLike) and not hasattr(item, "amount"):
-            loaded.malformed += 1
-            if len(loaded.reasons) < MAX_REASONS:
-                loaded.reasons.append(f"line {item.line_no}: {item.reason}")
+            _malformed(loaded, item)
             continue
         buffer.append(record(batch_id, item))  # type: ignore[arg-type]
         if len(buffer) >= chunk:
@@ -59,10 +61,16 @@ def _chunks(
         yield buffer
 
 
+def _malformed(loaded: Loaded, item: MalformedLike) -> None:
+    loaded.malformed += 1
+    if len(loaded.reasons) < MAX_REASONS:
+        loaded.reasons.append(f"line {item.line_no}: {item.reason}")
+
+
 async def load(
     db: Database,
     batch_id: str,
-    lines: Iterable[LineLike | MalformedLike],
+    lines: Iterable[LineLike | MalformedLike] | RecordSource,
     *,
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
@@ -106,6 +114,8 @@ async def load(
                 loaded.rows += len(part)
                 if progress is not None:
                     progress(loaded.rows)
+            if pg:
+                await conn.execute(text("ANALYZE recon_lines"))  # statistics of the new batch, for matching
             await conn.commit()
     finally:
         stop = True

@@ -12,12 +12,13 @@ row still waiting once the runs of the next two days have looked is declared mis
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tomato.core.clock import as_utc
 from tomato.core.ids import Snowflake
@@ -102,6 +103,13 @@ def _compare(
     return None
 
 
+LineFacts = tuple[Sequence[Any], dict[str, int]]  # (repo.duplicates, repo.channel_totals)
+
+
+async def read_line_facts(s: AsyncSession | AsyncConnection, batch_id: str) -> LineFacts:
+    return await repo.duplicates(s, batch_id), await repo.channel_totals(s, batch_id)
+
+
 async def match(
     s: AsyncSession,
     ids: Snowflake,
@@ -112,9 +120,14 @@ async def match(
     window: Window,
     payments: Select[Any],
     refunds: Select[Any],
+    line_facts: Awaitable[LineFacts] | None = None,
 ) -> Outcome:
+    """`line_facts`: the batch's duplicate keys and channel totals when another connection is already reading
+    them (they depend on the staged lines alone); else they are read here, after our side."""
     out = Outcome()
-    await repo.stage_local(s, batch_id, payments, refunds)
+    await repo.tune_for_matching(s)
+    ours = repo.ours(payments, refunds)
+    await repo.clear_local(s, batch_id)
     await repo.undo_suspense_of(s, batch_id)
     await repo.clear_open(s, batch_id)
     pool = {(p.side, p.kind, p.ref): p for p in await repo.waiting(s, account_id)}
@@ -126,8 +139,13 @@ async def match(
                 "business_date": window.iso, "origin_batch_id": batch_id, "status": "WAITING",
                 "closed_batch_id": None, "created_at": now}  # fmt: skip
 
+    channel_side, missing = await repo.differences(s, batch_id, ours)
+    local = await repo.local_totals(s, ours)
+    dups, channel = await (line_facts if line_facts is not None else read_line_facts(s, batch_id))
+    out.totals = {**channel, **local}
+
     first_of: dict[tuple[str, str], int] = {}
-    for d in await repo.duplicates(s, batch_id):
+    for d in dups:
         first_of[(d.kind, d.ref)] = d.first
         out.rows.append(
             _row(
@@ -145,7 +163,7 @@ async def match(
         )
 
     differing = 0
-    for r in await repo.channel_differences(s, batch_id):
+    for r in channel_side:
         if first_of.get((r.kind, r.ref), r.line_no) != r.line_no:
             continue  # a repeat (the DUPLICATE): only the key's first line is matched
         if r.l_ref is not None:
@@ -208,8 +226,6 @@ async def match(
                 channel_status=r.status,
             )  # fmt: skip
         )
-    missing = await repo.local_missing(s, batch_id)
-    out.totals = await repo.side_totals(s, batch_id)
     # keys both sides have = our rows the statement lists; the clean ones are those that did not differ
     out.matched += out.totals["local_rows"] - len(missing) - differing
 

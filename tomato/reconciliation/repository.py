@@ -4,6 +4,7 @@ our own rows are staged per batch and compared in SQL; only the differences come
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,15 +15,14 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    insert,
-    literal,
     or_,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tomato.reconciliation.models import (
     AnomalyResolution,
@@ -115,17 +115,47 @@ async def clear_lines(s: AsyncSession, batch_id: str) -> None:
     await s.execute(delete(ReconLine).where(ReconLine.batch_id == batch_id))
 
 
-async def stage_local(s: AsyncSession, batch_id: str, payments: Select[Any], refunds: Select[Any]) -> None:
-    """INSERT … SELECT of our side (pay's column sets) into recon_local, replacing the batch's previous rows."""
+def ours(payments: Select[Any], refunds: Select[Any]) -> Any:
+    """Our side of a batch, read in place from pay's column sets (kind, ref, order_no, channel_trade_no, amount,
+    fee, occurred_at): joined straight against the staged lines, not copied into a table first."""
+    return union_all(payments, refunds).subquery("ours")
+
+
+async def clear_local(s: AsyncSession, batch_id: str) -> None:
+    """Rows an earlier version staged in recon_local for this batch (our side is now read in place)."""
     await s.execute(delete(ReconLocal).where(ReconLocal.batch_id == batch_id))
-    both = union_all(payments, refunds).subquery("ours")
-    cols = [literal(batch_id).label("batch_id"), *(both.c[name] for name in LOCAL_COLUMNS)]
-    await s.execute(insert(LOCAL).from_select(["batch_id", *LOCAL_COLUMNS], select(*cols)))
 
 
-async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
+MATCH_WORK_MEM = "256MB"  # a million-row batch hashes in memory instead of spilling to disk
+
+
+async def tune_for_matching(s: AsyncSession | AsyncConnection) -> None:
+    """PostgreSQL: this transaction may hash the batch's lines and ours in memory (`SET LOCAL`, gone at commit)."""
+    dialect = s.dialect if isinstance(s, AsyncConnection) else s.get_bind().dialect
+    if dialect.name == "postgresql":
+        await s.execute(text(f"SET LOCAL work_mem = '{MATCH_WORK_MEM}'"))
+        # one process per query: parallel workers would each build the same million-row hash (measured slower)
+        await s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+
+async def analyze(s: AsyncSession, table: str) -> None:
+    """Fresh planner statistics after a bulk load, so the matching queries hash-join rather than loop over an
+    index on a table the planner believes small. PostgreSQL only; `table` is one of ours, never input."""
+    if s.get_bind().dialect.name == "postgresql":
+        await s.execute(text(f"ANALYZE {table}"))
+
+
+async def duplicates(s: AsyncSession | AsyncConnection, batch_id: str) -> Sequence[Any]:
     """(kind, ref, n, first, order_no, channel_trade_no, amount, fee) of every key the statement lists twice or
-    more; `first` is the line_no of its first line, the one matched."""
+    more; `first` is the line_no of its first line, the one matched. The keys are found by a count alone (a
+    million-row hash with one aggregate); their details are read for those keys only."""
+    repeated = (
+        select(ReconLine.kind, ReconLine.ref)
+        .where(ReconLine.batch_id == batch_id)
+        .group_by(ReconLine.kind, ReconLine.ref)
+        .having(func.count() > 1)
+        .subquery("repeated")
+    )
     q = (
         select(
             ReconLine.kind,
@@ -137,98 +167,102 @@ async def duplicates(s: AsyncSession, batch_id: str) -> Sequence[Any]:
             func.max(ReconLine.amount).label("amount"),
             func.max(ReconLine.fee).label("fee"),
         )
+        .join(repeated, and_(repeated.c.kind == ReconLine.kind, repeated.c.ref == ReconLine.ref))
         .where(ReconLine.batch_id == batch_id)
         .group_by(ReconLine.kind, ReconLine.ref)
-        .having(func.count() > 1)
     )
     return (await s.execute(q)).all()
 
 
-async def channel_differences(s: AsyncSession, batch_id: str) -> Sequence[Any]:
-    """Each statement line that is not a clean match: no row of ours, another status, amount or fee — one hash
-    join. Columns: the line's, plus l_ref, l_amount, l_fee, l_order_no (NULL l_ref: no succeeded row of ours).
-    A repeated key may bring several lines: the caller keeps its first (see `duplicates`)."""
+@dataclass(frozen=True)
+class Local:
+    """One of our rows the statement does not list."""
+
+    kind: str
+    ref: str
+    order_no: str | None
+    channel_trade_no: str | None
+    amount: int
+    fee: int | None
+    occurred_at: datetime
+
+
+async def differences(s: AsyncSession, batch_id: str, ours: Any) -> tuple[Sequence[Any], list[Local]]:
+    """One pass over both sides (PostgreSQL: one hash full join; SQLite: a left join and an anti-join):
+    - each statement line that is not a clean match — no row of ours, another status, amount or fee — with the
+      line's columns plus l_ref, l_amount, l_fee, l_order_no (NULL l_ref: no succeeded row of ours), by line_no;
+      a repeated key may bring several lines: the caller keeps its first (see `duplicates`);
+    - our rows the statement does not list at all."""
+    line = select(LINES).where(LINES.c.batch_id == batch_id).subquery("line")
+    on = and_(ours.c.kind == line.c.kind, ours.c.ref == line.c.ref)
+    differs = or_(
+        ours.c.ref.is_(None),
+        line.c.status != "SUCCESS",
+        line.c.amount != ours.c.amount,
+        and_(ours.c.fee.is_not(None), line.c.fee != ours.c.fee),
+    )
+    cols = [line.c[name] for name in ("line_no", "kind", "ref", "order_no", "channel_trade_no", "amount", "fee",
+                                      "status", "occurred_at")]  # fmt: skip
+    theirs = [ours.c.ref.label("l_ref"), ours.c.amount.label("l_amount"), ours.c.fee.label("l_fee"),
+              ours.c.order_no.label("l_order_no")]  # fmt: skip
+    local = [ours.c[name].label(f"o_{name}") for name in LOCAL_COLUMNS]
+    if s.get_bind().dialect.name == "postgresql":
+        q = (
+            select(*cols, *theirs, *local)
+            .select_from(line.join(ours, on, full=True))
+            .where(or_(line.c.ref.is_(None), differs))
+            .order_by(line.c.line_no.nulls_last())
+        )
+        rows = (await s.execute(q)).all()
+        lines = [r for r in rows if r.line_no is not None]
+        missing = [r for r in rows if r.line_no is None]
+    else:
+        q = select(*cols, *theirs).select_from(line.join(ours, on, isouter=True)).where(differs)
+        lines = list((await s.execute(q.order_by(line.c.line_no))).all())
+        listed = exists().where(LINES.c.batch_id == batch_id, LINES.c.kind == ours.c.kind, LINES.c.ref == ours.c.ref)
+        missing = list((await s.execute(select(*local).where(~listed))).all())
+    return lines, [Local(*(r._mapping[f"o_{name}"] for name in LOCAL_COLUMNS)) for r in missing]
+
+
+async def channel_totals(s: AsyncSession | AsyncConnection, batch_id: str) -> dict[str, int]:
+    """channel_* counts and sums over the batch's completed lines (repeats included) and channel_rows (all its
+    lines), in one scan."""
+    ok = ReconLine.status == "SUCCESS"
     q = (
         select(
-            ReconLine.line_no,
             ReconLine.kind,
-            ReconLine.ref,
-            ReconLine.order_no,
-            ReconLine.channel_trade_no,
-            ReconLine.amount,
-            ReconLine.fee,
-            ReconLine.status,
-            ReconLine.occurred_at,
-            ReconLocal.ref.label("l_ref"),
-            ReconLocal.amount.label("l_amount"),
-            ReconLocal.fee.label("l_fee"),
-            ReconLocal.order_no.label("l_order_no"),
-        )
-        .join_from(
-            ReconLine,
-            ReconLocal,
-            and_(ReconLocal.batch_id == batch_id, ReconLocal.kind == ReconLine.kind, ReconLocal.ref == ReconLine.ref),
-            isouter=True,
-        )
-        .where(
-            ReconLine.batch_id == batch_id,
-            or_(
-                ReconLocal.ref.is_(None),
-                ReconLine.status != "SUCCESS",
-                ReconLine.amount != ReconLocal.amount,
-                and_(ReconLocal.fee.is_not(None), ReconLine.fee != ReconLocal.fee),
-            ),
-        )
-        .order_by(ReconLine.line_no)
-    )
-    return (await s.execute(q)).all()
-
-
-async def local_missing(s: AsyncSession, batch_id: str) -> Sequence[ReconLocal]:
-    """Our rows the statement does not list at all."""
-    q = select(ReconLocal).where(
-        ReconLocal.batch_id == batch_id,
-        ~exists().where(
-            ReconLine.batch_id == batch_id, ReconLine.kind == ReconLocal.kind, ReconLine.ref == ReconLocal.ref
-        ),
-    )
-    return (await s.scalars(q)).all()
-
-
-async def side_totals(s: AsyncSession, batch_id: str) -> dict[str, int]:
-    """Counts and sums of each side: channel_* over completed lines (repeats included), local_* over our rows."""
-    ch = (
-        select(
-            ReconLine.kind,
+            func.count().filter(ok),
+            func.coalesce(func.sum(ReconLine.amount).filter(ok), 0),
+            func.coalesce(func.sum(ReconLine.fee).filter(ok), 0),
             func.count(),
-            func.coalesce(func.sum(ReconLine.amount), 0),
-            func.coalesce(func.sum(ReconLine.fee), 0),
         )
-        .where(ReconLine.batch_id == batch_id, ReconLine.status == "SUCCESS")
+        .where(ReconLine.batch_id == batch_id)
         .group_by(ReconLine.kind)
     )
-    lo = (
-        select(
-            ReconLocal.kind,
-            func.count(),
-            func.coalesce(func.sum(ReconLocal.amount), 0),
-            func.coalesce(func.sum(ReconLocal.fee), 0),
-        )
-        .where(ReconLocal.batch_id == batch_id)
-        .group_by(ReconLocal.kind)
-    )
-    out: dict[str, int] = {}
-    for side, q in (("channel", ch), ("local", lo)):
-        for kind in ("pay", "refund"):
-            out[f"{side}_{kind}_count"] = out[f"{side}_{kind}_amount"] = out[f"{side}_{kind}_fee"] = 0
-        for kind, n, amount, fee in (await s.execute(q)).all():
-            name = "pay" if kind == "PAYMENT" else "refund"
-            out[f"{side}_{name}_count"], out[f"{side}_{name}_amount"] = int(n), int(amount)
-            out[f"{side}_{name}_fee"] = int(fee or 0)
-    out["channel_rows"] = int(
-        (await s.execute(select(func.count()).where(ReconLine.batch_id == batch_id))).scalar_one()
-    )
-    out["local_rows"] = int((await s.execute(select(func.count()).where(ReconLocal.batch_id == batch_id))).scalar_one())
+    out = {f"channel_{kind}_{what}": 0 for kind in ("pay", "refund") for what in ("count", "amount", "fee")}
+    out["channel_rows"] = 0
+    for kind, n, amount, fee, rows in (await s.execute(q)).all():
+        name = "pay" if kind == "PAYMENT" else "refund"
+        out[f"channel_{name}_count"], out[f"channel_{name}_amount"] = int(n), int(amount)
+        out[f"channel_{name}_fee"] = int(fee or 0)
+        out["channel_rows"] += int(rows)
+    return out
+
+
+async def local_totals(s: AsyncSession, ours: Any) -> dict[str, int]:
+    """local_* counts and sums over our rows, and local_rows."""
+    q = select(
+        ours.c.kind,
+        func.count(),
+        func.coalesce(func.sum(ours.c.amount), 0),
+        func.coalesce(func.sum(ours.c.fee), 0),
+    ).group_by(ours.c.kind)
+    out = {f"local_{kind}_{what}": 0 for kind in ("pay", "refund") for what in ("count", "amount", "fee")}
+    for kind, n, amount, fee in (await s.execute(q)).all():
+        name = "pay" if kind == "PAYMENT" else "refund"
+        out[f"local_{name}_count"], out[f"local_{name}_amount"] = int(n), int(amount)
+        out[f"local_{name}_fee"] = int(fee or 0)
+    out["local_rows"] = out["local_pay_count"] + out["local_refund_count"]
     return out
 
 

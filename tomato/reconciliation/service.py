@@ -10,13 +10,14 @@ replaces what is still OPEN and keeps every resolution (and so books no second a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -168,15 +169,35 @@ class ReconciliationService(FinanceWorkflow):
             )
             await uow.commit()
 
+    async def _line_facts(self, batch_id: str) -> matching.LineFacts:
+        """The staged lines' duplicate keys and totals, read on a connection of their own (PostgreSQL) while the
+        matching transaction joins them against ours: the lines are fixed once loaded (the lease holds the batch)."""
+        async with self.deps.db.engine.connect() as conn:
+            await repo.tune_for_matching(conn)
+            return await matching.read_line_facts(conn, batch_id)  # read only: rolled back on close
+
     async def _match(self, batch_id: str, account_id: str, day: date) -> None:
         w = self.window(day)
         now = self.deps.clock.now()
+        facts = asyncio.ensure_future(self._line_facts(batch_id)) if self.deps.db.dialect == "postgresql" else None
+        try:
+            await self._match_in(batch_id, account_id, w, now, facts)
+        finally:
+            if facts is not None and not facts.done():
+                facts.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await facts
+        self.deps.wake_relay()
+
+    async def _match_in(
+        self, batch_id: str, account_id: str, w: matching.Window, now: datetime, facts: Awaitable[Any] | None
+    ) -> None:
         async with self.deps.db.uow() as uow:
             s = uow.session
             out = await matching.match(
                 s, self.deps.ids, now, batch_id=batch_id, account_id=account_id, window=w,
                 payments=self.deps.pay.recon_payments(account_id, w.start, w.end),
-                refunds=self.deps.pay.recon_refunds(account_id, w.start, w.end),
+                refunds=self.deps.pay.recon_refunds(account_id, w.start, w.end), line_facts=facts,
             )  # fmt: skip
             per_type = await repo.type_counts(s, batch_id)
             found = sum(per_type.values())
@@ -198,7 +219,6 @@ class ReconciliationService(FinanceWorkflow):
                 values["settled_event_id"] = self._settle(s, batch_id, account_id, w.iso, out.totals)
             await repo.set_batch(s, batch_id, values)
             await uow.commit()
-        self.deps.wake_relay()
 
     def _settle(self, s: Any, batch_id: str, account_id: str, day: str, t: dict[str, int]) -> str | None:
         """The channel settles the matched day to our bank: one `reconciliation.settled` event per batch."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tomato.channel.protocol import StatementUnavailable as ChannelStatementUnavailable
 from tomato.channel.service import ChannelService
 from tomato.reconciliation.errors import StatementUnavailable
-from tomato.reconciliation.store import StatementStore, StoredStatement, fetch_statement
+from tomato.reconciliation.store import StatementStore, fetch_statement
 
 
 class LineLike(Protocol):
@@ -45,6 +45,14 @@ class MalformedLike(Protocol):
     def line_no(self) -> int: ...
     @property
     def reason(self) -> str: ...
+
+
+@runtime_checkable
+class RecordSource(Protocol):
+    """What a source may return beside plain lines: a statement that also gives its staging rows for a batch
+    (`statement.Statement`); the loader then copies those without building an object per line."""
+
+    def records(self, batch_id: str) -> Iterator[list[tuple[Any, ...]] | MalformedLike]: ...
 
 
 class StatementSource(Protocol):
@@ -82,9 +90,4 @@ class ChannelStatementSource:
             if exc.result.code in NO_TRADES:
                 return ()  # the channel keeps no bill for a day without trades: an empty statement
             raise
-        return _parsed(stored)
-
-
-def _parsed(stored: StoredStatement) -> Iterator[LineLike | MalformedLike]:
-    with stored.lines() as lines:
-        yield from lines
+        return stored.statement()  # lines when iterated; staging rows for the loader's fast path

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 from tomato.reconciliation.parsers import alipay, bank, wechat
@@ -14,11 +16,14 @@ from tomato.reconciliation.parsers.common import (
     LineKind,
     MalformedRow,
     Parsed,
+    Record,
     StatementLine,
     StatementRejected,
+    staging_row,
 )
 
-__all__ = ["CHANNELS", "LineKind", "MalformedRow", "Parsed", "StatementLine", "StatementRejected", "parse_statement"]
+__all__ = ["CHANNELS", "LineKind", "MalformedRow", "Parsed", "Record", "Statement", "StatementLine",
+           "StatementRejected", "parse_statement", "staging_row"]  # fmt: skip
 
 CHANNELS = ("alipay", "wechat", "bank")
 
@@ -36,3 +41,45 @@ def parse_statement(channel: str, stream: BinaryIO, *, expected_sha1: str | None
     if channel == "bank":
         return bank.parse(stream)
     raise ValueError(f"no statement parser for channel {channel!r}")
+
+
+class Statement:
+    """A statement file to be parsed, as a statement source hands it to a run: iterating it gives the normalised
+    lines (`parse_statement`); `records(batch_id)` gives the staging rows the loader copies into `recon_lines`
+    (`staging_row` of each line, a `MalformedRow` as is) — for WeChat straight from the parser's fast path,
+    without an object per line. Each iteration opens the file anew through `opener`."""
+
+    def __init__(
+        self,
+        channel: str,
+        opener: Callable[[], AbstractContextManager[BinaryIO]],
+        *,
+        expected_sha1: str | None = None,
+    ) -> None:
+        if channel not in CHANNELS:
+            raise ValueError(f"no statement parser for channel {channel!r}")
+        self.channel = channel
+        self._opener = opener
+        self._sha1 = expected_sha1
+
+    def __iter__(self) -> Iterator[StatementLine | MalformedRow]:
+        with self._opener() as stream:
+            yield from parse_statement(self.channel, stream, expected_sha1=self._sha1)
+
+    def records(self, batch_id: str) -> Iterator[list[Record] | MalformedRow]:
+        """Lists of staging rows of `batch_id`, and the malformed rows, in file order."""
+        with self._opener() as stream:
+            if self.channel == "wechat":
+                yield from wechat.records(stream, batch_id, self._sha1)
+                return
+            rows: list[Record] = []
+            for line in parse_statement(self.channel, stream, expected_sha1=self._sha1):
+                if isinstance(line, MalformedRow):
+                    yield line
+                    continue
+                rows.append(staging_row(batch_id, line))
+                if len(rows) >= wechat.RECORDS_CHUNK:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows

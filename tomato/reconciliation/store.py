@@ -27,7 +27,7 @@ from tomato.core.clock import Clock, as_utc
 from tomato.core.db import Database
 from tomato.core.settings import Settings
 from tomato.reconciliation.models import StatementFile
-from tomato.reconciliation.statement import Parsed, parse_statement
+from tomato.reconciliation.statement import Parsed, Statement, parse_statement
 
 
 class AdapterSource(Protocol):
@@ -49,6 +49,10 @@ class StoredStatement:
     def open(self) -> BinaryIO:
         """The raw file as downloaded (Alipay: the bill zip; WeChat: the checked bill text; bank: the file zip)."""
         return self.path.open("rb")
+
+    def statement(self) -> Statement:
+        """The file as a `Statement`: its lines, or its staging rows for the loader, each read as a stream."""
+        return Statement(self.channel, self.open)
 
     @contextmanager
     def lines(self) -> Iterator[Parsed]:

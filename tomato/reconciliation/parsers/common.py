@@ -59,6 +59,21 @@ class StatementRejected(Exception):
 
 
 Parsed = Iterator[StatementLine | MalformedRow]
+# a staging row of `recon_lines` (repository.LINE_COLUMNS): batch_id, line_no, kind, ref, order_no,
+# channel_trade_no, amount, fee, status, occurred_at
+Record = tuple[Any, ...]
+
+
+def staging_row(batch_id: str, line: Any) -> Record:
+    """The staging row of a line (a `StatementLine` or alike): `ref` is the order_no of a payment, the refund_no of
+    a refund; ids cut to their column's 64 characters, a status other than SUCCESS to 32."""
+    kind = "PAYMENT" if line.kind == "PAYMENT" else "REFUND"
+    ref = line.order_no if kind == "PAYMENT" else line.refund_no
+    if not ref:
+        ref = f"?{line.channel_trade_no}"
+    status = line.status if line.status == "SUCCESS" else line.status[:32]
+    return (batch_id, line.line_no, kind, ref[:64], line.order_no, line.channel_trade_no[:64], line.amount, line.fee,
+            status, line.occurred_at)  # fmt: skip
 
 
 class _Digest(Protocol):
