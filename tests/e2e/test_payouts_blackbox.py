@@ -64,7 +64,13 @@ async def test_payout_succeeds_then_a_rejected_one_returns_the_amount(dev_stack:
                 assert await merchant_balances(db, creds["mch_no"]) == {"available": 50_000, "in_transit": 0}
             finally:
                 await http.delete(f"{creds['sandbox_url']}/sandbox/faults")
-            types = [e["type"] for e in (await client.request("GET", "/v1/events?limit=100")).json()["data"]]
+            async with asyncio.timeout(10):  # the feed lists an event once the relay has numbered it (its poll)
+                while True:
+                    listed = (await client.request("GET", "/v1/events?limit=100")).json()["data"]
+                    types = [e["type"] for e in listed]
+                    if types.count("payout.failed") == 1:
+                        break
+                    await asyncio.sleep(0.1)
             assert types.count("payout.succeeded") == 1 and types.count("payout.failed") == 1
     finally:
         await db.dispose()
