@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from tomato.core.cache import MemoryCache, RedisCache
 from tomato.core.db import Database, create_engine
@@ -105,15 +106,25 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         await database.dispose()
 
 
-async def truncate_all(database: Database) -> None:
-    """Empties every table the migrations created (a model without its migration yet is skipped)."""
-    async with database.engine.begin() as conn:
-        existing = set(
-            (await conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
-        )
-        names = ", ".join(f'"{t.name}"' for t in metadata().sorted_tables if t.name in existing)
-        if names:
-            await conn.exec_driver_sql(f"TRUNCATE {names}")
+async def truncate_all(database: Database, attempts: int = 5) -> None:
+    """Empties every table the migrations created (a model without its migration yet is skipped).
+
+    A stack's background work (a simulator's late notify, a job round) may still be writing: TRUNCATE takes its
+    table locks one by one, so it can deadlock with such a writer, and PostgreSQL may pick the TRUNCATE to abort.
+    It is tried again then — a failed one would leave the rows to the next test."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with database.engine.begin() as conn:
+                tables = await conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                existing = set(tables.scalars())
+                names = ", ".join(f'"{t.name}"' for t in metadata().sorted_tables if t.name in existing)
+                if names:
+                    await conn.exec_driver_sql(f"TRUNCATE {names}")
+            return
+        except DBAPIError as exc:
+            if attempt == attempts or "deadlock" not in str(exc):
+                raise
+            await asyncio.sleep(0.05 * attempt)
 
 
 # --- Redis ---------------------------------------------------------------------------------------------------
