@@ -119,14 +119,14 @@ def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[tuple[int
             pending = data
             continue
         pending, body = data[cut + 1 :], data[:cut]
-        raw = body.split(b"\n")
-        if max(map(len, raw)) + 1 > MAX_LINE_BYTES:
-            for n, line in enumerate(raw):
+        if len(body) + 1 > MAX_LINE_BYTES:  # a shorter block cannot hold a line too long: not split to look
+            for n, line in enumerate(body.split(b"\n")):
                 if len(line) + 1 > MAX_LINE_BYTES:
                     raise StatementRejected(f"line {line_no + n} is longer than {MAX_LINE_BYTES} bytes")
         try:
             decoded = body.decode("utf-8")
         except UnicodeDecodeError:
+            raw = body.split(b"\n")
             lines, clean = _decoded([line[:-1] if line.endswith(b"\r") else line for line in raw])
         else:
             if "\r" in decoded:  # every "\r\n" is a line end; a "\r" elsewhere stays
@@ -203,9 +203,10 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
             if fast:
                 # a plain payment row: the same checks as `_row`, on the cells it needs; anything else (refunds,
                 # errors, odd layouts) takes the general path below, which words the errors
-                # every cell backticked and no comma inside one: the cells are the pieces between ",`"
-                if line[:1] == "`" and line.count(",") == commas and line.count(",`") == commas:
-                    cells = line[1:].split(",`")
+                # every cell backticked and no comma inside one: the cells are the pieces between ",`", as many as
+                # the line has commas plus one
+                cells = line[1:].split(",`") if line[:1] == "`" else ()
+                if len(cells) == commas + 1 and line.count(",") == commas:
                     state = cells[i_state].strip()
                     if state and state != "REFUND" and len(state) <= 32:
                         order = cells[i_order].strip()
