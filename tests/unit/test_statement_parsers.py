@@ -499,3 +499,29 @@ def test_a_large_file_parses_in_bounded_memory(channel: str, write: Callable[[Pa
         tracemalloc.stop()
     assert count == ROWS
     assert peak < size / 50, f"peak {peak} bytes for a {size}-byte file"
+
+
+def test_wechat_padded_amount_fee_and_time_cells_read_as_the_plain_ones() -> None:
+    """The fast path remembers fees and times under the cell as read and strips only what is not plain digits: a
+    padded cell, before or after the same value plain (cache hit or not), reads as the plain one."""
+    from tomato.reconciliation.statement import Statement, staging_row
+
+    padded = (
+        WX_PAYMENT.replace("`2024-01-01 10:00:05,", "` 2024-01-01 10:00:05 ,")
+        .replace("`12.34,", "` 12.34,", 1)  # the settled amount, not the order amount
+        .replace("`0.07000,", "`0.07000 ,")
+        .replace("`0.00,`0.00,`,`,", "` 0.00,`0.00,`,`,")
+    )
+    assert padded.count("` ") == 3 and padded.count(" ,") == 2
+    data = (
+        wx_bill([WX_PAYMENT, padded, padded, WX_PAYMENT], summary=None, eol="\n")
+        + (WX_SUMMARY_HEADER + "\n" + "`4,`49.36,`0.00,`0.00,`0.28000,`49.36,`0.00" + "\n").encode()
+    )
+    got = parse("wechat", data)
+    assert [line.line_no for line in got] == [2, 3, 4, 5]
+    for line in got:
+        assert isinstance(line, StatementLine)
+        assert (line.amount, line.fee, line.occurred_at, line.order_no) == (1234, 7, at("2024-01-01 10:00:05"), "T1")
+    rows = [row for part in Statement("wechat", lambda: io.BytesIO(data)).records("RB1") if isinstance(part, list)
+            for row in part]  # fmt: skip
+    assert rows == [staging_row("RB1", line) for line in got]

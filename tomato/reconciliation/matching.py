@@ -121,9 +121,11 @@ async def match(
     payments: Select[Any],
     refunds: Select[Any],
     line_facts: Awaitable[LineFacts] | None = None,
+    local_totals: Awaitable[dict[str, int]] | None = None,
 ) -> Outcome:
     """`line_facts`: the batch's duplicate keys and channel totals when another connection is already reading
-    them (they depend on the staged lines alone); else they are read here, after our side."""
+    them (they depend on the staged lines alone); else they are read here, after our side. `local_totals`: our
+    side's totals when another connection is already reading them (`repo.local_totals` of the same queries)."""
     out = Outcome()
     await repo.tune_for_matching(s)
     ours = repo.ours(payments, refunds)
@@ -140,7 +142,7 @@ async def match(
                 "closed_batch_id": None, "created_at": now}  # fmt: skip
 
     channel_side, missing = await repo.differences(s, batch_id, ours)
-    local = await repo.local_totals(s, ours)
+    local = await (local_totals if local_totals is not None else repo.local_totals(s, ours))
     dups, channel = await (line_facts if line_facts is not None else read_line_facts(s, batch_id))
     out.totals = {**channel, **local}
 

@@ -249,7 +249,7 @@ async def channel_totals(s: AsyncSession | AsyncConnection, batch_id: str) -> di
     return out
 
 
-async def local_totals(s: AsyncSession, ours: Any) -> dict[str, int]:
+async def local_totals(s: AsyncSession | AsyncConnection, ours: Any) -> dict[str, int]:
     """local_* counts and sums over our rows, and local_rows."""
     q = select(
         ours.c.kind,

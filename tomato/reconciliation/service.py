@@ -139,20 +139,32 @@ class ReconciliationService(FinanceWorkflow):
             await repo.set_batch(uow.session, batch_id, {"started_at": started, "finished_at": None, "runs": runs})
             await uow.commit()
         t0 = time.perf_counter()
+        totals: asyncio.Future[dict[str, int]] | None = None
         try:
-            lines = await self.source.open(channel, account_id, day)  # no unit of work is open: it downloads
-            t1 = time.perf_counter()
-            loaded = await loader.load(self.deps.db, batch_id, lines, progress=progress)
-        except Exception as exc:  # the file could not be had, or was rejected whole
-            log.warning("reconciliation %s %s: statement unusable: %s", account_id, day, exc)
-            await self._error(batch_id, f"{type(exc).__name__}: {exc}"[:1000])
-            return
-        if loaded.malformed:
-            reasons = "; ".join(loaded.reasons)
-            await self._error(batch_id, f"{loaded.malformed} malformed rows: {reasons}"[:1000])
-            return
-        t2 = time.perf_counter()
-        await self._match(batch_id, account_id, day)
+            try:
+                lines = await self.source.open(channel, account_id, day)  # no unit of work is open: it downloads
+                t1 = time.perf_counter()
+                if self.deps.db.dialect == "postgresql":
+                    # our side's totals depend on pay's rows alone: read them while the statement loads (the load is
+                    # bound by the parser's thread, the server has a core to spare)
+                    totals = asyncio.ensure_future(self._local_totals(account_id, self.window(day)))
+                loaded = await loader.load(self.deps.db, batch_id, lines, progress=progress)
+            except Exception as exc:  # the file could not be had, or was rejected whole
+                log.warning("reconciliation %s %s: statement unusable: %s", account_id, day, exc)
+                await self._error(batch_id, f"{type(exc).__name__}: {exc}"[:1000])
+                return
+            if loaded.malformed:
+                reasons = "; ".join(loaded.reasons)
+                await self._error(batch_id, f"{loaded.malformed} malformed rows: {reasons}"[:1000])
+                return
+            t2 = time.perf_counter()
+            await self._match(batch_id, account_id, day, totals)
+        finally:
+            if totals is not None and not totals.done():
+                totals.cancel()
+            if totals is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await totals
         t3 = time.perf_counter()
         await self._repair(batch_id)
         self.last_timings = {"fetch_s": t1 - t0, "parse_load_s": t2 - t1, "match_s": t3 - t2,
@@ -176,12 +188,26 @@ class ReconciliationService(FinanceWorkflow):
             await repo.tune_for_matching(conn)
             return await matching.read_line_facts(conn, batch_id)  # read only: rolled back on close
 
-    async def _match(self, batch_id: str, account_id: str, day: date) -> None:
+    async def _local_totals(self, account_id: str, w: matching.Window) -> dict[str, int]:
+        """Our side's totals, read on a connection of their own (PostgreSQL) while the statement loads, off the
+        matching's critical path. It is its own snapshot, as each statement of the matching transaction is (READ
+        COMMITTED): a payment pay confirms meanwhile is counted by the join and not here, as it could already be
+        between two statements; the next run of the batch counts it on both sides."""
+        ours = repo.ours(self.deps.pay.recon_payments(account_id, w.start, w.end),
+                         self.deps.pay.recon_refunds(account_id, w.start, w.end))  # fmt: skip
+        async with self.deps.db.engine.connect() as conn:
+            await repo.tune_for_matching(conn)
+            return await repo.local_totals(conn, ours)  # read only: rolled back on close
+
+    async def _match(
+        self, batch_id: str, account_id: str, day: date, totals: Awaitable[dict[str, int]] | None = None
+    ) -> None:
+        """`totals`: our side's totals already being read (`_local_totals`); else read in the matching run."""
         w = self.window(day)
         now = self.deps.clock.now()
         facts = asyncio.ensure_future(self._line_facts(batch_id)) if self.deps.db.dialect == "postgresql" else None
         try:
-            await self._match_in(batch_id, account_id, w, now, facts)
+            await self._match_in(batch_id, account_id, w, now, facts, totals)
         finally:
             if facts is not None and not facts.done():
                 facts.cancel()
@@ -190,7 +216,13 @@ class ReconciliationService(FinanceWorkflow):
         self.deps.wake_relay()
 
     async def _match_in(
-        self, batch_id: str, account_id: str, w: matching.Window, now: datetime, facts: Awaitable[Any] | None
+        self,
+        batch_id: str,
+        account_id: str,
+        w: matching.Window,
+        now: datetime,
+        facts: Awaitable[Any] | None,
+        totals: Awaitable[dict[str, int]] | None,
     ) -> None:
         async with self.deps.db.uow() as uow:
             s = uow.session
@@ -198,6 +230,7 @@ class ReconciliationService(FinanceWorkflow):
                 s, self.deps.ids, now, batch_id=batch_id, account_id=account_id, window=w,
                 payments=self.deps.pay.recon_payments(account_id, w.start, w.end),
                 refunds=self.deps.pay.recon_refunds(account_id, w.start, w.end), line_facts=facts,
+                local_totals=totals,
             )  # fmt: skip
             per_type = await repo.type_counts(s, batch_id)
             found = sum(per_type.values())

@@ -59,7 +59,6 @@ def upgrade() -> None:
         sa.Column("occurred_at", TZ, nullable=False),
         sa.PrimaryKeyConstraint("batch_id", "line_no", name=op.f("pk_recon_lines")),
     )
-    op.create_index("ix_recon_lines_batch_ref", "recon_lines", ["batch_id", "kind", "ref"])
     op.create_table(
         "recon_local",
         sa.Column("batch_id", sa.String(length=32), nullable=False),

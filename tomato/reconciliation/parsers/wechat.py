@@ -119,14 +119,14 @@ def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[tuple[int
             pending = data
             continue
         pending, body = data[cut + 1 :], data[:cut]
-        raw = body.split(b"\n")
-        if max(map(len, raw)) + 1 > MAX_LINE_BYTES:
-            for n, line in enumerate(raw):
+        if len(body) + 1 > MAX_LINE_BYTES:  # a shorter block cannot hold a line too long: not split to look
+            for n, line in enumerate(body.split(b"\n")):
                 if len(line) + 1 > MAX_LINE_BYTES:
                     raise StatementRejected(f"line {line_no + n} is longer than {MAX_LINE_BYTES} bytes")
         try:
             decoded = body.decode("utf-8")
         except UnicodeDecodeError:
+            raw = body.split(b"\n")
             lines, clean = _decoded([line[:-1] if line.endswith(b"\r") else line for line in raw])
         else:
             if "\r" in decoded:  # every "\r\n" is a line end; a "\r" elsewhere stays
@@ -148,9 +148,10 @@ def _decoded(raw: list[bytes]) -> tuple[list[Any], bool]:
     return lines, all(isinstance(line, str) for line in lines)
 
 
-def _fen(text: str, cache: dict[str, int] | None) -> int | None:
+def _fen(text: str, cache: dict[str, int] | None, key: str | None = None) -> int | None:
     """`common.yuan_fen` of a cell ("" is 0), or None when it is not a whole number of fen (the slow path then
-    words the error); remembered, as the same amounts recur."""
+    words the error); remembered under `key` (the cell as read, `text` stripped) or `text`, as the same amounts
+    recur."""
     body = text[1:] if text[:1] == "-" else text
     whole, dot, frac = body.partition(".")
     if not (0 < len(whole) <= 16 and whole.isascii() and whole.isdigit()):
@@ -166,13 +167,13 @@ def _fen(text: str, cache: dict[str, int] | None) -> int | None:
         return fen
     if len(cache) >= CACHE_MAX:
         cache.clear()
-    cache[text] = fen
+    cache[text if key is None else key] = fen
     return fen
 
 
-def _utc(text: str, cache: dict[str, datetime]) -> datetime | None:
+def _utc(text: str, cache: dict[str, datetime], key: str) -> datetime | None:
     """A `YYYY-MM-DD HH:MM:SS` China time as UTC by arithmetic, or None (the slow path then uses strptime);
-    remembered, as a second holds many rows."""
+    remembered under `key` (the cell as read, `text` stripped), as a second holds many rows."""
     if len(text) != 19 or not _TIME.fullmatch(text):
         return None
     try:
@@ -182,7 +183,7 @@ def _utc(text: str, cache: dict[str, datetime]) -> datetime | None:
         return None
     if len(cache) >= CACHE_MAX:
         cache.clear()
-    cache[text] = at
+    cache[key] = at
     return at
 
 
@@ -203,38 +204,40 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
             if fast:
                 # a plain payment row: the same checks as `_row`, on the cells it needs; anything else (refunds,
                 # errors, odd layouts) takes the general path below, which words the errors
-                # every cell backticked and no comma inside one: the cells are the pieces between ",`"
-                if line[:1] == "`" and line.count(",") == commas and line.count(",`") == commas:
-                    cells = line[1:].split(",`")
+                # every cell backticked and no comma inside one: the cells are the pieces between ",`", as many as
+                # the line has commas plus one
+                cells = line[1:].split(",`") if line[:1] == "`" else ()
+                if len(cells) == commas + 1 and line.count(",") == commas:
                     state = cells[i_state].strip()
                     if state and state != "REFUND" and len(state) <= 32:
                         order = cells[i_order].strip()
                         trade = cells[i_trade].strip()
-                        when = cells[i_time].strip()
-                        fee_s = cells[i_fee].strip()
-                        refund_s = cells[i_refund].strip()
-                        settled_s = cells[i_settled].strip()
-                        total_s = cells[i_total].strip()
+                        # the other cells as read: a cache hit or plain digits need no strip (else it is stripped)
+                        when = cells[i_time]
+                        fee_s = cells[i_fee]
+                        refund_s = cells[i_refund]
+                        settled_s = cells[i_settled]
+                        total_s = cells[i_total]
                         fee = fen_of.get(fee_s)  # fees and refund totals repeat: remembered
                         if fee is None:
-                            fee = _fen(fee_s, fen_of)
+                            fee = _fen(fee_s.strip(), fen_of, fee_s)
                         refund = fen_of.get(refund_s)
                         if refund is None:
-                            refund = _fen(refund_s, fen_of)
+                            refund = _fen(refund_s.strip(), fen_of, refund_s)
                         whole, _, cents = settled_s.partition(".")
                         if len(cents) == 2 and whole.isdigit() and cents.isdigit() and settled_s.isascii():
                             settled: int | None = int(whole) * 100 + int(cents) if len(whole) <= 16 else None
                         else:
-                            settled = _fen(settled_s, None)
+                            settled = _fen(settled_s.strip(), None)
                         if total_s == settled_s:
                             amount = settled
                         else:
-                            amount = _fen(total_s, None)
+                            amount = _fen(total_s.strip(), None)
                         at = at_of.get(when)
                         if at is None:
-                            at = _utc(when, at_of)
+                            at = _utc(when.strip(), at_of, when)
                         if (
-                            0 < len(order) <= 64 and 0 < len(trade) <= 64 and total_s and at is not None
+                            0 < len(order) <= 64 and 0 < len(trade) <= 64 and at is not None
                             and fee is not None and fee >= 0 and settled is not None and refund is not None
                             and amount is not None and amount > 0
                         ):  # fmt: skip
