@@ -1,8 +1,9 @@
 """Issue 6 acceptance 3 on the real services: a RabbitMQ outage during 1,000 payments, and a worker SIGKILLed
 mid-delivery. Zero lost; a duplicate is only ever the same event id again.
 
-The outage test stops the shared broker (`rabbitmqctl stop_app`) for 30 s, so it is marked `slow`; the broker is
-restarted in a `finally` whatever happens.
+The outage test stops the shared broker (`rabbitmqctl stop_app`) for 30 s, so it is marked `slow` and
+`broker_outage`: the parallel suite leaves it out (every other test on the other worker would lose its broker) and
+`.ci/run` runs it alone afterwards. The broker is restarted in a `finally` whatever happens.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ async def rabbitmqctl(*args: str) -> None:
     assert await proc.wait() == 0, f"rabbitmqctl {' '.join(args)} failed"
 
 
+@pytest.mark.broker_outage
 async def test_rabbitmq_down_for_30s_during_1000_payments_loses_nothing(
     pg_url: str, amqp_url: str, amqp_prefix: str, tmp_path: Path
 ) -> None:
