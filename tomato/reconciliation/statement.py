@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 from tomato.reconciliation.parsers import alipay, bank, wechat
-from tomato.reconciliation.parsers.common import (
+from tomato.reconciliation.parsers.lines import (
     LineKind,
     MalformedRow,
     Parsed,

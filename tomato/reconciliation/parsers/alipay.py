@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from typing import IO, BinaryIO
 
-from tomato.reconciliation.parsers.common import (
+from tomato.reconciliation.parsers.lines import (
     LineKind,
     MalformedRow,
     Parsed,

@@ -13,7 +13,7 @@ import zlib
 from typing import IO, BinaryIO
 
 from tomato.channel.adapters.bank.codec import STATEMENT_COLUMNS
-from tomato.reconciliation.parsers.common import (
+from tomato.reconciliation.parsers.lines import (
     LineKind,
     MalformedRow,
     Parsed,

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, BinaryIO, cast
 
-from tomato.reconciliation.parsers.common import (
+from tomato.reconciliation.parsers.lines import (
     MAX_LINE_BYTES,
     LineKind,
     MalformedRow,
@@ -69,7 +69,7 @@ def parse(stream: BinaryIO, expected_sha1: str | None = None) -> Parsed:
 
 
 def records(stream: BinaryIO, batch_id: str, expected_sha1: str | None = None) -> Iterator[list[Record] | MalformedRow]:
-    """The bill as lists of up to RECORDS_CHUNK staging rows of `batch_id` (`common.staging_row`) and its
+    """The bill as lists of up to RECORDS_CHUNK staging rows of `batch_id` (`lines.staging_row`) and its
     malformed rows: the loader's fast path, with the same checks and the same rows as `parse`, without an object
     per line."""
     return cast(Iterator[list[Record] | MalformedRow], _read(stream, expected_sha1, batch_id))
@@ -97,7 +97,7 @@ def _cells(line: str) -> list[str]:
 def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[tuple[int, list[Any], bool]]:
     """(number of the first line, the lines without their `\\r\\n` or `\\n`, all are text) per block of about
     `BLOCK` bytes, cut at a line end; a line that is not UTF-8 stays bytes (the flag is then False). `digest` sees
-    every byte. A line longer than MAX_LINE_BYTES refuses the file, as `common.iter_lines` does."""
+    every byte. A line longer than MAX_LINE_BYTES refuses the file, as `lines.iter_lines` does."""
     line_no = 1
     pending = b""
     while True:
@@ -149,7 +149,7 @@ def _decoded(raw: list[bytes]) -> tuple[list[Any], bool]:
 
 
 def _fen(text: str, cache: dict[str, int] | None, key: str | None = None) -> int | None:
-    """`common.yuan_fen` of a cell ("" is 0), or None when it is not a whole number of fen (the slow path then
+    """`lines.yuan_fen` of a cell ("" is 0), or None when it is not a whole number of fen (the slow path then
     words the error); remembered under `key` (the cell as read, `text` stripped) or `text`, as the same amounts
     recur."""
     body = text[1:] if text[:1] == "-" else text
