@@ -229,6 +229,28 @@ def secrets_reencrypt(
     typer.echo("every secret is under the active key; older keys may be removed from TOMATO_SECRET_KEYS")
 
 
+@secrets_app.command("platform-key")
+def secrets_platform_key() -> None:
+    """Create the platform's RSA key if there is none yet, and print its id and public half (docs/operations.md,
+    "The platform key"). Run it once before starting several processes, so they never race to create two."""
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+
+    async def run() -> tuple[str, str]:
+        from tomato.bootstrap import bootstrap
+
+        c = await bootstrap(settings)
+        try:
+            signer = await c.merchants.platform_signer()
+        finally:
+            await c.aclose()
+        return signer.key_id, signer.public_key_pem
+
+    key_id, pem = asyncio.run(run())
+    typer.echo(f"key_id={key_id}")
+    typer.echo(pem.rstrip("\n"))
+
+
 @app.command()
 def reconcile(
     date: Annotated[str, typer.Option("--date", help="business date YYYY-MM-DD")],

@@ -191,3 +191,20 @@ def test_every_encrypted_column_is_re_encrypted() -> None:
         covered |= set(re.findall(r"f\"([a-z-]+):\{", path.read_text()))
     assert {"app-key", "platform-key", "channel-account"} <= sealed, sealed
     assert sealed <= covered, f"not re-encrypted: {sealed - covered}"
+
+
+def test_platform_key_command_creates_the_key_once_and_prints_its_public_half(sqlite_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
+    env.update(TOMATO_DATABASE_URL=sqlite_url, TOMATO_SECRET_KEYS=RING_A, TOMATO_DATA_DIR=str(tmp_path / "data"))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "tomato.cli", "secrets", "platform-key"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    first, second = (r.stdout.splitlines() for r in runs)
+    assert first == second and first[0].startswith("key_id=PK")
+    assert first[1] == "-----BEGIN PUBLIC KEY-----" and first[-1] == "-----END PUBLIC KEY-----"
+    assert "PRIVATE" not in runs[0].stdout + runs[0].stderr
