@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import MISSING
 from pathlib import Path
 
 from tomato.core.settings import Settings
@@ -34,3 +35,22 @@ def test_each_documented_default_is_the_default() -> None:
         value = field.default
         expected = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
         assert shown == expected, f"TOMATO_{name.upper()}: the doc says {shown}, the code {expected}"
+
+
+CHANNELS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
+
+
+def test_every_config_key_of_every_channel_is_in_its_table() -> None:
+    """The keys each adapter's `parse_config` reads (its config dataclass) are the rows of the channel's table."""
+    from dataclasses import fields
+
+    from tomato.channel.adapters.alipay.adapter import AlipayConfig
+    from tomato.channel.adapters.bank.config import BankConfig
+    from tomato.channel.adapters.wechat.config import WechatConfig
+
+    text = CHANNELS.read_text(encoding="utf-8")
+    for channel, config in (("alipay", AlipayConfig), ("wechat", WechatConfig), ("bank", BankConfig)):
+        section = text[text.index(f"**`{channel}`**") :].split("\n\n", 2)[1]
+        rows = re.findall(r"^\| `(\w+)` \| (yes|no) \|", section, flags=re.M)
+        keys = {f.name: "no" if f.default is not MISSING else "yes" for f in fields(config)}
+        assert dict(rows) == keys, channel
