@@ -41,11 +41,15 @@ def problems(doc: Path, root: Path = ROOT) -> list[str]:
         if (outside := OUTSIDE.search(line)) is not None:
             found.append(f"{where}:{n}: points outside the repository: {outside.group(0)!r}")
         for target in LINK.findall(line):
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-                continue  # a URL (https:, mailto:) or an anchor in the same page
-            path = target.split("#", 1)[0].split("?", 1)[0]
-            if path.startswith("/") or not _exists(doc.parent / path, root):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue  # a URL (https:, mailto:)
+            path, _, anchor = target.partition("#")
+            path = path.split("?", 1)[0]
+            page = doc.parent / path if path else doc
+            if path.startswith("/") or not _exists(page, root):
                 found.append(f"{where}:{n}: broken link {target!r}")
+            elif anchor and page.suffix == ".md" and anchor not in anchors(page):
+                found.append(f"{where}:{n}: no heading {anchor!r} in {path or where}")
         for token in TOKEN.findall(line):
             if not _is_reference(token):
                 continue
@@ -54,6 +58,13 @@ def problems(doc: Path, root: Path = ROOT) -> list[str]:
             if not any(_exists(c, root) for c in candidates):
                 found.append(f"{where}:{n}: no such file in the repository: {token!r}")
     return found
+
+
+def anchors(page: Path) -> set[str]:
+    """The heading anchors GitHub renders: lower case, punctuation but `-` and `_` dropped, spaces as `-`."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.replace("`", "").lower()).replace(" ", "-") for h in headings}
 
 
 def _is_reference(token: str) -> bool:
@@ -77,10 +88,10 @@ def test_the_check_fails_on_a_broken_link_a_missing_path_and_a_pointer_outside(t
     (tmp_path / "docs").mkdir()
     (tmp_path / "tomato" / "core").mkdir(parents=True)
     (tmp_path / "tomato" / "core" / "leases.py").write_text("")
-    (tmp_path / "docs" / "api.md").write_text("# API\n")
+    (tmp_path / "docs" / "api.md").write_text("# API\n\n## Signing a request\n")
     good = tmp_path / "README.md"
     good.write_text(
-        "See [the API](docs/api.md#signing), [site](https://example.com), [here](#top), docs/api.md, "
+        "# Top\n\nSee [the API](docs/api.md#signing-a-request), [site](https://example.com), [here](#top), docs/api.md, "
         "core/leases.py, `tomato/core/`, creds.json and `.tomato/secret.key`.\n"
     )
     assert problems(good, tmp_path) == []
@@ -92,6 +103,7 @@ def test_the_check_fails_on_a_broken_link_a_missing_path_and_a_pointer_outside(t
         "as ../shared/API.md says\n"
         "[abs](/docs/api.md)\n"
         "core/nothing.py\n"
+        "[no such heading](api.md#signing)\n"
     )
     found = problems(bad, tmp_path)
     assert any("broken link 'missing.md'" in p for p in found)
@@ -100,3 +112,4 @@ def test_the_check_fails_on_a_broken_link_a_missing_path_and_a_pointer_outside(t
     assert any("points outside the repository" in p and ":4:" in p for p in found)
     assert any("broken link '/docs/api.md'" in p for p in found)
     assert any("'core/nothing.py'" in p for p in found)
+    assert any("no heading 'signing' in api.md" in p for p in found)
