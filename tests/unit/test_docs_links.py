@@ -91,8 +91,8 @@ def test_the_check_fails_on_a_broken_link_a_missing_path_and_a_pointer_outside(t
     (tmp_path / "docs" / "api.md").write_text("# API\n\n## Signing a request\n")
     good = tmp_path / "README.md"
     good.write_text(
-        "# Top\n\nSee [the API](docs/api.md#signing-a-request), [site](https://example.com), [here](#top), docs/api.md, "
-        "core/leases.py, `tomato/core/`, creds.json and `.tomato/secret.key`.\n"
+        "# Top\n\nSee [the API](docs/api.md#signing-a-request), [site](https://example.com), [here](#top), "
+        "docs/api.md, core/leases.py, `tomato/core/`, creds.json and `.tomato/secret.key`.\n"
     )
     assert problems(good, tmp_path) == []
     bad = tmp_path / "docs" / "bad.md"
