@@ -177,14 +177,14 @@ async def test_a_row_changed_between_read_and_write_is_not_overwritten(sqlite_ur
 
 
 def test_every_encrypted_column_is_re_encrypted() -> None:
-    """A context that seals a new secret (`box.encrypt(…, context="name:…")`) must add its column to its
+    """A context that seals a new secret (`self._box.encrypt(…, context=f"name:…")`) must add its column to its
     `reencrypt.py`, else rotating TOMATO_SECRET_KEYS would strand it under the old key."""
     sealed: set[str] = set()
     for path in TOMATO.rglob("*.py"):
         if "sandbox" in path.parts:
             continue
         sealed |= set(
-            re.findall(r"_box\.encrypt\((?:(?!_box\.).){0,300}?context=f\"([a-z-]+):", path.read_text(), re.S)
+            re.findall(r"\b_?box\.encrypt\((?:(?!box\.).){0,300}?context=f\"([a-z-]+):", path.read_text(), re.S)
         )
     covered = set()
     for path in TOMATO.rglob("reencrypt.py"):
