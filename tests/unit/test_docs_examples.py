@@ -9,6 +9,7 @@ import ast
 import contextlib
 import io
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -227,3 +228,27 @@ def test_each_documented_status_is_the_status_the_code_answers() -> None:
         assert str(cls.status) in statuses, (
             f"{cls.__name__}: {cls.code} answers {cls.status}, the guide says {statuses}"
         )
+
+
+@pytest.mark.skipif(not OPENSSL, reason="openssl or bash is not on PATH")
+def test_the_documented_rsa_webhook_check_accepts_a_platform_signature_and_refuses_another_body(tmp_path: Path) -> None:
+    """The merchant guide's test key stands in for the platform key; the webhook is signed by the platform's code."""
+    from tomato.core.crypto import public_key_pem
+    from tomato.merchant.service import PlatformSigner
+
+    ex = examples(WEBHOOKS)
+    inputs = table(ex["webhook-inputs"])
+    key = rsa_key()
+    platform = PlatformSigner("PK1", key, public_key_pem(key))
+    ts, nonce, body = inputs["Tomato-Timestamp"], inputs["Tomato-Nonce"], inputs["body"]
+    signature = sign_webhook(app(rsa=key), platform, ts, nonce, body.encode())
+    assert signature.startswith("RSA-SHA256 ")
+    (tmp_path / "platform_key.pem").write_text(platform.public_key_pem)
+    env = f"TS={ts} NONCE={nonce} SIG_B64='{signature.removeprefix('RSA-SHA256 ')}'"
+    check = shlex.quote(ex["webhook-rsa-openssl"])
+    assert run_bash(f"BODY='{body}' {env} bash -c {check}", tmp_path) == "Verified OK\n"
+    tampered = subprocess.run(
+        ["bash", "-c", f"BODY='{body} ' {env} bash -c {check}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert tampered.returncode != 0 and "Verified OK" not in tampered.stdout
