@@ -158,6 +158,14 @@ class PayOrderView(BaseModel):
     metadata: dict[str, str]
 
 
+class CashierOrderView(BaseModel):
+    """What the cashier page shows besides the order itself: whose order it is and where the payer goes back to."""
+
+    order: PayOrderView
+    mch_no: str
+    return_url: str | None
+
+
 class CloseOrder(BaseModel):
     """`POST /v1/pay/orders/{order_no}/close` takes no fields: an empty body or `{}`."""
 
