@@ -105,15 +105,19 @@ class CashierPage:
 
     def html(self, template: str, *, title: str, state: str = "waiting", **context: Any) -> str:
         texts = TEXTS[self.lang]
-        return environment().get_template(f"cashier/{template}").render(
-            page=self,
-            t=texts,
-            html_lang=HTML_LANG[self.lang],
-            title=title,
-            state=state,
-            labels=state_labels(self.lang),
-            poll_ms=POLL_MS,
-            **context,
+        return (
+            environment()
+            .get_template(f"cashier/{template}")
+            .render(
+                page=self,
+                t=texts,
+                html_lang=HTML_LANG[self.lang],
+                title=title,
+                state=state,
+                labels=state_labels(self.lang),
+                poll_ms=POLL_MS,
+                **context,
+            )
         )
 
     def render(self, template: str, *, title: str, state: str = "waiting", status: int = 200, **ctx: Any) -> Response:
