@@ -13,6 +13,7 @@ from tomato import __version__
 from tomato.bootstrap import Container
 from tomato.gateway import errors, openapi
 from tomato.gateway.channel_metrics import channel_health_lines
+from tomato.gateway.console import router as console_router
 from tomato.gateway.metrics import Metrics
 from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(admin_fee_plans.router)
     app.include_router(admin_reconciliation.router)
     app.include_router(admin_ledger.router)
+    app.include_router(console_router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     openapi.install(app, description=DESCRIPTION)
     return app
