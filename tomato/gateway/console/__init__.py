@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tomato.gateway.console import (
+    pages_audit,
     pages_auth,
     pages_channels,
     pages_deliveries,
@@ -24,5 +25,6 @@ for part in (
     pages_deliveries.router,
     pages_recon.router,
     pages_ledger.router,
+    pages_audit.router,
 ):
     router.include_router(part)

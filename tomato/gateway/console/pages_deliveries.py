@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from tomato.gateway.console import audit
-from tomato.gateway.console.audit import view
 from tomato.gateway.console.guard import page_route
 from tomato.gateway.console.render import html, redirect
 from tomato.gateway.deps import container
@@ -54,7 +53,9 @@ async def resend(delivery_id: DeliveryId, request: Request) -> Response:
     svc = NoticeService(container(request).db)
     before = await svc.get_delivery(delivery_id)
     after = await svc.resend(delivery_id)
-    await audit.record(request, "delivery.resend", delivery_id, view(before), view(after))
+    trim = {"attempt_log"}  # the record keeps the delivery's state, not every response body it received
+    before_view, after_view = before.model_dump(mode="json", exclude=trim), after.model_dump(mode="json", exclude=trim)
+    await audit.record(request, "delivery.resend", delivery_id, before_view, after_view)
     return redirect(f"/console/deliveries/{delivery_id}?ok=resent")
 
 

@@ -48,7 +48,7 @@ async def ledger(request: Request, account_type: Kind = None, owner: Owner = Non
 @router.get("/ledger/trial-balance.csv")
 async def trial_balance_csv(request: Request) -> Response:
     trial = await _ledger(request).trial_balance()
-    rows = [(r.account_type, r.accounts, r.normal_balance, r.raw) for r in trial.types]
+    rows: list[tuple[object, ...]] = [(r.account_type, r.accounts, r.normal_balance, r.raw) for r in trial.types]
     rows.append(("TOTAL", sum(r.accounts for r in trial.types), "", trial.total_raw))
     return csv_response("trial-balance.csv", ("account_type", "accounts", "normal_balance_fen", "raw_fen"), rows)
 

@@ -75,7 +75,7 @@ async def assign_fee_plan(mch_no: MchNo, request: Request) -> Response:
     cmd = FeePlanAssign(fee_plan_id=form_of(request).get("fee_plan_id"))
     before = await svc.get_merchant(mch_no)
     after = await svc.assign_fee_plan(mch_no, cmd)
-    await audit.record(request, "merchant.fee_plan", mch_no, view(before), view(after))
+    await audit.record(request, "fee_plan.assign", mch_no, view(before), view(after))
     return redirect(f"/console/merchants/{mch_no}?ok=fee_plan_assigned")
 
 
@@ -137,5 +137,5 @@ async def revoke_key(app_id: AppId, key_id: KeyId, request: Request) -> Response
     svc = container(request).merchants
     before = await svc.get_app(app_id)
     after = await svc.remove_key(app_id, key_id)
-    await audit.record(request, "app.key_revoke", app_id, view(before), view(after))
+    await audit.record(request, "app.key_remove", app_id, view(before), view(after))
     return redirect(f"/console/apps/{app_id}?ok=key_revoked")
