@@ -79,7 +79,8 @@ async def test_roles_are_enforced_on_the_server(stack) -> None:
     c, client = stack
     finance = user(client)
     await finance.sign_in("finance")
-    for path in ("/console/merchants", "/console/channels", "/console/routing", "/console/deliveries", "/console/orders"):
+    operator_pages = ("/console/merchants", "/console/channels", "/console/routing", "/console/deliveries")
+    for path in (*operator_pages, "/console/orders", "/console/fee-plans"):
         r = await finance.get(path)
         assert r.status_code == 403 and 'id="error-code">FORBIDDEN' in r.text, path
     assert (await finance.get("/console/reconciliation")).status_code == 200
