@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from tomato.core.clock import as_utc
 
 TEMPLATES = Path(__file__).parent / "templates"
-_FLASH = re.compile(r"[a-z_]{1,32}", re.ASCII)  # `?ok=key` after a form: the page shows t("flash.key")
+_FLASH = re.compile(r"[a-z_]{1,32}", re.ASCII)  # `?ok=<name>` after a form: the page shows the catalogue's flash.<name>
 
 CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
