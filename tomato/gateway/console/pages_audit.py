@@ -40,7 +40,24 @@ async def audit_list(
     shown = items[:PAGE]
     nxt = encode_cursor(shown[-1].id[2:]) if len(items) > PAGE else None
     filters = {"action": f.action or "", "actor": f.actor or "", "target": f.target or ""}
-    return html(request, "audit.html", items=shown, filters=filters, next_cursor=nxt, dumps=_json)
+    return html(request, "audit.html", items=shown, filters=filters, next_cursor=nxt, dumps=_json,
+                changes=changes)  # fmt: skip
+
+
+def changes(before: dict[str, object] | None, after: dict[str, object] | None) -> list[str]:
+    """The top-level fields whose value differs, as "field: old → new" (lists and objects: "field changed")."""
+    if before is None or after is None:
+        return []
+    out = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new or key in ("updated_at",):
+            continue
+        if isinstance(old, dict | list) or isinstance(new, dict | list):
+            out.append(f"{key} changed")
+        else:
+            out.append(f"{key}: {old} → {new}")
+    return out
 
 
 def _json(value: object) -> str:
