@@ -40,7 +40,11 @@ async def create_token(cmd: AdminTokenCreate, request: Request) -> AdminTokenCre
     return created
 
 
-@router.get("", response_model=AdminTokenPage, responses=_AUTH)
+@router.get(
+    "",
+    response_model=AdminTokenPage,
+    responses={**_AUTH, 422: {"description": "a bad `limit` or `cursor`; `details` name it (INVALID_REQUEST)"}},
+)
 async def list_tokens(request: Request, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Every token, revoked ones too (with `revoked_at`), oldest first."""
     n = check_limit(limit)
@@ -55,6 +59,7 @@ async def list_tokens(request: Request, limit: Limit = None, cursor: Cursor = No
         **_AUTH,
         404: {"description": "no such token (TOKEN_NOT_FOUND)"},
         409: {"description": "the token is already revoked (ORDER_STATE_CONFLICT)"},
+        422: {"description": "the id is not tok_ + 16 hex digits; `details` name `token_id` (INVALID_REQUEST)"},
     },
 )
 async def revoke_token(token_id: TokenId, request: Request) -> AdminTokenView:
