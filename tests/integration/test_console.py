@@ -175,3 +175,38 @@ async def test_language_follows_accept_language_and_the_switch_overrides(stack, 
     assert "Admin token" in again.text  # the switch's cookie wins over the header
     outside = await client.get("/console/lang/zh?next=https://evil.example/")
     assert outside.headers["location"] == "/console"  # never an open redirect
+
+
+async def test_operator_creates_and_revokes_a_token_and_its_session_ends(stack) -> None:
+    c, client = stack
+    admin = user(client)
+    await admin.sign_in("operator")
+    await admin.get("/console/tokens")
+    made = await admin.post("/console/tokens", {"role": "finance", "name": "auditor"})
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    token = re.search(r'id="new-token">([^<]+)<', made.text)
+    token_id = re.search(r'id="new-token-id">([^<]+)<', made.text)
+    assert token and token_id and await c.merchants.admin_role(token.group(1)) == "finance"
+    listed = await admin.get("/console/tokens")
+    assert token_id.group(1) in listed.text and token.group(1) not in listed.text  # the plaintext only once
+    bad = await admin.post("/console/tokens", {"role": "root", "name": "x"})
+    assert bad.status_code == 422 and "role" in bad.text
+
+    async with httpx.AsyncClient(transport=client._transport, base_url=str(client.base_url)) as other:
+        holder = user(other)
+        await holder.sign_in(token=token.group(1))
+        assert (await holder.get("/console/ledger")).status_code == 200
+        revoked = await admin.post(f"/console/tokens/{token_id.group(1)}/revoke")
+        assert revoked.status_code == 303 and revoked.headers["location"].endswith("?ok=token_revoked")
+        ended = await holder.get("/console/ledger")
+        assert ended.status_code == 303 and ended.headers["location"] == "/console/login?reason=revoked"
+    from tomato.merchant.admin_schemas import AuditFilter
+
+    (entry,) = await c.merchants.list_admin_audit(AuditFilter(action="token.create"), None, 10)
+    assert entry.via == "console" and token.group(1) not in str(entry.model_dump())
+
+
+async def test_an_unknown_console_path_is_a_404_page(stack) -> None:
+    _, client = stack
+    r = await client.get("/console/no-such-page", headers={"Accept-Language": "zh-CN"})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html") and "页面不存在" in r.text

@@ -11,9 +11,11 @@ from tomato.gateway.console import (
     pages_auth,
     pages_channels,
     pages_deliveries,
+    pages_fallback,
     pages_ledger,
     pages_merchants,
     pages_recon,
+    pages_tokens,
 )
 
 router = APIRouter()
@@ -25,6 +27,8 @@ for part in (
     pages_deliveries.router,
     pages_recon.router,
     pages_ledger.router,
+    pages_tokens.router,
     pages_audit.router,
+    pages_fallback.router,  # last: only what no page above took
 ):
     router.include_router(part)

@@ -36,6 +36,7 @@ class Viewer:
     role: str
     name: str
     session: session.Session
+    token_id: str
 
 
 def set_language(request: Request) -> None:
@@ -108,13 +109,13 @@ async def admit(request: Request, roles: tuple[str, ...]) -> Response | None:
             return error_page(request, 403, "FORBIDDEN", t("error.csrf"))
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return redirect(f"/console/login?next={quote(target, safe='')}")
-    role = await c.merchants.admin_role(s.token)
-    if role is None:  # revoked (or deleted) since sign-in: signed out at once
+    who = await c.merchants.admin_identity(s.token)  # looked up every time: nothing caches a token's answer
+    if who is None:  # revoked (or deleted) since sign-in: signed out at once
         response = redirect("/console/login?reason=revoked")
         session.clear_cookie(response, request)
         return response
-    name = await c.merchants.admin_name(s.token) or role
-    request.state.viewer = Viewer(token=s.token, role=role, name=name, session=s)
+    role = who.role
+    request.state.viewer = Viewer(token=s.token, role=role, name=who.actor, session=s, token_id=who.token_id)
     if role not in roles:
         return error_page(request, 403, "FORBIDDEN", t("error.role", roles=" / ".join(roles)))
     if posted:
