@@ -117,3 +117,50 @@ async def test_operator_finds_orders_and_refunds_by_any_number_and_sees_volume(p
     assert 'class="bar"' in volume and "wechat" in volume and "¥25" in volume  # 2,500 fen drawn for wechat
     channels = await u.get("/console/channels")
     assert channels.status_code == 200 and f'data-account="{pay.accounts["wechat"]}"' in channels.text
+
+
+async def test_operator_forms_for_plans_routing_channels_and_deliveries(pay: PayStack) -> None:
+    c = pay.c
+    u = ConsoleUser(pay.http)
+    await u.sign_in("operator")
+    for path in (
+        "/console/fee-plans",
+        "/console/routing",
+        "/console/channels",
+        "/console/deliveries",
+        "/console/tokens",
+    ):
+        assert (await u.get(path)).status_code == 200, path
+
+    form = {"name": "Retail 0.6%", "rate_ALIPAY_QR": "6000", "rate_WECHAT_NATIVE": "", "min_fee": "1", "refund_fee": "none"}
+    made = await u.post("/console/fee-plans", form)
+    assert made.status_code == 303
+    (plan,) = [p for p in await c.merchants.list_fee_plans(None, 100) if p.name == "Retail 0.6%"]
+    assert (plan.rates, plan.min_fee, plan.refund_fee) == ({"ALIPAY_QR": 6000}, 1, "none")
+    (merchant, *_) = await c.merchants.list_merchants(None, 10)
+    assigned = await u.post(f"/console/merchants/{merchant.mch_no}/fee-plan", {"fee_plan_id": plan.id})
+    assert assigned.status_code == 303 and (await c.merchants.get_merchant(merchant.mch_no)).fee_plan_id == plan.id
+    unknown = await u.post(f"/console/merchants/{merchant.mch_no}/fee-plan", {"fee_plan_id": "FP999"})
+    assert unknown.status_code == 404 and "FEE_PLAN_NOT_FOUND" in unknown.text
+
+    account = pay.accounts["alipay"]
+    rule = await u.post("/console/routing", {"rank": "50", "pay_methods": ["ALIPAY_QR", "ALIPAY_WAP"],
+                                             "min_amount": "100", "candidates": f"{account} 2 30\n\n"})  # fmt: skip
+    assert rule.status_code == 303, rule.text
+    (created,) = [r for r in await c.channels.list_rules(None, 100) if r.rank == 50]
+    assert created.pay_methods == ["ALIPAY_QR", "ALIPAY_WAP"] and created.min_amount == 100
+    assert [(x.channel_account_id, x.priority, x.weight) for x in created.candidates] == [(account, 2, 30)]
+    assert (await u.post(f"/console/routing/{created.id}/delete")).status_code == 303
+    assert all(r.id != created.id for r in await c.channels.list_rules(None, 100))
+    gone = await u.post(f"/console/routing/{created.id}/delete")
+    assert gone.status_code == 404
+
+    assert (await u.post(f"/console/channels/{account}/disable")).status_code == 303
+    assert (await c.channels.get_account(account)).status == "DISABLED"
+    page = await u.get("/console/channels")
+    assert f'data-account="{account}"' in page.text and "status-disabled" in page.text
+    assert (await u.post(f"/console/channels/{account}/enable")).status_code == 303
+    assert (await c.channels.get_account(account)).status == "ACTIVE"
+    actions = {e.action for e in await c.merchants.list_admin_audit(AuditFilter(), None, 50) if e.via == "console"}
+    assert {"fee_plan.create", "fee_plan.assign", "routing_rule.create", "routing_rule.delete",
+            "channel_account.disable", "channel_account.enable"} <= actions  # fmt: skip
