@@ -132,7 +132,8 @@ async def test_operator_forms_for_plans_routing_channels_and_deliveries(pay: Pay
     ):
         assert (await u.get(path)).status_code == 200, path
 
-    form = {"name": "Retail 0.6%", "rate_ALIPAY_QR": "6000", "rate_WECHAT_NATIVE": "", "min_fee": "1", "refund_fee": "none"}
+    form = {"name": "Retail 0.6%", "rate_ALIPAY_QR": "6000", "rate_WECHAT_NATIVE": ""}
+    form |= {"min_fee": "1", "refund_fee": "none"}
     made = await u.post("/console/fee-plans", form)
     assert made.status_code == 303
     (plan,) = [p for p in await c.merchants.list_fee_plans(None, 100) if p.name == "Retail 0.6%"]
