@@ -210,3 +210,35 @@ async def test_an_unknown_console_path_is_a_404_page(stack) -> None:
     _, client = stack
     r = await client.get("/console/no-such-page", headers={"Accept-Language": "zh-CN"})
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html") and "页面不存在" in r.text
+
+
+async def test_operator_reads_a_failed_delivery_with_its_attempts_and_resends_it(stack) -> None:
+    from datetime import UTC, datetime
+
+    from tomato.merchant.admin_schemas import AuditFilter
+    from tomato.notice.models import Delivery, DeliveryAttempt
+
+    c, client = stack
+    at = datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC)
+    async with c.db.uow() as uow:
+        uow.session.add(Delivery(id="D42", seq=42, event_id="E42", event_type="pay.succeeded", app_id="A1", mch_no="M1",
+                                 url="https://shop.example/hook", status="FAILED", attempts=1, round_start=0,
+                                 last_status=500, last_error="HTTP_500", event_created_at=at, created_at=at,
+                                 updated_at=at, finished_at=at))  # fmt: skip
+        uow.session.add(DeliveryAttempt(id=1, delivery_id="D42", attempt_no=1, started_at=at, latency_ms=35,
+                                        http_status=500, response_body="<oops>", error_class="HTTP_500",
+                                        error_message=None, succeeded=False))  # fmt: skip
+        await uow.commit()
+    u = user(client)
+    await u.sign_in("operator")
+    listed = await u.get("/console/deliveries?status=FAILED&mch_no=M1")
+    assert 'href="/console/deliveries/D42"' in listed.text
+    assert 'href="/console/deliveries/D42"' not in (await u.get("/console/deliveries?status=SUCCEEDED")).text
+    assert (await u.get("/console/deliveries?status=BOGUS")).status_code == 422
+    detail = await u.get("/console/deliveries/D42")
+    assert "&lt;oops&gt;" in detail.text and "35 ms" in detail.text  # the merchant's answer, escaped
+    resent = await u.post("/console/deliveries/D42/resend")
+    assert resent.status_code == 303 and resent.headers["location"] == "/console/deliveries/D42?ok=resent"
+    assert (await c.merchants.list_admin_audit(AuditFilter(action="delivery.resend"), None, 5))[0].target == "D42"
+    missing = await u.get("/console/deliveries/D404")
+    assert missing.status_code == 404 and "DELIVERY_NOT_FOUND" in missing.text
