@@ -32,6 +32,8 @@ async def test_sign_in_sets_a_sealed_http_only_cookie_and_sign_out_ends_it(stack
     assert ADMIN_TOKENS["operator"] not in cookie  # never the raw token in a readable cookie
     home = await u.get("/console")
     assert home.status_code == 200 and "<svg" in home.text
+    signed_in = await client.get("/console/login?next=/console/merchants")
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/console/merchants"
     csp = home.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert home.headers["x-frame-options"] == "DENY" and home.headers["cache-control"] == "no-store"

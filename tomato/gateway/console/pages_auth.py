@@ -47,6 +47,11 @@ def _sign_in_page(request: Request, status: int = 200, error: str | None = None)
 
 @public.get("/login")
 async def login_page(request: Request) -> Response:
+    """Already signed in with a token still active: straight on; else the form (with a fresh anonymous session)."""
+    c = container(request)
+    s = session.unseal(c.box, request.cookies.get(session.COOKIE), c.clock.timestamp())
+    if s is not None and s.token is not None and await c.merchants.admin_identity(s.token) is not None:
+        return redirect(safe_next(request.query_params.get("next")))
     return _sign_in_page(request)
 
 
