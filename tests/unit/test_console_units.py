@@ -107,6 +107,13 @@ def test_bar_chart_heights_are_proportional_and_empty_hours_draw_nothing() -> No
     assert charts.bar_chart("t", ["00"], [("a", [0])]).empty
 
 
+def test_count_charts_have_whole_ticks() -> None:
+    one = charts.bar_chart("t", ["a", "b"], [("n", [1, 0])], counts=True)
+    assert [lb.text for lb in one.y_labels] == ["0", "1", "2", "3", "4"]
+    seven = charts.bar_chart("t", ["a"], [("n", [7])], counts=True)
+    assert [lb.text for lb in seven.y_labels] == ["0", "3", "6", "9", "12"]
+
+
 @pytest.mark.parametrize(("value", "ceiling"), [(1, 1), (7, 10), (101, 200), (230, 250), (0.3, 0.5), (0, 1)])
 def test_axes_end_on_round_numbers(value: float, ceiling: float) -> None:
     assert charts.nice_ceiling(value) == pytest.approx(ceiling)

@@ -7,6 +7,7 @@ rate per channel and hour; an hour without orders leaves a gap instead of preten
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -94,12 +95,16 @@ def bar_chart(
     categories: Sequence[str],
     series: Sequence[tuple[str, Sequence[int]]],
     fmt: Callable[[float], str] = lambda v: f"{v:g}",
+    counts: bool = False,
 ) -> Chart:
-    """Grouped bars: one group per category, one bar per series (values ≥ 0)."""
+    """Grouped bars: one group per category, one bar per series (values ≥ 0); `counts`: things counted, so the axis
+    shows whole numbers only."""
     peak = max((v for _, values in series for v in values), default=0)
     if not categories or not series or peak <= 0:
         return Chart(title=title, empty=True, legend=_legend(series))
     top = nice_ceiling(peak)
+    if counts:  # whole ticks: the axis ends on a multiple of the tick count
+        top = max(TICKS, math.ceil(top / TICKS) * TICKS)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / len(categories)
     bar_w = slot * 0.8 / len(series)

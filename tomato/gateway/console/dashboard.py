@@ -55,13 +55,13 @@ async def discrepancy_chart(c: Container, t: Translator) -> Markup:
     days = [(today - timedelta(days=DAYS - 1 - i)).isoformat() for i in range(DAYS)]
     open_ = [by_day.get(d, {}).get("OPEN", 0) for d in days]
     closed = [sum(n for s, n in by_day.get(d, {}).items() if s != "OPEN") for d in days]
-    series = [(t("status.OPEN"), open_), (t("chart.resolved"), closed)]
-    chart = charts.bar_chart(t("chart.discrepancies"), [d[5:] for d in days], series)
+    series = [(t("chart.open"), open_), (t("chart.resolved"), closed)]
+    chart = charts.bar_chart(t("chart.discrepancies"), [d[5:] for d in days], series, counts=True)
     return charts.render(chart, t("chart.empty"))
 
 
 async def backlog_chart(c: Container, t: Translator) -> Markup:
     counts = await NoticeService(c.db).counts()
     series = [(t("chart.deliveries"), [counts.get(s, 0) for s in BACKLOG_STATUSES])]
-    chart = charts.bar_chart(t("chart.backlog"), [t(f"status.{s}") for s in BACKLOG_STATUSES], series)
+    chart = charts.bar_chart(t("chart.backlog"), [t(f"status.{s}") for s in BACKLOG_STATUSES], series, counts=True)
     return charts.render(chart, t("chart.empty"))
