@@ -212,6 +212,8 @@ async def test_an_unknown_console_path_is_a_404_page(stack) -> None:
     _, client = stack
     r = await client.get("/console/no-such-page", headers={"Accept-Language": "zh-CN"})
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html") and "页面不存在" in r.text
+    slash = await client.get("/console/")
+    assert slash.status_code == 303 and slash.headers["location"] == "/console"
 
 
 async def test_operator_reads_a_failed_delivery_with_its_attempts_and_resends_it(stack) -> None:
