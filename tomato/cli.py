@@ -142,6 +142,7 @@ def create_token(role: Annotated[str, typer.Option(help="operator or finance")],
 
     async def run() -> str:
         from tomato.bootstrap import bootstrap
+        from tomato.core.errors import TomatoError
         from tomato.merchant.admin_schemas import AdminTokenView
 
         c = await bootstrap(settings)
@@ -152,6 +153,9 @@ def create_token(role: Annotated[str, typer.Option(help="operator or finance")],
                 via="cli", actor=_cli_actor(), action="token.create", target=created.id, before=None, after=view
             )
             return created.token
+        except TomatoError as exc:
+            typer.echo(f"{exc.code}: {exc.message}", err=True)
+            raise typer.Exit(2) from None
         finally:
             await c.aclose()
 
@@ -167,10 +171,13 @@ def list_tokens() -> None:
     async def run() -> list[list[str]]:
         from tomato.bootstrap import bootstrap
         from tomato.core.clock import rfc3339
+        from tomato.merchant.admin_schemas import AdminTokenView
 
         c = await bootstrap(settings)
+        tokens: list[AdminTokenView] = []
         try:
-            tokens = await c.merchants.list_admin_tokens()
+            while page := await c.merchants.list_admin_tokens(tokens[-1].id if tokens else None, 500):
+                tokens += page
         finally:
             await c.aclose()
         return [[t.id, t.role, t.name, rfc3339(t.created_at) or "", rfc3339(t.revoked_at) or "-"] for t in tokens]

@@ -96,6 +96,8 @@ def test_a_token_revoked_by_the_cli_is_refused_on_its_next_request(cli_env: dict
     assert again.exit_code == 1 and "ORDER_STATE_CONFLICT" in again.output
     unknown = runner.invoke(app, ["admin", "revoke-token", "tok_0000000000000000"], env=cli_env)
     assert unknown.exit_code == 1 and "TOKEN_NOT_FOUND" in unknown.output
+    bad_role = runner.invoke(app, ["admin", "create-token", "--role", "root"], env=cli_env)
+    assert bad_role.exit_code == 2 and "INVALID_REQUEST: role" in bad_role.output
 
     trail = _audit(settings)
     assert [(e["action"], e["via"], e["target"]) for e in trail] == [

@@ -20,6 +20,7 @@ from tomato.merchant.errors import AdminTokenNotFound, AdminTokenRevoked
 from tomato.merchant.models import AdminToken
 
 ROLES = ("operator", "finance")
+MAX_NAME = 128
 
 
 def new_token_id() -> str:
@@ -35,6 +36,8 @@ class AdminTokens:
         nothing changes, so a restart never brings a revoked bootstrap token back."""
         if role not in ROLES:
             raise InvalidRequest.field("role", f"must be one of {', '.join(ROLES)}")
+        if len(name) > MAX_NAME:
+            raise InvalidRequest.field("name", f"at most {MAX_NAME} characters")
         plaintext = token or f"tpk_{role}_{random_token(24)}"
         token_hash = sha256_hex(plaintext.encode())
         async with self._db.uow() as uow:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from tomato.core.errors import InvalidRequest
-from tomato.gateway.audit_trail import audited
+from tomato.gateway.audit_trail import audited, bearer_token
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, decode_cursor, encode_cursor
 from tomato.reconciliation.schemas import (
@@ -43,8 +43,7 @@ _BODY: dict[int | str, dict[str, Any]] = {400: {"description": "the body is not 
 
 
 async def _actor(request: Request) -> str:
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    return await container(request).merchants.admin_name(token) or str(request.state.admin_role)
+    return await container(request).merchants.admin_name(bearer_token(request)) or str(request.state.admin_role)
 
 
 @router.post(
