@@ -117,11 +117,16 @@ async def test_operator_creates_an_app_sees_its_secret_once_and_freezing_it_is_a
     await u.post("/console/merchants", {"name": "Tea House"})
     (merchant,) = await c.merchants.list_merchants(None, 10)
     await u.get(f"/console/merchants/{merchant.mch_no}")
-    shown = await u.post(f"/console/merchants/{merchant.mch_no}/apps", {"name": "shop", "pay_methods": ["ALIPAY_QR"]})
+    made = await u.post(f"/console/merchants/{merchant.mch_no}/apps", {"name": "shop", "pay_methods": ["ALIPAY_QR"]})
+    assert made.status_code == 303 and made.headers["location"] == "/console/reveal"  # a reload never posts again
+    shown = await u.get("/console/reveal")
     assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
     secret = re.search(r'id="new-secret">([^<]+)<', shown.text)
     app_id = re.search(r'id="new-app-id">([^<]+)<', shown.text)
     assert secret and app_id
+    assert secret.group(1) not in made.headers["set-cookie"]  # sealed on its way to the page
+    again = await u.get("/console/reveal")
+    assert again.status_code == 410 and secret.group(1) not in again.text and 'id="already-shown"' in again.text
     auth = await c.merchants.app_auth(app_id.group(1))
     assert auth.hmac_secrets == (secret.group(1).encode(),) and auth.pay_methods == {"ALIPAY_QR"}
     page = await u.get(f"/console/apps/{app_id.group(1)}")
@@ -184,13 +189,16 @@ async def test_operator_creates_and_revokes_a_token_and_its_session_ends(stack) 
     admin = user(client)
     await admin.sign_in("operator")
     await admin.get("/console/tokens")
-    made = await admin.post("/console/tokens", {"role": "finance", "name": "auditor"})
+    posted = await admin.post("/console/tokens", {"role": "finance", "name": "auditor"})
+    assert posted.status_code == 303 and posted.headers["location"] == "/console/reveal"
+    made = await admin.get("/console/reveal")
     assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
     token = re.search(r'id="new-token">([^<]+)<', made.text)
     token_id = re.search(r'id="new-token-id">([^<]+)<', made.text)
     assert token and token_id and await c.merchants.admin_role(token.group(1)) == "finance"
     listed = await admin.get("/console/tokens")
     assert token_id.group(1) in listed.text and token.group(1) not in listed.text  # the plaintext only once
+    assert token.group(1) not in (await admin.get("/console/reveal")).text
     bad = await admin.post("/console/tokens", {"role": "root", "name": "x"})
     assert bad.status_code == 422 and "role" in bad.text
 
@@ -246,3 +254,24 @@ async def test_operator_reads_a_failed_delivery_with_its_attempts_and_resends_it
     assert (await c.merchants.list_admin_audit(AuditFilter(action="delivery.resend"), None, 5))[0].target == "D42"
     missing = await u.get("/console/deliveries/D404")
     assert missing.status_code == 404 and "DELIVERY_NOT_FOUND" in missing.text
+
+
+async def test_a_revealed_secret_belongs_to_its_session(stack) -> None:
+    _, client = stack
+    u = user(client)
+    await u.sign_in("operator")
+    await u.get("/console/tokens")
+    posted = await u.post("/console/tokens", {"role": "operator", "name": "night"})
+    sealed = client.cookies.get("tomato_console_reveal", path="/console/reveal")
+    assert posted.status_code == 303 and sealed
+    client.cookies.delete("tomato_console_reveal", path="/console/reveal")
+
+    async with httpx.AsyncClient(transport=client._transport, base_url=str(client.base_url)) as other:
+        thief = user(other)
+        await thief.sign_in("operator")
+        other.cookies.set("tomato_console_reveal", sealed, path="/console/reveal")
+        stolen = await thief.get("/console/reveal")
+        assert stolen.status_code == 410 and 'id="new-token"' not in stolen.text  # sealed for the other session
+    client.cookies.set("tomato_console_reveal", sealed, path="/console/reveal")
+    mine = await u.get("/console/reveal")
+    assert mine.status_code == 200 and 'id="new-token"' in mine.text

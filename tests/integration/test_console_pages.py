@@ -165,3 +165,15 @@ async def test_operator_forms_for_plans_routing_channels_and_deliveries(pay: Pay
     actions = {e.action for e in await c.merchants.list_admin_audit(AuditFilter(), None, 50) if e.via == "console"}
     assert {"fee_plan.create", "fee_plan.assign", "routing_rule.create", "routing_rule.delete",
             "channel_account.disable", "channel_account.enable"} <= actions  # fmt: skip
+
+
+async def test_a_secret_not_viewed_within_five_minutes_is_gone(pay: PayStack) -> None:
+    from datetime import timedelta
+
+    u = ConsoleUser(pay.http)
+    await u.sign_in("operator")
+    await u.get("/console/tokens")
+    assert (await u.post("/console/tokens", {"role": "finance", "name": "late"})).status_code == 303
+    pay.clock.advance(timedelta(minutes=5, seconds=1))
+    late = await u.get("/console/reveal")
+    assert late.status_code == 410 and 'id="new-token"' not in late.text

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from tomato.core.pay_methods import ALL_PAY_METHODS
-from tomato.gateway.console import audit
+from tomato.gateway.console import audit, reveal
 from tomato.gateway.console.audit import view
 from tomato.gateway.console.guard import form_of, page_route
 from tomato.gateway.console.render import html, redirect
 from tomato.gateway.deps import container
 from tomato.gateway.paging import decode_cursor, encode_cursor
-from tomato.merchant.schemas import AppCreate, FeePlanAssign, KeyRotate, MerchantCreate
+from tomato.merchant.schemas import AppCreate, AppCreated, FeePlanAssign, KeyRotate, MerchantCreate
 
 router = APIRouter(prefix="/console", route_class=page_route("operator"), include_in_schema=False)
 
@@ -95,7 +95,7 @@ async def create_app(mch_no: MchNo, request: Request) -> Response:
         fields["amount_limit"] = limit
     created = await container(request).merchants.create_app(mch_no, AppCreate.model_validate(fields))
     await audit.record(request, "app.create", created.app.app_id, None, view(created.app))
-    return html(request, "operator/secret.html", created=created, new_app=True)
+    return _reveal(request, created, "app")
 
 
 @router.get("/apps/{app_id}")
@@ -129,7 +129,24 @@ async def rotate_key(app_id: AppId, request: Request) -> Response:
     before = await svc.get_app(app_id)
     created = await svc.rotate_key(app_id, KeyRotate(public_key_pem=form_of(request).get("public_key_pem")))
     await audit.record(request, "app.key_add", app_id, view(before), view(created.app))
-    return html(request, "operator/secret.html", created=created, new_app=False)
+    return _reveal(request, created, "key")
+
+
+def _reveal(request: Request, created: AppCreated, kind: str) -> Response:
+    """To the page that shows the new key once (an RSA app's key has no secret: straight to the app)."""
+    if created.secret is None:
+        return redirect(f"/console/apps/{created.app.app_id}?ok=key_added")
+    shown = {"kind": kind, "app_id": created.app.app_id, "key_id": created.key_id, "secret": created.secret}
+    return reveal.redirect_to_reveal(request, shown)
+
+
+@router.get("/reveal")
+async def reveal_page(request: Request) -> Response:
+    """The new secret, once: a reload (or any later visit) finds the cookie gone and says so."""
+    shown = reveal.take(request)
+    response = html(request, "operator/secret.html", status=200 if shown else 410, shown=shown)
+    reveal.forget(response, request)
+    return response
 
 
 @router.post("/apps/{app_id}/keys/{key_id}/revoke")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from tomato.gateway.console import audit
+from tomato.gateway.console import audit, reveal
 from tomato.gateway.console.audit import view
 from tomato.gateway.console.guard import form_of, page_route, viewer_of
 from tomato.gateway.console.render import html, redirect
@@ -33,7 +33,14 @@ async def create_token(request: Request) -> Response:
     created = await container(request).merchants.issue_admin_token(cmd.role, cmd.name)
     shown = AdminTokenView(**created.model_dump(exclude={"token"}))
     await audit.record(request, "token.create", created.id, None, view(shown))
-    return html(request, "operator/token_created.html", created=created)
+    secret = {
+        "kind": "token",
+        "token_id": created.id,
+        "role": created.role,
+        "name": created.name,
+        "secret": created.token,
+    }
+    return reveal.redirect_to_reveal(request, secret)
 
 
 @router.post("/tokens/{token_id}/revoke")
