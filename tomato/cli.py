@@ -139,20 +139,95 @@ def ledger_check() -> None:
 
 @admin_app.command("create-token")
 def create_token(role: Annotated[str, typer.Option(help="operator or finance")], name: str = "") -> None:
-    """Create an admin bearer token; it is printed once and stored only as a hash."""
+    """Create an admin bearer token; it is printed once and stored only as a hash. Audited (via cli)."""
     settings = _checked(_settings(), serves_api=False)
     _ensure_schema(settings)
 
     async def run() -> str:
         from tomato.bootstrap import bootstrap
+        from tomato.core.errors import TomatoError
+        from tomato.merchant.admin_schemas import AdminTokenView
 
         c = await bootstrap(settings)
         try:
-            return await c.merchants.create_admin_token(role, name=name)
+            created = await c.merchants.issue_admin_token(role, name)
+            view = AdminTokenView(**created.model_dump())
+            await c.merchants.record_admin_action(
+                via="cli", actor=_cli_actor(), action="token.create", target=created.id, before=None, after=view
+            )
+            return created.token
+        except TomatoError as exc:
+            typer.echo(f"{exc.code}: {exc.message}", err=True)
+            raise typer.Exit(2) from None
         finally:
             await c.aclose()
 
     typer.echo(asyncio.run(run()))
+
+
+@admin_app.command("list-tokens")
+def list_tokens() -> None:
+    """Every admin token, oldest first: id, role, name, created, revoked (never the token or its hash)."""
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+
+    async def run() -> list[list[str]]:
+        from tomato.bootstrap import bootstrap
+        from tomato.core.clock import rfc3339
+        from tomato.merchant.admin_schemas import AdminTokenView
+
+        c = await bootstrap(settings)
+        tokens: list[AdminTokenView] = []
+        try:
+            while page := await c.merchants.list_admin_tokens(tokens[-1].id if tokens else None, 500):
+                tokens += page
+        finally:
+            await c.aclose()
+        return [[t.id, t.role, t.name, rfc3339(t.created_at) or "", rfc3339(t.revoked_at) or "-"] for t in tokens]
+
+    rows = [["id", "role", "name", "created", "revoked"], *asyncio.run(run())]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+
+
+@admin_app.command("revoke-token")
+def revoke_token(token_id: Annotated[str, typer.Argument(help="the token's id, tok_… (see list-tokens)")]) -> None:
+    """Revoke an admin token: its very next request is refused with 401. Audited (via cli).
+    Exits 1 when there is no such token or it is already revoked."""
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+
+    async def run() -> int:
+        from tomato.bootstrap import bootstrap
+        from tomato.core.errors import TomatoError
+
+        c = await bootstrap(settings)
+        try:
+            before = await c.merchants.get_admin_token(token_id)
+            after = await c.merchants.revoke_admin_token(token_id)
+            await c.merchants.record_admin_action(
+                via="cli", actor=_cli_actor(), action="token.revoke", target=token_id, before=before, after=after
+            )
+        except TomatoError as exc:
+            typer.echo(f"{exc.code}: {exc.message}", err=True)
+            return 1
+        finally:
+            await c.aclose()
+        typer.echo(f"revoked {after.id} ({after.role}:{after.name})")
+        return 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def _cli_actor() -> str:
+    """Who ran a CLI command, as audit rows name them: `cli:<login name>` (the CLI has no admin token)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in this environment (a container without a passwd entry)
+        return "cli:unknown"
 
 
 @merchant_app.command("create")

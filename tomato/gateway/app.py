@@ -13,9 +13,11 @@ from tomato import __version__
 from tomato.bootstrap import Container
 from tomato.gateway import errors, openapi
 from tomato.gateway.channel_metrics import channel_health_lines
+from tomato.gateway.console import router as console_router
 from tomato.gateway.metrics import Metrics
 from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
+from tomato.gateway.routers.admin import audit as admin_audit
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
@@ -24,6 +26,7 @@ from tomato.gateway.routers.admin import merchants as admin_merchants
 from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
+from tomato.gateway.routers.admin import tokens as admin_tokens
 from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
@@ -91,6 +94,9 @@ def create_app(
     app.include_router(admin_fee_plans.router)
     app.include_router(admin_reconciliation.router)
     app.include_router(admin_ledger.router)
+    app.include_router(admin_tokens.router)
+    app.include_router(admin_audit.router)
+    app.include_router(console_router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     openapi.install(app, description=DESCRIPTION)
     return app

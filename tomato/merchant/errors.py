@@ -45,3 +45,13 @@ class LastKey(Conflict):
 
 class FeePlanNotFound(NotFound):
     code = "FEE_PLAN_NOT_FOUND"
+
+
+class AdminTokenNotFound(NotFound):
+    code = "TOKEN_NOT_FOUND"
+
+
+class AdminTokenRevoked(Conflict):
+    """Revoking a token already revoked: the code every "already in that state" conflict of the admin API uses."""
+
+    code = "ORDER_STATE_CONFLICT"

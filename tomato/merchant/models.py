@@ -69,15 +69,35 @@ class AppKey(Base):
 
 
 class AdminToken(Base):
-    """Admin bearer tokens, stored as SHA-256 hashes only."""
+    """Admin bearer tokens, stored as SHA-256 hashes only; `token_id` (tok_…) is the public name that lists, audit
+    rows and revocation use, so neither the secret nor its hash ever has to be shown."""
 
     __tablename__ = "admin_tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
     role: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AdminAudit(Base):
+    """One admin action that succeeded: who (token id and "role:name" at the time), through what, on what, and the
+    target's views before and after (JSON, secrets redacted before they get here). Rows are only ever inserted."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # snowflake: time-ordered
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(160))
+    actor_token_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    via: Mapped[str] = mapped_column(String(16))  # api | console | cli
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(128), index=True)
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class PlatformKey(Base):

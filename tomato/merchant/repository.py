@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tomato.merchant.models import AdminToken, App, AppKey, FeePlan, Merchant, PlatformKey
+from tomato.merchant.admin_schemas import AuditFilter
+from tomato.merchant.models import AdminAudit, AdminToken, App, AppKey, FeePlan, Merchant, PlatformKey
 
 
 async def get_merchant(s: AsyncSession, mch_no: str) -> Merchant | None:
@@ -79,6 +80,50 @@ async def set_app_status(s: AsyncSession, app_id: str, status: str, now: datetim
 
 async def find_token(s: AsyncSession, token_hash: str) -> AdminToken | None:
     return await s.get(AdminToken, token_hash)
+
+
+async def find_token_by_id(s: AsyncSession, token_id: str) -> AdminToken | None:
+    return (await s.scalars(select(AdminToken).where(AdminToken.token_id == token_id))).first()
+
+
+async def list_tokens(s: AsyncSession, after: str | None, limit: int) -> Sequence[AdminToken]:
+    """Oldest first, then by id; `after` is the last token id seen (its creation time places the page)."""
+    q = select(AdminToken).order_by(AdminToken.created_at, AdminToken.token_id).limit(limit)
+    if after is not None:
+        anchor = select(AdminToken.created_at).where(AdminToken.token_id == after).scalar_subquery()
+        q = q.where(
+            or_(AdminToken.created_at > anchor, and_(AdminToken.created_at == anchor, AdminToken.token_id > after))
+        )
+    return (await s.scalars(q)).all()
+
+
+async def revoke_token(s: AsyncSession, token_id: str, now: datetime) -> bool:
+    """Compare-and-set: only a token not yet revoked is revoked (False: unknown or already revoked)."""
+    res = await s.execute(
+        update(AdminToken)
+        .where(AdminToken.token_id == token_id, AdminToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def list_audit(s: AsyncSession, f: AuditFilter, before_id: int | None, limit: int) -> Sequence[AdminAudit]:
+    """Newest first; `before_id` is the last record id seen. `since`/`until` must be UTC (SQLite compares text)."""
+    q = select(AdminAudit).order_by(AdminAudit.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(AdminAudit.id < before_id)
+    if f.action is not None:
+        q = q.where(AdminAudit.action == f.action)
+    if f.actor is not None:
+        by_id = f.actor.startswith("tok_")
+        q = q.where(AdminAudit.actor_token_id == f.actor if by_id else AdminAudit.actor == f.actor)
+    if f.target is not None:
+        q = q.where(AdminAudit.target == f.target)
+    if f.since is not None:
+        q = q.where(AdminAudit.at >= f.since)
+    if f.until is not None:
+        q = q.where(AdminAudit.at < f.until)
+    return (await s.scalars(q)).all()
 
 
 async def latest_platform_key(s: AsyncSession) -> PlatformKey | None:

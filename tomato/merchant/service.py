@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,13 +25,14 @@ from tomato.core.crypto import (
     private_key_pem,
     public_key_pem,
     random_token,
-    sha256_hex,
 )
 from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
 from tomato.core.ids import Snowflake
 from tomato.core.netguard import check_literal
 from tomato.merchant import repository as repo
+from tomato.merchant.admin_schemas import AdminIdentity, AdminTokenCreated, AdminTokenView, AuditEntryView, AuditFilter
+from tomato.merchant.audit import AdminAuditLog
 from tomato.merchant.errors import (
     AppDisabled,
     AppNotFound,
@@ -42,7 +45,7 @@ from tomato.merchant.errors import (
     TooManyKeys,
     UnknownApp,
 )
-from tomato.merchant.models import AdminToken, App, AppKey, FeePlan, Merchant, PlatformKey
+from tomato.merchant.models import App, AppKey, FeePlan, Merchant, PlatformKey
 from tomato.merchant.schemas import (
     DEFAULT_SETTLE_CYCLE,
     AppAuth,
@@ -60,8 +63,8 @@ from tomato.merchant.schemas import (
     MerchantView,
     SettleCycleUpdate,
 )
+from tomato.merchant.tokens import AdminTokens
 
-ROLES = ("operator", "finance")
 MAX_ACTIVE_KEYS = 2
 AUTH_CACHE_TTL_S = 2.0
 FIRST_PLATFORM_KEY_ID = "PK1"  # see platform_signer
@@ -82,6 +85,8 @@ class MerchantService:
         self._ids = ids
         self._auth_cache: dict[str, tuple[float, AppAuth]] = {}
         self._platform: PlatformSigner | None = None
+        self._tokens = AdminTokens(db)
+        self.audit = AdminAuditLog(db, ids)
 
     # --- merchants ----------------------------------------------------------------------------------
 
@@ -338,42 +343,69 @@ class MerchantService:
         if pay_method is not None and pay_method not in auth.pay_methods:
             raise PayMethodNotEnabled(f"pay_method {pay_method} is not enabled for this app")
 
-    # --- admin tokens -------------------------------------------------------------------------------------
+    # --- admin tokens and the audit trail (merchant.tokens, merchant.audit) ---------------------------------
 
     async def create_admin_token(self, role: str, name: str = "", token: str | None = None) -> str:
         """Stores only the hash; the plaintext is returned once. `token` lets settings bootstrap a known one."""
-        if role not in ROLES:
-            raise InvalidRequest.field("role", f"must be one of {', '.join(ROLES)}")
-        plaintext = token or f"tpk_{role}_{random_token(24)}"
-        async with self._db.uow() as uow:
-            existing = await repo.find_token(uow.session, sha256_hex(plaintext.encode()))
-            if existing is None:
-                uow.session.add(
-                    AdminToken(
-                        token_hash=sha256_hex(plaintext.encode()),
-                        role=role,
-                        name=name or role,
-                        created_at=utcnow(),
-                        revoked_at=None,
-                    )
-                )
-                await uow.commit()
-        return plaintext
+        return (await self._tokens.create(role, name, token)).token
+
+    async def issue_admin_token(self, role: str, name: str) -> AdminTokenCreated:
+        """A new random token with its view; the plaintext is in this answer only."""
+        return await self._tokens.create(role, name)
+
+    async def list_admin_tokens(self, after: str | None = None, limit: int = 1000) -> list[AdminTokenView]:
+        """Oldest first; `after` is the last token id seen."""
+        return await self._tokens.page(after, limit)
+
+    async def get_admin_token(self, token_id: str) -> AdminTokenView:
+        return await self._tokens.get(token_id)
+
+    async def revoke_admin_token(self, token_id: str) -> AdminTokenView:
+        """Refused from the token's very next request on (nothing caches a token's answer)."""
+        return await self._tokens.revoke(token_id)
+
+    async def admin_identity(self, token: str) -> AdminIdentity | None:
+        return await self._tokens.identity(token)
 
     async def admin_role(self, token: str) -> str | None:
-        async with self._db.uow() as uow:
-            row = await repo.find_token(uow.session, sha256_hex(token.encode()))
-        if row is None or row.revoked_at is not None:
-            return None
-        return row.role
+        who = await self._tokens.identity(token)
+        return None if who is None else who.role
 
     async def admin_name(self, token: str) -> str | None:
         """The name of an active admin token (what audit trails record as the actor), None when unknown."""
-        async with self._db.uow() as uow:
-            row = await repo.find_token(uow.session, sha256_hex(token.encode()))
-        if row is None or row.revoked_at is not None:
-            return None
-        return f"{row.role}:{row.name}"
+        who = await self._tokens.identity(token)
+        return None if who is None else who.actor
+
+    async def record_admin_action(
+        self,
+        *,
+        via: str,
+        action: str,
+        target: str,
+        before: Mapping[str, Any] | BaseModel | None,
+        after: Mapping[str, Any] | BaseModel | None,
+        request_id: str | None = None,
+        actor_token: str | None = None,
+        actor: str = "unknown",
+    ) -> AuditEntryView:
+        """One audit row for an action that succeeded. `actor_token` (the bearer token used) is resolved to its id
+        and role:name, revoked or not; without one (the CLI) `actor` names who acted."""
+        who = None if actor_token is None else await self._tokens.identity(actor_token, include_revoked=True)
+        return await self.audit.record(
+            who=who,
+            actor=actor,
+            via=via,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            request_id=request_id,
+            scrub=actor_token,
+        )
+
+    async def list_admin_audit(self, f: AuditFilter, before_id: int | None, limit: int) -> list[AuditEntryView]:
+        """Newest first; `before_id` is the number of the last record seen."""
+        return await self.audit.page(f, before_id, limit)
 
     # --- the platform's RSA key -------------------------------------------------------------------------
 

@@ -450,3 +450,45 @@ async def anomaly(s: AsyncSession, anomaly_id: str) -> Any | None:
         .where(PayAnomaly.id == anomaly_id)
     )
     return (await s.execute(q)).first()
+
+
+# --- operator reads (the console) -------------------------------------------------------------------------------
+
+
+async def orders_by_number(s: AsyncSession, number: str, limit: int) -> Sequence[PayOrder]:
+    """Orders whose order_no, out_trade_no or channel_trade_no is `number`, newest first."""
+    q = select(PayOrder).where(
+        or_(PayOrder.order_no == number, PayOrder.out_trade_no == number, PayOrder.channel_trade_no == number)
+    )
+    return (await s.scalars(q.order_by(PayOrder.created_at.desc()).limit(limit))).all()
+
+
+async def refunds_by_number(s: AsyncSession, number: str, order_nos: Sequence[str], limit: int) -> Sequence[Refund]:
+    """Refunds whose refund_no, out_refund_no or channel_refund_no is `number`, or of one of `order_nos`."""
+    named = [Refund.refund_no == number, Refund.out_refund_no == number, Refund.channel_refund_no == number]
+    if order_nos:
+        named.append(Refund.order_no.in_(order_nos))
+    q = select(Refund).where(or_(*named)).order_by(Refund.created_at.desc()).limit(limit)
+    return (await s.scalars(q)).all()
+
+
+async def hourly_volume(s: AsyncSession, since: datetime) -> Sequence[Any]:
+    """(hour, channel, orders, succeeded, amount) of orders created since `since` that reached a channel.
+    The hour is a datetime on PostgreSQL and 'YYYY-MM-DD HH:00:00' text (UTC) on SQLite."""
+    if s.get_bind().dialect.name == "postgresql":
+        hour: Any = func.date_trunc("hour", func.timezone("UTC", PayOrder.created_at))
+    else:
+        hour = func.strftime("%Y-%m-%d %H:00:00", PayOrder.created_at)
+    ok = PayOrder.status == OrderStatus.SUCCEEDED.value
+    q = (
+        select(
+            hour.label("hour"),
+            PayOrder.channel,
+            func.count().label("orders"),
+            func.sum(case((ok, 1), else_=0)).label("succeeded"),
+            func.sum(case((ok, PayOrder.amount), else_=0)).label("amount"),
+        )
+        .where(PayOrder.created_at >= since, PayOrder.channel.is_not(None))
+        .group_by(hour, PayOrder.channel)
+    )
+    return (await s.execute(q)).all()

@@ -301,3 +301,25 @@ class SucceededOrder:
     order_no: str
     amount: int
     paid_at: datetime | None
+
+
+# --- operator reads (the console) -------------------------------------------------------------------------------
+
+
+class OrderLookup(BaseModel):
+    """Orders and refunds one number names: any of order_no, out_trade_no, channel_trade_no, refund_no,
+    out_refund_no (a merchant-side number may be used by several apps, so lists)."""
+
+    orders: list[PayOrderView]
+    refunds: list[RefundView]
+
+
+@dataclass(frozen=True)
+class HourlyVolume:
+    """One channel's orders created in one UTC hour: how many, how many succeeded, and their amount in fen."""
+
+    hour: datetime
+    channel: str
+    orders: int
+    succeeded: int
+    amount: int

@@ -414,3 +414,14 @@ async def audit_of(s: AsyncSession, subject_type: str, subject_id: str) -> Seque
 
 def between(column: Any, start: datetime, end: datetime) -> Any:
     return and_(column >= start, column < end)
+
+
+async def discrepancies_by_day(s: AsyncSession, since: str) -> Sequence[Any]:
+    """(business_date, status, count) of the discrepancies of batches dated `since` or later (the console's chart)."""
+    q = (
+        select(ReconBatch.business_date, ReconDiscrepancy.status, func.count())
+        .join(ReconBatch, ReconBatch.id == ReconDiscrepancy.batch_id)
+        .where(ReconBatch.business_date >= since)
+        .group_by(ReconBatch.business_date, ReconDiscrepancy.status)
+    )
+    return (await s.execute(q)).all()

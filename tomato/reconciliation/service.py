@@ -364,6 +364,16 @@ class ReconciliationService(FinanceWorkflow):
             raise DiscrepancyNotFound(f"discrepancy {discrepancy_id} not found")
         return discrepancy_view(d)
 
+    async def discrepancies_by_day(self, days: int) -> dict[str, dict[str, int]]:
+        """{business date: {status: count}} for the last `days` business dates up to today (the console's chart)."""
+        since = (self.today() - timedelta(days=days - 1)).isoformat()
+        async with self.deps.db.uow() as uow:
+            rows = await repo.discrepancies_by_day(uow.session, since)
+        out: dict[str, dict[str, int]] = {}
+        for day, status, n in rows:
+            out.setdefault(str(day), {})[str(status)] = int(n)
+        return out
+
     async def audit(self, subject_type: str, subject_id: str) -> list[dict[str, Any]]:
         async with self.deps.db.uow() as uow:
             rows = await repo.audit_of(uow.session, subject_type, subject_id)

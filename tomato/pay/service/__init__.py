@@ -14,13 +14,15 @@ from tomato.pay.errors import OrderNotFound
 from tomato.pay.schemas import (
     AnomalyView,
     CashierOrderView,
+    HourlyVolume,
+    OrderLookup,
     PayOrderCreate,
     PayOrderView,
     RefundCreate,
     RefundView,
     SucceededOrder,
 )
-from tomato.pay.service import close, confirm, create, jobs, reconciliation, refunds
+from tomato.pay.service import close, confirm, create, jobs, lookup, reconciliation, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
@@ -149,3 +151,13 @@ class PayService:
 
     async def get_anomaly(self, anomaly_id: str) -> AnomalyView | None:
         return await reconciliation.get_anomaly(self.deps, anomaly_id)
+
+    # --- for the operator console ---------------------------------------------------------------------------
+
+    async def lookup(self, number: str, limit: int = 20) -> OrderLookup:
+        """Orders and refunds named by any of their numbers (ours, the merchant's or the channel's)."""
+        return await lookup.lookup(self.deps, number, limit)
+
+    async def hourly_volume(self, hours: int = 24) -> list[HourlyVolume]:
+        """Per channel and UTC hour: orders created, succeeded, and the succeeded amount (fen)."""
+        return await lookup.hourly_volume(self.deps, hours)

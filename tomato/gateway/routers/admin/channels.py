@@ -12,6 +12,7 @@ from tomato.channel.schemas import (
     ChannelAccountUpdate,
     ChannelAccountView,
 )
+from tomato.gateway.audit_trail import audited
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import Cursor, Limit, Page, check_limit, decode_cursor, page
 
@@ -20,7 +21,9 @@ router = APIRouter(prefix="/admin", tags=["admin: channels"], route_class=admin_
 
 @router.post("/channel-accounts", status_code=201, response_model=ChannelAccountView)
 async def create_account(cmd: ChannelAccountCreate, request: Request) -> ChannelAccountView:
-    return await container(request).channels.create_account(cmd)
+    created = await container(request).channels.create_account(cmd)
+    await audited(request, "channel_account.create", created.id, after=created)  # the view never has the config
+    return created
 
 
 @router.get("/channel-accounts", response_model=Page[ChannelAccountView])
@@ -37,7 +40,11 @@ async def get_account(account_id: str, request: Request) -> ChannelAccountView:
 
 @router.patch("/channel-accounts/{account_id}", response_model=ChannelAccountView)
 async def update_account(account_id: str, cmd: ChannelAccountUpdate, request: Request) -> ChannelAccountView:
-    return await container(request).channels.update_account(account_id, cmd)
+    svc = container(request).channels
+    before = await svc.get_account(account_id)
+    after = await svc.update_account(account_id, cmd)
+    await audited(request, "channel_account.update", account_id, before=before, after=after)
+    return after
 
 
 @router.get("/channel-health", response_model=Page[AccountHealth])
@@ -54,9 +61,17 @@ async def account_health(account_id: str, request: Request) -> AccountHealth:
 
 @router.post("/channel-accounts/{account_id}/disable", response_model=ChannelAccountView)
 async def disable_account(account_id: str, request: Request) -> ChannelAccountView:
-    return await container(request).channels.set_status(account_id, "DISABLED")
+    return await _set_status(request, account_id, "DISABLED", "channel_account.disable")
 
 
 @router.post("/channel-accounts/{account_id}/enable", response_model=ChannelAccountView)
 async def enable_account(account_id: str, request: Request) -> ChannelAccountView:
-    return await container(request).channels.set_status(account_id, "ACTIVE")
+    return await _set_status(request, account_id, "ACTIVE", "channel_account.enable")
+
+
+async def _set_status(request: Request, account_id: str, status: str, action: str) -> ChannelAccountView:
+    svc = container(request).channels
+    before = await svc.get_account(account_id)
+    after = await svc.set_status(account_id, status)
+    await audited(request, action, account_id, before=before, after=after)
+    return after

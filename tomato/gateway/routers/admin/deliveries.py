@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from tomato.gateway.audit_trail import audited
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.openapi import errors
 from tomato.gateway.paging import Cursor, Limit, Page, check_limit, decode_int_cursor, encode_cursor
@@ -48,7 +49,10 @@ async def list_deliveries(
 @router.post("/resend", response_model=ResendResult)
 async def resend_failed(cmd: ResendRange, request: Request) -> ResendResult:
     """Every FAILED delivery of `mch_no` created in [from, to) gets a new schedule round, starting now."""
-    return ResendResult(resent=await _service(request).resend_failed(cmd))
+    result = ResendResult(resent=await _service(request).resend_failed(cmd))
+    after = {**cmd.model_dump(mode="json", by_alias=True), **result.model_dump()}
+    await audited(request, "delivery.resend_failed", cmd.mch_no, after=after)
+    return result
 
 
 @router.get("/{delivery_id}", response_model=DeliveryDetail)
@@ -60,4 +64,13 @@ async def get_delivery(delivery_id: str, request: Request) -> DeliveryDetail:
 @router.post("/{delivery_id}/resend", response_model=DeliveryDetail, responses=errors(409))
 async def resend(delivery_id: str, request: Request) -> DeliveryDetail:
     """A new schedule round starting now (any status but SKIPPED; not while an attempt is running)."""
-    return await _service(request).resend(delivery_id)
+    svc = _service(request)
+    before = await svc.get_delivery(delivery_id)
+    after = await svc.resend(delivery_id)
+    await audited(request, "delivery.resend", delivery_id, before=_status(before), after=_status(after))
+    return after
+
+
+def _status(d: DeliveryDetail) -> dict[str, Any]:
+    """The delivery without its attempt log: the trail records the state change, not every past response."""
+    return d.model_dump(mode="json", exclude={"attempt_log"})

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
+from tomato.gateway.audit_trail import audited
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import Cursor, Limit, check_limit, decode_cursor, page
 from tomato.merchant.schemas import FeePlanAssign, FeePlanCreate, FeePlanList, FeePlanView, MerchantView
@@ -32,7 +33,9 @@ _BAD_INPUT: dict[int | str, dict[str, Any]] = {
 async def create_fee_plan(cmd: FeePlanCreate, request: Request) -> FeePlanView:
     """A plan: parts per million per pay method (absent: 0), a minimum fee per payment, the refund-fee rule.
     Plans never change; put a merchant on another plan instead."""
-    return await container(request).merchants.create_fee_plan(cmd)
+    created = await container(request).merchants.create_fee_plan(cmd)
+    await audited(request, "fee_plan.create", created.id, after=created)
+    return created
 
 
 @router.get("/fee-plans", response_model=FeePlanList, responses={**_AUTH, **_BAD_QUERY})
@@ -63,4 +66,8 @@ async def get_fee_plan(plan_id: PlanId, request: Request) -> FeePlanView:
 async def assign_fee_plan(mch_no: MchNo, cmd: FeePlanAssign, request: Request) -> MerchantView:
     """Puts the merchant on the plan for its payments from now on (`null`: no plan, charged 0); orders already
     paid keep the fee snapshot they were paid under."""
-    return await container(request).merchants.assign_fee_plan(mch_no, cmd)
+    svc = container(request).merchants
+    before = await svc.get_merchant(mch_no)
+    after = await svc.assign_fee_plan(mch_no, cmd)
+    await audited(request, "fee_plan.assign", mch_no, before=before, after=after)
+    return after

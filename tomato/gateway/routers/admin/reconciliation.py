@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from tomato.core.errors import InvalidRequest
+from tomato.gateway.audit_trail import audited, bearer_token
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import check_limit, decode_cursor, encode_cursor
 from tomato.reconciliation.schemas import (
@@ -42,8 +43,7 @@ _BODY: dict[int | str, dict[str, Any]] = {400: {"description": "the body is not 
 
 
 async def _actor(request: Request) -> str:
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    return await container(request).merchants.admin_name(token) or str(request.state.admin_role)
+    return await container(request).merchants.admin_name(bearer_token(request)) or str(request.state.admin_role)
 
 
 @router.post(
@@ -64,7 +64,9 @@ async def run(cmd: ReconciliationRun, request: Request) -> BatchView:
         raise InvalidRequest.field("date", "is in the future")
     if day < svc.today() - timedelta(days=3660):
         raise InvalidRequest.field("date", "is more than ten years ago")
-    return await svc.run(cmd.channel_account_id, day)
+    batch = await svc.run(cmd.channel_account_id, day)
+    await audited(request, "reconciliation.run", f"{cmd.channel_account_id}:{day.isoformat()}", after=batch)
+    return batch
 
 
 @router.get("/reconciliation/batches", response_model=BatchPage, responses=_AUTH)
@@ -160,7 +162,11 @@ async def get_discrepancy(discrepancy_id: DiscrepancyId, request: Request) -> Di
 async def resolve(discrepancy_id: DiscrepancyId, cmd: DiscrepancyResolve, request: Request) -> DiscrepancyView:
     """ACCEPT_CHANNEL books an adjusting ledger entry; ACCEPT_LOCAL and WRITE_OFF record the decision. Audited."""
     actor = await _actor(request)
-    return await container(request).reconciliation.resolve(discrepancy_id, cmd.action, cmd.note, actor)
+    svc = container(request).reconciliation
+    before = await svc.get_discrepancy(discrepancy_id)
+    after = await svc.resolve(discrepancy_id, cmd.action, cmd.note, actor)
+    await audited(request, "reconciliation.resolve", discrepancy_id, before=before, after=after)
+    return after
 
 
 @router.get("/anomalies", response_model=AnomalyPage, responses=_AUTH)
@@ -190,4 +196,6 @@ async def list_anomalies(
 async def resolve_anomaly(anomaly_id: AnomalyId, cmd: AnomalyResolve, request: Request) -> AnomalyItem:
     """RELEASE_TO_MERCHANT, REFUND_PAYER or WRITE_OFF the money held in suspense for the anomaly. Audited."""
     actor = await _actor(request)
-    return await container(request).reconciliation.resolve_anomaly(anomaly_id, cmd.action, cmd.note, actor)
+    after = await container(request).reconciliation.resolve_anomaly(anomaly_id, cmd.action, cmd.note, actor)
+    await audited(request, "anomaly.resolve", anomaly_id, after=after)
+    return after

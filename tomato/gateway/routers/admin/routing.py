@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from tomato.channel.schemas import RoutingRuleCreate, RoutingRuleView
 from tomato.core.errors import InvalidRequest
+from tomato.gateway.audit_trail import audited
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import Cursor, Limit, Page, check_limit, cursor_int, decode_cursor, page
 
@@ -30,7 +31,9 @@ def _after(cursor: str | None) -> tuple[int, str] | None:
 
 @router.post("/routing-rules", status_code=201, response_model=RoutingRuleView)
 async def create_rule(cmd: RoutingRuleCreate, request: Request) -> RoutingRuleView:
-    return await container(request).channels.create_rule(cmd)
+    created = await container(request).channels.create_rule(cmd)
+    await audited(request, "routing_rule.create", created.id, after=created)
+    return created
 
 
 @router.get("/routing-rules", response_model=Page[RoutingRuleView])
@@ -44,4 +47,5 @@ async def list_rules(request: Request, limit: Limit = None, cursor: Cursor = Non
 @router.delete("/routing-rules/{rule_id}", status_code=204)
 async def delete_rule(rule_id: str, request: Request) -> Response:
     await container(request).channels.delete_rule(rule_id)
+    await audited(request, "routing_rule.delete", rule_id)
     return Response(status_code=204)

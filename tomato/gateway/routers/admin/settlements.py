@@ -19,6 +19,7 @@ from tomato.account.settlement_schemas import (
 )
 from tomato.core.errors import InvalidRequest
 from tomato.core.text import SafeText
+from tomato.gateway.audit_trail import audited
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.paging import Cursor, Limit, check_limit, cursor_int, decode_cursor, page
 
@@ -43,7 +44,9 @@ async def run_settlement(cmd: SettlementRunRequest, request: Request) -> Settlem
     a date already settled settles nothing new (`settled_count` 0, `settled_amount` 0)."""
     day = _date("date", cmd.date)
     assert day is not None
-    return await container(request).settlement.run(day)
+    result = await container(request).settlement.run(day)
+    await audited(request, "settlement.run", day.isoformat(), after=result)
+    return result
 
 
 @finance.get("/settlements", response_model=SettlementBatchPage, responses=_BAD_INPUT)
@@ -80,7 +83,7 @@ async def set_calendar_day(
     """`{"working": false}` makes a weekday a holiday; `{"working": true}` makes a weekend day a working day (调休)."""
     day = _date("date", date)
     assert day is not None
-    return await container(request).settlement.set_calendar_day(day, cmd.working)
+    return await _set_day(request, day, cmd.working)
 
 
 @calendar.delete("/calendar/{date}", response_model=CalendarDayView, responses=_BAD_INPUT)
@@ -88,4 +91,13 @@ async def clear_calendar_day(date: Annotated[BusinessDate, Path()], request: Req
     """Removes the day's override: it is a working day again exactly when it is a weekday."""
     day = _date("date", date)
     assert day is not None
-    return await container(request).settlement.set_calendar_day(day, None)
+    return await _set_day(request, day, None)
+
+
+async def _set_day(request: Request, day: date, working: bool | None) -> CalendarDayView:
+    svc = container(request).settlement
+    before = (await svc.calendar(day, day)).data[0]
+    after = await svc.set_calendar_day(day, working)
+    action = "calendar.clear" if working is None else "calendar.set"
+    await audited(request, action, day.isoformat(), before=before, after=after)
+    return after
