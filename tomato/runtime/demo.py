@@ -47,7 +47,7 @@ STORY: tuple[tuple[str, Callable[[Story], Awaitable[str]]], ...] = (
     ("partial refund of the Alipay order", Story.partial_refund),
     ("settlement run", Story.settle),
     ("payout from available (bank)", Story.pay_out),
-    ("reconciliation of the day, every account", Story.reconcile),
+    ("reconciliation of the day, each account", Story.reconcile),
     ("ledger check", Story.ledger_check),
     ("summary", Story.summarize),
 )
