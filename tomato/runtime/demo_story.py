@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -130,8 +131,7 @@ class Story:
                 raise StepFailed(f"the simulator did not pay {order['order_no']}: {r.status_code} {r.text[:200]}")
         for i, order in enumerate(self.orders):
             path = f"/v1/pay/orders/{order['order_no']}"
-            self.orders[i] = await until(lambda p=path: self._status(p, "SUCCEEDED", ("PAYING",)),  # type: ignore[misc]
-                                         f"{order['order_no']} SUCCEEDED")  # fmt: skip
+            self.orders[i] = await until(partial(self._status, path, "SUCCEEDED", ("PAYING",)), f"{path} SUCCEEDED")
         return f"{len(self.orders)}/{len(self.orders)} SUCCEEDED on " + ", ".join(o["channel"] for o in self.orders)
 
     async def webhooks(self) -> str:
