@@ -54,24 +54,29 @@ STORY: tuple[tuple[str, Callable[[Story], Awaitable[str]]], ...] = (
 TOTAL = len(STORY) + 1  # starting the stack is step 1
 
 
+@dataclass
+class StepLine:
+    result: str = ""
+
+
 class Progress:
     def __init__(self, out: Out) -> None:
         self.out, self.number = out, 0
 
     @contextlib.contextmanager
-    def step(self, title: str) -> Iterator[list[str]]:
+    def step(self, title: str) -> Iterator[StepLine]:
         """Times one step and prints its line; any error becomes `DemoFailed` naming the step."""
         self.number += 1
-        result: list[str] = []
+        line = StepLine()
         started = time.monotonic()
         try:
-            yield result
+            yield line
         except (StepFailed, StackFailed, ResponseRefused) as exc:
             reason = str(exc)
         except Exception as exc:  # whatever else broke (a connection, an answer of another shape): named, no trace
             reason = f"{type(exc).__name__}: {exc}"
         else:
-            self.out(self._line(title, " ".join(result), time.monotonic() - started))
+            self.out(self._line(title, line.result, time.monotonic() - started))
             return
         self.out(self._line(title, f"FAILED: {reason}", time.monotonic() - started))
         raise DemoFailed(self.number, title, reason)
@@ -102,27 +107,27 @@ async def _story(
     base: Settings, options: DemoOptions, progress: Progress, stop: asyncio.Event, keeping: asyncio.Event
 ) -> int:
     started, out = time.monotonic(), progress.out
-    data_dir = prepare_data_dir(options.data_dir)
     out(f"Tomato Pay demo: gateway, worker, scheduler and channel simulator in one process ({_backends(base)})")
     receiver = WebhookReceiver(secret="")
     try:
         async with contextlib.AsyncExitStack() as running:
-            with progress.step("start the stack") as result:
-                url = await receiver.start(options.host)
+            with progress.step("start the stack") as line:
+                data_dir = prepare_data_dir(options.data_dir)
+                url = await receiver.start()  # on loopback whatever --host says: webhooks may go there (dev rules)
                 running.push_async_callback(receiver.close)
                 stack = await running.enter_async_context(running_stack(
                     base, host=options.host, port=options.port, sandbox_port=options.sandbox_port,
                     data_dir=data_dir, notify_url=url,
                 ))  # fmt: skip
                 receiver.secret = stack.credentials.app_secret
-                result.append(f"gateway {stack.base_url} · simulator {stack.sandbox_url} · webhooks to {url}")
+                line.result = f"gateway {stack.base_url} · simulator {stack.sandbox_url} · webhooks to {url}"
             http = await running.enter_async_context(httpx.AsyncClient(base_url=stack.base_url, timeout=30))
             sandbox = await running.enter_async_context(httpx.AsyncClient(base_url=stack.sandbox_url, timeout=30))
             merchant = SignedClient(http, stack.credentials.app_id, stack.credentials.app_secret)
             story = Story(stack, merchant, http, sandbox, receiver)
             for title, run in STORY:
-                with progress.step(title) as result:
-                    result.append(await run(story))
+                with progress.step(title) as line:
+                    line.result = await run(story)
             _summary(story, out, time.monotonic() - started)
             if options.keep:
                 _print_keep(stack, out)
@@ -139,9 +144,11 @@ def _summary(story: Story, out: Out, elapsed: float) -> None:
     out(f"  {'money':<34} {'fen':>10} {'CNY':>14}")
     for name, fen in story.figures:
         out(f"  {name:<34} {fen:>10} {yuan(fen):>14}")
-    received = len(story.receiver.received)
+    receiver = story.receiver
+    events = {w.event_id for w in receiver.received if w.verified}  # delivered at least once: count events once
+    rejected = f", {receiver.rejected} REJECTED" if receiver.rejected else ", every signature verified"
     out("")
-    out(f"  webhooks: {received} received, {received - story.receiver.rejected} verified with the app secret")
+    out(f"  webhooks: {len(events)} events in {len(receiver.received)} deliveries{rejected}")
     settings = story.stack.c.settings
     if settings.is_sqlite:  # the same settings let `tomato ledger check` and friends read what the demo left
         where = f"TOMATO_DATABASE_URL={settings.database_url} TOMATO_DATA_DIR={settings.data_dir}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -53,7 +54,8 @@ def prepare_data_dir(data_dir: Path | None) -> Path:
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         return data_dir
-    shutil.rmtree(DEFAULT_DATA_DIR, ignore_errors=True)
+    if DEFAULT_DATA_DIR.exists():
+        shutil.rmtree(DEFAULT_DATA_DIR)
     DEFAULT_DATA_DIR.mkdir(parents=True)
     return DEFAULT_DATA_DIR
 
@@ -84,7 +86,8 @@ def bind(host: str, port: int, option: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StackFailed(f"cannot listen on {host}:{port} ({option}): {exc.strerror}") from None
+        hint = f"; choose another with {option} (0: any free port)" if exc.errno == errno.EADDRINUSE else ""
+        raise StackFailed(f"cannot listen on {host}:{port} ({option}): {exc.strerror}{hint}") from None
     return sock
 
 
