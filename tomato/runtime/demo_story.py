@@ -78,8 +78,6 @@ class Story:
     receiver: WebhookReceiver
     tag: str = field(default_factory=lambda: secrets.token_hex(4).upper())
     orders: list[dict[str, Any]] = field(default_factory=list)
-    refund: dict[str, Any] = field(default_factory=dict)
-    payout: dict[str, Any] = field(default_factory=dict)
     balance: dict[str, int] = field(default_factory=dict)
     figures: list[tuple[str, int]] = field(default_factory=list)
 
@@ -164,7 +162,7 @@ class Story:
                 "reason": "one item returned"}  # fmt: skip
         refund = await self.merchant.call("POST", "/v1/refunds", body, expect=(201,))
         path = f"/v1/refunds/{refund['refund_no']}"
-        self.refund = await until(lambda: self._status(path, "SUCCEEDED", ("PENDING",)), f"{path} SUCCEEDED")
+        await until(partial(self._status, path, "SUCCEEDED", ("PENDING",)), f"{path} SUCCEEDED")
         got = await self.merchant.call("GET", f"/v1/pay/orders/{order['order_no']}")
         if (got["refund_status"], got["refunded_amount"]) != ("PARTIAL", REFUND_OF_FIRST):
             raise StepFailed(f"order shows {got['refund_status']} {got['refunded_amount']}, not PARTIAL")
@@ -197,7 +195,7 @@ class Story:
         body = {"out_payout_no": f"DEMO-{self.tag}-W1", "amount": amount, "bank_account": PAYOUT_ACCOUNT}
         payout = await self.merchant.call("POST", "/v1/payouts", body, expect=(201,))
         path = f"/v1/payouts/{payout['payout_no']}"
-        self.payout = await until(lambda: self._status(path, "SUCCEEDED", ("PENDING",)), f"{path} SUCCEEDED")
+        await until(partial(self._status, path, "SUCCEEDED", ("PENDING",)), f"{path} SUCCEEDED")
         await self._webhooks("payout.succeeded", {payout["payout_no"]})
         after = await self._balance()
         want = {"pending": 0, "available": self.balance["available"] - amount}
