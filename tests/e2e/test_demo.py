@@ -9,9 +9,11 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,11 @@ def _tomato(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 def _demo(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return _tomato(cwd, env, "demo", "--port", "0", "--sandbox-port", "0", *args)
+
+
+def _merchants(db: Path) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("SELECT count(*) FROM merchants").fetchone()[0])
 
 
 def _figures(stdout: str) -> dict[str, int]:
@@ -75,12 +82,14 @@ def test_demo_tells_the_story_twice_and_leaves_a_clean_ledger(tmp_path: Path) ->
 
     again = _demo(tmp_path, _env())  # the same directory: a fresh start again
     _assert_told_the_whole_story(again)
+    assert _merchants(tmp_path / ".tomato" / "demo" / "demo.db") == 1  # the first run's data is gone
 
 
 def test_a_kept_data_dir_is_reused_by_the_next_run(tmp_path: Path) -> None:
     """--data-dir keeps the database: the second run adds a new demo merchant beside the first one's data."""
     for _ in range(2):
         _assert_told_the_whole_story(_demo(tmp_path, _env(), "--data-dir", "kept"))
+    assert _merchants(tmp_path / "kept" / "demo.db") == 2
     settings = {"TOMATO_DATABASE_URL": "sqlite+aiosqlite:///kept/demo.db", "TOMATO_DATA_DIR": "kept"}
     check = _tomato(tmp_path, _env(settings), "ledger", "check")
     assert check.returncode == 0 and check.stdout.strip().splitlines()[-1] == "ok", check.stdout + check.stderr
