@@ -396,8 +396,10 @@ def succeeded_refunds_query(account_id: str, start: datetime, end: datetime) -> 
             Refund.amount,
             Refund.succeeded_at,
             Refund.channel_account_id,
+            # PostgreSQL's sum(bigint) is numeric, whose `/` keeps the fraction: cast, so `//` divides as integers
             func.sum(Refund.amount)
             .over(partition_by=Refund.order_no, order_by=(Refund.succeeded_at, Refund.refund_no))
+            .cast(BigInteger)
             .label("after"),
         )
         .where(Refund.status == RefundStatus.SUCCEEDED.value, Refund.order_no.in_(of_day))
