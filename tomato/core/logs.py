@@ -14,7 +14,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("tomato_request_id", default=None)
 
@@ -60,20 +60,23 @@ class _TomatoHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed, so a second `configure_logging` replaces it."""
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["text", "json"] = "text") -> None:
-    """Root handler on stderr in the chosen format; chatty libraries at WARNING. uvicorn is started with
-    `log_config=None`, so its lines (start-up, errors) reach this handler too."""
+def configure_logging(
+    level: str = "INFO", fmt: Literal["text", "json"] = "text", stream: TextIO | None = None
+) -> logging.Handler:
+    """Root handler on `stream` (stderr) in the chosen format; chatty libraries at WARNING. uvicorn is started with
+    `log_config=None`, so its lines (start-up, errors) reach this handler too. Returns the handler installed."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _TomatoHandler) or _is_basic_stderr(handler):
             root.removeHandler(handler)
-    handler = _TomatoHandler(sys.stderr)
+    handler = _TomatoHandler(stream or sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    return handler
 
 
 def _is_basic_stderr(handler: logging.Handler) -> bool:
