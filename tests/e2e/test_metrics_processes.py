@@ -4,7 +4,8 @@
   from each, and counters summed over them), also after a worker was killed and replaced; the metrics directory is
   private to the run and removed when serve exits;
 - `tomato worker --metrics-port` shows the webhook backlog rising while the merchant's receiver is down and falling
-  after it comes back; `tomato scheduler --metrics-port` counts its job runs.
+  after it comes back; `tomato scheduler --metrics-port` counts its job runs; `tomato dev` shows all of it on its
+  gateway's `/metrics`.
 """
 
 from __future__ import annotations
@@ -207,6 +208,10 @@ def test_worker_metrics_show_the_webhook_backlog_rise_and_fall(tmp_path: Path) -
                     return sum(v for k, v in runs.items() if 'job="pay.expiry"' in k)
 
                 wait_for("the scheduler to count its job runs", lambda: job_runs() >= 1)
+
+                dev = httpx.get(f"{creds['base_url']}/metrics", timeout=10).text  # one process shows it all
+                assert samples(dev, "tomato_webhook_backlog")[""] == 0
+                assert samples(dev, "tomato_http_requests_total") and samples(dev, "tomato_job_runs_total")
             finally:
                 stop(worker, tmp_path, "worker")
                 stop(scheduler, tmp_path, "scheduler")
