@@ -19,6 +19,7 @@ from tomato.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from tomato.account.check import CheckReport
+    from tomato.core.reencrypt import ReencryptCount
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name (gateway.metrics reads it)
 
@@ -31,6 +32,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(admin_app, name="admin")
 app.add_typer(merchant_app, name="merchant")
+secrets_app = typer.Typer(help="Secrets at rest (TOMATO_SECRET_KEYS).", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 
 
 def _settings() -> Settings:
@@ -223,6 +226,63 @@ def create_merchant(
             typer.echo(f"app_secret={created.secret}")
 
     asyncio.run(run())
+
+
+@secrets_app.command("re-encrypt")
+def secrets_reencrypt(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="rows per transaction")] = 200,
+) -> None:
+    """Rewrite every encrypted column under the first key of TOMATO_SECRET_KEYS (docs/operations.md, "Rotating
+    TOMATO_SECRET_KEYS"); prints counts per column. Exits 1 while a row is left under an old key."""
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+
+    async def run() -> list[ReencryptCount]:
+        from tomato.bootstrap import secret_box
+        from tomato.channel.reencrypt import reencrypt_secrets as channel_secrets
+        from tomato.core.db import Database, create_engine
+        from tomato.merchant.reencrypt import reencrypt_secrets as merchant_secrets
+
+        box = secret_box(settings)
+        typer.echo(f"active key: {box.active}")
+        db = Database(create_engine(settings.database_url, pool_size=2))
+        try:
+            return [*await merchant_secrets(db, box, batch=batch), *await channel_secrets(db, box, batch=batch)]
+        finally:
+            await db.dispose()
+
+    counts = asyncio.run(run())
+    for c in counts:
+        typer.echo(f"{c.table}: rewritten={c.rewritten} current={c.current} changed={c.changed} failed={c.failed}")
+    if any(c.failed for c in counts):
+        typer.echo("some rows open with no key of the ring: put their key back in TOMATO_SECRET_KEYS", err=True)
+    if any(c.changed for c in counts):
+        typer.echo("some rows changed while being rewritten: run the command again", err=True)
+    if not all(c.done for c in counts):
+        raise typer.Exit(1)
+    typer.echo("every secret is under the active key; older keys may be removed from TOMATO_SECRET_KEYS")
+
+
+@secrets_app.command("platform-key")
+def secrets_platform_key() -> None:
+    """Create the platform's RSA key if there is none yet, and print its id and public half (docs/operations.md,
+    "The platform key"). Run it once before starting several processes, so they never race to create two."""
+    settings = _checked(_settings(), serves_api=False)
+    _ensure_schema(settings)
+
+    async def run() -> tuple[str, str]:
+        from tomato.bootstrap import bootstrap
+
+        c = await bootstrap(settings)
+        try:
+            signer = await c.merchants.platform_signer()
+        finally:
+            await c.aclose()
+        return signer.key_id, signer.public_key_pem
+
+    key_id, pem = asyncio.run(run())
+    typer.echo(f"key_id={key_id}")
+    typer.echo(pem.rstrip("\n"))
 
 
 @app.command()

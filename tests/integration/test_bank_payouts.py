@@ -17,7 +17,8 @@ from tests.integration.test_bank_sandbox import CERT_ID, NOTIFY_URL, Env, bank_c
 from tomato.channel.adapters.bank import BankAdapter, codec, parse_config, signing
 from tomato.channel.protocol import CallbackRejected, ErrorClass, PayoutChannel, PayoutRef, PayoutRequest, ResultStatus
 from tomato.channel.sandbox import SandboxState
-from tomato.channel.sandbox.bank import PAYOUT_REJECT_CODE, BankSimulator
+from tomato.channel.sandbox.bank import BankSimulator
+from tomato.channel.sandbox.bank_payouts import PAYOUT_REJECT_CODE
 from tomato.core.crypto import load_public_key, public_key_pem
 
 NUMBER = "6216261000000000018"
@@ -46,7 +47,8 @@ async def test_the_adapter_speaks_payouts(env: Env) -> None:
 
 
 async def test_payout_is_accepted_then_paid_by_notify_and_query(env: Env) -> None:
-    env.sim.payout_delay_s = 0.5 * env.state.time_scale  # half a second: the first query surely finds it in process
+    # half a second: the first query surely finds it in process
+    env.sim.payout_desk.delay_s = 0.5 * env.state.time_scale
     req = payout_request("W20261206000001")
     answer = await env.adapter.payout(req)
     assert (answer.status, answer.code) == (ResultStatus.WAITING, "00"), answer

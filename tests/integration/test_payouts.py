@@ -27,7 +27,7 @@ from tomato.account.payouts.service import FINAL_TIMEOUT
 from tomato.channel.adapters.bank import codec, signing
 from tomato.channel.protocol import ChannelNotify, ResultStatus
 from tomato.channel.sandbox import bank_simulator
-from tomato.channel.sandbox.bank import PAYOUT_REJECT_CODE
+from tomato.channel.sandbox.bank_payouts import PAYOUT_REJECT_CODE
 from tomato.core.money import MAX_FEN
 
 ACCOUNT = {"name": "张三", "number": "6216261000000000018", "bank": "Bank of Tests"}

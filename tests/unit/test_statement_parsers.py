@@ -525,3 +525,58 @@ def test_wechat_padded_amount_fee_and_time_cells_read_as_the_plain_ones() -> Non
     rows = [row for part in Statement("wechat", lambda: io.BytesIO(data)).records("RB1") if isinstance(part, list)
             for row in part]  # fmt: skip
     assert rows == [staging_row("RB1", line) for line in got]
+
+
+def copied_rows(text: bytes) -> list[tuple[object, ...]]:
+    """COPY text read back as PostgreSQL reads it into recon_lines' columns."""
+    rows: list[tuple[object, ...]] = []
+    for line in text.decode().splitlines():
+        batch, line_no, kind, ref, order_no, trade, amount, fee, status, when = line.split("\t")
+        occurred = datetime.fromisoformat(when).astimezone(UTC)
+        rows.append((batch, int(line_no), kind, ref, order_no, trade, int(amount), int(fee), status, occurred))
+    return rows
+
+
+@pytest.mark.parametrize("block", [7, 300, 2000])
+def test_wechat_copy_text_blocks_are_the_staging_rows_of_the_lines(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of plain payment rows come as COPY text, the others as rows, wherever the blocks are cut: read back,
+    they are exactly the staging rows `records` gives without COPY text, and the errors are the same."""
+    from tomato.reconciliation.parsers import wechat
+    from tomato.reconciliation.statement import Statement
+
+    plain = [WX_PAYMENT.replace("`T1,", f"`T{n},").replace("10:00:05", f"10:00:{n % 60:02d}") for n in range(40)]
+    plain[5] = plain[5].replace("`0.07000,", "`0.07,")  # a fee with two decimals only
+    rows = [*plain[:20], *WX_ODD_ROWS, *plain[20:]]
+    data = wx_bill(rows, summary=None, eol="\n") + (WX_SUMMARY_HEADER + "\n`0,`0,`0,`0,`0,`0,`0\n").encode()
+    monkeypatch.setattr(wechat, "BLOCK", block)
+    statement = Statement("wechat", lambda: io.BytesIO(data))
+    expected = [row for part in statement.records("RB1") if isinstance(part, list) for row in part]
+    parts = list(statement.records("RB1", copy_text=True))
+    texts = [part for part in parts if isinstance(part, bytes)]
+    got = [row for part in parts if isinstance(part, list) for row in part]
+    got += [row for text in texts for row in copied_rows(text)]
+    assert sorted(got, key=lambda row: row[1]) == expected
+    assert len(expected) == 48
+    assert texts, "plain payment rows come as COPY text"
+    if block == 7:  # a block per line: every plain payment row is copied as text (42: two of WX_ODD_ROWS are)
+        assert sum(len(copied_rows(text)) for text in texts) == 42
+    malformed = [part for part in parts if isinstance(part, MalformedRow)]
+    assert [m.line_no for m in malformed] == [28, 29, 30, 31, 32]
+
+
+def test_wechat_copy_text_checks_the_summary_like_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows taken as COPY text still count toward the summary check: a summary that disagrees refuses the file."""
+    from tomato.reconciliation.parsers import wechat
+    from tomato.reconciliation.statement import Statement
+
+    monkeypatch.setattr(wechat, "BLOCK", 7)  # a block per line: the rows are blocks of their own
+
+    plain = [WX_PAYMENT.replace("`T1,", f"`T{n},") for n in range(3)]
+    good = (WX_SUMMARY_HEADER + "\n`3,`37.02,`0.00,`0.00,`0.21000,`37.02,`0.00\n").encode()
+    data = wx_bill(plain, summary=None, eol="\n")
+    parts = list(Statement("wechat", lambda: io.BytesIO(data + good)).records("RB1", copy_text=True))
+    assert [type(part) for part in parts] == [bytes]
+    assert len(copied_rows(parts[0])) == 3
+    bad = good.replace(b"0.21000", b"0.22000")
+    with pytest.raises(StatementRejected, match="手续费总金额"):
+        list(Statement("wechat", lambda: io.BytesIO(data + bad)).records("RB1", copy_text=True))

@@ -33,7 +33,7 @@ from tomato.account.errors import InsufficientBalance, LedgerConflict
 from tomato.account.ledger import retryable
 from tomato.account.models import BookingCursor
 from tomato.core.clock import Clock
-from tomato.core.db import Database
+from tomato.core.db import Database, sqlstate
 from tomato.core.ids import Snowflake
 from tomato.core.leases import HeldLease, LeaseLost, release, try_acquire
 from tomato.core.outbox import OutboxEvent
@@ -53,9 +53,8 @@ def _refused_values(exc: DBAPIError) -> bool:
     event's own values, refused the same way on every attempt."""
     if isinstance(exc, (DataError, IntegrityError)):
         return True
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
-    return isinstance(code, str) and code[:2] in ("22", "23")
+    code = sqlstate(exc)
+    return code is not None and code[:2] in ("22", "23")
 
 
 @dataclass

@@ -42,7 +42,7 @@ from tomato.account.errors import InsufficientBalance, LedgerConflict
 from tomato.account.models import Balance, Journal
 from tomato.account.models import Line as LineRow
 from tomato.core.clock import Clock
-from tomato.core.db import Database, current_fence
+from tomato.core.db import Database, current_fence, sqlstate
 from tomato.core.ids import Snowflake
 
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
@@ -326,9 +326,7 @@ async def _move(session: AsyncSession, key: tuple[str, int], amount: int, *, gua
 
 def retryable(exc: DBAPIError) -> bool:
     """A deadlock or serialization failure: the whole unit of work may simply run again."""
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
-    return code in RETRYABLE_SQLSTATES
+    return sqlstate(exc) in RETRYABLE_SQLSTATES
 
 
 async def post_committed(db: Database, ids: Snowflake, clock: Clock, req: EntryRequest, *, attempts: int = 4) -> Posted:

@@ -75,6 +75,13 @@ class SecretBox:
         except Exception as exc:
             raise SecretBoxError("ciphertext does not decrypt") from exc
 
+    def reencrypt(self, token: str, *, context: str = "") -> str | None:
+        """The token sealed again under the active key, or None when it already is (key rotation, docs/operations.md).
+        Raises SecretBoxError when no key of the ring opens it."""
+        if token.startswith(f"v1:{self.active}:"):
+            return None
+        return self.encrypt(self.decrypt(token, context=context), context=context)
+
 
 # --- signatures -------------------------------------------------------------------------------------
 

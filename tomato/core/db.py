@@ -82,6 +82,13 @@ def forbid_http_in_transaction(what: str) -> None:
         raise HttpInsideTransaction(f"{what}: HTTP call while a unit of work is open")
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error as asyncpg reports it (on the driver's exception or its cause), else None."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
 def create_engine(url: str, *, pool_size: int = 40) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})

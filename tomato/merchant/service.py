@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.clock import utcnow
@@ -63,6 +64,7 @@ from tomato.merchant.schemas import (
 ROLES = ("operator", "finance")
 MAX_ACTIVE_KEYS = 2
 AUTH_CACHE_TTL_S = 2.0
+FIRST_PLATFORM_KEY_ID = "PK1"  # see platform_signer
 
 
 @dataclass(frozen=True)
@@ -376,24 +378,33 @@ class MerchantService:
     # --- the platform's RSA key -------------------------------------------------------------------------
 
     async def platform_signer(self) -> PlatformSigner:
+        """The platform's signing key, created by the first process that needs it. The first key has the fixed id
+        FIRST_PLATFORM_KEY_ID, so two processes creating it at once collide on the primary key: the loser reads the
+        winner's, and every process signs with the same key."""
         if self._platform is not None:
             return self._platform
         async with self._db.uow() as uow:
             row = await repo.latest_platform_key(uow.session)
-            if row is None:
-                key = generate_rsa_key()
-                row = PlatformKey(
-                    key_id=f"PK{self._ids.next_int()}",
-                    public_key_pem=public_key_pem(key),
-                    private_key_ciphertext="",
-                    created_at=utcnow(),
-                )
-                row.private_key_ciphertext = self._box.encrypt(
-                    private_key_pem(key), context=f"platform-key:{row.key_id}"
-                )
-                uow.session.add(row)
-                await uow.commit()
-            pem = self._box.decrypt(row.private_key_ciphertext, context=f"platform-key:{row.key_id}")
+        if row is None:
+            key = generate_rsa_key()
+            row = PlatformKey(
+                key_id=FIRST_PLATFORM_KEY_ID,
+                public_key_pem=public_key_pem(key),
+                private_key_ciphertext=self._box.encrypt(
+                    private_key_pem(key), context=f"platform-key:{FIRST_PLATFORM_KEY_ID}"
+                ),
+                created_at=utcnow(),
+            )
+            try:
+                async with self._db.uow() as uow:
+                    uow.session.add(row)
+                    await uow.commit()
+            except IntegrityError:
+                async with self._db.uow() as uow:
+                    row = await repo.latest_platform_key(uow.session)
+                if row is None:
+                    raise
+        pem = self._box.decrypt(row.private_key_ciphertext, context=f"platform-key:{row.key_id}")
         self._platform = PlatformSigner(row.key_id, load_private_key(pem), row.public_key_pem)
         return self._platform
 

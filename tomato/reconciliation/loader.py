@@ -1,5 +1,6 @@
-"""Bulk-loads a parsed statement into the staging table `recon_lines`: PostgreSQL `COPY` through asyncpg's
-`copy_records_to_table` on the raw connection, batched multi-row inserts on SQLite.
+"""Bulk-loads a parsed statement into the staging table `recon_lines`: PostgreSQL `COPY` through asyncpg on the raw
+connection (`copy_records_to_table`, or `copy_to_table` of the COPY text a parser made itself), batched multi-row
+inserts on SQLite.
 
 The parser runs in a worker thread and hands over chunks through a queue of two, so parsing the next chunk overlaps
 the database taking the last one, and memory stays bounded (two chunks) whatever the file size.
@@ -37,14 +38,15 @@ def record(batch_id: str, line: LineLike) -> tuple[Any, ...]:
 
 
 def _chunks(
-    batch_id: str, lines: Iterable[LineLike | MalformedLike] | RecordSource, loaded: Loaded, chunk: int
-) -> Iterable[list[tuple[Any, ...]]]:
-    """Lists of staging rows. A `RecordSource` (a parsed `Statement`) gives them itself, a list at a time (for
-    WeChat without an object per line); plain lines are turned into rows here, `chunk` to a list."""
+    batch_id: str, lines: Iterable[LineLike | MalformedLike] | RecordSource, loaded: Loaded, chunk: int, copy_text: bool
+) -> Iterable[list[tuple[Any, ...]] | bytes]:
+    """Lists of staging rows, or COPY text (`copy_text`, PostgreSQL). A `RecordSource` (a parsed `Statement`) gives
+    them itself, a list or a text at a time (for WeChat without an object per line); plain lines are turned into
+    rows here, `chunk` to a list."""
     buffer: list[tuple[Any, ...]] = []
     if isinstance(lines, RecordSource):
-        for rows in lines.records(batch_id):
-            if isinstance(rows, list):
+        for rows in lines.records(batch_id, copy_text=copy_text):
+            if isinstance(rows, list | bytes):
                 yield rows
             else:
                 _malformed(loaded, rows)
@@ -78,6 +80,7 @@ async def load(
     """Replaces the batch's staged lines with `lines`; malformed rows are counted (with their reasons), not
     staged. When iterating `lines` raises (a file rejected whole) nothing is committed and the error propagates."""
     loaded = Loaded()
+    pg = db.dialect == "postgresql"
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
     stop = False
@@ -87,7 +90,7 @@ async def load(
             asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
 
         try:
-            for part in _chunks(batch_id, lines, loaded, chunk):
+            for part in _chunks(batch_id, lines, loaded, chunk, copy_text=pg):
                 if stop:
                     return
                 hand_over(part)
@@ -99,7 +102,6 @@ async def load(
     try:
         async with db.engine.connect() as conn:
             await conn.execute(repo.LINES.delete().where(repo.LINES.c.batch_id == batch_id))
-            pg = db.dialect == "postgresql"
             raw: Any = (await conn.get_raw_connection()).driver_connection if pg else None
             while True:
                 part = await queue.get()
@@ -107,11 +109,17 @@ async def load(
                     break
                 if isinstance(part, BaseException):
                     raise part
-                if pg:
+                if isinstance(part, bytes):
+                    # a memoryview: asyncpg would take bytes for a file name
+                    text_rows = memoryview(part)
+                    await raw.copy_to_table("recon_lines", source=text_rows, columns=repo.LINE_COLUMNS, format="text")
+                    loaded.rows += part.count(b"\n")
+                elif pg:
                     await raw.copy_records_to_table("recon_lines", records=part, columns=repo.LINE_COLUMNS)
+                    loaded.rows += len(part)
                 else:
                     await conn.execute(insert(repo.LINES), [dict(zip(repo.LINE_COLUMNS, r, strict=True)) for r in part])
-                loaded.rows += len(part)
+                    loaded.rows += len(part)
                 if progress is not None:
                     progress(loaded.rows)
             if pg:

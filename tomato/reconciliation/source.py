@@ -50,9 +50,12 @@ class MalformedLike(Protocol):
 @runtime_checkable
 class RecordSource(Protocol):
     """What a source may return beside plain lines: a statement that also gives its staging rows for a batch
-    (`statement.Statement`); the loader then copies those without building an object per line."""
+    (`statement.Statement`); the loader then copies those without building an object per line — with
+    `copy_text`, some as ready PostgreSQL COPY text (`bytes`)."""
 
-    def records(self, batch_id: str) -> Iterator[list[tuple[Any, ...]] | MalformedLike]: ...
+    def records(
+        self, batch_id: str, *, copy_text: bool = False
+    ) -> Iterator[list[tuple[Any, ...]] | bytes | MalformedLike]: ...
 
 
 class StatementSource(Protocol):

@@ -66,11 +66,12 @@ class Statement:
         with self._opener() as stream:
             yield from parse_statement(self.channel, stream, expected_sha1=self._sha1)
 
-    def records(self, batch_id: str) -> Iterator[list[Record] | MalformedRow]:
-        """Lists of staging rows of `batch_id`, and the malformed rows, in file order."""
+    def records(self, batch_id: str, *, copy_text: bool = False) -> Iterator[list[Record] | bytes | MalformedRow]:
+        """Lists of staging rows of `batch_id`, and the malformed rows, in file order; with `copy_text` some rows
+        may come as PostgreSQL COPY text instead (`wechat.records`)."""
         with self._opener() as stream:
             if self.channel == "wechat":
-                yield from wechat.records(stream, batch_id, self._sha1)
+                yield from wechat.records(stream, batch_id, self._sha1, copy_text=copy_text)
                 return
             rows: list[Record] = []
             for line in parse_statement(self.channel, stream, expected_sha1=self._sha1):

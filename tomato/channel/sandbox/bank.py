@@ -12,14 +12,8 @@ transfer; every request is verified (merId, certId, signMethod 01 signature) and
   is closed and scans answer 409. There is no close API, so `ignore_close` does not apply.
 - Failed payments are notified too (UnionPay notifies successes only) so the platform learns within seconds.
 - Refunds are processed at once: the answer is respCode 00 (accepted), then a refund back-notify follows.
-- Payouts (代付: txnType 12, txnSubType 00, bizType 000401 on backTransReq.do, with accNo — in the clear, or
-  encrypted under the bank's key when `encryptCertId` names the bank's cert id — and customerInfo) are
-  answered respCode 00 = accepted, as UnionPay answers them; `payout_delay_s` later (divided by
-  `state.time_scale`) the payout is final and a signed back-notify carries its result: respCode 00 paid, or — under
-  the `reject_payouts` fault — respCode 30 (交易未通过), the payee's bank refusing it after acceptance, which is
-  when a real payout fails for a bad account. Until then a query answers origRespCode 05 (in process). The same
-  orderId again answers 12 (重复交易): the platform then asks by query, as UnionPay's demo does. Payouts are not
-  in the reconciliation file.
+- Payouts (代付) are accepted, then final by back-notify (`bank_payouts`); the same orderId again answers 12
+  (重复交易): the platform then asks by query, as UnionPay's demo does. Payouts are not in the reconciliation file.
 - Queries match merId + orderId + the exact txnTime, as UnionPay does; a refund's txnTime alone is accepted within
   `TXN_TIME_TOLERANCE`: the platform sends the clock's now but queries with its refund row's created_at.
 - `signPubKeyCert` is not sent: accounts pin the bank's public key. Back-notifies count as delivered on HTTP 200
@@ -46,6 +40,8 @@ from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.bank import codec, signing
 from tomato.channel.adapters.bank.config import APP_PATH
+from tomato.channel.sandbox.bank_payouts import PAYOUT_DELAY_S, BankPayout, BankPayouts
+from tomato.channel.sandbox.bank_wire import OK_MSG, BankError, Fields, common_fields, txn_fields
 from tomato.channel.sandbox.notifier import Notification
 from tomato.channel.sandbox.state import ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
 from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
@@ -57,20 +53,6 @@ QUERY_PATH = "/bank/gateway/api/queryTrans.do"
 FILE_PATH = "/bank/filedownload"
 NOTIFY_GAPS_S = (15.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)  # 15s,30s,1m,5m,30m,1h: 7 sends over ~1.6 h
 TXN_TIME_TOLERANCE = timedelta(minutes=15)
-PAYOUT_DELAY_S = 2.0  # accepted → final, divided by the state's time scale
-PAYOUT_REJECT_CODE = "30"
-OK_MSG = "成功[0000000]"
-
-Fields = dict[str, str]
-
-
-class BankError(Exception):
-    """A signed refusal: `respCode` and `respMsg` of the answer."""
-
-    def __init__(self, code: str, message: str) -> None:
-        plain = "".join(c for c in message if c not in "{}[]&")  # it goes into a raw k=v body
-        super().__init__(f"{code} {plain}")
-        self.code, self.message = code, plain
 
 
 @dataclass
@@ -85,23 +67,6 @@ class BankRefund:
     req_reserved: str
     at: datetime
     trace_no: str
-
-
-@dataclass
-class BankPayout:
-    mer_id: str
-    order_id: str
-    txn_time: str
-    query_id: str
-    amount: int  # fen
-    acc_no: str
-    name: str
-    back_url: str
-    at: datetime
-    trace_no: str
-    result: str | None = None  # None while in process, then the final respCode
-    result_msg: str = ""
-    finished_at: datetime | None = None
 
 
 class BankSimulator:
@@ -122,9 +87,10 @@ class BankSimulator:
         self._gaps = tuple(notify_gaps_s)
         self._merchants: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
         self._refunds: dict[tuple[str, str], BankRefund] = {}
-        self._payouts: dict[tuple[str, str], BankPayout] = {}
-        self.payout_delay_s = payout_delay_s
-        self._back: dict[str, Callable[[str, Fields], Fields]] = {"04": self._refund, "12": self._payout}
+        self.payout_desk = BankPayouts(
+            state, key=self._key, cert_id=self._cert_id, notify=self._notify, delay_s=payout_delay_s
+        )
+        self._back: dict[str, Callable[[str, Fields], Fields]] = {"04": self._refund, "12": self.payout_desk.accept}
         state.attach(self)
 
     @property
@@ -275,7 +241,7 @@ class BankSimulator:
         """The consume of a pre-order or a front form: the known trade when the terms match, else a new one."""
         if (fields.get("txnType"), fields.get("txnSubType"), fields.get("bizType")) != ("01", "01", "000201"):
             raise BankError("32", "无此交易权限: consumes only (txnType 01, txnSubType 01, bizType 000201)")
-        order_id, amount, txn_time = _txn_fields(fields)
+        order_id, amount, txn_time = txn_fields(fields)
         back_url = fields.get("backUrl", "")
         if urlsplit(back_url).scheme not in ("http", "https") or fields.get("currencyCode") != codec.CURRENCY_CNY:
             raise BankError("13", "报文交易要素缺失: backUrl or currencyCode")
@@ -317,7 +283,7 @@ class BankSimulator:
     def _refund(self, mer_id: str, fields: Fields) -> Fields:
         if self._state.faults[self.channel].reject_refunds:
             raise BankError("01", "交易失败: refunds refused (sandbox fault)")
-        order_id, amount, txn_time = _txn_fields(fields)
+        order_id, amount, txn_time = txn_fields(fields)
         orig_qry_id, back_url = fields.get("origQryId", ""), fields.get("backUrl", "")
         reserved = fields.get("reqReserved", "")
         if fields.get("txnSubType") != "00" or not orig_qry_id or not back_url:
@@ -357,61 +323,7 @@ class BankSimulator:
 
     def payouts(self) -> list[BankPayout]:
         """Every payout the bank took, oldest first (tests read what really left the merchant's account)."""
-        return sorted(self._payouts.values(), key=lambda p: p.at)
-
-    def _payout(self, mer_id: str, fields: Fields) -> Fields:
-        """代付: validated and accepted (respCode 00); the result follows by back-notify (see the docstring)."""
-        order_id, amount, txn_time = _txn_fields(fields)
-        if (fields.get("txnSubType"), fields.get("bizType")) != ("00", "000401"):
-            raise BankError("32", "无此交易权限: payouts are txnSubType 00, bizType 000401")
-        back_url, acc_no = fields.get("backUrl", ""), fields.get("accNo", "")
-        if "encryptCertId" in fields:  # the newer form: accNo encrypted under the bank's key
-            if fields["encryptCertId"] != self._cert_id:
-                raise BankError("10", "报文格式错误: encryptCertId is not the bank's")
-            try:
-                acc_no = signing.decrypt_data(self._key, acc_no)
-            except ValueError:
-                raise BankError("10", "报文格式错误: accNo does not decrypt") from None
-        if urlsplit(back_url).scheme not in ("http", "https") or fields.get("currencyCode") != codec.CURRENCY_CNY:
-            raise BankError("13", "报文交易要素缺失: backUrl or currencyCode")
-        if not (acc_no.isascii() and acc_no.isdigit() and 8 <= len(acc_no) <= 32):
-            raise BankError("10", "报文格式错误: accNo")
-        try:
-            name = codec.parse_customer_info(fields.get("customerInfo", "")).get("customerNm", "")
-        except ValueError:
-            raise BankError("10", "报文格式错误: customerInfo") from None
-        if not name:
-            raise BankError("13", "报文交易要素缺失: customerNm")
-        if (mer_id, order_id) in self._payouts:
-            raise BankError("12", "重复交易")
-        now = self._state.clock.now()
-        payout = BankPayout(
-            mer_id,
-            order_id,
-            codec.format_time(txn_time),
-            codec.new_query_id(now),
-            amount,
-            acc_no,
-            name,
-            back_url,
-            now,
-            f"{secrets.randbelow(10**6):06d}",
-        )
-        self._payouts[(mer_id, order_id)] = payout
-        rejected = self._state.faults[self.channel].reject_payouts
-        self._state.notifier.later(
-            self.payout_delay_s / self._state.time_scale, lambda: self._finish_payout(payout, rejected)
-        )
-        return self._payout_fields(payout) | {"respCode": "00", "respMsg": OK_MSG}
-
-    def _finish_payout(self, payout: BankPayout, rejected: bool) -> None:
-        payout.finished_at = self._state.clock.now()
-        if rejected:
-            payout.result, payout.result_msg = PAYOUT_REJECT_CODE, "交易未通过: payouts refused (sandbox fault)"
-        else:
-            payout.result, payout.result_msg = "00", OK_MSG
-        answer = self._payout_fields(payout) | {"respCode": payout.result, "respMsg": payout.result_msg}
-        self._notify(payout.back_url, answer, payout.query_id)
+        return self.payout_desk.all()
 
     def _query(self, mer_id: str, fields: Fields) -> Fields:
         order_id = fields.get("orderId", "")
@@ -429,10 +341,8 @@ class BankSimulator:
                     "origRespCode": "00" if paid else "01",
                     "origRespMsg": OK_MSG if paid else "交易失败",
                 }
-        payout = self._payouts.get((mer_id, order_id))
-        if answer is None and payout is not None and payout.txn_time == fields["txnTime"]:
-            code, message = (payout.result, payout.result_msg) if payout.result else ("05", "交易处理中")
-            answer = self._payout_fields(payout) | {"origRespCode": code, "origRespMsg": message}
+        if answer is None:
+            answer = self.payout_desk.query_answer(mer_id, order_id, fields["txnTime"])
         refund = self._refunds.get((mer_id, order_id))
         if answer is None and refund is not None and _near(refund.txn_time, asked):
             answer = self._refund_fields(refund) | {"origRespCode": "00", "origRespMsg": OK_MSG}
@@ -484,7 +394,7 @@ class BankSimulator:
     # --- helpers ------------------------------------------------------------------------------------------
 
     def _payment_fields(self, trade: SimTrade) -> Fields:
-        fields = self._common(trade.merchant_id) | {
+        fields = common_fields(trade.merchant_id) | {
             "txnType": "01",
             "txnSubType": "01",
             "bizType": "000201",
@@ -507,7 +417,7 @@ class BankSimulator:
 
     def _refund_fields(self, refund: BankRefund) -> Fields:
         """Echoes `reqReserved` as sent — a nested `{k=v&…}` value in a raw k=v body."""
-        return self._common(refund.mer_id) | {
+        return common_fields(refund.mer_id) | {
             "txnType": "04",
             "txnSubType": "00",
             "bizType": "000201",
@@ -524,39 +434,6 @@ class BankSimulator:
             "settleCurrencyCode": codec.CURRENCY_CNY,
             "settleDate": codec.settle_date(codec.beijing_date(refund.at)),
             "reqReserved": refund.req_reserved,
-        }
-
-    def _payout_fields(self, payout: BankPayout) -> Fields:
-        """The payout's answer/notify fields; the card number and the payee are not echoed."""
-        fields = self._common(payout.mer_id) | {
-            "txnType": "12",
-            "txnSubType": "00",
-            "bizType": "000401",
-            "channelType": "07",
-            "orderId": payout.order_id,
-            "txnTime": payout.txn_time,
-            "txnAmt": str(payout.amount),
-            "currencyCode": codec.CURRENCY_CNY,
-            "queryId": payout.query_id,
-            "traceNo": payout.trace_no,
-            "traceTime": codec.format_time(payout.at)[4:],
-        }
-        if payout.finished_at is not None and payout.result == "00":
-            fields |= {
-                "settleAmt": str(payout.amount),
-                "settleCurrencyCode": codec.CURRENCY_CNY,
-                "settleDate": codec.settle_date(codec.beijing_date(payout.finished_at)),
-            }
-        return fields
-
-    @staticmethod
-    def _common(mer_id: str) -> Fields:
-        return {
-            "version": codec.VERSION,
-            "encoding": codec.ENCODING,
-            "signMethod": codec.SIGN_METHOD_RSA,
-            "accessType": "0",
-            "merId": mer_id,
         }
 
     def _notify(self, url: str, fields: Fields, query_id: str) -> None:
@@ -580,19 +457,6 @@ class BankSimulator:
         """An unpaid trade dies at its payTimeout: the bank's only way of closing a gateway payment."""
         if trade.state is TradeState.WAITING and trade.expire_at and self._state.clock.now() >= trade.expire_at:
             trade.state, trade.closed_at = TradeState.CLOSED, trade.expire_at
-
-
-def _txn_fields(fields: Fields) -> tuple[str, int, datetime]:
-    """orderId, txnAmt (fen, > 0) and txnTime of a transaction request, or the bank's format refusal."""
-    order_id = fields.get("orderId", "")
-    try:
-        amount = codec.parse_fen(fields.get("txnAmt", ""))
-        txn_time = codec.parse_time(fields.get("txnTime", ""))
-    except ValueError as exc:
-        raise BankError("10", f"报文格式错误: {exc}") from None
-    if not codec.valid_order_id(order_id) or amount <= 0:
-        raise BankError("10", "报文格式错误: orderId or txnAmt")
-    return order_id, amount, txn_time
 
 
 def _near(original: str, asked: datetime) -> bool:

@@ -32,6 +32,7 @@ from tomato.reconciliation.parsers.lines import (
     staging_row,
     yuan_fen,
 )
+from tomato.reconciliation.parsers.wechat_blocks import CopyBlocks
 
 COLUMNS = (
     "交易时间",
@@ -49,18 +50,18 @@ COLUMNS = (
 SUMMARY_FIRST = "总交易单数"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _BOM = b"\xef\xbb\xbf"
-BLOCK = 32 * 1024  # read and decoded a block at a time, cut at line ends (memory: a few blocks)
+BLOCK = 64 * 1024  # read and decoded a block at a time, cut at line ends (memory: a few blocks)
 CACHE_MAX = 2048  # remembered amount and time cells, forgotten when full (memory stays bounded)
 CHINA_OFFSET = timedelta(hours=8)
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 RECORDS_CHUNK = 10_000  # staging rows handed to the loader at a time
-Item = Record | list[Record] | StatementLine | MalformedRow
+Item = Record | list[Record] | bytes | StatementLine | MalformedRow
 
 
 def parse(stream: BinaryIO, expected_sha1: str | None = None) -> Parsed:
     """The normalised lines of a bill (the public statement interface)."""
-    for item in _read(stream, expected_sha1, None):
+    for item in _read(stream, expected_sha1, None, copy_text=False):
         if isinstance(item, tuple):
             # (batch_id, line_no, kind, ref, order_no, channel_trade_no, amount, fee, status, occurred_at)
             yield StatementLine(item[1], LineKind.PAYMENT, item[5], item[4], None, item[6], item[7], item[8], item[9])
@@ -68,21 +69,24 @@ def parse(stream: BinaryIO, expected_sha1: str | None = None) -> Parsed:
             yield cast(StatementLine | MalformedRow, item)
 
 
-def records(stream: BinaryIO, batch_id: str, expected_sha1: str | None = None) -> Iterator[list[Record] | MalformedRow]:
+def records(
+    stream: BinaryIO, batch_id: str, expected_sha1: str | None = None, *, copy_text: bool = False
+) -> Iterator[list[Record] | bytes | MalformedRow]:
     """The bill as lists of up to RECORDS_CHUNK staging rows of `batch_id` (`lines.staging_row`) and its
     malformed rows: the loader's fast path, with the same checks and the same rows as `parse`, without an object
-    per line."""
-    return cast(Iterator[list[Record] | MalformedRow], _read(stream, expected_sha1, batch_id))
+    per line. With `copy_text`, blocks of plain payment rows come as PostgreSQL COPY text instead (`bytes`, the
+    columns of `lines.staging_row` tab-separated, `wechat_blocks`)."""
+    return cast(Iterator[list[Record] | bytes | MalformedRow], _read(stream, expected_sha1, batch_id, copy_text))
 
 
-def _read(stream: BinaryIO, expected_sha1: str | None, batch_id: str | None) -> Iterator[Item]:
+def _read(stream: BinaryIO, expected_sha1: str | None, batch_id: str | None, copy_text: bool) -> Iterator[Item]:
     source = seekable(stream)
     head = source.read(2)
     source.seek(0)
     text: IO[bytes] = cast(IO[bytes], gzip.open(source, "rb")) if head == b"\x1f\x8b" else source
     digest = hashlib.sha1() if expected_sha1 is not None else None  # noqa: S324 - WeChat's integrity check
     try:
-        yield from _bill(text, digest, batch_id)
+        yield from _bill(text, digest, batch_id, copy_text)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise StatementRejected(f"wechat bill gzip is corrupt: {exc}") from None
     if digest is not None and expected_sha1 is not None:
@@ -94,10 +98,32 @@ def _cells(line: str) -> list[str]:
     return [cell[1:] if cell.startswith("`") else cell for cell in line.split(",")]
 
 
-def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[tuple[int, list[Any], bool]]:
-    """(number of the first line, the lines without their `\\r\\n` or `\\n`, all are text) per block of about
-    `BLOCK` bytes, cut at a line end; a line that is not UTF-8 stays bytes (the flag is then False). `digest` sees
-    every byte. A line longer than MAX_LINE_BYTES refuses the file, as `lines.iter_lines` does."""
+class _Block:
+    """About `BLOCK` bytes of the bill, cut at a line end: its first line's number, its number of lines, and its
+    text as decoded (line ends as in the file; "" when some line is not UTF-8). `lines` are the lines without their
+    `\\r\\n` or `\\n`, a line that is not UTF-8 as bytes (`clean` is then False); split only when asked, as the COPY
+    text path reads the text whole."""
+
+    __slots__ = ("first", "count", "text", "_lines", "clean")
+
+    def __init__(self, first: int, count: int, text: str, lines: list[Any] | None = None, clean: bool = True) -> None:
+        self.first, self.count, self.text, self._lines, self.clean = first, count, text, lines, clean
+
+    @property
+    def lines(self) -> list[Any]:
+        if self._lines is None:
+            text = self.text
+            if "\r" in text:  # every "\r\n" is a line end; a "\r" elsewhere stays
+                text = text.replace("\r\n", "\n")
+                if text.endswith("\r"):
+                    text = text[:-1]
+            self._lines = text.split("\n")
+        return self._lines
+
+
+def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[_Block]:
+    """The bill's blocks. `digest` sees every byte. A line longer than MAX_LINE_BYTES refuses the file, as
+    `lines.iter_lines` does."""
     line_no = 1
     pending = b""
     while True:
@@ -110,7 +136,7 @@ def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[tuple[int
                 if len(data) > MAX_LINE_BYTES:
                     raise StatementRejected(f"line {line_no} is longer than {MAX_LINE_BYTES} bytes")
                 lines, clean = _decoded([data])
-                yield line_no, lines, clean
+                yield _Block(line_no, 1, "", lines, clean)
             return
         cut = data.rfind(b"\n")
         if cut < 0:
@@ -123,19 +149,15 @@ def _blocks(text: IO[bytes], digest: hashlib._Hash | None) -> Iterator[tuple[int
             for n, line in enumerate(body.split(b"\n")):
                 if len(line) + 1 > MAX_LINE_BYTES:
                     raise StatementRejected(f"line {line_no + n} is longer than {MAX_LINE_BYTES} bytes")
+        count = body.count(b"\n") + 1
         try:
-            decoded = body.decode("utf-8")
+            block = _Block(line_no, count, body.decode("utf-8"))
         except UnicodeDecodeError:
             raw = body.split(b"\n")
             lines, clean = _decoded([line[:-1] if line.endswith(b"\r") else line for line in raw])
-        else:
-            if "\r" in decoded:  # every "\r\n" is a line end; a "\r" elsewhere stays
-                decoded = decoded.replace("\r\n", "\n")
-                if decoded.endswith("\r"):
-                    decoded = decoded[:-1]
-            lines, clean = decoded.split("\n"), True
-        yield line_no, lines, clean
-        line_no += len(lines)
+            block = _Block(line_no, count, "", lines, clean)
+        yield block
+        line_no += count
 
 
 def _decoded(raw: list[bytes]) -> tuple[list[Any], bool]:
@@ -187,18 +209,35 @@ def _utc(text: str, cache: dict[str, datetime], key: str) -> datetime | None:
     return at
 
 
-def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -> Iterator[Item]:  # noqa: C901, PLR0912, PLR0915 - one pass, small state machine, the hot loop inline
+def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None, copy_text: bool) -> Iterator[Item]:  # noqa: C901, PLR0912, PLR0915 - one pass, small state machine, the hot loop inline
     header: list[str] | None = None
     summary_header: list[str] | None = None
     summary: dict[str, str] | None = None
     malformed = rows = paid = refunded = fees = 0
     at_of: dict[str, datetime] = {}
     batch: list[Record] = []  # staging rows not yet handed over (records mode)
+    copy: CopyBlocks | None = None  # with copy_text, once the header is read
+    copied: list[bytes] = []  # COPY text not yet handed over, and its rows
+    copied_rows = 0
     fen_of: dict[str, int] = {}
     commas = i_time = i_trade = i_order = i_state = i_settled = i_refund = i_fee = i_total = 0
-    for first, lines, clean in _blocks(text, digest):
-        line_no = first - 1
-        fast = clean and header is not None and summary_header is None
+    for block in _blocks(text, digest):
+        line_no = block.first - 1
+        fast = block.clean and header is not None and summary_header is None
+        if fast and copy is not None and block.text:
+            done = copy.convert(block.text, block.first, block.count)
+            if done is not None:
+                data, settled_total, fee_total = done
+                rows += block.count
+                paid += settled_total
+                fees += fee_total
+                copied.append(data)
+                copied_rows += block.count
+                if copied_rows >= RECORDS_CHUNK:
+                    yield b"".join(copied)
+                    copied, copied_rows = [], 0
+                continue
+        lines, clean = block.lines, block.clean
         for line in lines:
             line_no += 1
             if fast:
@@ -291,6 +330,8 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
                     col["订单金额"],
                 )
                 fast = clean
+                if copy_text and batch_id is not None:
+                    copy = CopyBlocks(header, batch_id)
                 continue
             if summary_header is None:
                 if line.split(",")[0].strip() == SUMMARY_FIRST:
@@ -320,6 +361,8 @@ def _bill(text: IO[bytes], digest: hashlib._Hash | None, batch_id: str | None) -
             summary = dict(zip(summary_header, cells, strict=True))
     if batch:
         yield batch
+    if copied:
+        yield b"".join(copied)
     if header is None or summary is None:
         raise StatementRejected("wechat bill is truncated: no column header or no summary row")
     if malformed == 0:
