@@ -124,13 +124,19 @@ def test_one_scrape_reports_every_serve_worker(tmp_path: Path, services: dict[st
             return len([n for n in answered.values() if n > 0]) >= 2
 
         wait_for("requests answered by both workers", both_answered, timeout_s=90)
-        text = httpx.get(f"{base}/metrics", timeout=10).text  # one scrape, answered by one of the workers
-        workers = pids(text)
+        scraped: dict[str, str] = {}
+
+        def whole() -> bool:
+            """One scrape, answered by either worker, has every request of both (a worker counts a request right
+            after sending its answer, so the last ones may take a moment)."""
+            text = scraped["text"] = httpx.get(f"{base}/metrics", timeout=10).text
+            counted = samples(text, "tomato_http_requests_total")
+            mine = sum(v for k, v in counted.items() if "/v1/pay/orders/{order_no}" in k)
+            return mine == sent and sum(pids(text).values()) == sum(counted.values())
+
+        wait_for("one scrape to count every request of both workers", whole)
+        workers = pids(scraped["text"])
         assert len(workers) == 2 and all(n > 0 for n in workers.values()), workers
-        counted = samples(text, "tomato_http_requests_total")
-        mine = {k: v for k, v in counted.items() if "/v1/pay/orders/{order_no}" in k}
-        assert sum(mine.values()) == sent, (mine, sent)  # every request of every worker, counted once
-        assert sum(workers.values()) == sum(counted.values())  # the same requests, seen per worker
 
         victim = next(iter(workers))
         os.kill(victim, signal.SIGKILL)  # uvicorn starts a replacement; the dead worker's series must go
