@@ -31,7 +31,8 @@ def test_json_line_fields(restore_root: list[logging.Handler]) -> None:
     log = logging.getLogger("tomato.unit")
     token = REQUEST_ID.set("rid-1")
     try:
-        log.info("paid %s", "P1", extra={"status": 201, "duration_ms": 1.5, "thing": object()})
+        log.info("paid %s", "P1", extra={"status": 201, "duration_ms": 1.5, "thing": object(),
+                                         "color_message": "\x1b[1mpaid\x1b[0m"})  # fmt: skip
     finally:
         REQUEST_ID.reset(token)
     try:
@@ -42,6 +43,7 @@ def test_json_line_fields(restore_root: list[logging.Handler]) -> None:
     assert first["message"] == "paid P1" and first["level"] == "INFO" and first["logger"] == "tomato.unit"
     assert first["request_id"] == "rid-1" and first["status"] == 201 and first["duration_ms"] == 1.5
     assert first["thing"].startswith("<object object")  # anything else is written as its str
+    assert "color_message" not in first  # uvicorn's coloured copy of the message
     assert first["ts"].endswith("Z") and "T" in first["ts"]
     assert "request_id" not in second and second["level"] == "ERROR"
     assert "ValueError: boom" in second["exc_info"] and "Traceback" in second["exc_info"]

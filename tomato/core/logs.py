@@ -20,7 +20,10 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("tomato_request_id", default=Non
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET = ("alembic", "apscheduler", "httpx", "aio_pika", "aiormq")
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "request_id"}
+# a record's own attributes, and uvicorn's `color_message` (its message again, with terminal colours)
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "request_id", "color_message"
+}
 
 
 class RequestIdFilter(logging.Filter):
