@@ -1,4 +1,5 @@
-"""Issue 4 acceptance 5: the cashier page in headless Chromium on a phone-sized viewport.
+"""Issue 4 acceptance 5 and issue 19: the cashier page in headless Chromium on a phone-sized viewport, in the payer's
+language (Chinese unless the browser prefers English), with the merchant's name and, once paid, the way back.
 
 The platform (gateway with the cashier, channel simulator) serves on loopback from a background thread, seeded like
 `tomato dev`; the browser is Debian's Chromium driven by Playwright. Screenshots go to `test-artifacts/`.
@@ -27,7 +28,8 @@ from tomato.bootstrap import bootstrap
 from tomato.channel.sandbox.app import create_sandbox_app
 from tomato.channel.sandbox.state import SandboxState
 from tomato.gateway.app import create_app
-from tomato.gateway.routers import cashier
+from tomato.gateway.cashier.render import JSAPI_FIELDS
+from tomato.gateway.cashier.texts import TEXTS
 from tomato.migrations import upgrade
 from tomato.runtime.seed import seed_dev
 
@@ -74,6 +76,7 @@ class LiveStack:
         self.base_url = f"http://127.0.0.1:{_free_port()}"
         self.sandbox_url = f"http://127.0.0.1:{_free_port()}"
         self.creds: dict[str, Any] = {}
+        self.c: Any = None  # the container, once up (tests flip its cashier setting)
         self._servers: list[uvicorn.Server] = []
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -100,7 +103,10 @@ class LiveStack:
     async def _serve(self) -> None:
         db_url = f"sqlite+aiosqlite:///{self.workdir / 'cashier.db'}"
         await asyncio.to_thread(upgrade, db_url)
-        c = await bootstrap(stack_fixtures.test_settings(db_url, self.workdir, public_url=self.base_url))
+        settings = stack_fixtures.test_settings(
+            db_url, self.workdir, public_url=self.base_url, cashier_sandbox_hints=True  # as under `tomato dev`
+        )
+        c = self.c = await bootstrap(settings)
         try:
             sandbox = SandboxState(time_scale=60.0)
             creds = await seed_dev(c, sandbox, self.sandbox_url, None)
@@ -145,10 +151,11 @@ async def browser(live: LiveStack) -> AsyncIterator[Any]:
             await chromium.close()
 
 
-async def _phone(browser: Any, user_agent: str) -> tuple[Any, Any, list[str]]:
-    """A phone-sized page with `user_agent`; the list collects console errors (CSP violations among them)."""
+async def _phone(browser: Any, user_agent: str, locale: str = "zh-CN") -> tuple[Any, Any, list[str]]:
+    """A phone-sized page with `user_agent` and `locale` (its Accept-Language); the list collects console errors
+    (CSP violations among them)."""
     context = await browser.new_context(
-        viewport=PHONE, user_agent=user_agent, is_mobile=True, has_touch=True, device_scale_factor=2
+        viewport=PHONE, user_agent=user_agent, is_mobile=True, has_touch=True, device_scale_factor=2, locale=locale
     )
     page = await context.new_page()
     problems: list[str] = []
@@ -232,7 +239,7 @@ async def test_cashier_renders_qr_switches_by_user_agent_and_shows_paid(live: Li
     await _scan(live, order["order_no"])
     status = page.locator("#status")
     await expect(status).to_have_attribute("data-state", "paid", timeout=PAID_WITHIN_MS)
-    await expect(status).to_have_text(cashier.STATE_LABELS["paid"])
+    await expect(status).to_have_text(TEXTS["zh"]["state_paid"])
     await expect(page.locator("#qr")).to_be_hidden()
     await expect(page.locator("#pay-alipay")).to_be_hidden()
     await page.screenshot(path=str(ARTIFACTS / "cashier-paid.png"), full_page=True)
@@ -268,7 +275,7 @@ async def test_unknown_link_is_a_not_found_page(live: LiveStack, browser: Any) -
     ctx, page, _ = await _phone(browser, ALIPAY_UA)
     response = await page.goto(f"{live.base_url}/cashier/{'A' * 32}")
     assert response is not None and response.status == 404
-    await expect(page.locator("h1")).to_have_text("Payment link not found")
+    await expect(page.locator("h1")).to_have_text(TEXTS["zh"]["not_found_title"])
     await ctx.close()
 
 
@@ -286,7 +293,7 @@ async def test_wechat_shows_jsapi_parameters_and_then_paid(live: LiveStack, brow
 
     await page.goto(f"{url}?openid=oSandboxPayer0001")
     await expect(page.locator("#jsapi-params")).to_be_visible()
-    for field in cashier.JSAPI_FIELDS:
+    for field in JSAPI_FIELDS:
         await expect(page.locator(f"#jsapi-params dd[data-field='{field}']")).not_to_be_empty()
     await page.locator("#wx-pay").click()
     await expect(page.locator("#wx-note")).to_be_visible()
@@ -302,3 +309,96 @@ async def test_wechat_shows_jsapi_parameters_and_then_paid(live: LiveStack, brow
     await page.screenshot(path=str(ARTIFACTS / "cashier-wechat-paid.png"), full_page=True)
     assert problems == []
     await ctx.close()
+
+
+async def _precreate_in_alipay(browser: Any, url: str) -> None:
+    """Opens the page as the Alipay app would, so the trade exists at the simulator (the hop is not followed)."""
+    ctx, _, _ = await _phone(browser, ALIPAY_UA)
+    hop = await ctx.request.get(url, headers={"User-Agent": ALIPAY_UA}, max_redirects=0)
+    assert hop.status == 302, await hop.text()
+    await hop.dispose()
+    await ctx.close()
+
+
+async def test_chinese_by_default_english_by_the_browser_and_the_switch(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    zh, en = TEXTS["zh"], TEXTS["en"]
+    order = await _create_cashier_order(live, amount=2500, subject="番茄炒蛋")
+    url = order["pay_data"]["value"]
+
+    ctx, page, problems = await _phone(browser, SAFARI_UA, locale="zh-CN")
+    await page.goto(url)
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    await expect(page.locator("#merchant-name")).to_have_text("Demo Merchant")
+    await expect(page.locator("#pay-alipay")).to_have_text(zh["pay_alipay"])
+    await expect(page.locator("#status")).to_have_text(zh["state_waiting"])
+    await _fits_the_phone(page)
+    await page.screenshot(path=str(ARTIFACTS / "cashier-zh.png"), full_page=True)
+    # the switch: English from now on, also for the wallet links
+    await page.locator("#lang-switch").click()
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await expect(page.locator("#pay-alipay")).to_have_text(en["pay_alipay"])
+    await expect(page.locator("#pay-alipay")).to_have_attribute("href", "?wallet=alipay&lang=en")
+    await expect(page.locator("#lang-switch")).to_have_text(en["other_language"])
+    await ctx.close()
+
+    en_ctx, en_page, en_problems = await _phone(browser, SAFARI_UA, locale="en-US")  # en-US,en;q=0.9
+    await en_page.goto(url)
+    await expect(en_page.locator("html")).to_have_attribute("lang", "en")
+    await expect(en_page.locator("#status")).to_have_text(en["state_waiting"])
+    await en_page.screenshot(path=str(ARTIFACTS / "cashier-en.png"), full_page=True)
+    assert problems == [] and en_problems == []
+    await en_ctx.close()
+
+
+async def test_once_paid_the_page_links_back_to_the_merchant(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    back = f"{live.base_url}/healthz?from=cashier"
+    order = await _create_cashier_order(live, amount=990, subject="Dumplings", return_url=back)
+    url = order["pay_data"]["value"]
+    ctx, page, problems = await _phone(browser, SAFARI_UA, locale="en-US")
+    await page.goto(url)
+    link = page.locator("#return-link")
+    await expect(link).to_be_hidden()  # not before payment
+    await _precreate_in_alipay(browser, url)
+    await _scan(live, order["order_no"])
+    await expect(page.locator("#status")).to_have_attribute("data-state", "paid", timeout=PAID_WITHIN_MS)
+    await expect(link).to_be_visible()
+    await expect(link).to_have_text(TEXTS["en"]["return"])
+    await expect(link).to_have_attribute("href", back)
+    await page.screenshot(path=str(ARTIFACTS / "cashier-paid-return-link.png"), full_page=True)
+    await link.click()
+    await expect(page).to_have_url(back)
+    assert problems == []
+    await ctx.close()
+
+
+async def test_production_settings_show_no_simulator_helpers(live: LiveStack, browser: Any) -> None:
+    from playwright.async_api import expect
+
+    order = await _create_cashier_order(live)
+    url = order["pay_data"]["value"]
+    live.c.settings.cashier_sandbox_hints = False
+    try:
+        ctx, page, problems = await _phone(browser, SAFARI_UA)
+        await page.goto(url)
+        await expect(page.locator("#pay-alipay")).to_be_visible()
+        await expect(page.locator("#wechat-scan")).to_be_visible()
+        assert await page.locator("input[name=openid]").count() == 0
+        assert "sandbox" not in (await page.content()).lower()
+        wx_ctx, wx, wx_problems = await _phone(browser, WECHAT_UA)
+        await wx.goto(url)
+        await expect(wx.locator("#need-openid")).to_have_text(TEXTS["zh"]["openid_missing"])
+        assert await wx.locator("form").count() == 0
+        await wx.goto(f"{url}?openid=oSandboxPayer0002")
+        assert await wx.locator("#jsapi-params").count() == 0
+        await wx.locator("#wx-pay").click()
+        await expect(wx.locator("#wx-note")).to_have_text(TEXTS["zh"]["wx_outside"])
+        await wx.screenshot(path=str(ARTIFACTS / "cashier-wechat-production.png"), full_page=True)
+        assert problems == [] and wx_problems == []
+        await ctx.close()
+        await wx_ctx.close()
+    finally:
+        live.c.settings.cashier_sandbox_hints = True

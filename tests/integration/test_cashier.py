@@ -17,7 +17,7 @@ from tests.fixtures.pay_stack import SANDBOX_URL
 from tests.fixtures.stack import admin
 from tomato.channel.sandbox import alipay_simulator
 from tomato.core.errors import ChannelError
-from tomato.gateway.routers import cashier
+from tomato.gateway.cashier import render, states
 from tomato.pay.service import CashierStart
 
 ALIPAY_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AlipayClient/10.5.36"
@@ -50,6 +50,12 @@ async def _status_when(pay, order: dict, status: str) -> dict:  # type: ignore[n
             await asyncio.sleep(0.02)
 
 
+@pytest.fixture
+def sandbox_hints(pay, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The page as `tomato dev` serves it: with the simulator's helper fields."""
+    monkeypatch.setattr(pay.c.settings, "cashier_sandbox_hints", True)
+
+
 def _assert_headers(r: httpx.Response) -> str:
     """The security headers of every cashier page; returns the script nonce."""
     csp = r.headers["content-security-policy"]
@@ -75,7 +81,7 @@ async def test_cashier_order_starts_created_with_a_cashier_url(pay) -> None:
     assert other["pay_data"]["value"] != url
 
 
-async def test_default_browser_sees_amount_qr_and_both_choices(pay) -> None:
+async def test_default_browser_sees_amount_qr_and_both_choices(pay, sandbox_hints: None) -> None:
     order = await _cashier_order(pay, amount=123456, subject="Green tea")
     r = await pay.http.get(_path(order), headers={"User-Agent": PHONE_UA})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -131,7 +137,7 @@ async def test_desktop_wallet_choice_redirects_too(pay) -> None:
     assert r.status_code == 302 and r.headers["location"].startswith(f"{SANDBOX_URL}/alipay/gateway.do?")
 
 
-async def test_wechat_without_openid_asks_for_it(pay) -> None:
+async def test_wechat_without_openid_asks_for_it(pay, sandbox_hints: None) -> None:
     order = await _cashier_order(pay)
     r = await pay.http.get(_path(order), headers={"User-Agent": WECHAT_UA})
     assert r.status_code == 200 and "id='need-openid'" in r.text and "?openid=" in r.text
@@ -148,11 +154,11 @@ async def test_wechat_without_a_channel_is_a_friendly_error(pay) -> None:
     _assert_headers(r)
 
 
-async def test_wechat_renders_the_jsapi_parameters(pay) -> None:
+async def test_wechat_renders_the_jsapi_parameters(pay, sandbox_hints: None) -> None:
     order = await _cashier_order(pay)
     r = await pay.http.get(_path(order), params={"openid": "oSandboxPayer1"}, headers={"User-Agent": WECHAT_UA})
     assert r.status_code == 200, r.text
-    for field in cashier.JSAPI_FIELDS:
+    for field in render.JSAPI_FIELDS:
         assert f"<dt>{field}</dt>" in r.text
     assert "id='wx-pay'" in r.text and "id='jsapi-data'" in r.text
     got = await _order(pay, order["order_no"])
@@ -161,7 +167,9 @@ async def test_wechat_renders_the_jsapi_parameters(pay) -> None:
     assert (await _status_when(pay, order, "SUCCEEDED"))["state"] == "paid"
 
 
-async def test_wechat_page_shows_the_jsapi_parameters_escaped(pay, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_wechat_page_shows_the_jsapi_parameters_escaped(
+    pay, monkeypatch: pytest.MonkeyPatch, sandbox_hints: None
+) -> None:
     """The page side of JSAPI, whatever the WeChat channel answers (here: a stand-in for start_cashier)."""
     order = await _cashier_order(pay)
     token = _path(order).rsplit("/", 1)[1]
@@ -242,7 +250,7 @@ async def test_unknown_token_is_a_404_page(pay) -> None:
     for path in ("/cashier/" + "A" * 32, "/cashier/bad%20token", "/cashier/short"):
         r = await pay.http.get(path, headers={"User-Agent": ALIPAY_UA})
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
-        assert "Payment link not found" in r.text
+        assert "支付链接不存在" in r.text  # Chinese by default
         _assert_headers(r)
     status = await pay.http.get("/cashier/" + "A" * 32 + "/status")
     assert status.status_code == 404 and status.json()["error"]["code"] == "ORDER_NOT_FOUND"
@@ -254,18 +262,18 @@ async def test_subject_is_escaped(pay) -> None:
     r = await pay.http.get(_path(order))
     assert r.status_code == 200
     assert "<script>alert(1)" not in r.text and "onload='x" not in r.text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#x27; onload=&#x27;x&quot;&amp;amp;" in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#39; onload=&#39;x&#34;&amp;amp;" in r.text
 
 
 def test_amounts_are_formatted_from_fen_without_floats() -> None:
-    assert [cashier.format_yuan(f) for f in (1, 10, 100, 123456, 100000000)] == [
+    assert [render.format_yuan(f) for f in (1, 10, 100, 123456, 100000000)] == [
         "0.01", "0.10", "1.00", "1,234.56", "1,000,000.00",
     ]  # fmt: skip
-    assert cashier.format_yuan(2**60 + 1) == f"{(2**60 + 1) // 100:,}.{(2**60 + 1) % 100:02d}"
+    assert render.format_yuan(2**60 + 1) == f"{(2**60 + 1) // 100:,}.{(2**60 + 1) % 100:02d}"
 
 
 def test_wallet_detection() -> None:
-    assert cashier.detect_wallet(ALIPAY_UA) == "alipay"
-    assert cashier.detect_wallet(WECHAT_UA) == "wechat"
-    assert cashier.detect_wallet(PHONE_UA) is None
-    assert cashier.detect_wallet("") is None
+    assert states.detect_wallet(ALIPAY_UA) == "alipay"
+    assert states.detect_wallet(WECHAT_UA) == "wechat"
+    assert states.detect_wallet(PHONE_UA) is None
+    assert states.detect_wallet("") is None

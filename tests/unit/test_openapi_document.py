@@ -142,3 +142,102 @@ async def test_every_operation_goes_through_its_route_class(doc: dict[str, Any])
             r = await client.request(method.upper(), url)
             assert r.status_code == 401, (method, path, r.text)
             assert set(r.json()["error"]) >= {"code", "message", "request_id"}, (method, path)
+
+
+def undescribed(schema: Any, where: str, inherited: frozenset[str] = frozenset()) -> list[str]:
+    """Every property under `schema` (nested objects, items, maps and unions too) without a description. A property
+    that a `oneOf`/`anyOf`/`allOf` branch only constrains further is described where its object declares it."""
+    found: list[str] = []
+    if isinstance(schema, list):
+        for i, branch in enumerate(schema):
+            found += undescribed(branch, f"{where}[{i}]", inherited)
+        return found
+    if not isinstance(schema, dict):
+        return found
+    described = set(inherited)
+    for name, prop in (schema.get("properties") or {}).items():
+        text = prop.get("description", "") if isinstance(prop, dict) else ""
+        if text.strip():
+            described.add(name)
+        elif name not in inherited:
+            found.append(f"{where}.{name}")
+        found += undescribed(prop, f"{where}.{name}")
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            found += undescribed(schema[key], f"{where}.{key}", frozenset(described))
+    for key in ("items", "additionalProperties"):
+        if key in schema:
+            found += undescribed(schema[key], f"{where}.{key}")
+    return found
+
+
+def test_the_walk_finds_what_is_missing() -> None:
+    """The checker itself: a nested, an item and a union property without a description are all found."""
+    schema = {
+        "properties": {
+            "a": {"description": "the a", "properties": {"b": {"type": "string"}}},
+            "c": {"description": "list", "items": {"properties": {"d": {}}}},
+            "e": {"description": "described once", "type": "string"},
+        },
+        "oneOf": [{"properties": {"e": {"type": "string"}, "f": {"type": "null"}}}],
+    }
+    assert undescribed(schema, "S") == ["S.a.b", "S.c.items.d", "S.oneOf[0].f"]
+
+
+def test_every_property_of_every_schema_is_described(doc: dict[str, Any]) -> None:
+    """Issue 19: the document is a reference on its own — each field says what it means, not just its name."""
+    schemas = doc["components"]["schemas"]
+    assert len(schemas) >= 60
+    missing = [p for name, schema in schemas.items() for p in undescribed(schema, name)]
+    assert not missing, f"properties without a description (add Field(description=…)): {missing}"
+
+    def texts(schema: Any, where: str) -> list[tuple[str, str, str]]:
+        found: list[tuple[str, str, str]] = []
+        if isinstance(schema, dict):
+            for name, prop in (schema.get("properties") or {}).items():
+                if isinstance(prop, dict) and "description" in prop:
+                    found.append((where, name, prop["description"]))
+            for value in schema.values():
+                found += texts(value, where)
+        elif isinstance(schema, list):
+            for value in schema:
+                found += texts(value, where)
+        return found
+
+    for where, name, text in (t for n, s in schemas.items() for t in texts(s, n)):
+        words = text.lower().replace("`", "").replace("_", " ").strip(" .")
+        assert words not in {name.lower(), name.lower().replace("_", " "), f"the {name.lower().replace('_', ' ')}"}, (
+            where,
+            name,
+            text,
+        )
+        assert len(text.split()) >= 2, (where, name, text)
+
+
+def test_every_parameter_is_described(doc: dict[str, Any]) -> None:
+    for path, method, op in ours(doc):
+        for p in op.get("parameters", []):
+            assert p.get("description", "").strip(), (method, path, p["name"])
+
+
+def test_every_list_answer_references_its_item_schema(doc: dict[str, Any]) -> None:
+    """Every JSON answer with a `data` list (paged or not) names its item type, and each paged one is exactly
+    `{data: [Item], next_cursor}`."""
+    schemas = doc["components"]["schemas"]
+    lists = 0
+    for path, method, op in ours(doc):
+        answer = op["responses"].get("200", {}).get("content", {}).get("application/json")
+        if answer is None:
+            continue
+        body = schemas[answer["schema"]["$ref"].split("/")[-1]]
+        data = body.get("properties", {}).get("data")
+        if data is None or data.get("type") != "array":
+            continue
+        lists += 1
+        item = data["items"].get("$ref", "")
+        assert item.startswith("#/components/schemas/") and item.split("/")[-1] in schemas, (method, path)
+        if "next_cursor" in body["properties"] or any(p["name"] == "cursor" for p in op.get("parameters", [])):
+            assert body["required"] == ["data", "next_cursor"], (method, path)
+            assert set(body["properties"]) == {"data", "next_cursor"}, (method, path)
+            assert {"type": "null"} in body["properties"]["next_cursor"]["anyOf"], (method, path)
+    assert lists >= 12

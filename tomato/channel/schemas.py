@@ -24,38 +24,64 @@ _URL = r"^https?://[^/?#\s]+"  # an absolute http(s) URL
 class AlipayAccountConfig(BaseModel):
     model_config = ConfigDict(title="AlipayAccountConfig")
 
-    app_id: str = Field(pattern=_TEXT)
+    app_id: str = Field(pattern=_TEXT, description="the Alipay app id the account signs as")
     private_key_pem: str = Field(pattern=_TEXT, description="the merchant's RSA private key (PEM or bare base64)")
-    alipay_public_key_pem: str = Field(pattern=_TEXT)
-    gateway_url: str = Field(pattern=_URL)
+    alipay_public_key_pem: str = Field(
+        pattern=_TEXT, description="Alipay's RSA public key, to verify its answers and notifies (PEM or bare base64)"
+    )
+    gateway_url: str = Field(pattern=_URL, description="Alipay's gateway, e.g. https://openapi.alipay.com/gateway.do")
 
 
 class WechatAccountConfig(BaseModel):
     model_config = ConfigDict(title="WechatAccountConfig")
 
-    mchid: str = Field(pattern=r"^[0-9]{1,32}$")
-    appid: str = Field(pattern=_TEXT)
+    mchid: str = Field(pattern=r"^[0-9]{1,32}$", description="the WeChat Pay merchant id (digits)")
+    appid: str = Field(pattern=_TEXT, description="the WeChat appid payments are made under")
     serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$", description="the merchant API certificate serial")
-    private_key_pem: str = Field(pattern=_TEXT)
+    private_key_pem: str = Field(
+        pattern=_TEXT, description="the merchant API private key (RSA, PEM) that signs requests"
+    )
     api_v3_key: str = Field(pattern=r"^[ -~]{32}$", description="exactly 32 printable ASCII characters")
-    platform_public_key_pem: str = Field(pattern=_TEXT)
-    platform_public_key_id: str = Field(pattern=r"^(PUB_KEY_ID_[0-9A-Za-z]{1,64}|[0-9A-Fa-f]{1,64})$")
+    platform_public_key_pem: str = Field(
+        pattern=_TEXT, description="WeChat Pay's platform public key, to verify its answers and notifies"
+    )
+    platform_public_key_id: str = Field(
+        pattern=r"^(PUB_KEY_ID_[0-9A-Za-z]{1,64}|[0-9A-Fa-f]{1,64})$",
+        description="id of that platform key (`PUB_KEY_ID_…`) or the serial of the platform certificate",
+    )
     base_url: str = Field(pattern=r"^https?://[^/?#\s]+/?$", description="an origin: requests go to base_url + /v3/…")
-    platform_certificate_pem: str | None = None
+    platform_certificate_pem: str | None = Field(
+        default=None,
+        description="the platform certificate, for accounts still on certificates; null: the public key is used",
+    )
 
 
 class BankAccountConfig(BaseModel):
     model_config = ConfigDict(title="BankAccountConfig")
 
-    mer_id: str = Field(pattern=r"^[A-Za-z0-9]{15}$")
+    mer_id: str = Field(pattern=r"^[A-Za-z0-9]{15}$", description="the bank merchant id (15 characters)")
     cert_id: str = Field(pattern=r"^[0-9]{1,40}$", description="decimal serial of the merchant signing certificate")
-    private_key_pem: str = Field(pattern=_TEXT)
-    bank_public_key_pem: str = Field(pattern=_TEXT)
-    front_url: str = Field(pattern=_URL)
-    back_url: str = Field(pattern=_URL)
-    query_url: str = Field(pattern=_URL)
-    file_url: str | None = Field(default=None, pattern=_URL)
-    app_url: str | None = Field(default=None, pattern=_URL)
+    private_key_pem: str = Field(pattern=_TEXT, description="the merchant signing key (RSA, PEM)")
+    bank_public_key_pem: str = Field(
+        pattern=_TEXT, description="the bank's public key, to verify its answers and notifies"
+    )
+    front_url: str = Field(
+        pattern=_URL, description="the bank's front-transaction endpoint (the payer's browser posts the pay form to it)"
+    )
+    back_url: str = Field(
+        pattern=_URL, description="the bank's back-transaction endpoint (server to server: refunds, payouts)"
+    )
+    query_url: str = Field(pattern=_URL, description="the bank's single-transaction query endpoint")
+    file_url: str | None = Field(
+        default=None,
+        pattern=_URL,
+        description="where daily statements are downloaded; null: derived from the front URL's host",
+    )
+    app_url: str | None = Field(
+        default=None,
+        pattern=_URL,
+        description="the bank's app-transaction endpoint; null: derived from the front URL's host",
+    )
 
 
 CONFIG_OF: dict[str, type[BaseModel]] = {
@@ -82,20 +108,38 @@ def _config_union(schema: dict[str, Any]) -> None:
 class ChannelAccountCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_config_union)
 
-    channel: ChannelName
-    name: SafeText = Field(min_length=1, max_length=128)
-    config: dict[str, Any]
-    mch_no: SafeText | None = Field(default=None, max_length=32)
-    daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)
-    cost_ppm: StrictInt = Field(default=0, ge=0, le=1_000_000)  # the channel's own fee, parts per million
+    channel: ChannelName = Field(description="which channel the account is at: `alipay`, `wechat` or `bank`")
+    name: SafeText = Field(min_length=1, max_length=128, description="a label for operators")
+    config: dict[str, Any] = Field(
+        description="the account's credentials and endpoints; their keys depend on `channel` (stored encrypted, never "
+        "returned)"
+    )
+    mch_no: SafeText | None = Field(
+        default=None, max_length=32, description="reserve the account for this merchant; null: shared by every merchant"
+    )
+    daily_limit: int | None = Field(
+        default=None, ge=1, le=MAX_FEN, description="most fen the account may collect per business day; null: no limit"
+    )
+    cost_ppm: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="what the channel charges the platform, in parts per million of the amount",
+    )  # the channel's own fee, parts per million
 
 
 class ChannelAccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: SafeText | None = Field(default=None, min_length=1, max_length=128)  # omitted: unchanged; null: refused
-    daily_limit: int | None = Field(default=None, ge=1, le=MAX_FEN)  # null: no limit
-    cost_ppm: StrictInt | None = Field(default=None, ge=0, le=1_000_000)  # omitted: unchanged; null: refused
+    name: SafeText | None = Field(
+        default=None, min_length=1, max_length=128, description="new label; omitted: unchanged"
+    )  # omitted: unchanged; null: refused
+    daily_limit: int | None = Field(
+        default=None, ge=1, le=MAX_FEN, description="new daily limit in fen; null removes the limit, omitted: unchanged"
+    )  # null: no limit
+    cost_ppm: StrictInt | None = Field(
+        default=None, ge=0, le=1_000_000, description="new channel cost in parts per million; omitted: unchanged"
+    )  # omitted: unchanged; null: refused
 
     @field_validator("name", "cost_ppm")
     @classmethod
@@ -109,22 +153,30 @@ class ChannelAccountUpdate(BaseModel):
 class ChannelAccountView(BaseModel):
     """Never carries the config: secrets are write-only."""
 
-    id: str
-    channel: str
-    name: str
-    status: str
-    mch_no: str | None = None
-    daily_limit: int | None = None
-    cost_ppm: int = 0
-    created_at: UtcDateTime
+    id: str = Field(description="the channel account's id")
+    channel: str = Field(description="`alipay`, `wechat` or `bank`")
+    name: str = Field(description="the operators' label")
+    status: str = Field(description="`ACTIVE` (routed to) or `DISABLED`")
+    mch_no: str | None = Field(default=None, description="the merchant the account is reserved for; null: shared")
+    daily_limit: int | None = Field(
+        default=None, description="most fen the account may collect per business day; null: no limit"
+    )
+    cost_ppm: int = Field(default=0, description="what the channel charges the platform, in parts per million")
+    created_at: UtcDateTime = Field(description="when the account was added (RFC 3339 UTC)")
 
 
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel_account_id: SafeText = Field(min_length=1, max_length=32)
-    priority: int = Field(default=1, ge=0, le=1000)
-    weight: int = Field(default=100, ge=1, le=1_000_000)
+    channel_account_id: SafeText = Field(
+        min_length=1, max_length=32, description="a channel account the rule may route to"
+    )
+    priority: int = Field(
+        default=1, ge=0, le=1000, description="lower is tried first; candidates of equal priority share by weight"
+    )
+    weight: int = Field(
+        default=100, ge=1, le=1_000_000, description="share of orders among candidates of the same priority"
+    )
 
 
 class RoutingRuleCreate(BaseModel):
@@ -143,14 +195,33 @@ class RoutingRuleCreate(BaseModel):
         },
     )
 
-    rank: int = Field(default=0, ge=-1_000_000, le=1_000_000)
-    pay_methods: list[PayMethod] = Field(min_length=1)
-    app_id: SafeText | None = Field(default=None, max_length=32)
-    min_amount: int | None = Field(default=None, ge=0, le=MAX_FEN)
-    max_amount: int | None = Field(default=None, ge=0, le=MAX_FEN)
-    candidates: list[Candidate] = Field(min_length=1, max_length=50)
-    time_start: str | None = Field(default=None, pattern=HHMM)
-    time_end: str | None = Field(default=None, pattern=HHMM)
+    rank: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="rules are matched in ascending rank; the first that matches routes the order",
+    )
+    pay_methods: list[PayMethod] = Field(min_length=1, description="the pay methods the rule applies to")
+    app_id: SafeText | None = Field(default=None, max_length=32, description="only orders of this app; null: every app")
+    min_amount: int | None = Field(
+        default=None, ge=0, le=MAX_FEN, description="only orders of at least this many fen; null: no lower bound"
+    )
+    max_amount: int | None = Field(
+        default=None, ge=0, le=MAX_FEN, description="only orders of at most this many fen; null: no upper bound"
+    )
+    candidates: list[Candidate] = Field(
+        min_length=1, max_length=50, description="the channel accounts to route to, with priority and weight"
+    )
+    time_start: str | None = Field(
+        default=None,
+        pattern=HHMM,
+        description="only orders created from this business time on (HH:MM, inclusive); with `time_end`",
+    )
+    time_end: str | None = Field(
+        default=None,
+        pattern=HHMM,
+        description="only orders created before this business time (HH:MM, exclusive; may wrap past midnight)",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> RoutingRuleCreate:
@@ -162,20 +233,27 @@ class RoutingRuleCreate(BaseModel):
 
 
 class RoutingRuleView(RoutingRuleCreate):
-    id: str
-    created_at: UtcDateTime
+    id: str = Field(description="the rule's id")
+    created_at: UtcDateTime = Field(description="when the rule was created (RFC 3339 UTC)")
 
 
 class AccountHealth(BaseModel):
     """Breaker state (shared across processes) and this process's last-5-minute call statistics."""
 
-    channel_account_id: str
-    channel: str
-    status: str
-    breaker: str
-    fail_counter: int
-    opened_at: UtcDateTime | None
-    calls: int
-    success_rate: float | None
-    p50_ms: float | None
-    p99_ms: float | None
+    channel_account_id: str = Field(description="the channel account")
+    channel: str = Field(description="`alipay`, `wechat` or `bank`")
+    status: str = Field(description="`ACTIVE` or `DISABLED`")
+    breaker: str = Field(
+        description="circuit breaker state shared by every process: `closed`, or `open` (one probe call is let "
+        "through after the reset timeout)"
+    )
+    fail_counter: int = Field(description="consecutive failed calls counted by the breaker")
+    opened_at: UtcDateTime | None = Field(
+        description="when the breaker last opened (RFC 3339 UTC); null if it is closed"
+    )
+    calls: int = Field(description="channel calls this process made in the last 5 minutes")
+    success_rate: float | None = Field(description="share of those calls that succeeded, 0-1; null without calls")
+    p50_ms: float | None = Field(description="median latency of those calls in milliseconds; null without calls")
+    p99_ms: float | None = Field(
+        description="99th-percentile latency of those calls in milliseconds; null without calls"
+    )

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     sandbox_fee_ppm: int = Field(
         default=3800, ge=0, le=1_000_000, description="fee every simulated channel charges, parts per million"
     )
+    cashier_sandbox_hints: bool = Field(
+        default=False,
+        description="the cashier page shows the simulator's helper fields (openid entry, JSAPI parameters, "
+        "/sandbox/scan hints); `tomato dev` turns it on, production leaves it off",
+    )
     statement_dir: str = Field(
         default="",
         description="where raw channel statements are kept (content-addressed); empty: <data_dir>/statements. "

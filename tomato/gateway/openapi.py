@@ -9,7 +9,8 @@ it without doing anything:
   for `/admin` (the roles its route class accepts are in `x-roles`, put there by `deps.admin_route`);
 - the error answers its route class can give, each with the one error body (`Error`), from the rules below;
 - the optional `Idempotency-Key` header of every `/v1` POST;
-- the rule of gateway.params on every string query and path parameter (no control or bidi override characters);
+- the rule of gateway.params on every string query and path parameter (no control or bidi override characters),
+  and the meaning of the common ones (`order_no`, `mch_no`, `cursor`, …) where the route did not describe them;
 - FastAPI's own 422 body (`HTTPValidationError`) replaced by ours.
 
 What depends on the handler (a 409 of the service, a 502 of a channel) the route declares itself with
@@ -80,18 +81,27 @@ ERROR_SCHEMA: dict[str, Any] = {
     "properties": {
         "error": {
             "type": "object",
+            "description": "what went wrong",
             "required": ["code", "message", "request_id"],
             "additionalProperties": False,
             "properties": {
-                "code": {"type": "string", "description": "stable machine-readable code"},
-                "message": {"type": "string"},
+                "code": {"type": "string", "description": "stable machine-readable code (docs/api.md, Errors)"},
+                "message": {"type": "string", "description": "for developers; its wording may change"},
                 "request_id": {"type": "string", "description": "also in the X-Request-Id header"},
                 "details": {
                     "type": "array",
+                    "description": "for INVALID_REQUEST: each field, header or parameter that broke its rule",
                     "items": {
                         "type": "object",
                         "required": ["field", "issue"],
-                        "properties": {"field": {"type": "string"}, "issue": {"type": "string"}},
+                        "properties": {
+                            "field": {
+                                "type": "string",
+                                "description": "where: a body field as a dotted path (`payer.openid`), or a header "
+                                "or parameter name",
+                            },
+                            "issue": {"type": "string", "description": "the rule it broke"},
+                        },
                     },
                 },
             },
@@ -111,6 +121,56 @@ IDEMPOTENCY_KEY = {
     "description": "replays the first answer to the same body on this path within 24 h (docs/api.md)",
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
 }
+
+# What each path and query parameter means, by (name, where) and, where one name means different things, by path.
+# `complete` fills in the missing ones, so the routes stay short; a parameter neither here nor described by its
+# route fails tests/unit/test_openapi_document.py.
+PARAMETERS: dict[tuple[str, str], str] = {
+    ("order_no", "path"): "the platform's order number (`P…`)",
+    ("refund_no", "path"): "the platform's refund number (`R…`)",
+    ("payout_no", "path"): "the platform's payout number (`W…`)",
+    ("out_trade_no", "query"): "find the order by your own order number",
+    ("out_refund_no", "query"): "find the refund by your own refund number",
+    ("out_payout_no", "query"): "find the payout by your own payout number",
+    ("mch_no", "path"): "the merchant's number (`M…`)",
+    ("mch_no", "query"): "only those of this merchant (`M…`)",
+    ("app_id", "path"): "the app's id (`A…`)",
+    ("app_id", "query"): "only those of this app (`A…`)",
+    ("key_id", "path"): "the id of one of the app's keys",
+    ("account_id", "path"): "the channel account's id",
+    ("channel_account_id", "query"): "only those of this channel account",
+    ("rule_id", "path"): "the routing rule's id",
+    ("delivery_id", "path"): "the webhook delivery's id",
+    ("event_id", "query"): "only deliveries of this event (`E…`)",
+    ("journal_id", "path"): "the journal entry's id (`J…`)",
+    ("batch_id", "query"): "only discrepancies found by this reconciliation batch (`RB…`)",
+    ("kind", "query"): "only anomalies of this kind",
+    ("type", "query"): "only discrepancies of this type",
+    ("account", "query"): "only entries with a line on this ledger account (its code, e.g. `merchant_pending:M…`)",
+    ("account_type", "query"): "only accounts of this type, e.g. `merchant_pending`",
+    ("owner", "query"): "only accounts of this owner (a merchant number or a channel account id)",
+    ("from", "query"): "first day, YYYY-MM-DD (default: today's business date)",
+    ("to", "query"): "last day, YYYY-MM-DD, inclusive (default: 30 days after `from`; at most 366 days)",
+    ("cursor", "query"): "`next_cursor` of the page before",
+}
+PARAMETERS_BY_PATH: dict[tuple[str, str, str], str] = {
+    ("/v1/statements/{date}", "date", "path"): "the business date of the statement, YYYY-MM-DD",
+    ("/admin/calendar/{date}", "date", "path"): "the day to set, YYYY-MM-DD",
+    ("/admin/ledger/entries", "date", "query"): "only entries of this business date, YYYY-MM-DD",
+    ("/admin/settlements", "date", "query"): "only settlement batches of this business date, YYYY-MM-DD",
+    ("/admin/reconciliation/batches", "date", "query"): "only batches of this statement date, YYYY-MM-DD",
+    ("/admin/reconciliation/batches", "status", "query"): "only batches in this status",
+    ("/admin/reconciliation/discrepancies", "status", "query"): "only discrepancies in this status",
+    ("/admin/deliveries", "status", "query"): "only deliveries in this status",
+}
+
+
+def describe_parameter(path: str, param: dict[str, Any]) -> None:
+    """Gives `param` its meaning from the tables above when its route did not describe it."""
+    name, where = param.get("name", ""), param.get("in", "")
+    text = PARAMETERS_BY_PATH.get((path, name, where)) or PARAMETERS.get((name, where))
+    if text and not param.get("description"):
+        param["description"] = text
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -167,6 +227,7 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                         response.setdefault("headers", {}).update(_RETRY_AFTER)
             if kind is not None:
                 for param in op.get("parameters", []):
+                    describe_parameter(path, param)
                     if param.get("in") in ("path", "query"):
                         document_rule(param.get("schema", {}))  # gateway.params refuses them
             if kind == "v1":

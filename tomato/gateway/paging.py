@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tomato.core.errors import InvalidRequest
 
@@ -33,8 +33,8 @@ Cursor = Annotated[
 class Page(BaseModel, Generic[T]):
     """Every list's answer: a page of items and the cursor of the next page (null on the last one)."""
 
-    data: list[T]
-    next_cursor: str | None
+    data: list[T] = Field(description="the items of this page")
+    next_cursor: str | None = Field(description="pass as `cursor` to get the next page; null on the last page")
 
 
 def check_limit(limit: int | None) -> int:

@@ -19,36 +19,45 @@ RFC3339 = re.compile(
 
 
 class DeliveryView(BaseModel):
-    id: str
-    event_id: str
-    event_type: str
-    app_id: str
-    mch_no: str
-    url: str
-    status: str  # PENDING | SUCCEEDED | FAILED | SKIPPED (no URL to deliver to)
-    attempts: int
-    next_attempt_at: UtcDateTime | None
-    last_status: int | None
-    last_error: str | None
-    event_created_at: UtcDateTime
-    created_at: UtcDateTime
-    updated_at: UtcDateTime
-    finished_at: UtcDateTime | None
+    id: str = Field(description="the delivery's id")
+    event_id: str = Field(description="the event delivered (`E…`), also the webhook's `id`")
+    event_type: str = Field(description="the event's type, e.g. `pay.succeeded`")
+    app_id: str = Field(description="the app the webhook is for")
+    mch_no: str = Field(description="the merchant the webhook is for")
+    url: str = Field(description="where it is delivered")
+    status: str = Field(
+        description="`PENDING`, `SUCCEEDED`, `FAILED` (retries exhausted) or `SKIPPED` (no URL to deliver to)"
+    )  # PENDING | SUCCEEDED | FAILED | SKIPPED (no URL to deliver to)
+    attempts: int = Field(description="attempts made so far")
+    next_attempt_at: UtcDateTime | None = Field(
+        description="when the next attempt is due (RFC 3339 UTC); null when finished"
+    )
+    last_status: int | None = Field(description="HTTP status of the last attempt; null if it got no answer")
+    last_error: str | None = Field(description="what went wrong on the last attempt, if anything")
+    event_created_at: UtcDateTime = Field(description="when the event happened (RFC 3339 UTC)")
+    created_at: UtcDateTime = Field(description="when the delivery was created (RFC 3339 UTC)")
+    updated_at: UtcDateTime = Field(description="when the delivery last changed (RFC 3339 UTC)")
+    finished_at: UtcDateTime | None = Field(
+        description="when it succeeded, failed for good or was skipped (RFC 3339 UTC); null while pending"
+    )
 
 
 class AttemptView(BaseModel):
-    attempt_no: int
-    started_at: UtcDateTime
-    latency_ms: int
-    http_status: int | None
-    response_body: str | None
-    error_class: str | None
-    error_message: str | None
-    succeeded: bool
+    attempt_no: int = Field(description="1 for the first attempt, counting up")
+    started_at: UtcDateTime = Field(description="when the attempt started (RFC 3339 UTC)")
+    latency_ms: int = Field(description="how long the attempt took, in milliseconds")
+    http_status: int | None = Field(description="the endpoint's HTTP status; null if it did not answer")
+    response_body: str | None = Field(description="the start of the endpoint's answer, for diagnosis")
+    error_class: str | None = Field(
+        description="the class of the failure (a timeout, a refused connection, an address the SSRF guard refused, "
+        "…); null on an answer"
+    )
+    error_message: str | None = Field(description="the failure's message; null on an answer")
+    succeeded: bool = Field(description="true for a 2xx answer")
 
 
 class DeliveryDetail(DeliveryView):
-    attempt_log: list[AttemptView]
+    attempt_log: list[AttemptView] = Field(description="every attempt of the delivery, first first")
 
 
 class ResendRange(BaseModel):
@@ -59,9 +68,11 @@ class ResendRange(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    mch_no: SafeText = Field(min_length=1, max_length=32)
-    from_: datetime = Field(alias="from")
-    to: datetime
+    mch_no: SafeText = Field(min_length=1, max_length=32, description="the merchant whose FAILED deliveries are resent")
+    from_: datetime = Field(
+        alias="from", description="start of the range of delivery creation times (RFC 3339 with a time zone, inclusive)"
+    )
+    to: datetime = Field(description="end of the range (RFC 3339 with a time zone, exclusive)")
 
     @field_validator("from_", "to", mode="before")
     @classmethod
@@ -87,7 +98,7 @@ class ResendRange(BaseModel):
 
 
 class ResendResult(BaseModel):
-    resent: int
+    resent: int = Field(description="how many FAILED deliveries were queued again")
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,7 @@ class WebhookEvent(BaseModel):
     """A webhook body as delivered and as listed by `GET /v1/events` (docs/webhooks.md); `data` is the order or
     refund object the event is about."""
 
-    id: str
-    type: str
-    created_at: str
-    data: dict[str, Any]
+    id: str = Field(description="the event's id (`E…`), stable across retries: deduplicate on it")
+    type: str = Field(description="the event's type, e.g. `pay.succeeded`, `refund.succeeded`, `payout.failed`")
+    created_at: str = Field(description="when the event happened (RFC 3339 UTC)")
+    data: dict[str, Any] = Field(description="the order, refund or payout object the event is about, as it was then")

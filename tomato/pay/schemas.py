@@ -64,21 +64,42 @@ def _metadata_schema(schema: dict[str, Any]) -> None:
 class Payer(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    openid: SafeText = Field(min_length=1, max_length=128)
+    openid: SafeText = Field(
+        min_length=1, max_length=128, description="the payer's WeChat openid under the paying app's appid"
+    )
 
 
 class PayOrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    out_trade_no: OutNo
-    amount: int = Field(ge=1, le=MAX_FEN)  # and at most the app's amount_limit (checked by the service)
-    currency: Literal["CNY"] = "CNY"
-    subject: SafeText = Field(min_length=1, max_length=128)
-    body: SafeText | None = Field(default=None, max_length=512)
-    pay_method: PayMethod
-    notify_url: HttpUrl | None = None
-    return_url: HttpUrl | None = None
-    expire_minutes: int = Field(default=30, ge=1, le=1440)
+    out_trade_no: OutNo = Field(
+        description="your order number, unique per app; repeating it with the same request returns the same order"
+    )
+    amount: int = Field(
+        ge=1, le=MAX_FEN, description="amount to collect in fen (integer), at most the app's `amount_limit`"
+    )  # and at most the app's amount_limit (checked by the service)
+    currency: Literal["CNY"] = Field(default="CNY", description="ISO 4217 currency; only CNY")
+    subject: SafeText = Field(
+        min_length=1,
+        max_length=128,
+        description="what is bought, shown to the payer by the wallet and the cashier page",
+    )
+    body: SafeText | None = Field(
+        default=None, max_length=512, description="a longer description of the order, passed to the channel"
+    )
+    pay_method: PayMethod = Field(
+        description="how the payer pays; decides the channel and the kind of `pay_data` returned"
+    )
+    notify_url: HttpUrl | None = Field(
+        default=None, description="http(s) URL for this order's webhooks; default: the app's `notify_url`"
+    )
+    return_url: HttpUrl | None = Field(
+        default=None,
+        description="where the payer's browser goes back to after paying (browser methods and the cashier page)",
+    )
+    expire_minutes: int = Field(
+        default=30, ge=1, le=1440, description="minutes until an unpaid order is closed, 1-1440"
+    )
     client_ip: str | None = Field(
         default=None,
         max_length=45,
@@ -89,10 +110,13 @@ class PayOrderCreate(BaseModel):
                 {"type": "null"},
             ]
         },
+        description="the payer's IP address; required for `WECHAT_H5`",
     )
-    payer: Payer | None = None
+    payer: Payer | None = Field(default=None, description="the payer at the channel; required for `WECHAT_JSAPI`")
     metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(
-        default_factory=dict, json_schema_extra=_metadata_schema
+        default_factory=dict,
+        json_schema_extra=_metadata_schema,
+        description="your own key-value pairs, returned on the order and in its webhooks (at most 20)",
     )
 
     @field_validator("pay_method", mode="before")
@@ -130,32 +154,53 @@ class PayOrderCreate(BaseModel):
 
 
 class PayDataView(BaseModel):
-    type: str
-    value: str | dict[str, str]
+    type: str = Field(
+        description="`qr_code`, `redirect_url`, `form_html`, `jsapi` or `cashier_url`: how to hand the payment to the "
+        "payer"
+    )
+    value: str | dict[str, str] = Field(
+        description="the text, URL or HTML form to show, or the object of WeChat JSAPI parameters for `jsapi`"
+    )
 
 
 class PayOrderView(BaseModel):
     """The API order object, field for field."""
 
-    order_no: str
-    app_id: str
-    out_trade_no: str
-    status: str
-    paid_after_close: bool
-    amount: int
-    currency: str
-    subject: str
-    body: str | None
-    pay_method: str
-    channel: str | None
-    channel_trade_no: str | None
-    pay_data: PayDataView | None
-    refunded_amount: int
-    refund_status: str
-    expire_at: str
-    paid_at: str | None
-    created_at: str
-    metadata: dict[str, str]
+    order_no: str = Field(description="the platform's order number (`P…`)")
+    app_id: str = Field(description="the app that created the order")
+    out_trade_no: str = Field(description="the merchant's order number")
+    status: str = Field(description="`CREATED`, `PAYING`, `SUCCEEDED`, `FAILED` or `CLOSED`")
+    paid_after_close: bool = Field(
+        description="true when the channel reported a payment after the order was closed (finance sees it as an "
+        "anomaly)"
+    )
+    amount: int = Field(description="amount to collect, in fen")
+    currency: str = Field(description="ISO 4217 currency (CNY)")
+    subject: str = Field(description="what is bought")
+    body: str | None = Field(description="the order's longer description, if given")
+    pay_method: str = Field(description="the pay method asked for")
+    channel: str | None = Field(
+        description="`alipay`, `wechat` or `bank` once a channel accepted the order; null before"
+    )
+    channel_trade_no: str | None = Field(description="the channel's own trade number, once known")
+    pay_data: PayDataView | None = Field(
+        description="what to show the payer to pay (QR text, URL, form, JSAPI parameters, cashier URL); null before "
+        "submission"
+    )
+    refunded_amount: int = Field(description="sum of the order's succeeded refunds, in fen")
+    refund_status: str = Field(description="`NONE`, `PARTIAL` or `FULL`")
+    expire_at: str = Field(description="when an unpaid order is closed (RFC 3339 UTC)")
+    paid_at: str | None = Field(description="when the channel says it was paid (RFC 3339 UTC); null until paid")
+    created_at: str = Field(description="when the order was created (RFC 3339 UTC)")
+    metadata: dict[str, str] = Field(description="the merchant's key-value pairs from the create request")
+
+
+class CashierOrderView(BaseModel):
+    """What the cashier page shows besides the order itself: whose order it is and where the payer goes back to."""
+
+    order: PayOrderView = Field(description="the order the cashier link is for")
+    mch_no: str = Field(description="the merchant whose name the page shows")
+    return_url: str | None = Field(description="where the page links the payer back to once paid; null: no link")
 
 
 class CloseOrder(BaseModel):
@@ -184,12 +229,24 @@ class RefundCreate(BaseModel):
         },
     )
 
-    order_no: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
-    out_trade_no: OutNo | None = None
-    out_refund_no: OutNo
-    amount: int = Field(ge=1, le=MAX_FEN)  # and at most what is left of the order (checked by the service)
-    reason: SafeText | None = Field(default=None, min_length=1, max_length=80)  # WeChat's limit, the tightest
-    notify_url: HttpUrl | None = None
+    order_no: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = Field(
+        default=None, description="the order to refund by the platform's number; give this or `out_trade_no`, not both"
+    )
+    out_trade_no: OutNo | None = Field(
+        default=None, description="the order to refund by your order number; give this or `order_no`, not both"
+    )
+    out_refund_no: OutNo = Field(
+        description="your refund number, unique per app; repeating it with the same request returns the same refund"
+    )
+    amount: int = Field(
+        ge=1, le=MAX_FEN, description="amount to refund in fen, at most what is left of the order"
+    )  # and at most what is left of the order (checked by the service)
+    reason: SafeText | None = Field(
+        default=None, min_length=1, max_length=80, description="why, passed to the channel (at most 80 characters)"
+    )  # WeChat's limit, the tightest
+    notify_url: HttpUrl | None = Field(
+        default=None, description="http(s) URL for this refund's webhooks; default: the order's, else the app's"
+    )
 
     @model_validator(mode="after")
     def _one_order_reference(self) -> RefundCreate:
@@ -207,32 +264,34 @@ class RefundCreate(BaseModel):
 class RefundView(BaseModel):
     """The API refund object, field for field (also the `data` of every refund.* event)."""
 
-    refund_no: str
-    order_no: str
-    out_refund_no: str
-    amount: int
-    status: str
-    channel_refund_no: str | None
-    failure_reason: str | None
-    created_at: str
-    succeeded_at: str | None
+    refund_no: str = Field(description="the platform's refund number (`R…`)")
+    order_no: str = Field(description="the refunded order")
+    out_refund_no: str = Field(description="the merchant's refund number")
+    amount: int = Field(description="refunded amount, in fen")
+    status: str = Field(description="`PENDING`, `SUCCEEDED` or `FAILED`")
+    channel_refund_no: str | None = Field(description="the channel's refund number, once known")
+    failure_reason: str | None = Field(description="why the channel refused the refund; null unless `FAILED`")
+    created_at: str = Field(description="when the refund was accepted (RFC 3339 UTC)")
+    succeeded_at: str | None = Field(description="when the channel completed it (RFC 3339 UTC); null until `SUCCEEDED`")
 
 
 class AnomalyView(BaseModel):
     """An anomaly pay recorded (money finance must act on), as reconciliation's workflow shows it."""
 
-    id: str
-    kind: str
-    order_no: str | None
-    refund_no: str | None
-    mch_no: str | None
-    app_id: str | None
-    channel_account_id: str | None
-    channel_trade_no: str | None
-    amount: int | None  # fen, the channel's figure
-    note: str | None
-    source: str | None
-    created_at: UtcDateTime
+    id: str = Field(description="the anomaly's id (`AN…`)")
+    kind: str = Field(
+        description="what happened, e.g. a payment after close or an amount the channel reported differently"
+    )
+    order_no: str | None = Field(description="the order concerned, if any")
+    refund_no: str | None = Field(description="the refund concerned, if any")
+    mch_no: str | None = Field(description="the merchant concerned, if known")
+    app_id: str | None = Field(description="the app concerned, if known")
+    channel_account_id: str | None = Field(description="the channel account that reported it")
+    channel_trade_no: str | None = Field(description="the channel's trade number, if known")
+    amount: int | None = Field(description="the channel's figure, in fen")  # fen, the channel's figure
+    note: str | None = Field(description="what the platform recorded about it")
+    source: str | None = Field(description="which report found it (notify, query, reconciliation, …)")
+    created_at: UtcDateTime = Field(description="when it was recorded (RFC 3339 UTC)")
 
 
 @dataclass(frozen=True)

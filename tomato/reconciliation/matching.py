@@ -110,6 +110,28 @@ async def read_line_facts(s: AsyncSession | AsyncConnection, batch_id: str) -> L
     return await repo.duplicates(s, batch_id), await repo.channel_totals(s, batch_id)
 
 
+class _Discrepancies:
+    """The discrepancy rows of one run, each made by `add` with the run's ids, batch and time."""
+
+    def __init__(self, ids: Snowflake, batch_id: str, now: datetime, rows: list[dict[str, Any]]) -> None:
+        self.ids, self.batch_id, self.now, self.rows = ids, batch_id, now, rows
+
+    def add(self, type_: DiscrepancyType, kind: str, ref: str, order_no: str | None, **values: Any) -> None:
+        self.rows.append(
+            _row(self.ids, self.batch_id, self.now, type_, kind, ref, **_refs(kind, ref, order_no), **values)
+        )
+
+    def compare(
+        self, kind: str, ref: str, order_no: str | None, trade: str | None, local: tuple[int, int | None],
+        channel: tuple[int, int],
+    ) -> bool:  # fmt: skip
+        """Records the two sides' difference, if any; True when they agree."""
+        diff = _compare(self.ids, self.batch_id, self.now, kind, ref, order_no, trade, local, channel)
+        if diff is not None:
+            self.rows.append(diff)
+        return diff is None
+
+
 async def match(
     s: AsyncSession,
     ids: Snowflake,
@@ -127,6 +149,7 @@ async def match(
     them (they depend on the staged lines alone); else they are read here, after our side. `local_totals`: our
     side's totals when another connection is already reading them (`repo.local_totals` of the same queries)."""
     out = Outcome()
+    found = _Discrepancies(ids, batch_id, now, out.rows)
     await repo.tune_for_matching(s)
     ours = repo.ours(payments, refunds)
     await repo.clear_local(s, batch_id)
@@ -134,12 +157,25 @@ async def match(
     await repo.clear_open(s, batch_id)
     pool = {(p.side, p.kind, p.ref): p for p in await repo.waiting(s, account_id)}
 
-    def suspend(side: str, kind: str, ref: str, order_no: str | None, trade: str | None, amount: int,
-                fee: int | None, at: datetime) -> dict[str, Any]:  # fmt: skip
-        return {"id": ids.next_id("RS"), "channel_account_id": account_id, "side": side, "kind": kind, "ref": ref,
-                "order_no": order_no, "channel_trade_no": trade, "amount": amount, "fee": fee, "occurred_at": at,
-                "business_date": window.iso, "origin_batch_id": batch_id, "status": "WAITING",
-                "closed_batch_id": None, "created_at": now}  # fmt: skip
+    async def from_pool(side: str, kind: str, ref: str) -> ReconSuspense | None:
+        """The other side's row of this key waiting in the pool since a neighbouring day, now closed as matched."""
+        other: ReconSuspense | None = pool.pop((side, kind, ref), None)
+        if other is not None:
+            await repo.close_suspense(s, other.id, "MATCHED", batch_id)
+        return other
+
+    async def suspended(side: str, kind: str, ref: str, order_no: str | None, trade: str | None, amount: int,
+                        fee: int | None, at: datetime) -> bool:  # fmt: skip
+        """Near midnight a one-sided row waits in the pool instead of being declared: True when it does."""
+        if not window.near_midnight(at):
+            return False
+        row = {"id": ids.next_id("RS"), "channel_account_id": account_id, "side": side, "kind": kind, "ref": ref,
+               "order_no": order_no, "channel_trade_no": trade, "amount": amount, "fee": fee, "occurred_at": at,
+               "business_date": window.iso, "origin_batch_id": batch_id, "status": "WAITING",
+               "closed_batch_id": None, "created_at": now}  # fmt: skip
+        if await repo.add_suspense(s, row):
+            out.suspense += 1
+        return True
 
     channel_side, missing = await repo.differences(s, batch_id, ours)
     local = await (local_totals if local_totals is not None else repo.local_totals(s, ours))
@@ -149,20 +185,8 @@ async def match(
     first_of: dict[tuple[str, str], int] = {}
     for d in dups:
         first_of[(d.kind, d.ref)] = d.first
-        out.rows.append(
-            _row(
-                ids,
-                batch_id,
-                now,
-                T.DUPLICATE,
-                d.kind,
-                d.ref,
-                **_refs(d.kind, d.ref, d.order_no),
-                channel_trade_no=d.channel_trade_no,
-                channel_amount=d.amount,
-                channel_fee=d.fee,
-            )  # fmt: skip
-        )
+        found.add(T.DUPLICATE, d.kind, d.ref, d.order_no, channel_trade_no=d.channel_trade_no,
+                  channel_amount=d.amount, channel_fee=d.fee)  # fmt: skip
 
     differing = 0
     for r in channel_side:
@@ -171,97 +195,37 @@ async def match(
         if r.l_ref is not None:
             differing += 1
             if r.status != "SUCCESS":
-                out.rows.append(
-                    _row(
-                        ids,
-                        batch_id,
-                        now,
-                        T.STATUS_MISMATCH,
-                        r.kind,
-                        r.ref,
-                        **_refs(r.kind, r.ref, r.l_order_no),
-                        channel_trade_no=r.channel_trade_no,
-                        local_amount=r.l_amount,
-                        channel_amount=r.amount,
-                        local_fee=r.l_fee,
-                        channel_fee=r.fee,
-                        channel_status=r.status,
-                    )  # fmt: skip
-                )
-                continue
-            diff = _compare(ids, batch_id, now, r.kind, r.ref, r.l_order_no, r.channel_trade_no,
-                            (r.l_amount, r.l_fee), (r.amount, r.fee))  # fmt: skip
-            if diff is not None:
-                out.rows.append(diff)
-            else:  # only a NULL-vs-value comparison brought it here: it matches
-                differing -= 1
+                found.add(T.STATUS_MISMATCH, r.kind, r.ref, r.l_order_no, channel_trade_no=r.channel_trade_no,
+                          local_amount=r.l_amount, channel_amount=r.amount, local_fee=r.l_fee, channel_fee=r.fee,
+                          channel_status=r.status)  # fmt: skip
+            elif found.compare(r.kind, r.ref, r.l_order_no, r.channel_trade_no, (r.l_amount, r.l_fee),
+                               (r.amount, r.fee)):  # fmt: skip
+                differing -= 1  # only a NULL-vs-value comparison brought it here: it matches
             continue
         if r.status != "SUCCESS":
             continue  # the channel reports a trade that did not complete, and we have none completed: agreed
-        other: ReconSuspense | None = pool.pop(("LOCAL", r.kind, r.ref), None)
+        other = await from_pool("LOCAL", r.kind, r.ref)
         if other is not None:  # ours sat in the pool since a neighbouring day
-            await repo.close_suspense(s, other.id, "MATCHED", batch_id)
-            diff = _compare(ids, batch_id, now, r.kind, r.ref, other.order_no, r.channel_trade_no,
-                            (other.amount, other.fee), (r.amount, r.fee))  # fmt: skip
-            if diff is not None:
-                out.rows.append(diff)
-            else:
+            if found.compare(r.kind, r.ref, other.order_no, r.channel_trade_no, (other.amount, other.fee),
+                             (r.amount, r.fee)):  # fmt: skip
                 out.matched += 1
-            continue
-        if window.near_midnight(r.occurred_at):
-            row = suspend("CHANNEL", r.kind, r.ref, r.order_no, r.channel_trade_no, r.amount, r.fee, r.occurred_at)
-            if await repo.add_suspense(s, row):
-                out.suspense += 1
-            continue
-        out.rows.append(
-            _row(
-                ids,
-                batch_id,
-                now,
-                T.MISSING_LOCAL,
-                r.kind,
-                r.ref,
-                **_refs(r.kind, r.ref, r.order_no),
-                channel_trade_no=r.channel_trade_no,
-                channel_amount=r.amount,
-                channel_fee=r.fee,
-                channel_status=r.status,
-            )  # fmt: skip
-        )
+        elif not await suspended("CHANNEL", r.kind, r.ref, r.order_no, r.channel_trade_no, r.amount, r.fee,
+                                 r.occurred_at):  # fmt: skip
+            found.add(T.MISSING_LOCAL, r.kind, r.ref, r.order_no, channel_trade_no=r.channel_trade_no,
+                      channel_amount=r.amount, channel_fee=r.fee, channel_status=r.status)  # fmt: skip
     # keys both sides have = our rows the statement lists; the clean ones are those that did not differ
     out.matched += out.totals["local_rows"] - len(missing) - differing
 
     for loc in missing:
-        other = pool.pop(("CHANNEL", loc.kind, loc.ref), None)
+        other = await from_pool("CHANNEL", loc.kind, loc.ref)
         if other is not None:
-            await repo.close_suspense(s, other.id, "MATCHED", batch_id)
-            diff = _compare(ids, batch_id, now, loc.kind, loc.ref, loc.order_no, other.channel_trade_no,
-                            (loc.amount, loc.fee), (other.amount, other.fee or 0))  # fmt: skip
-            if diff is not None:
-                out.rows.append(diff)
-            else:
+            if found.compare(loc.kind, loc.ref, loc.order_no, other.channel_trade_no, (loc.amount, loc.fee),
+                             (other.amount, other.fee or 0)):  # fmt: skip
                 out.matched += 1
-            continue
-        if window.near_midnight(loc.occurred_at):
-            row = suspend("LOCAL", loc.kind, loc.ref, loc.order_no, loc.channel_trade_no, loc.amount, loc.fee,
-                          loc.occurred_at)  # fmt: skip
-            if await repo.add_suspense(s, row):
-                out.suspense += 1
-            continue
-        out.rows.append(
-            _row(
-                ids,
-                batch_id,
-                now,
-                T.MISSING_CHANNEL,
-                loc.kind,
-                loc.ref,
-                **_refs(loc.kind, loc.ref, loc.order_no),
-                channel_trade_no=loc.channel_trade_no,
-                local_amount=loc.amount,
-                local_fee=loc.fee,
-            )  # fmt: skip
-        )
+        elif not await suspended("LOCAL", loc.kind, loc.ref, loc.order_no, loc.channel_trade_no, loc.amount,
+                                 loc.fee, loc.occurred_at):  # fmt: skip
+            found.add(T.MISSING_CHANNEL, loc.kind, loc.ref, loc.order_no, channel_trade_no=loc.channel_trade_no,
+                      local_amount=loc.amount, local_fee=loc.fee)  # fmt: skip
 
     # what the runs of the two days after its own could not match is missing now
     oldest = (window.day - timedelta(days=2)).isoformat()
@@ -270,36 +234,11 @@ async def match(
             continue
         await repo.close_suspense(s, p.id, "EXPIRED", batch_id)
         if p.side == "CHANNEL":
-            out.rows.append(
-                _row(
-                    ids,
-                    batch_id,
-                    now,
-                    T.MISSING_LOCAL,
-                    p.kind,
-                    p.ref,
-                    **_refs(p.kind, p.ref, p.order_no),
-                    channel_trade_no=p.channel_trade_no,
-                    channel_amount=p.amount,
-                    channel_fee=p.fee,
-                    channel_status="SUCCESS",
-                )  # fmt: skip
-            )
+            found.add(T.MISSING_LOCAL, p.kind, p.ref, p.order_no, channel_trade_no=p.channel_trade_no,
+                      channel_amount=p.amount, channel_fee=p.fee, channel_status="SUCCESS")  # fmt: skip
         else:
-            out.rows.append(
-                _row(
-                    ids,
-                    batch_id,
-                    now,
-                    T.MISSING_CHANNEL,
-                    p.kind,
-                    p.ref,
-                    **_refs(p.kind, p.ref, p.order_no),
-                    channel_trade_no=p.channel_trade_no,
-                    local_amount=p.amount,
-                    local_fee=p.fee,
-                )  # fmt: skip
-            )
+            found.add(T.MISSING_CHANNEL, p.kind, p.ref, p.order_no, channel_trade_no=p.channel_trade_no,
+                      local_amount=p.amount, local_fee=p.fee)  # fmt: skip
 
     await repo.add_discrepancies(s, out.rows)
     return out

@@ -38,6 +38,7 @@ DEV_OVERRIDES = {
     "sandbox_time_scale": 60.0,
     "compensation_time_scale": 6.0,
     "webhook_allowed_networks": "127.0.0.0/8,::1/128",
+    "cashier_sandbox_hints": True,
 }
 
 

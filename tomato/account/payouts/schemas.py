@@ -19,17 +19,25 @@ OutPayoutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 class BankAccount(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: SafeText = Field(min_length=1, max_length=64)  # the payee, as the bank holds it
-    number: str = Field(pattern=r"^[0-9]{8,32}$")  # ASCII digits only
-    bank: SafeText = Field(min_length=1, max_length=64)
+    name: SafeText = Field(
+        min_length=1, max_length=64, description="the payee's name, as the bank holds it"
+    )  # the payee, as the bank holds it
+    number: str = Field(
+        pattern=r"^[0-9]{8,32}$", description="the account number (8-32 ASCII digits)"
+    )  # ASCII digits only
+    bank: SafeText = Field(min_length=1, max_length=64, description="the payee's bank")
 
 
 class PayoutCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    out_payout_no: OutPayoutNo
-    amount: int = Field(ge=1, le=MAX_FEN)  # and at most what is available (checked by the ledger)
-    bank_account: BankAccount
+    out_payout_no: OutPayoutNo = Field(
+        description="your payout number, unique per app; repeating it with the same request returns the same payout"
+    )
+    amount: int = Field(
+        ge=1, le=MAX_FEN, description="fen to pay out, at most the available balance"
+    )  # and at most what is available (checked by the ledger)
+    bank_account: BankAccount = Field(description="where the money goes (never returned)")
 
     def request_hash(self) -> str:
         """Every field, canonically serialised: the same out_payout_no with another request is a conflict."""
@@ -39,13 +47,15 @@ class PayoutCreate(BaseModel):
 class PayoutView(BaseModel):
     """The API payout object, field for field (also the `data` of payout.* events); no bank account in it."""
 
-    payout_no: str
-    out_payout_no: str
-    amount: int
-    status: str
-    failure_reason: str | None
-    created_at: str
-    finished_at: str | None
+    payout_no: str = Field(description="the platform's payout number (`W…`)")
+    out_payout_no: str = Field(description="the merchant's payout number")
+    amount: int = Field(description="fen paid out")
+    status: str = Field(description="`PENDING`, `SUCCEEDED` or `FAILED`")
+    failure_reason: str | None = Field(description="why the bank rejected it; null unless `FAILED`")
+    created_at: str = Field(description="when the payout was accepted (RFC 3339 UTC)")
+    finished_at: str | None = Field(
+        description="when the bank settled it either way (RFC 3339 UTC); null while `PENDING`"
+    )
 
 
 def payout_view(p: Payout) -> PayoutView:

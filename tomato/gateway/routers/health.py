@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from tomato.gateway.deps import container
@@ -17,14 +17,21 @@ CHECK_TIMEOUT_S = 2.0
 
 
 class Check(BaseModel):
-    backend: str
-    up: bool
-    status: Literal["up", "down", "degraded"]
+    backend: str = Field(
+        description="which implementation serves it, e.g. `postgresql`, `sqlite`, `redis`, `memory`, `rabbitmq`, "
+        "`in-process`"
+    )
+    up: bool = Field(description="whether it answered")
+    status: Literal["up", "down", "degraded"] = Field(
+        description="`up`, `down`, or `degraded` (down, but the gateway goes on without it)"
+    )
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "degraded", "unavailable"]
-    checks: dict[str, Check]
+    status: Literal["ready", "degraded", "unavailable"] = Field(
+        description="`ready`, `degraded` (serving without an optional store) or `unavailable`"
+    )
+    checks: dict[str, Check] = Field(description="one check per store the process depends on (database, cache, bus)")
 
 
 @router.get("/healthz")

@@ -11,7 +11,15 @@ from tomato.channel.protocol import ChannelNotify
 from tomato.merchant.schemas import AppAuth
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound
-from tomato.pay.schemas import AnomalyView, PayOrderCreate, PayOrderView, RefundCreate, RefundView, SucceededOrder
+from tomato.pay.schemas import (
+    AnomalyView,
+    CashierOrderView,
+    PayOrderCreate,
+    PayOrderView,
+    RefundCreate,
+    RefundView,
+    SucceededOrder,
+)
 from tomato.pay.service import close, confirm, create, jobs, reconciliation, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
@@ -110,6 +118,14 @@ class PayService:
         if order is None:
             raise OrderNotFound("unknown cashier link")
         return order_view(order)
+
+    async def cashier_view(self, token: str) -> CashierOrderView:
+        """The order of a cashier link with its merchant and the merchant's `return_url`, for the page."""
+        async with self.deps.db.uow() as uow:
+            order = await repo.by_cashier_token(uow.session, token)
+        if order is None:
+            raise OrderNotFound("unknown cashier link")
+        return CashierOrderView(order=order_view(order), mch_no=order.mch_no, return_url=order.return_url)
 
     # --- for reconciliation ---------------------------------------------------------------------------------
 
