@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PROBE_TIMEOUT_S = 5.0  # under Prometheus' default scrape timeout (10 s): a stuck database never fails the scrape
 
 Families = Iterable[Metric]
 Probe = Callable[[], Awaitable[Families]]
@@ -101,12 +102,14 @@ class Metrics:
         self.registry.register(_Live(read))
 
     def probe(self, read: Probe) -> None:
-        """Adds families read asynchronously at scrape time (a database count); one that fails is left out of that
-        scrape (with a log line) instead of failing it."""
+        """Adds families read asynchronously at scrape time (a database count); one that fails or takes longer than
+        `PROBE_TIMEOUT_S` is left out of that scrape (with a log line) instead of failing it."""
         self._probes.append(read)
 
     async def render(self) -> bytes:
-        results = await asyncio.gather(*(probe() for probe in self._probes), return_exceptions=True)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(probe(), PROBE_TIMEOUT_S) for probe in self._probes), return_exceptions=True
+        )
         probed: list[Metric] = []
         for result in results:
             if isinstance(result, BaseException):

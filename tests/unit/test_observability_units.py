@@ -1,5 +1,5 @@
-"""core.logs (JSON lines, the request id filter, one handler however often configured) and the operator-endpoint
-token check of gateway.endpoint_guard."""
+"""core.logs (JSON lines, the request id filter, one handler however often configured), the operator-endpoint
+token check of gateway.endpoint_guard, and a scrape that survives a failing or stuck probe (gateway.metrics)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,30 @@ def test_token_matches_only_the_exact_token() -> None:
     assert token_matches("s3cret", "s3cret")
     assert not token_matches("s3cret ", "s3cret") and not token_matches("s3cre", "s3cret")
     assert not token_matches(None, "s3cret") and not token_matches("", "s3cret")
+
+
+async def test_a_failing_or_stuck_probe_leaves_the_rest_of_the_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from tomato.gateway import metrics as metrics_module
+    from tomato.gateway.metrics import Metrics, gauge
+
+    monkeypatch.setattr(metrics_module, "PROBE_TIMEOUT_S", 0.05)
+    m = Metrics()
+
+    async def fine() -> list[object]:
+        return [gauge("tomato_test_fine", "A probe that answers.", 7)]
+
+    async def broken() -> list[object]:
+        raise ConnectionError("database down")
+
+    async def stuck() -> list[object]:
+        await asyncio.Event().wait()
+        return []
+
+    for probe in (fine, broken, stuck):
+        m.probe(probe)  # type: ignore[arg-type]
+    m.observe("GET", "/healthz", 200, 0.01)
+    text = (await m.render()).decode()
+    assert "tomato_test_fine 7.0" in text
+    assert 'tomato_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
