@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
-from collections.abc import Coroutine
+import os
+import shutil
+import tempfile
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tomato.core.logs import configure_logging
 from tomato.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from tomato.account.check import CheckReport
     from tomato.core.reencrypt import ReencryptCount
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name (gateway.metrics reads it)
 
 app = typer.Typer(help="Tomato Pay: an aggregated payment gateway.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -32,9 +38,7 @@ app.add_typer(secrets_app, name="secrets")
 
 def _settings() -> Settings:
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("alembic", "apscheduler", "httpx", "aio_pika", "aiormq"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -59,14 +63,39 @@ def _ensure_schema(settings: Settings) -> None:
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Long-running roles run on uvloop, as uvicorn's servers do (about a quarter less CPU per webhook).
+    """Long-running roles run on uvloop where it is installed (about a quarter less CPU per webhook), as uvicorn's
+    servers do; elsewhere (Windows, PyPy: the dependency's platform marker leaves it out) on asyncio's own loop.
 
     Once the loop has returned the process only exits: freezing the heap spares the interpreter's final garbage
     collection of everything imported (one to three seconds on a busy machine, most of a Ctrl-C's wait)."""
-    import uvloop
-
-    uvloop.run(main)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
     gc.freeze()
+
+
+@contextmanager
+def _multiprocess_metrics(workers: int) -> Iterator[None]:
+    """`serve --workers N`: a fresh private directory (0700, under $TMPDIR) where every worker writes its metrics, so
+    one scrape of any worker reports them all (gateway.metrics); removed when serve exits. Set before uvicorn starts
+    the workers, because prometheus_client picks its storage when a worker imports it."""
+    if workers < 2:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="tomato-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @db_app.command("upgrade")
@@ -90,6 +119,8 @@ def serve(
 
     settings = _checked(_settings(), serves_api=True, workers=workers)
     _ensure_schema(settings)
+    # log_config=None: uvicorn's lines go through our handler (core.logs), in our format; its access log stays off
+    # (ours is the middleware's, TOMATO_ACCESS_LOG)
     config = uvicorn.Config(
         "tomato.runtime.asgi:create",
         factory=True,
@@ -97,11 +128,14 @@ def serve(
         port=port,
         workers=workers,
         access_log=False,
+        log_config=None,
         timeout_graceful_shutdown=8,
         log_level=settings.log_level.lower(),
     )
     if workers > 1:  # uvicorn's supervisor forwards SIGTERM to the workers and waits for them
-        uvicorn.run(config.app, factory=True, host=host, port=port, workers=workers, access_log=False)
+        with _multiprocess_metrics(workers):
+            uvicorn.run(config.app, factory=True, host=host, port=port, workers=workers, access_log=False,
+                        log_config=None, log_level=settings.log_level.lower())  # fmt: skip
         return
     from tomato.runtime.servers import GracefulServer
 
@@ -391,24 +425,35 @@ def sandbox(
 
     app_ = create_sandbox_app(SandboxState(time_scale=time_scale, fee_ppm=settings.sandbox_fee_ppm))
     GracefulServer(
-        uvicorn.Config(app_, host=host, port=port, access_log=False, log_level=settings.log_level.lower())
+        uvicorn.Config(app_, host=host, port=port, access_log=False, log_config=None,
+                       log_level=settings.log_level.lower())  # fmt: skip
     ).run()
 
 
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option("--metrics-port", min=0, max=65535, help="serve /metrics on this port (0: none); see the settings"),
+]
+
+
 @app.command()
-def worker() -> None:
+def worker(metrics_port: MetricsPortOption = None) -> None:
     """Event consumers and the outbox relay (re-publishes anything left unsent)."""
+    from tomato.runtime.metrics_server import enabled_port
     from tomato.runtime.roles import run_worker
 
-    _run_loop(run_worker(_checked(_settings(), serves_api=False)))
+    settings = _checked(_settings(), serves_api=False)
+    _run_loop(run_worker(settings, enabled_port(settings, metrics_port, settings.worker_metrics_port)))
 
 
 @app.command()
-def scheduler() -> None:
+def scheduler(metrics_port: MetricsPortOption = None) -> None:
     """Timed jobs (compensation queries, expiry), each behind a database lease; run as many as you like."""
+    from tomato.runtime.metrics_server import enabled_port
     from tomato.runtime.roles import run_scheduler
 
-    _run_loop(run_scheduler(_checked(_settings(), serves_api=False)))
+    settings = _checked(_settings(), serves_api=False)
+    _run_loop(run_scheduler(settings, enabled_port(settings, metrics_port, settings.scheduler_metrics_port)))
 
 
 @app.command()
@@ -452,7 +497,7 @@ def demo(
 
     settings = _checked(_settings(), serves_api=True)
     if "log_level" not in settings.model_fields_set:  # the story's lines are the output; other logs when asked
-        logging.getLogger().setLevel(logging.ERROR)
+        configure_logging("ERROR", settings.log_format)
     options = DemoOptions(host=host, port=port, sandbox_port=sandbox_port, data_dir=data_dir, keep=keep)
     status: list[int] = []
 

@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
+from tomato.account.consumer import CURSOR as BOOKING_CURSOR
 from tomato.account.errors import JournalNotFound
 from tomato.account.ledger import balances
-from tomato.account.models import Balance, Journal, Line
+from tomato.account.models import Balance, BookingCursor, Journal, Line
 from tomato.account.schemas import (
     AccountBalance,
     BalanceTransaction,
@@ -29,6 +30,7 @@ from tomato.account.schemas import (
     TrialBalanceRow,
 )
 from tomato.core.db import Database
+from tomato.core.outbox import OutboxEvent
 
 # journal kind → the merchant's balance-transaction type
 MERCHANT_TYPES = {
@@ -189,6 +191,16 @@ class LedgerService:
             )
             for j in journals
         ]
+
+    async def booking_lag(self) -> int:
+        """Outbox events committed and numbered but not yet read by the booking consumer (positions after its
+        cursor; core.positions numbers them without gaps), for `/metrics`. 0 before anything was written."""
+        async with self._db.engine.connect() as conn:
+            last = (await conn.execute(select(func.max(OutboxEvent.position)))).scalar_one_or_none()
+            cursor = (
+                await conn.execute(select(BookingCursor.position).where(BookingCursor.name == BOOKING_CURSOR))
+            ).scalar_one_or_none()
+        return max(0, int(last or 0) - int(cursor or 0))
 
     async def trial_balance(self) -> TrialBalance:
         """Per account type: Σ normal balance and Σ raw; the grand total raw is 0 when every journal balanced."""

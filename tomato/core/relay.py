@@ -234,6 +234,18 @@ class OutboxRelay:
             return 0.0
         return max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
 
+    async def backlog(self) -> tuple[int, float]:
+        """How many rows are not yet sent to the bus, and the age in seconds of the oldest (0.0 when none): the
+        outbox-lag figures of `/metrics`. One read over the `ix_outbox_unpublished` index."""
+        async with self._db.engine.connect() as conn:
+            count, oldest = (
+                await conn.execute(
+                    select(func.count(), func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
+                )
+            ).one()
+        age = 0.0 if oldest is None else max(0.0, (utcnow() - as_utc(oldest)).total_seconds())
+        return int(count), age
+
 
 class _Unroutable:
     """Ids of events no queue took, each left out of the relay's selection until its retry time (doubling per

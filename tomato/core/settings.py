@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -73,8 +73,29 @@ class Settings(BaseSettings):
     recon_catch_up_days: int = Field(default=7, ge=1, le=90, description="how far back the daily run catches up")
     refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")
     log_level: str = Field(default="INFO", description="root log level")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text lines, or one JSON object per line carrying the request id (json)"
+    )
+    access_log: bool = Field(default=True, description="one log line per HTTP request (logger tomato.access)")
+    metrics_enabled: bool = Field(default=True, description="serve GET /metrics (off: 404)")
+    metrics_token: str | None = Field(
+        default=None, description="when set, GET /metrics needs 'Authorization: Bearer <token>'"
+    )
+    docs_enabled: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json (off: 404)")
+    docs_token: str | None = Field(
+        default=None, description="when set, /docs, /redoc and /openapi.json need the token (Bearer, or Basic password)"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address the worker's and scheduler's /metrics bind")
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="port of `tomato worker`'s own /metrics; 0: not served"
+    )
+    scheduler_metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="port of `tomato scheduler`'s own /metrics; 0: not served"
+    )
 
-    @field_validator("redis_url", "amqp_url", "secret_keys", "admin_tokens", mode="before")
+    @field_validator(
+        "redis_url", "amqp_url", "secret_keys", "admin_tokens", "metrics_token", "docs_token", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

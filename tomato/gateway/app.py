@@ -11,10 +11,12 @@ from fastapi import FastAPI
 
 from tomato import __version__
 from tomato.bootstrap import Container
+from tomato.core.settings import Settings
 from tomato.gateway import errors, openapi
-from tomato.gateway.channel_metrics import channel_health_lines
+from tomato.gateway.channel_metrics import channel_health
 from tomato.gateway.console import router as console_router
-from tomato.gateway.metrics import Metrics
+from tomato.gateway.docs import install_docs
+from tomato.gateway.metrics import Metrics, multiprocess_dir
 from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import audit as admin_audit
@@ -27,6 +29,7 @@ from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
 from tomato.gateway.routers.admin import tokens as admin_tokens
+from tomato.gateway.routers.metrics import metrics_router
 from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds
 from tomato.gateway.signed_route import install_unmatched
 
@@ -43,12 +46,20 @@ Builder = Callable[[], Awaitable[Container]]
 
 
 def create_app(
-    container: Container | Builder, *, on_start: list[Hook] | None = None, on_stop: list[Hook] | None = None
+    container: Container | Builder,
+    *,
+    on_start: list[Hook] | None = None,
+    on_stop: list[Hook] | None = None,
+    settings: Settings | None = None,
 ) -> FastAPI:
     """`container` is a built container (tests, dev) or a builder run in the lifespan (each `serve` worker).
 
     `on_start`/`on_stop` let roles attach background loops (relay, consumers) without the app knowing them.
+    `settings` decide what the app exposes (metrics, docs, access log) before a builder has run; by default those of
+    the container, or the defaults.
     """
+    if settings is None:
+        settings = container.settings if isinstance(container, Container) else Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,15 +79,20 @@ def create_app(
                     log.warning("shutdown hook failed", exc_info=True)
             if owned:
                 await c.aclose()
+            metrics.process_exiting()
 
-    app = FastAPI(title="Tomato Pay", version=__version__, lifespan=lifespan)
-    metrics = Metrics()
+    app = FastAPI(
+        title="Tomato Pay", version=__version__, lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
+    metrics = Metrics(multiproc=multiprocess_dir())
     if isinstance(container, Container):
         _attach(app, container, metrics)
     app.state.metrics = metrics
     errors.install(app)
     install_unmatched(app)
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router(settings.metrics_token))
     app.include_router(pay_orders.router)
     app.include_router(refunds.router)
     app.include_router(payouts.router)
@@ -97,11 +113,12 @@ def create_app(
     app.include_router(admin_tokens.router)
     app.include_router(admin_audit.router)
     app.include_router(console_router)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     openapi.install(app, description=DESCRIPTION)
+    install_docs(app, settings)
     return app
 
 
 def _attach(app: FastAPI, c: Container, metrics: Metrics) -> None:
     app.state.container = c
-    metrics.collector(lambda: channel_health_lines(c.channels))
+    metrics.collector(lambda: channel_health(c.channels))

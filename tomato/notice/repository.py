@@ -250,3 +250,12 @@ async def request_resend_failed(s: AsyncSession, mch_no: str, start: datetime, e
 async def count_by_status(s: AsyncSession) -> dict[str, int]:
     rows = await s.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
     return {status: int(n) for status, n in rows.all()}
+
+
+async def count_statuses(s: AsyncSession, statuses: Sequence[str]) -> dict[str, int]:
+    """Counts of the given statuses only (over `ix_notice_deliveries_due`), each present even when 0."""
+    rows = await s.execute(
+        select(Delivery.status, func.count()).where(Delivery.status.in_(statuses)).group_by(Delivery.status)
+    )
+    found = {status: int(n) for status, n in rows.all()}
+    return {status: found.get(status, 0) for status in statuses}

@@ -95,6 +95,11 @@ class NoticeService:
         async with self._db.uow() as uow:
             return await repo.count_by_status(uow.session)
 
+    async def backlog(self) -> dict[str, int]:
+        """Deliveries still to be made (`PENDING`, retries included) and given up (`FAILED`), for `/metrics`."""
+        async with self._db.uow() as uow:
+            return await repo.count_statuses(uow.session, ("PENDING", "FAILED"))
+
     async def _wake(self, ids: list[str]) -> None:
         if self._queue is None:
             return

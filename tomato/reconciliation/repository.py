@@ -330,6 +330,11 @@ async def list_discrepancies(
     return (await s.scalars(q)).all()
 
 
+async def count_open_discrepancies(s: AsyncSession) -> int:
+    """Over `ix_recon_discrepancies_status`."""
+    return int((await s.execute(select(func.count()).where(ReconDiscrepancy.status == "OPEN"))).scalar_one())
+
+
 async def discrepancies_of(s: AsyncSession, batch_id: str) -> Sequence[ReconDiscrepancy]:
     q = select(ReconDiscrepancy).where(ReconDiscrepancy.batch_id == batch_id).order_by(ReconDiscrepancy.id)
     return (await s.scalars(q)).all()

@@ -324,6 +324,11 @@ class ReconciliationService(FinanceWorkflow):
                 day += timedelta(days=1)
         return done
 
+    async def open_discrepancies(self) -> int:
+        """Discrepancies still `OPEN` across every batch (finance has not resolved them), for `/metrics`."""
+        async with self.deps.db.uow() as uow:
+            return await repo.count_open_discrepancies(uow.session)
+
     async def active_accounts(self) -> list[str]:
         """Every ACTIVE channel account's id (what the daily run and `tomato reconcile` cover)."""
         return await self._account_ids()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from tomato.bootstrap import Container, bootstrap
+from tomato.core.logs import configure_logging
 from tomato.core.settings import load_settings
 from tomato.gateway.app import create_app
 from tomato.runtime.loops import BackgroundLoops
@@ -13,6 +14,7 @@ from tomato.runtime.preflight import check_startup
 
 def create() -> FastAPI:
     settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)  # each `serve --workers N` worker is a new interpreter
     check_startup(settings, serves_api=True)  # `tomato serve` checked already; this covers `uvicorn …:create`
     loops = BackgroundLoops()
 
@@ -22,4 +24,4 @@ def create() -> FastAPI:
     async def stop(c: Container) -> None:
         await loops.shutdown()
 
-    return create_app(build, on_start=[loops.start_bus, loops.start_relay], on_stop=[stop])
+    return create_app(build, on_start=[loops.start_bus, loops.start_relay], on_stop=[stop], settings=settings)

@@ -25,6 +25,7 @@ from tomato.channel.sandbox.state import SandboxState
 from tomato.core.settings import Settings
 from tomato.gateway.app import create_app
 from tomato.runtime.loops import BackgroundLoops
+from tomato.runtime.process_metrics import JobMetrics, attach_process_metrics
 from tomato.runtime.scheduler import JobRunner
 from tomato.runtime.seed import seed_dev
 from tomato.runtime.servers import EmbeddedServer
@@ -91,8 +92,10 @@ async def run_dev(
     c = await bootstrap(settings)
     sandbox = SandboxState(time_scale=settings.sandbox_time_scale, fee_ppm=settings.sandbox_fee_ppm)
     credentials = await seed_dev(c, sandbox, sandbox_url, notify_url)
-    loops, jobs = BackgroundLoops(), JobRunner(c, speed=5.0)
-    gateway = EmbeddedServer(_server_config(create_app(c), host, port))
+    app = create_app(c)
+    attach_process_metrics(app.state.metrics, c)  # one process: the worker's and scheduler's figures on /metrics
+    loops, jobs = BackgroundLoops(), JobRunner(c, speed=5.0, observe=JobMetrics(app.state.metrics.registry).observe)
+    gateway = EmbeddedServer(_server_config(app, host, port))
     simulator = EmbeddedServer(_server_config(create_sandbox_app(sandbox), host, sandbox_port))
     stop = asyncio.Event()
     on_stop_signal(stop)
@@ -129,7 +132,7 @@ async def _until_stopped(stop: asyncio.Event, serving: list[asyncio.Task[None]])
 def _server_config(app: object, host: str, port: int) -> uvicorn.Config:
     """In-flight requests get the shutdown grace, then uvicorn cancels them."""
     return uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning",  # type: ignore[arg-type]
-                          timeout_graceful_shutdown=int(GRACE_S))  # fmt: skip
+                          log_config=None, timeout_graceful_shutdown=int(GRACE_S))  # fmt: skip
 
 
 def _upgrade(url: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -70,9 +71,15 @@ JOBS = (
 )
 
 
+Observer = Callable[[str, str, float], None]  # (job, outcome, seconds): runtime.process_metrics.JobMetrics
+
+
 class JobRunner:
-    def __init__(self, c: Container, *, speed: float = 1.0, jobs: Sequence[Job] = JOBS) -> None:
+    def __init__(
+        self, c: Container, *, speed: float = 1.0, jobs: Sequence[Job] = JOBS, observe: Observer | None = None
+    ) -> None:
         self._c = c
+        self._observe = observe
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._speed = speed
@@ -89,18 +96,24 @@ class JobRunner:
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
+        started, outcome = time.monotonic(), "failed"
         try:
             ttl = timedelta(seconds=job.ttl_s or max(30.0, job.every_s * 6))
             name = f"job:{job.name}"
             fencing = await try_acquire(self._c.db, name, self._owner, ttl)
             if fencing is None:
+                outcome = "skipped"
                 return None
             async with HeldLease(self._c.db, name, self._owner, fencing, ttl).kept():
-                return await job.run(self._c)
+                done = await job.run(self._c)
+            outcome = "ok"
+            return done
         except LeaseLost:
+            outcome = "lost"
             log.warning("job %s lost its lease to another runner and stopped before its next write", job.name)
             return None
         except asyncio.CancelledError:
+            outcome = "cancelled"
             if not self._stopping:
                 raise
             log.info("job %s cut short by the shutdown; it runs again next round", job.name)
@@ -110,6 +123,8 @@ class JobRunner:
             return None
         finally:
             self._running.discard(task)
+            if self._observe is not None:
+                self._observe(job.name, outcome, time.monotonic() - started)
 
     def start(self) -> None:
         for job in self._jobs:

@@ -1,4 +1,4 @@
-"""Liveness, readiness (each backend reported, the bus as optional) and Prometheus metrics."""
+"""Liveness and readiness (each backend reported, the bus as optional); `/metrics` is routers/metrics.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
@@ -77,12 +77,3 @@ async def readyz(request: Request) -> JSONResponse:
 
 def _check(backend: str, up: bool, when_down: str) -> dict[str, Any]:
     return {"backend": backend, "up": up, "status": "up" if up else when_down}
-
-
-@router.get(
-    "/metrics",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
-)
-async def metrics(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
