@@ -69,6 +69,10 @@ class PayOrder(Base):
         Index("ix_pay_orders_status_next_query", "status", "next_query_at"),
         Index("ix_pay_orders_status_expire", "status", "expire_at"),
         Index("ix_pay_orders_account_paid", "channel_account_id", "paid_at"),  # reconciliation's day of an account
+        # the console: orders by any of their numbers across merchants, and the last hours' orders (migration 0016)
+        Index("ix_pay_orders_created_at", "created_at"),
+        Index("ix_pay_orders_out_trade_no", "out_trade_no"),
+        Index("ix_pay_orders_channel_trade_no", "channel_trade_no"),
     )
 
 
@@ -144,4 +148,7 @@ class Refund(Base):
         UniqueConstraint("app_id", "out_refund_no", name="uq_refunds_app_out_refund_no"),
         Index("ix_refunds_status_next_query", "status", "next_query_at"),
         Index("ix_refunds_account_succeeded", "channel_account_id", "succeeded_at"),
+        # refunds by any of their numbers (migration 0016)
+        Index("ix_refunds_out_refund_no", "out_refund_no"),
+        Index("ix_refunds_channel_refund_no", "channel_refund_no"),
     )
