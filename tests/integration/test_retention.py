@@ -20,7 +20,9 @@ from tomato.account.models import BookingCursor
 from tomato.bootstrap import Container, bootstrap
 from tomato.core.clock import FrozenClock
 from tomato.core.outbox import OutboxEvent
+from tomato.notice.errors import DeliveryNotResendable
 from tomato.notice.models import Delivery, DeliveryAttempt
+from tomato.notice.service import NoticeService
 from tomato.runtime.retention import run_retention
 from tomato.runtime.scheduler import JOBS, JobRunner
 
@@ -137,6 +139,19 @@ async def test_a_run_deletes_what_is_past_its_window_and_nothing_still_needed(c:
     assert await delivery_ids(c) == {"D1", "D2"}  # deliveries keep their final state
     assert await run_retention(c) == 0
     assert await outbox_positions(c) == keep
+
+
+async def test_a_delivery_whose_event_is_gone_cannot_be_resent(c: Container) -> None:
+    """Its body went with the event: a resend would POST nothing. One whose event is kept still can be resent."""
+    rows, _ = history()
+    rows.append(delivery(3, "E1045", "FAILED", DAY))  # position 45: young, kept
+    await store(c, rows, booked=60)
+    await run_retention(c)
+    notice = NoticeService(c.db)
+
+    with pytest.raises(DeliveryNotResendable, match="retention window"):
+        await notice.resend("D2")
+    assert (await notice.resend("D3")).status == "PENDING"
 
 
 async def test_rows_the_ledger_has_not_booked_and_the_top_position_stay(c: Container) -> None:
