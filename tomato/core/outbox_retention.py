@@ -51,7 +51,10 @@ async def purge_outbox(
         return OutboxPurged(0, 0)
     published = OutboxEvent.published_at.is_not(None)
     # walks the app-less rows by `ix_outbox_app_position` (app_id NULL, position), the others by `ix_outbox_position`
-    internal = Walk(_T, OutboxEvent.position, OutboxEvent.created_at, OutboxEvent.app_id.is_(None), published)
+    internal = Walk(
+        _T, OutboxEvent.position, OutboxEvent.created_at, OutboxEvent.app_id.is_(None), published,
+        leading=(OutboxEvent.app_id,),
+    )  # fmt: skip
     kept = true() if still_needed is None else not_(still_needed)
     events = Walk(_T, OutboxEvent.position, OutboxEvent.created_at, OutboxEvent.app_id.is_not(None), published & kept)
     return OutboxPurged(

@@ -29,6 +29,8 @@ class Walk:
     age: Any  # a timestamp column
     scope: ColumnElement[bool]
     may_go: ColumnElement[bool]
+    leading: tuple[Any, ...] = ()  # columns of the index before `key`, constant within `scope`: ordering by them
+    # too makes the planner walk that index (it cannot know the rows in scope cluster at one end of the other)
 
 
 async def purge(db: Database, walk: Walk, cutoff: datetime, *, batch: int, upto: int | None = None) -> int:
@@ -44,7 +46,7 @@ async def purge(db: Database, walk: Walk, cutoff: datetime, *, batch: int, upto:
                 chunk = chunk.where(walk.key > after)
             if upto is not None:
                 chunk = chunk.where(walk.key <= upto)
-            rows = (await uow.session.execute(chunk.order_by(walk.key).limit(batch))).all()
+            rows = (await uow.session.execute(chunk.order_by(*walk.leading, walk.key).limit(batch))).all()
             if not rows or all(as_utc(row[1]) >= cutoff for row in rows):
                 return deleted
             last = rows[-1][0]
