@@ -122,7 +122,7 @@ async def test_a_breaker_stuck_open_alerts_once_per_open_period_on_the_shared_st
     assert line["levelname"] == "ERROR" and line["channel_account_id"] == account
     assert line["open_since"] == "2026-12-06T10:00:00+00:00" and line["open_seconds"] == 121
     await trip(breakers, account, 1, ok=True)  # a successful probe closes it: the period ends
-    assert await check_after(1) == 0 and watch.open_seconds(account, clock.timestamp()) == 0
+    assert await check_after(1) == 0 and watch.open_seconds(clock.timestamp()) == {account: 0}
     assert registry.get_sample_value("tomato_alerts_total", {"alert": "breaker_stuck_open"}) == 1
 
 
@@ -148,6 +148,10 @@ async def test_the_channel_service_watches_every_active_account_and_shows_second
     assert set(open_s) == set(state) >= set(pay.accounts.values())  # every watched account, called or not
     assert state[account] == 2 and open_s[account] >= 0  # seconds of wall time: asserted with a fake clock in unit/
     assert all(open_s[a] == 0 and state[a] == 0 for a in pay.accounts.values() if a != account)
+    # a process where the watch does not run (serve, worker) shows no such series: nothing refreshes its view
+    channels.breaker_watch = BreakerWatch(channels.breakers, 300.0)
+    families = {f.name: f for f in channel_health(channels)}
+    assert families["tomato_channel_breaker_open_seconds"].samples == []
 
 
 # --- reconciliation -----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from tomato.channel.breakers import BreakerRegistry
 from tomato.core.alerts import BREAKER_STUCK_OPEN, alert
 
 log = logging.getLogger(__name__)
+REPORT_FOR_S = 60.0  # a watch not checked for this long (another scheduler holds the job now) reports nothing
 
 
 class BreakerWatch:
@@ -28,11 +29,12 @@ class BreakerWatch:
         self._since: dict[str, float] = {}  # account -> epoch seconds the current open period began
         self._alerted: set[str] = set()  # accounts already alerted in their current open period
         self._watched: tuple[str, ...] = ()
+        self._checked_at: float | None = None
 
     async def check(self, account_ids: Sequence[str], now: float) -> int:
         """Reads the breakers of `account_ids` and alerts for each open past the threshold, once per open period;
         returns how many alerted now. Accounts no longer listed are forgotten."""
-        self._watched = tuple(account_ids)
+        self._watched, self._checked_at = tuple(account_ids), now
         for gone in set(self._since) - set(account_ids):
             self._forget(gone)
         raised = 0
@@ -59,14 +61,13 @@ class BreakerWatch:
         """The accounts of the last check (the scheduler's metrics show their breakers though it calls none)."""
         return self._watched
 
-    def open_seconds(self, account_id: str, now: float) -> float:
-        """How long the account's breaker has been open (0 when closed), as this process knows it: the watch's
-        start of the open period when it has one, else the remembered state's `opened_at`."""
-        view = self._breakers.view(account_id)
-        if view.opened_at is None:
-            return 0.0
-        since = self._since.get(account_id, view.opened_at.timestamp())
-        return max(0.0, now - since)
+    def open_seconds(self, now: float) -> dict[str, float]:
+        """Per watched account, how long its breaker has been open in the current period (0: closed at the last
+        check). Empty unless this watch checked within `REPORT_FOR_S`: a process that does not run the watch (or
+        no longer does) would report a state nobody refreshes."""
+        if self._checked_at is None or now - self._checked_at > REPORT_FOR_S:
+            return {}
+        return {a: max(0.0, now - self._since[a]) if a in self._since else 0.0 for a in self._watched}
 
     def _forget(self, account_id: str) -> None:
         self._since.pop(account_id, None)

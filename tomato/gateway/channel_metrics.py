@@ -1,6 +1,6 @@
 """Channel health at scrape time: breaker state and last-5-minute success rate and latency per channel account, as
 this process sees them (breaker state is shared through Redis when it is configured), and how long each breaker
-has been open (the scheduler watches every ACTIVE account: channel.breaker_watch)."""
+has been open where the breaker watch runs (the scheduler holding its job: channel.breaker_watch)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,11 @@ def channel_health(channels: ChannelService) -> list[Metric]:
     for account_id in sorted(set(channels.health.accounts()) | set(channels.breaker_watch.watched())):
         view, snap = channels.breakers.view(account_id), channels.health.snapshot(account_id)
         state.add_metric([account_id], STATE_VALUE.get(view.state, 0))
-        open_s.add_metric([account_id], round(channels.breaker_watch.open_seconds(account_id, now), 1))
         if snap.calls and snap.success_rate is not None:
             ratio.add_metric([account_id], round(snap.success_rate, 4))
         if snap.calls and snap.p50_ms is not None and snap.p99_ms is not None:
             latency.add_metric([account_id, "0.5"], round(snap.p50_ms, 2))
             latency.add_metric([account_id, "0.99"], round(snap.p99_ms, 2))
+    for account_id, seconds in sorted(channels.breaker_watch.open_seconds(now).items()):
+        open_s.add_metric([account_id], round(seconds, 1))
     return [state, ratio, latency, open_s]
