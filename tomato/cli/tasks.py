@@ -1,152 +1,36 @@
-"""The `tomato` command: one CLI for every process role and the operator's one-off tasks."""
+"""The operator's one-off tasks: the schema, admin tokens, merchants, secrets, the ledger check, a reconciliation."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
-import shutil
-import tempfile
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tomato.core.logs import configure_logging
-from tomato.core.settings import Settings, load_settings
+from tomato.cli.apps import admin_app, app, db_app, ledger_app, merchant_app, secrets_app
+from tomato.cli.startup import checked, ensure_schema, load_cli_settings
 
 if TYPE_CHECKING:
     from tomato.account.check import CheckReport
     from tomato.core.reencrypt import ReencryptCount
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name (gateway.metrics reads it)
-
-app = typer.Typer(help="Tomato Pay: an aggregated payment gateway.", no_args_is_help=True, add_completion=False)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-admin_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
-merchant_app = typer.Typer(help="Merchant onboarding.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The ledger (account context).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(ledger_app, name="ledger")
-app.add_typer(admin_app, name="admin")
-app.add_typer(merchant_app, name="merchant")
-secrets_app = typer.Typer(help="Secrets at rest (TOMATO_SECRET_KEYS).", no_args_is_help=True)
-app.add_typer(secrets_app, name="secrets")
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _checked(settings: Settings, *, serves_api: bool, workers: int = 1) -> Settings:
-    """Refuses an unsafe deployment (see tomato.runtime.preflight) with exit status 2 and the reasons."""
-    from tomato.runtime.preflight import StartupRefused, check_startup
-
-    try:
-        check_startup(settings, serves_api=serves_api, workers=workers)
-    except StartupRefused as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    return settings
-
-
-def _ensure_schema(settings: Settings) -> None:
-    """The embedded SQLite file is brought up to date automatically; PostgreSQL needs `tomato db upgrade`."""
-    if settings.is_sqlite:
-        from tomato.migrations import upgrade
-
-        upgrade(settings.database_url)
-
-
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Long-running roles run on uvloop where it is installed (about a quarter less CPU per webhook), as uvicorn's
-    servers do; elsewhere (Windows, PyPy: the dependency's platform marker leaves it out) on asyncio's own loop.
-
-    Once the loop has returned the process only exits: freezing the heap spares the interpreter's final garbage
-    collection of everything imported (one to three seconds on a busy machine, most of a Ctrl-C's wait)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-    gc.freeze()
-
-
-@contextmanager
-def _multiprocess_metrics(workers: int) -> Iterator[None]:
-    """`serve --workers N`: a fresh private directory (0700, under $TMPDIR) where every worker writes its metrics, so
-    one scrape of any worker reports them all (gateway.metrics); removed when serve exits. Set before uvicorn starts
-    the workers, because prometheus_client picks its storage when a worker imports it."""
-    if workers < 2:
-        yield
-        return
-    path = tempfile.mkdtemp(prefix="tomato-metrics-")
-    previous = os.environ.get(MULTIPROC_ENV)
-    os.environ[MULTIPROC_ENV] = path
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = previous
-        shutil.rmtree(path, ignore_errors=True)
-
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "heads") -> None:
     """Apply the packaged migrations to TOMATO_DATABASE_URL."""
-    settings = _settings()
+    settings = load_cli_settings()
     from tomato.migrations import upgrade
 
     upgrade(settings.database_url, revision)
     typer.echo(f"database at revision {revision}")
 
 
-@app.command()
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
-) -> None:
-    """Run the HTTP edge (merchant API, callbacks, cashier, admin); SIGTERM drains and exits."""
-    import uvicorn
-
-    settings = _checked(_settings(), serves_api=True, workers=workers)
-    _ensure_schema(settings)
-    # log_config=None: uvicorn's lines go through our handler (core.logs), in our format; its access log stays off
-    # (ours is the middleware's, TOMATO_ACCESS_LOG)
-    config = uvicorn.Config(
-        "tomato.runtime.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=8,
-        log_level=settings.log_level.lower(),
-    )
-    if workers > 1:  # uvicorn's supervisor forwards SIGTERM to the workers and waits for them
-        with _multiprocess_metrics(workers):
-            uvicorn.run(config.app, factory=True, host=host, port=port, workers=workers, access_log=False,
-                        log_config=None, log_level=settings.log_level.lower())  # fmt: skip
-        return
-    from tomato.runtime.servers import GracefulServer
-
-    GracefulServer(config).run()
-
-
 @ledger_app.command("check")
 def ledger_check() -> None:
     """Verify every ledger invariant (docs/finance.md); prints each violation and exits 1, else prints "ok"."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> CheckReport:
         from tomato.account.check import check_ledger
@@ -177,8 +61,8 @@ def ledger_check() -> None:
 @admin_app.command("create-token")
 def create_token(role: Annotated[str, typer.Option(help="operator or finance")], name: str = "") -> None:
     """Create an admin bearer token; it is printed once and stored only as a hash. Audited (via cli)."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> str:
         from tomato.bootstrap import bootstrap
@@ -205,8 +89,8 @@ def create_token(role: Annotated[str, typer.Option(help="operator or finance")],
 @admin_app.command("list-tokens")
 def list_tokens() -> None:
     """Every admin token, oldest first: id, role, name, created, revoked (never the token or its hash)."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> list[list[str]]:
         from tomato.bootstrap import bootstrap
@@ -232,8 +116,8 @@ def list_tokens() -> None:
 def revoke_token(token_id: Annotated[str, typer.Argument(help="the token's id, tok_… (see list-tokens)")]) -> None:
     """Revoke an admin token: its very next request is refused with 401. Audited (via cli).
     Exits 1 when there is no such token or it is already revoked."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> int:
         from tomato.bootstrap import bootstrap
@@ -275,8 +159,8 @@ def create_merchant(
     notify_url: str | None = None,
 ) -> None:
     """Create a merchant with one app; prints the app id and, for HMAC apps, the secret (shown only once)."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> None:
         from tomato.bootstrap import bootstrap
@@ -312,8 +196,8 @@ def secrets_reencrypt(
 ) -> None:
     """Rewrite every encrypted column under the first key of TOMATO_SECRET_KEYS (docs/operations.md, "Rotating
     TOMATO_SECRET_KEYS"); prints counts per column. Exits 1 while a row is left under an old key."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> list[ReencryptCount]:
         from tomato.bootstrap import secret_box
@@ -345,8 +229,8 @@ def secrets_reencrypt(
 def secrets_platform_key() -> None:
     """Create the platform's RSA key if there is none yet, and print its id and public half (docs/operations.md,
     "The platform key"). Run it once before starting several processes, so they never race to create two."""
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
 
     async def run() -> tuple[str, str]:
         from tomato.bootstrap import bootstrap
@@ -372,8 +256,8 @@ def reconcile(
     Exits 1 when a statement could not be had or checked (its batch is ERROR), else 0."""
     from datetime import date as Date
 
-    settings = _checked(_settings(), serves_api=False)
-    _ensure_schema(settings)
+    settings = checked(load_cli_settings(), serves_api=False)
+    ensure_schema(settings)
     try:
         day = Date.fromisoformat(date) if len(date) == 10 else None
     except ValueError:
@@ -410,105 +294,3 @@ def reconcile(
         return 1 if failed else 0
 
     raise typer.Exit(asyncio.run(run()))
-
-
-@app.command()
-def sandbox(
-    host: str = "127.0.0.1",
-    port: int = 9100,
-    time_scale: Annotated[float, typer.Option(help="divides the channels' notify retry delays")] = 1.0,
-) -> None:
-    """Run the channel simulator alone (channel gateways, payer API /sandbox/scan, /sandbox/faults, statements)."""
-    import uvicorn
-
-    from tomato.channel.sandbox import SandboxState, create_sandbox_app
-
-    settings = _settings()
-    from tomato.runtime.servers import GracefulServer
-
-    app_ = create_sandbox_app(SandboxState(time_scale=time_scale, fee_ppm=settings.sandbox_fee_ppm))
-    GracefulServer(
-        uvicorn.Config(app_, host=host, port=port, access_log=False, log_config=None,
-                       log_level=settings.log_level.lower())  # fmt: skip
-    ).run()
-
-
-MetricsPortOption = Annotated[
-    int | None,
-    typer.Option("--metrics-port", min=0, max=65535, help="serve /metrics on this port (0: none); see the settings"),
-]
-
-
-@app.command()
-def worker(metrics_port: MetricsPortOption = None) -> None:
-    """Event consumers and the outbox relay (re-publishes anything left unsent)."""
-    from tomato.runtime.metrics_server import enabled_port
-    from tomato.runtime.roles import run_worker
-
-    settings = _checked(_settings(), serves_api=False)
-    _run_loop(run_worker(settings, enabled_port(settings, metrics_port, settings.worker_metrics_port)))
-
-
-@app.command()
-def scheduler(metrics_port: MetricsPortOption = None) -> None:
-    """Timed jobs (compensation queries, expiry), each behind a database lease; run as many as you like."""
-    from tomato.runtime.metrics_server import enabled_port
-    from tomato.runtime.roles import run_scheduler
-
-    settings = _checked(_settings(), serves_api=False)
-    _run_loop(run_scheduler(settings, enabled_port(settings, metrics_port, settings.scheduler_metrics_port)))
-
-
-@app.command()
-def dev(
-    port: int = 8000,
-    sandbox_port: int = 9100,
-    host: str = "127.0.0.1",
-    credentials_out: Annotated[Path | None, typer.Option(help="write the credentials JSON here once serving")] = None,
-    notify_url: Annotated[str | None, typer.Option(help="default webhook URL of the demo apps")] = None,
-) -> None:
-    """Gateway, worker, scheduler and channel simulator in one process, seeded for black-box use."""
-    from tomato.runtime.dev import run_dev
-
-    settings = _checked(_settings(), serves_api=True)  # dev only ever turns an unset database into SQLite
-    _run_loop(
-        run_dev(
-            settings,
-            host=host,
-            port=port,
-            sandbox_port=sandbox_port,
-            credentials_out=credentials_out,
-            notify_url=notify_url,
-        )
-    )
-
-
-@app.command()
-def demo(
-    keep: Annotated[bool, typer.Option(help="after the summary keep the stack serving, until Ctrl-C")] = False,
-    port: Annotated[int, typer.Option(help="gateway port (0: any free one)")] = 8000,
-    sandbox_port: Annotated[int, typer.Option(help="channel simulator port (0: any free one)")] = 9100,
-    host: str = "127.0.0.1",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="keep the data here and reuse it (default: .tomato/demo, emptied each run)")
-    ] = None,
-) -> None:
-    """The whole product in one command: the `tomato dev` stack plus a scripted story — orders on every channel,
-    payments, verified webhooks, a refund, settlement, a payout, reconciliation — and the money figures.
-    Exits 0, or 1 naming the step that failed."""
-    from tomato.runtime.demo import DemoOptions, run_demo
-
-    settings = _checked(_settings(), serves_api=True)
-    if "log_level" not in settings.model_fields_set:  # the story's lines are the output; other logs when asked
-        configure_logging("ERROR", settings.log_format)
-    options = DemoOptions(host=host, port=port, sandbox_port=sandbox_port, data_dir=data_dir, keep=keep)
-    status: list[int] = []
-
-    async def main() -> None:
-        status.append(await run_demo(settings, options, out=lambda line: typer.echo(line)))
-
-    _run_loop(main())
-    raise typer.Exit(status[0] if status else 1)
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
