@@ -8,37 +8,20 @@ Without /usr/bin/chromium (or Playwright) the tests skip, unless `TOMATO_REQUIRE
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from tests.conftest import REQUIRE_SERVICES
-from tests.fixtures import stack as stack_fixtures
+from tests.fixtures.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveStack, need_browser
 from tests.fixtures.merchant_client import MerchantClient
-from tomato.bootstrap import bootstrap
-from tomato.channel.sandbox.app import create_sandbox_app
-from tomato.channel.sandbox.state import SandboxState
-from tomato.gateway.app import create_app
 from tomato.gateway.cashier.render import JSAPI_FIELDS
 from tomato.gateway.cashier.texts import TEXTS
-from tomato.migrations import upgrade
-from tomato.runtime.seed import seed_dev
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("TOMATO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
 SAFARI_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
              "Version/17.0 Mobile/15E148 Safari/604.1")  # fmt: skip
@@ -47,90 +30,10 @@ WECHAT_UA = SAFARI_UA + " MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Languag
 PAID_WITHIN_MS = 20_000  # a ceiling for the poller to see the notify, not a timing assertion
 
 
-def _need_browser() -> None:
-    problem = None
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        problem = "the playwright package is not installed"
-    if problem is None and not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if problem is None:
-        return
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{problem} and TOMATO_REQUIRE_SERVICES=1")
-    pytest.skip(problem)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LiveStack:
-    """Gateway (with the cashier router) and channel simulator on loopback, served from a background thread."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.base_url = f"http://127.0.0.1:{_free_port()}"
-        self.sandbox_url = f"http://127.0.0.1:{_free_port()}"
-        self.creds: dict[str, Any] = {}
-        self.c: Any = None  # the container, once up (tests flip its cashier setting)
-        self._servers: list[uvicorn.Server] = []
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="cashier-live-stack", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(timeout=60) or self._error is not None:
-            self.stop()
-            raise AssertionError("the live stack did not come up") from self._error
-
-    def stop(self) -> None:
-        for server in self._servers:
-            server.should_exit = True
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to start(); the thread must not die silently
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        db_url = f"sqlite+aiosqlite:///{self.workdir / 'cashier.db'}"
-        await asyncio.to_thread(upgrade, db_url)
-        settings = stack_fixtures.test_settings(
-            db_url, self.workdir, public_url=self.base_url, cashier_sandbox_hints=True  # as under `tomato dev`
-        )
-        c = self.c = await bootstrap(settings)
-        try:
-            sandbox = SandboxState(time_scale=60.0)
-            creds = await seed_dev(c, sandbox, self.sandbox_url, None)
-            self.creds = creds.as_json(self.base_url, self.sandbox_url)
-            gateway = create_app(c)
-            for app, url in ((gateway, self.base_url), (create_sandbox_app(sandbox), self.sandbox_url)):
-                port = int(url.rsplit(":", 1)[1])
-                config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
-                self._servers.append(uvicorn.Server(config))
-            tasks = [asyncio.create_task(s.serve()) for s in self._servers]
-            while not all(s.started for s in self._servers):
-                if any(t.done() for t in tasks):
-                    raise RuntimeError("a server stopped while starting")
-                await asyncio.sleep(0.05)
-            self._ready.set()
-            await asyncio.gather(*tasks)
-        finally:
-            await c.aclose()
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    _need_browser()
-    stack = LiveStack(tmp_path_factory.mktemp("cashier-live"))
+    need_browser()
+    stack = LiveStack(tmp_path_factory.mktemp("cashier-live"), "cashier", cashier_sandbox_hints=True)  # as `tomato dev`
     stack.start()
     try:
         yield stack

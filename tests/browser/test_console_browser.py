@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,17 +21,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import uvicorn
 
-from tests.browser.test_cashier_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _need_browser
-from tests.fixtures import stack as stack_fixtures
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS, LiveStack, need_browser
 from tests.fixtures.merchant_client import MerchantClient
-from tomato.bootstrap import bootstrap
-from tomato.channel.sandbox.app import create_sandbox_app
-from tomato.channel.sandbox.state import SandboxState
-from tomato.gateway.app import create_app
-from tomato.migrations import upgrade
-from tomato.runtime.seed import seed_dev
+from tomato.bootstrap import Container
 
 pytestmark = pytest.mark.browser
 
@@ -54,65 +46,14 @@ class ShiftedClock:
         return time.time() + self.offset.total_seconds()
 
 
-class ConsoleStack:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.base_url = f"http://127.0.0.1:{_free_port()}"
-        self.sandbox_url = f"http://127.0.0.1:{_free_port()}"
-        self.clock = ShiftedClock()
-        self.creds: dict[str, Any] = {}
-        self._servers: list[uvicorn.Server] = []
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="console-live-stack", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(timeout=60) or self._error is not None:
-            self.stop()
-            raise AssertionError("the live stack did not come up") from self._error
-
-    def stop(self) -> None:
-        for server in self._servers:
-            server.should_exit = True
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to start(); the thread must not die silently
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        db_url = f"sqlite+aiosqlite:///{self.workdir / 'console.db'}"
-        await asyncio.to_thread(upgrade, db_url)
-        settings = stack_fixtures.test_settings(db_url, self.workdir, public_url=self.base_url)
-        c = await bootstrap(settings, clock=self.clock)
-        c.reconciliation.deps.suspense_minutes = 0  # the day's payments are all well inside it
-        try:
-            sandbox = SandboxState(time_scale=60.0, clock=self.clock)
-            creds = await seed_dev(c, sandbox, self.sandbox_url, None)
-            self.creds = creds.as_json(self.base_url, self.sandbox_url)
-            for app, url in ((create_app(c), self.base_url), (create_sandbox_app(sandbox), self.sandbox_url)):
-                port = int(url.rsplit(":", 1)[1])
-                config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
-                self._servers.append(uvicorn.Server(config))
-            tasks = [asyncio.create_task(s.serve()) for s in self._servers]
-            while not all(s.started for s in self._servers):
-                if any(t.done() for t in tasks):
-                    raise RuntimeError("a server stopped while starting")
-                await asyncio.sleep(0.05)
-            self._ready.set()
-            await asyncio.gather(*tasks)
-        finally:
-            await c.aclose()
-
-
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
-    _need_browser()
-    stack = ConsoleStack(tmp_path_factory.mktemp("console-live"))
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    need_browser()
+
+    def prepare(c: Container) -> None:
+        c.reconciliation.deps.suspense_minutes = 0  # the day's payments are all well inside it
+
+    stack = LiveStack(tmp_path_factory.mktemp("console-live"), "console", clock=ShiftedClock(), prepare=prepare)
     stack.start()
     try:
         yield stack
@@ -129,7 +70,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def browser(live: ConsoleStack) -> AsyncIterator[Any]:
+async def browser(live: LiveStack) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -159,7 +100,7 @@ async def _page(browser: Any, lang: str = "en-US") -> tuple[Any, Any, list[str]]
     return context, page, problems
 
 
-async def _sign_in(page: Any, live: ConsoleStack, role: str) -> None:
+async def _sign_in(page: Any, live: LiveStack, role: str) -> None:
     from playwright.async_api import expect
 
     await page.goto(f"{live.base_url}/console/login")
@@ -175,7 +116,7 @@ async def _until_status(client: MerchantClient, path: str, status: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _yesterdays_payments(live: ConsoleStack, amounts: list[int]) -> tuple[str, list[str]]:
+async def _yesterdays_payments(live: LiveStack, amounts: list[int]) -> tuple[str, list[str]]:
     """Pays WeChat orders with the clock a day behind; returns yesterday's business date and the order numbers."""
     live.clock.offset = -DAY
     try:
@@ -203,7 +144,7 @@ async def _yesterdays_payments(live: ConsoleStack, amounts: list[int]) -> tuple[
     return day, orders
 
 
-async def _todays_payments(live: ConsoleStack, orders: list[tuple[str, int, str]]) -> None:
+async def _todays_payments(live: LiveStack, orders: list[tuple[str, int, str]]) -> None:
     async with (
         httpx.AsyncClient(base_url=live.base_url, timeout=30) as http,
         httpx.AsyncClient(base_url=live.sandbox_url, timeout=30) as sandbox,
@@ -220,7 +161,7 @@ async def _todays_payments(live: ConsoleStack, orders: list[tuple[str, int, str]
 
 
 async def test_finance_reconciles_yesterday_resolves_a_discrepancy_and_sees_it_audited(
-    live: ConsoleStack, browser: Any, shots: Path
+    live: LiveStack, browser: Any, shots: Path
 ) -> None:
     from playwright.async_api import expect
 
@@ -282,7 +223,7 @@ async def test_finance_reconciles_yesterday_resolves_a_discrepancy_and_sees_it_a
 
 
 async def test_operator_freezes_an_app_and_its_next_order_is_refused(
-    live: ConsoleStack, browser: Any, shots: Path
+    live: LiveStack, browser: Any, shots: Path
 ) -> None:
     from playwright.async_api import expect
 
@@ -332,7 +273,7 @@ async def test_operator_freezes_an_app_and_its_next_order_is_refused(
     await ctx.close()
 
 
-async def test_a_form_posted_without_its_csrf_token_is_refused(live: ConsoleStack, browser: Any) -> None:
+async def test_a_form_posted_without_its_csrf_token_is_refused(live: LiveStack, browser: Any) -> None:
     from playwright.async_api import expect
 
     ctx, page, _ = await _page(browser, lang="zh-CN")

@@ -10,42 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
 from tests.e2e.conftest import free_port
+from tests.fixtures.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, need_browser
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("TOMATO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def _need_browser() -> None:
-    problem = None
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        problem = "the playwright package is not installed"
-    if problem is None and not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if problem is None:
-        return
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{problem} and TOMATO_REQUIRE_SERVICES=1")
-    pytest.skip(problem)
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`tomato serve` on the embedded backends in a directory of its own; yields its base URL."""
-    _need_browser()
+    need_browser()
     cwd = tmp_path_factory.mktemp("docs-offline")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}

@@ -227,12 +227,16 @@ async def test_an_unknown_console_path_is_a_404_page(stack) -> None:
 async def test_operator_reads_a_failed_delivery_with_its_attempts_and_resends_it(stack) -> None:
     from datetime import UTC, datetime
 
+    from tomato.core.outbox import OutboxEvent
     from tomato.merchant.admin_schemas import AuditFilter
     from tomato.notice.models import Delivery, DeliveryAttempt
 
     c, client = stack
     at = datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC)
     async with c.db.uow() as uow:
+        uow.session.add(OutboxEvent(id="E42", seq=42, event_type="pay.succeeded", aggregate_type="order",  # its event
+                                    aggregate_id="P42", app_id="A1", payload="{}", created_at=at,
+                                    published_at=at))  # fmt: skip
         uow.session.add(Delivery(id="D42", seq=42, event_id="E42", event_type="pay.succeeded", app_id="A1", mch_no="M1",
                                  url="https://shop.example/hook", status="FAILED", attempts=1, round_start=0,
                                  last_status=500, last_error="HTTP_500", event_created_at=at, created_at=at,

@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     )
     recon_catch_up_days: int = Field(default=7, ge=1, le=90, description="how far back the daily run catches up")
     refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")
+    retention_event_days: int = Field(
+        default=90, ge=1, description="days an app's events (GET /v1/events, webhook payloads) stay in the outbox"
+    )
+    retention_outbox_days: int = Field(
+        default=7, ge=1, description="days an outbox row of no app (an internal event) stays once published and booked"
+    )
+    retention_attempt_days: int = Field(
+        default=30, ge=1, description="days the webhook attempts of a finished delivery are kept"
+    )
+    retention_batch: int = Field(
+        default=5000, ge=1, le=100000, description="rows the retention job deletes per statement"
+    )
     log_level: str = Field(default="INFO", description="root log level")
     log_format: Literal["text", "json"] = Field(
         default="text", description="text lines, or one JSON object per line carrying the request id (json)"

@@ -249,14 +249,20 @@ def _resend_values(now: datetime) -> dict[str, Any]:
     }
 
 
+def _event_kept() -> Any:
+    """The delivery's event is still in the outbox: one past its retention window has no body left to send."""
+    return exists().where(OutboxEvent.id == _D.c.event_id)
+
+
 async def request_resend(s: AsyncSession, delivery_id: str, now: datetime) -> bool:
-    """Compare-and-set: refused while a worker holds the delivery or when it has no URL."""
+    """Compare-and-set: refused while a worker holds the delivery, when it has no URL or its event is gone."""
     stmt = (
         update(_D)
         .where(
             _D.c.id == delivery_id,
             _D.c.status != SKIPPED,
             or_(_D.c.lease_until.is_(None), _D.c.lease_until < now),
+            _event_kept(),
         )
         .values(**_resend_values(now))
     )
@@ -266,7 +272,9 @@ async def request_resend(s: AsyncSession, delivery_id: str, now: datetime) -> bo
 async def request_resend_failed(s: AsyncSession, mch_no: str, start: datetime, end: datetime, now: datetime) -> int:
     stmt = (
         update(_D)
-        .where(_D.c.mch_no == mch_no, _D.c.status == FAILED, _D.c.created_at >= start, _D.c.created_at < end)
+        .where(
+            _D.c.mch_no == mch_no, _D.c.status == FAILED, _D.c.created_at >= start, _D.c.created_at < end, _event_kept()
+        )
         .values(**_resend_values(now))
     )
     return int(cast(CursorResult[Any], await s.execute(stmt)).rowcount)

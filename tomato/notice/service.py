@@ -92,6 +92,8 @@ class NoticeService:
                 raise DeliveryNotFound(f"delivery {delivery_id} not found")
             if not await repo.request_resend(uow.session, delivery_id, utcnow()):
                 why = "it has no URL" if delivery.status == repo.SKIPPED else "a worker is attempting it right now"
+                if delivery.status != repo.SKIPPED and not await repo.payloads(uow.session, [delivery.event_id]):
+                    why = "its event is past the retention window (TOMATO_RETENTION_EVENT_DAYS)"
                 raise DeliveryNotResendable(f"delivery {delivery_id} cannot be resent: {why}")
             await uow.commit()
         await self._wake([delivery_id])

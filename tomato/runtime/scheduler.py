@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tomato.bootstrap import Container
 from tomato.core.leases import HeldLease, LeaseLost, release, try_acquire
+from tomato.runtime.retention import run_retention
 from tomato.runtime.shutdown import GRACE_S, bounded, stop_tasks
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ JOBS = (
     # daily in effect: a date once MATCHED or DISCREPANCIES is not run again; an ERROR date (statement not ready yet)
     # is tried again each round
     Job("reconciliation.daily", 900.0, _reconciliation, ttl_s=3600.0, at_start=True),
+    # hourly (and at start, so frequent restarts never put it off): old outbox rows and webhook attempts,
+    # TOMATO_RETENTION_BATCH rows per statement
+    Job("retention", 3600.0, run_retention, ttl_s=600.0, at_start=True),
 )
 
 
