@@ -111,6 +111,7 @@ async def bootstrap(
         clock=clock,
         business_tz=settings.business_timezone,
         transport=channel_transport,
+        breaker_alert_s=settings.alert_breaker_open_s,
     )
     pay_deps = PayDeps(
         db=db,

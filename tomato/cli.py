@@ -161,6 +161,9 @@ def ledger_check() -> None:
             await c.aclose()
 
     report = asyncio.run(run())
+    from tomato.account.check import alert_violations
+
+    alert_violations(report)  # an ERROR line per violation (stderr), for a log-based alert on a cron run
     for warning in report.warnings:
         typer.echo(f"warning: {warning}")
     for violation in report.violations:

@@ -14,10 +14,14 @@ Violations (the command exits 1):
   the booking consumer books within seconds.
 Warnings (reported, exit 0): a merchant balance below zero (a refund booked after the money left — booking takes
 what pending cannot cover from available, unguarded), events the booking consumer skipped or rejected.
+
+`alert_violations` logs each violation at ERROR with the ids it names (journal, account, order…): the CLI and the
+scheduler's hourly `account.ledger_check` job call it, the job's count feeds `tomato_ledger_check_violations`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,10 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
 from tomato.account.models import Balance, BookedEvent, Journal, Line
+from tomato.core.alerts import LEDGER_CHECK_VIOLATION, LEDGER_CHECK_VIOLATIONS, alert, measure
 from tomato.core.clock import as_utc
 from tomato.core.db import Database
 from tomato.pay.schemas import SucceededOrder
 
+log = logging.getLogger(__name__)
 OrderSource = Callable[[str | None, int], Awaitable[list[SucceededOrder]]]
 PendingPayouts = Callable[[], Awaitable[dict[str, int]]]
 MERCHANT_TYPES = frozenset(
@@ -43,10 +49,23 @@ MERCHANT_TYPES = frozenset(
 class CheckReport:
     violations: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    ids: list[dict[str, str]] = field(default_factory=list)  # per violation: the journal, account, order… it names
 
     @property
     def ok(self) -> bool:
         return not self.violations
+
+    def violation(self, text: str, **ids: str) -> None:
+        self.violations.append(text)
+        self.ids.append(ids)
+
+
+def alert_violations(report: CheckReport) -> None:
+    """One ERROR line per violation with the ids it names, and the count for `tomato_ledger_check_violations`."""
+    for i, text in enumerate(report.violations):
+        ids = report.ids[i] if i < len(report.ids) else {}
+        alert(log, LEDGER_CHECK_VIOLATION, f"ledger check: {text}", **ids)
+    measure(LEDGER_CHECK_VIOLATIONS, len(report.violations))
 
 
 async def check_ledger(
@@ -74,9 +93,10 @@ async def check_ledger(
         for mch_no in sorted(set(pending) | {a.split(":", 1)[1] for a in in_transit}):
             account = acct.payout_in_transit(mch_no)
             if in_transit.get(account, 0) != pending.get(mch_no, 0):
-                report.violations.append(
+                report.violation(
                     f"{account} is {in_transit.get(account, 0)}, but the merchant's PENDING payouts sum to "
-                    f"{pending.get(mch_no, 0)}"
+                    f"{pending.get(mch_no, 0)}",
+                    account=account, mch_no=mch_no,
                 )
     return report
 
@@ -86,19 +106,21 @@ async def _journals_balance(s: AsyncSession, report: CheckReport) -> None:
         select(Line.journal_id, func.sum(Line.amount)).group_by(Line.journal_id).having(func.sum(Line.amount) != 0)
     )
     for journal_id, total in rows.all():
-        report.violations.append(f"journal {journal_id} does not balance: its lines sum to {int(total)}")
+        report.violation(
+            f"journal {journal_id} does not balance: its lines sum to {int(total)}", journal_id=str(journal_id)
+        )
     lineless = await s.execute(
         select(Journal.id).where(~select(Line.id).where(Line.journal_id == Journal.id).exists()).order_by(Journal.id)
     )
     for (journal_id,) in lineless.all():
-        report.violations.append(f"journal {journal_id} has no lines")
+        report.violation(f"journal {journal_id} has no lines", journal_id=str(journal_id))
     orphans = await s.execute(
         select(Line.journal_id)
         .where(~select(Journal.id).where(Journal.id == Line.journal_id).exists())
         .group_by(Line.journal_id)
     )
     for (journal_id,) in orphans.all():
-        report.violations.append(f"lines of journal {journal_id}, which does not exist")
+        report.violation(f"lines of journal {journal_id}, which does not exist", journal_id=str(journal_id))
 
 
 async def _balances_match_lines(s: AsyncSession, report: CheckReport) -> None:
@@ -116,14 +138,18 @@ async def _balances_match_lines(s: AsyncSession, report: CheckReport) -> None:
     for key in sorted(set(sums) | set(rows)):
         stored, expected = rows.get(key), sums.get(key, 0)
         if stored is None:
-            report.violations.append(f"balance of {key[0]} bucket {key[1]} is missing; its lines sum to {expected}")
+            report.violation(
+                f"balance of {key[0]} bucket {key[1]} is missing; its lines sum to {expected}",
+                account=key[0], bucket=str(key[1]),
+            )
         elif stored != expected:
-            report.violations.append(
-                f"balance of {key[0]} bucket {key[1]} is {stored}, but its lines sum to {expected}"
+            report.violation(
+                f"balance of {key[0]} bucket {key[1]} is {stored}, but its lines sum to {expected}",
+                account=key[0], bucket=str(key[1]),
             )
     total = sum(rows.values())
     if total != 0:
-        report.violations.append(f"trial balance: Σ of all balances is {total}, not 0")
+        report.violation(f"trial balance: Σ of all balances is {total}, not 0")
     per_account: dict[str, int] = defaultdict(int)
     for (account, _), raw in rows.items():
         per_account[account] += raw
@@ -131,7 +157,7 @@ async def _balances_match_lines(s: AsyncSession, report: CheckReport) -> None:
         try:
             kind = acct.account_type(account)
         except ValueError:
-            report.violations.append(f"account {account} is outside the chart of accounts")
+            report.violation(f"account {account} is outside the chart of accounts", account=account)
             continue
         if kind in MERCHANT_TYPES and acct.normal_balance(account, raw) < 0:
             report.warnings.append(f"{account} is negative: {acct.normal_balance(account, raw)}")
@@ -144,7 +170,10 @@ async def _unique_sources(s: AsyncSession, report: CheckReport) -> None:
         .having(func.count() > 1)
     )
     for source_type, source_id, leg, n in dupes.all():
-        report.violations.append(f"source {source_type} {source_id} leg {leg} is booked {n} times")
+        report.violation(
+            f"source {source_type} {source_id} leg {leg} is booked {n} times",
+            source_type=str(source_type), source_id=str(source_id), leg=str(leg),
+        )
     for kind, column, what in (("payment", Journal.order_no, "order"), ("refund", Journal.refund_no, "refund")):
         rows = await s.execute(
             select(column, func.count())
@@ -153,7 +182,7 @@ async def _unique_sources(s: AsyncSession, report: CheckReport) -> None:
             .having(func.count() > 1)
         )
         for ref, n in rows.all():
-            report.violations.append(f"{what} {ref} has {n} {kind} journals")
+            report.violation(f"{what} {ref} has {n} {kind} journals", **{f"{what}_no": str(ref)})
 
 
 async def _refunds_within_payments(s: AsyncSession, report: CheckReport) -> dict[str, tuple[int, int]]:
@@ -174,9 +203,9 @@ async def _refunds_within_payments(s: AsyncSession, report: CheckReport) -> dict
     for order_no, back in sorted(refunded.items()):
         count, amount = paid.get(order_no, (0, 0))
         if count == 0:
-            report.violations.append(f"order {order_no} has refund journals ({back}) but no payment journal")
+            report.violation(f"order {order_no} has refund journals ({back}) but no payment journal", order_no=order_no)
         elif back > amount:
-            report.violations.append(f"order {order_no}: refunds {back} exceed the {amount} paid")
+            report.violation(f"order {order_no}: refunds {back} exceed the {amount} paid", order_no=order_no)
     return paid
 
 
@@ -212,9 +241,10 @@ async def _payouts_in_transit(s: AsyncSession, report: CheckReport) -> dict[str,
     actual = {account: acct.normal_balance(account, int(raw)) for account, raw in balances.all()}
     for account in sorted(set(expected) | set(actual)):
         if expected.get(account, 0) != actual.get(account, 0):
-            report.violations.append(
+            report.violation(
                 f"{account} is {actual.get(account, 0)}, but payouts held and not yet posted or voided sum to "
-                f"{expected.get(account, 0)}"
+                f"{expected.get(account, 0)}",
+                account=account,
             )
     return actual
 
@@ -244,13 +274,16 @@ async def _succeeded_orders_booked(
                 if recent:
                     report.warnings.append(f"order {order.order_no} SUCCEEDED moments ago and is not booked yet")
                 else:
-                    report.violations.append(f"order {order.order_no} is SUCCEEDED but has no payment journal")
+                    report.violation(
+                        f"order {order.order_no} is SUCCEEDED but has no payment journal", order_no=order.order_no
+                    )
             elif count == 1 and amount != order.amount:
-                report.violations.append(
-                    f"order {order.order_no}: payment journal of {amount}, the order is {order.amount}"
+                report.violation(
+                    f"order {order.order_no}: payment journal of {amount}, the order is {order.amount}",
+                    order_no=order.order_no,
                 )
         if len(batch) < 1000:
             break
         after = batch[-1].order_no
     for order_no in sorted(unseen):
-        report.violations.append(f"order {order_no} has a payment journal but is not SUCCEEDED")
+        report.violation(f"order {order_no} has a payment journal but is not SUCCEEDED", order_no=order_no)

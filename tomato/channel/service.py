@@ -19,6 +19,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.channel import limits
+from tomato.channel.breaker_watch import BreakerWatch
 from tomato.channel.breakers import BreakerRegistry
 from tomato.channel.errors import ChannelAccountNotFound, RoutingRuleNotFound
 from tomato.channel.guarded import GuardedAdapter
@@ -74,6 +75,7 @@ class ChannelService:
         business_tz: str = "Asia/Shanghai",
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        breaker_alert_s: float = 300.0,
     ) -> None:
         self._db = db
         self._box = box
@@ -84,6 +86,7 @@ class ChannelService:
         self._clock = clock
         self._tz = ZoneInfo(business_tz)
         self.breakers = breakers
+        self.breaker_watch = BreakerWatch(breakers, breaker_alert_s)
         self.health = HealthWindow()
         self._adapters: dict[str, tuple[str, ChannelAdapter, httpx.AsyncClient]] = {}
         self._snapshot: _Snapshot | None = None
@@ -324,6 +327,18 @@ class ChannelService:
             freed = await limits.release(uow.session, hold_ids)
             await uow.commit()
         return freed
+
+    async def watch_breakers(self) -> int:
+        """The scheduler's breaker watch over every ACTIVE account (breaker_watch.py); returns the alerts raised."""
+        async with self._db.uow() as uow:
+            ids = list(
+                (
+                    await uow.session.scalars(
+                        select(ChannelAccount.id).where(ChannelAccount.status == "ACTIVE").order_by(ChannelAccount.id)
+                    )
+                ).all()
+            )
+        return await self.breaker_watch.check(ids, time.time())
 
     async def health_of(self, account_id: str | None = None) -> list[AccountHealth]:
         if account_id is not None:

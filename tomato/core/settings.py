@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=86400, ge=1, description="how long Idempotency-Key responses live")
     breaker_fail_max: int = Field(default=5, ge=1, description="consecutive failures that open a breaker")
     breaker_reset_timeout_s: float = Field(default=30.0, gt=0, description="open time before one probe")
+    alert_breaker_open_s: float = Field(
+        default=300.0, gt=0, description="a breaker open this long logs an ERROR (once per open period)"
+    )
     channel_timeout_s: float = Field(default=10.0, gt=0, description="timeout of every channel HTTP call")
     compensation_time_scale: float = Field(default=1.0, gt=0, description="divides compensation delays")
     sandbox_time_scale: float = Field(default=1.0, gt=0, description="divides the simulator's notify retries")
@@ -71,6 +74,9 @@ class Settings(BaseSettings):
         default=10, ge=0, le=720, description="a one-sided statement row this close to midnight waits for the next days"
     )
     recon_catch_up_days: int = Field(default=7, ge=1, le=90, description="how far back the daily run catches up")
+    ledger_check_every_s: float = Field(
+        default=3600.0, ge=60, description="how often the scheduler runs the full ledger check"
+    )
     refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")
     retention_event_days: int = Field(
         default=90, ge=1, description="days an app's events (GET /v1/events, webhook payloads) stay in the outbox"

@@ -22,7 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from tomato.core.alerts import WEBHOOK_DELIVERY_FAILED, alert
 from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
@@ -252,6 +254,9 @@ class DeliveryWorker:
         async with self._db.uow() as uow:
             await repo.record(uow.session, attempts, updates)
             await uow.commit()
+        for res, update in zip(results, updates, strict=True):
+            if update["status"] == repo.FAILED:
+                _alert_failed(res.claim, res.outcome)
         return dues
 
 
@@ -299,6 +304,20 @@ class AppKeyCache:
         self._cached[app_id] = (started + self._ttl_s, app)
         future.set_result(app)
         return app
+
+
+def _alert_failed(c: Claim, o: Outcome) -> None:
+    """The delivery was given up after its last scheduled attempt: the merchant missed an event."""
+    try:
+        host = urlsplit(c.url).hostname or ""
+    except ValueError:
+        host = ""
+    alert(
+        log, WEBHOOK_DELIVERY_FAILED,
+        f"webhook delivery {c.delivery_id} of event {c.event_id} FAILED after {c.attempt_no} attempts",
+        delivery_id=c.delivery_id, event_id=c.event_id, app_id=c.app_id, url_host=host, attempts=c.attempt_no,
+        last_status=o.http_status, last_error=o.error_class,
+    )  # fmt: skip
 
 
 def _after(at: datetime, delay_s: float | None) -> datetime | None:

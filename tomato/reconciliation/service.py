@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from tomato.core.alerts import RECONCILIATION_DISCREPANCIES, alert
 from tomato.core.clock import as_utc, utcnow
 from tomato.core.leases import HeldLease, JobLease, LeaseLost, release, try_acquire
 from tomato.core.outbox import add_event
@@ -252,6 +253,14 @@ class ReconciliationService(FinanceWorkflow):
                 values["settled_event_id"] = self._settle(s, batch_id, account_id, w.iso, out.totals)
             await repo.set_batch(s, batch_id, values)
             await uow.commit()
+        if status is BatchStatus.DISCREPANCIES:
+            by_type = " ".join(f"{t}={per_type[t]}" for t in matching.TYPES if per_type.get(t))
+            alert(
+                log, RECONCILIATION_DISCREPANCIES,
+                f"reconciliation batch {batch_id} ({account_id} {w.iso}) ended with {found} discrepancies",
+                batch_id=batch_id, channel_account_id=account_id, business_date=w.iso, discrepancies=found,
+                by_type=by_type,
+            )  # fmt: skip
 
     def _settle(self, s: Any, batch_id: str, account_id: str, day: str, t: dict[str, int]) -> str | None:
         """The channel settles the matched day to our bank: one `reconciliation.settled` event per batch."""

@@ -21,6 +21,7 @@ from tomato.bootstrap import Container
 from tomato.gateway.channel_metrics import channel_health
 from tomato.gateway.metrics import Metrics, gauge
 from tomato.notice.service import NoticeService
+from tomato.runtime.alert_metrics import AlertMetrics
 
 Probe = Callable[[], Awaitable[list[Metric]]]
 
@@ -50,8 +51,10 @@ def backlog_probe(c: Container) -> Probe:
 
 
 def attach_process_metrics(metrics: Metrics, c: Container) -> None:
-    """The backlogs on `metrics` (a role's metrics port, or `tomato dev`'s gateway)."""
+    """The backlogs on `metrics` (a role's metrics port, or `tomato dev`'s gateway), and the alerts this process
+    raises (runtime.alert_metrics)."""
     metrics.probe(backlog_probe(c))
+    AlertMetrics(metrics.registry).listen()
 
 
 def attach_breakers(metrics: Metrics, c: Container) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from tomato.account.check import alert_violations, check_ledger
 from tomato.bootstrap import Container
 from tomato.core.leases import HeldLease, LeaseLost, release, try_acquire
 from tomato.runtime.retention import run_retention
@@ -33,6 +34,7 @@ class Job:
     run: Callable[[Container], Awaitable[int]]
     ttl_s: float | None = None  # lease TTL; default max(30 s, 6 × every_s)
     at_start: bool = False  # also run as soon as the scheduler starts (a job that catches up what was missed)
+    every_setting: str = ""  # a Settings field that overrides `every_s` (seconds)
 
 
 async def _compensation(c: Container) -> int:
@@ -60,6 +62,19 @@ async def _reconciliation(c: Container) -> int:
     return await c.reconciliation.catch_up(days=c.settings.recon_catch_up_days)
 
 
+async def _ledger_check(c: Container) -> int:
+    """`tomato ledger check` on a schedule: an ERROR line per violation, the count on tomato_ledger_check_violations."""
+    report = await check_ledger(
+        c.db, c.pay.succeeded_orders, c.clock.now(), pending_payouts=c.payouts.pending_by_merchant
+    )
+    alert_violations(report)
+    return len(report.violations)
+
+
+async def _breaker_watch(c: Container) -> int:
+    return await c.channels.watch_breakers()
+
+
 JOBS = (
     Job("pay.compensation", 5.0, _compensation),
     Job("pay.expiry", 10.0, _expiry),
@@ -72,6 +87,8 @@ JOBS = (
     # hourly (and at start, so frequent restarts never put it off): old outbox rows and webhook attempts,
     # TOMATO_RETENTION_BATCH rows per statement
     Job("retention", 3600.0, run_retention, ttl_s=600.0, at_start=True),
+    Job("account.ledger_check", 3600.0, _ledger_check, ttl_s=600.0, every_setting="ledger_check_every_s"),
+    Job("channel.breaker_watch", 15.0, _breaker_watch),  # ERROR once a breaker stays open (channel.breaker_watch)
 )
 
 
@@ -136,7 +153,7 @@ class JobRunner:
                 self.run_guarded,
                 "interval",
                 args=[job],
-                seconds=max(0.5, job.every_s / self._speed),
+                seconds=max(0.5, self._every(job) / self._speed),
                 id=job.name,
                 max_instances=1,
                 coalesce=True,
@@ -144,6 +161,9 @@ class JobRunner:
                 **({"next_run_time": datetime.now(UTC)} if job.at_start else {}),
             )
         self._scheduler.start()
+
+    def _every(self, job: Job) -> float:
+        return float(getattr(self._c.settings, job.every_setting)) if job.every_setting else job.every_s
 
     async def stop(self, grace_s: float = GRACE_S) -> None:
         """Stops firing, lets running jobs finish (up to `grace_s`), cancels what is left (a channel call nobody
