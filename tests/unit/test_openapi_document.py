@@ -82,12 +82,22 @@ def test_every_answer_is_typed_and_every_list_is_a_page(doc: dict[str, Any]) -> 
                 content = response["content"]
                 if set(content) == {"text/csv"}:  # statements and summaries: CSV files, not JSON documents
                     continue
-                ref = content["application/json"]["schema"].get("$ref")
-                assert ref is not None, (method, path, code)
+                refs = answer_refs(content["application/json"]["schema"])
+                assert refs and all(refs), (method, path, code)
         if any(p["name"] == "cursor" for p in op.get("parameters", [])):
-            page = schemas[op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]
-            assert page["required"] == ["data", "next_cursor"], (method, path)
-            assert "$ref" in page["properties"]["data"]["items"], (method, path)
+            # a path that also finds one row by the merchant's number answers that row or a page (`anyOf`)
+            answers = [
+                schemas[r.split("/")[-1]]
+                for r in answer_refs(op["responses"]["200"]["content"]["application/json"]["schema"])
+            ]
+            pages = [a for a in answers if a.get("required") == ["data", "next_cursor"]]
+            assert len(pages) == 1, (method, path)
+            assert "$ref" in pages[0]["properties"]["data"]["items"], (method, path)
+
+
+def answer_refs(schema: dict[str, Any]) -> list[str | None]:
+    """The `$ref` of a typed answer, or of each branch of an `anyOf` of typed answers (None: an untyped one)."""
+    return [branch.get("$ref") for branch in schema.get("anyOf", [schema])]
 
 
 def test_string_parameters_refuse_control_characters(doc: dict[str, Any]) -> None:
@@ -229,15 +239,17 @@ def test_every_list_answer_references_its_item_schema(doc: dict[str, Any]) -> No
         answer = op["responses"].get("200", {}).get("content", {}).get("application/json")
         if answer is None:
             continue
-        body = schemas[answer["schema"]["$ref"].split("/")[-1]]
-        data = body.get("properties", {}).get("data")
-        if data is None or data.get("type") != "array":
-            continue
-        lists += 1
-        item = data["items"].get("$ref", "")
-        assert item.startswith("#/components/schemas/") and item.split("/")[-1] in schemas, (method, path)
-        if "next_cursor" in body["properties"] or any(p["name"] == "cursor" for p in op.get("parameters", [])):
-            assert body["required"] == ["data", "next_cursor"], (method, path)
-            assert set(body["properties"]) == {"data", "next_cursor"}, (method, path)
-            assert {"type": "null"} in body["properties"]["next_cursor"]["anyOf"], (method, path)
+        for ref in answer_refs(answer["schema"]):
+            assert ref is not None, (method, path)
+            body = schemas[ref.split("/")[-1]]
+            data = body.get("properties", {}).get("data")
+            if data is None or data.get("type") != "array":
+                continue
+            lists += 1
+            item = data["items"].get("$ref", "")
+            assert item.startswith("#/components/schemas/") and item.split("/")[-1] in schemas, (method, path)
+            if "next_cursor" in body["properties"] or any(p["name"] == "cursor" for p in op.get("parameters", [])):
+                assert body["required"] == ["data", "next_cursor"], (method, path)
+                assert set(body["properties"]) == {"data", "next_cursor"}, (method, path)
+                assert {"type": "null"} in body["properties"]["next_cursor"]["anyOf"], (method, path)
     assert lists >= 12

@@ -43,6 +43,7 @@ class OutboxEvent(Base):
         Index("ix_outbox_unpublished", "published_at", "seq"),
         Index("ix_outbox_position", "position", unique=True),
         Index("ix_outbox_app_position", "app_id", "position"),
+        Index("ix_outbox_app_type_position", "app_id", "event_type", "position"),  # `GET /v1/events?type=` (0017)
         Index(
             "ix_outbox_unpositioned",
             "seq",

@@ -13,3 +13,9 @@ class DeliveryNotResendable(Conflict):
     """The delivery has no URL (SKIPPED) or a worker is attempting it right now."""
 
     code = "DELIVERY_NOT_RESENDABLE"
+
+
+class EventNotFound(NotFound):
+    """No merchant-facing event of the caller's app has this id (or the retention job has purged it)."""
+
+    code = "EVENT_NOT_FOUND"

@@ -168,15 +168,40 @@ async def sweep(s: AsyncSession, now: datetime, overdue_before: datetime, limit:
 # --- reading and resending -----------------------------------------------------------------------------------
 
 
-async def app_events(s: AsyncSession, app_id: str, after_position: int | None, limit: int) -> Sequence[Any]:
+async def app_events(
+    s: AsyncSession,
+    app_id: str,
+    after_position: int | None,
+    limit: int,
+    *,
+    event_type: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> Sequence[Any]:
     """The app's merchant-facing events in commit order (`position`, see core.positions); rows not yet numbered
-    are left out, so a cursor never passes one that is still to come."""
+    are left out, so a cursor never passes one that is still to come. Optionally of one type and created in
+    [created_from, created_to)."""
     stmt = select(OutboxEvent.position, OutboxEvent.payload).where(
         OutboxEvent.app_id == app_id, OutboxEvent.position.is_not(None), _merchant_facing()
     )
+    if event_type is not None:
+        stmt = stmt.where(OutboxEvent.event_type == event_type)
+    if created_from is not None:
+        stmt = stmt.where(OutboxEvent.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(OutboxEvent.created_at < created_to)
     if after_position is not None:
         stmt = stmt.where(OutboxEvent.position > after_position)
     return (await s.execute(stmt.order_by(OutboxEvent.position).limit(limit))).all()
+
+
+async def app_event(s: AsyncSession, app_id: str, event_id: str) -> str | None:
+    """One merchant-facing event of the app: its stored webhook body, None when there is none by that id."""
+    stmt = select(OutboxEvent.payload).where(
+        OutboxEvent.id == event_id, OutboxEvent.app_id == app_id, _merchant_facing()
+    )
+    payload: str | None = (await s.execute(stmt)).scalar_one_or_none()
+    return payload
 
 
 async def cursor_position(s: AsyncSession, app_id: str, key: int) -> int | None:

@@ -102,6 +102,15 @@ class ResendResult(BaseModel):
 
 
 @dataclass(frozen=True)
+class EventFilter:
+    """What `GET /v1/events` may narrow the feed to: one type, and a creation window [created_from, created_to)."""
+
+    event_type: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True)
 class EventPage:
     """Raw webhook bodies (byte-identical to what was POSTed), oldest first."""
 

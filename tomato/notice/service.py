@@ -14,10 +14,10 @@ from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
 from tomato.notice import repository as repo
-from tomato.notice.errors import DeliveryNotFound, DeliveryNotResendable
+from tomato.notice.errors import DeliveryNotFound, DeliveryNotResendable, EventNotFound
 from tomato.notice.models import Delivery, DeliveryAttempt
 from tomato.notice.queues import DeliveryQueue
-from tomato.notice.schemas import AttemptView, DeliveryDetail, DeliveryView, EventPage, ResendRange
+from tomato.notice.schemas import AttemptView, DeliveryDetail, DeliveryView, EventFilter, EventPage, ResendRange
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,34 @@ class NoticeService:
 
     # --- merchants: GET /v1/events -----------------------------------------------------------------------
 
-    async def list_events(self, app_id: str, after: int | None, limit: int) -> EventPage:
+    async def list_events(
+        self, app_id: str, after: int | None, limit: int, filters: EventFilter | None = None
+    ) -> EventPage:
         """The app's merchant-facing events oldest first, in commit order; `after` is a key from an earlier page
         (else 422)."""
+        f = filters or EventFilter()
         async with self._db.uow() as uow:
             position = None
             if after is not None and (position := await repo.cursor_position(uow.session, app_id, after)) is None:
                 raise InvalidRequest.field("cursor", "unknown cursor")
-            rows = await repo.app_events(uow.session, app_id, position, limit + 1)
+            rows = await repo.app_events(
+                uow.session, app_id, position, limit + 1,
+                event_type=f.event_type, created_from=f.created_from, created_to=f.created_to,
+            )  # fmt: skip
         shown = rows[:limit]
         return EventPage(
             payloads=[r.payload for r in shown],
             last_position=shown[-1].position if shown else None,
             more=len(rows) > limit,
         )
+
+    async def get_event(self, app_id: str, event_id: str) -> str:
+        """One of the app's events: the webhook body exactly as stored (and as POSTed)."""
+        async with self._db.uow() as uow:
+            payload = await repo.app_event(uow.session, app_id, event_id)
+        if payload is None:
+            raise EventNotFound(f"event {event_id} not found")
+        return payload
 
     # --- operators ---------------------------------------------------------------------------------------
 

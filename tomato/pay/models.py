@@ -73,6 +73,8 @@ class PayOrder(Base):
         Index("ix_pay_orders_created_at", "created_at"),
         Index("ix_pay_orders_out_trade_no", "out_trade_no"),
         Index("ix_pay_orders_channel_trade_no", "channel_trade_no"),
+        # the merchant's order list, newest first by keyset (migration 0017)
+        Index("ix_pay_orders_app_created", "app_id", "created_at", "order_no"),
     )
 
 
@@ -151,4 +153,6 @@ class Refund(Base):
         # refunds by any of their numbers (migration 0016)
         Index("ix_refunds_out_refund_no", "out_refund_no"),
         Index("ix_refunds_channel_refund_no", "channel_refund_no"),
+        # the merchant's refund list, newest first by keyset (migration 0017)
+        Index("ix_refunds_app_created", "app_id", "created_at", "refund_no"),
     )

@@ -11,6 +11,7 @@ from tomato.channel.protocol import ChannelNotify
 from tomato.merchant.schemas import AppAuth
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound
+from tomato.pay.list_queries import OrderQuery, RefundQuery
 from tomato.pay.schemas import (
     AnomalyView,
     CashierOrderView,
@@ -22,14 +23,14 @@ from tomato.pay.schemas import (
     RefundView,
     SucceededOrder,
 )
-from tomato.pay.service import close, confirm, create, jobs, lookup, reconciliation, refunds
+from tomato.pay.service import close, confirm, create, jobs, listing, lookup, reconciliation, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds import RefundPolicy
 from tomato.pay.service.views import order_view
 
-__all__ = ["CashierStart", "Outcome", "PayDeps", "PayService", "RefundPolicy"]
+__all__ = ["CashierStart", "OrderQuery", "Outcome", "PayDeps", "PayService", "RefundPolicy", "RefundQuery"]
 
 
 class PayService:
@@ -65,6 +66,14 @@ class PayService:
         if order is None:
             raise OrderNotFound(f"no order with out_trade_no {out_trade_no}")
         return order_view(order)
+
+    async def list_orders(self, query: OrderQuery, after: str | None, limit: int) -> list[PayOrderView]:
+        """The app's orders newest first after the order `after` (a cursor's key); `limit` rows."""
+        return await listing.list_orders(self.deps, query, after, limit)
+
+    async def list_refunds(self, query: RefundQuery, after: str | None, limit: int) -> list[RefundView]:
+        """The app's refunds newest first after the refund `after` (a cursor's key); `limit` rows."""
+        return await listing.list_refunds(self.deps, query, after, limit)
 
     async def close_order(self, app_id: str, order_no: str) -> PayOrderView:
         return await close.close_order(self.deps, app_id, order_no)
