@@ -55,6 +55,7 @@ class Fault:
     began: float = 0.0  # monotonic
     ended: float = 0.0  # monotonic: restored / restarted
     healed: float | None = None  # monotonic: first successful create after `ended`
+    hooks: float | None = None  # monotonic: first webhook received after `ended`
 
 
 class Chaos:
@@ -109,11 +110,15 @@ class Chaos:
 
 
 def schedule(minutes: float, seed: int) -> list[Fault]:
-    """Every fault kind once, in a seeded order, spread over the load (after a 5 s warm-up, ending 10 s early)."""
+    """Every fault kind once per round, each round in a seeded order, spread over the load (after a 5 s warm-up,
+    ending 10 s early); as many rounds as fit at one fault per 20 s, at least one (faults then overlap)."""
     rng = random.Random(seed)
-    kinds = FAULTS[:]
-    rng.shuffle(kinds)
     span = max(10.0, minutes * 60 - 15)
+    kinds: list[str] = []
+    for _ in range(max(1, int(span // (len(FAULTS) * 20)))):
+        round_ = FAULTS[:]
+        rng.shuffle(round_)
+        kinds += round_
     return [Fault(k, 5 + span * i / len(kinds) + rng.uniform(0, span / len(kinds) / 2)) for i, k in enumerate(kinds)]
 
 
@@ -142,18 +147,26 @@ async def drain(topo: Topology, receiver: Receiver, ops: Ops, timeout_s: float =
     return left
 
 
-async def finish(topo: Topology, accounts: dict[str, str], ops: Ops) -> tuple[dict[str, str], list[str]]:
-    """Settlement, the day's reconciliation per channel account, and `tomato ledger check`."""
+def business_day() -> str:
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+async def finish(
+    topo: Topology, accounts: dict[str, str], ops: Ops, first_day: str
+) -> tuple[dict[str, str], list[str]]:
+    """Settlement, the reconciliation of each business date the run touched per channel account, and
+    `tomato ledger check`."""
     fin = {"Authorization": f"Bearer {topo.tokens['finance']}"}
-    day = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    days = sorted({first_day, business_day()})
     recon: dict[str, str] = {}
     async with httpx.AsyncClient(base_url=topo.gateway_url, headers=fin, timeout=120) as admin:
-        await admin.post("/admin/settlements/run", json={"date": day})
-        for channel, account in accounts.items():
-            r = await admin.post("/admin/reconciliation/run", json={"channel_account_id": account, "date": day})
-            recon[account] = r.json().get("status", f"HTTP {r.status_code}") if r.status_code == 200 else \
-                f"HTTP {r.status_code} {r.text[:200]}"  # fmt: skip
-            ops.count(f"reconciliation {channel}")
+        await admin.post("/admin/settlements/run", json={"date": days[-1]})
+        for day in days:
+            for channel, account in accounts.items():
+                r = await admin.post("/admin/reconciliation/run", json={"channel_account_id": account, "date": day})
+                recon[f"{account} {day}"] = r.json().get("status", "?") if r.status_code == 200 else \
+                    f"HTTP {r.status_code} {r.text[:200]}"  # fmt: skip
+                ops.count(f"reconciliation {channel}")
     done = await topo.tomato("ledger", "check")
     violations = [ln for ln in done.stdout.splitlines() if ln.startswith("violation")]
     if done.returncode != 0 and not violations:
@@ -168,10 +181,12 @@ def table(ops: Ops, faults: list[Fault], verdict: Verdict, drained: str, t0: flo
             f"  {'webhooks received again (same id)':<36} {receiver.deliveries - len(receiver.bodies):>7}"]
     if ops.failures:
         out += ["unexpected / gave up", *(f"  {k:<36} {v:>7}" for k, v in sorted(ops.failures.items()))]
-    out += ["faults injected (s after start: began, lasted, healed after)"]
+    out += ["faults injected (began s after start, lasted; healed: s from its end to the first successful create sent"
+            " after it / to the next webhook received)"]  # fmt: skip
     for f in faults:
         heal = f"{f.healed - f.ended:6.1f}s" if f.healed is not None else "  never"
-        out.append(f"  {f.kind:<28} at {f.began - t0:6.1f}s  lasted {f.ended - f.began:5.1f}s  healed {heal}")
+        hooks = f"{f.hooks - f.ended:6.1f}s" if f.hooks is not None else "  never"
+        out.append(f"  {f.kind:<28} at {f.began - t0:6.1f}s  lasted {f.ended - f.began:5.1f}s  healed {heal} / {hooks}")
     out += ["checked", *(f"  {k:<36} {v:>7}" for k, v in verdict.checked.items())]
     out += [f"lost {verdict.lost}, doubled {verdict.doubled}, other problems "
             f"{len(verdict.problems) - verdict.lost - verdict.doubled}"]  # fmt: skip
@@ -197,7 +212,7 @@ async def run(args: argparse.Namespace) -> int:
                             topo.gateway_url, topo.tokens, args.seed)  # fmt: skip
         chaos = Chaos(topo, receiver, random.Random(args.seed))
         faults = schedule(args.minutes, args.seed)
-        t0 = time.monotonic()
+        t0, first_day = time.monotonic(), business_day()
 
         async def faulting() -> None:
             running: list[asyncio.Task[None]] = []
@@ -212,13 +227,16 @@ async def run(args: argparse.Namespace) -> int:
         for f in faults:
             # healed: the first create sent after the fault ended that succeeded (whatever else is still going on)
             f.healed = min((done for sent, done in workload.ops.successes if sent >= f.ended), default=None)
+            f.hooks = min((t for t in receiver.times if t >= f.ended), default=None)
         print("draining …", flush=True)
         drained = await drain(topo, receiver, workload.ops)
-        recon, violations = await finish(topo, seeded.accounts, workload.ops)
+        recon, violations = await finish(topo, seeded.accounts, workload.ops, first_day)
         state = await collect(topo.db_url, workload.ops.sim_paid, receiver.bodies, workload.ops.keys, violations,
                               recon)  # fmt: skip
         state.bank_payouts = await bank_view(topo.env, topo.db_url)
         (work / "state.json").write_text(state.to_json())
+        if args.state_out:
+            Path(args.state_out).write_text(state.to_json())
         verdict = check(state)
         verdict.problems += [f"gave up or unexpected answer: {kind} ×{n} (last errors {workload.ops.last_error})"
                              for kind, n in sorted(workload.ops.failures.items())]  # fmt: skip
@@ -240,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=10.0, help="how long the load runs (the drain comes after)")
     p.add_argument("--rate", type=float, default=8.0, help="merchant operations started per second")
     p.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(2)), help="fault order and traffic mix")
+    p.add_argument("--state-out", help="also write the checked state (JSON, bench/chaos_check.RunState) here")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, state.json) after a pass")
     args = p.parse_args(argv)
     print(f"seed {args.seed} started {datetime.now(UTC):%H:%M:%S}Z", flush=True)

@@ -16,6 +16,7 @@ class Receiver:
         self.bodies: dict[str, set[str]] = {}  # event id → distinct body hashes seen
         self.types: dict[str, str] = {}  # event id → the Tomato event type (from the body)
         self.deliveries = 0
+        self.times: list[float] = []  # monotonic time of each delivery answered 200
         self.refused = 0
         self.flaky_until = 0.0
         self.fail_share = fail_share
@@ -40,6 +41,7 @@ class Receiver:
             with contextlib.suppress(ValueError):
                 self.types[event_id] = str(json.loads(body).get("type", ""))
         self.deliveries += 1
+        self.times.append(time.monotonic())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
