@@ -214,22 +214,31 @@ async def run(args: argparse.Namespace) -> int:
         faults = schedule(args.minutes, args.seed)
         t0, first_day = time.monotonic(), business_day()
 
+        faults_over: list[float] = []
+
         async def faulting() -> None:
             running: list[asyncio.Task[None]] = []
             for f in faults:
                 await asyncio.sleep(max(0.0, t0 + f.at - time.monotonic()))
                 running.append(asyncio.create_task(chaos.inject(f)))
             await asyncio.gather(*running)
+            faults_over.append(time.monotonic())
+
+        def load_done() -> bool:
+            """The set time is up and the last fault ended 5 s ago (so every fault is followed by traffic)."""
+            now = time.monotonic()
+            return now >= t0 + args.minutes * 60 and bool(faults_over) and now >= faults_over[0] + 5
 
         print(f"load: {args.rate}/s for {args.minutes} min, {len(faults)} faults", flush=True)
-        await asyncio.gather(workload.run(args.minutes * 60, args.rate), faulting())
+        await asyncio.gather(workload.run(args.rate, load_done), faulting())
         await chaos.heal_all()
         for f in faults:
             # healed: the first create sent after the fault ended that succeeded (whatever else is still going on)
             f.healed = min((done for sent, done in workload.ops.successes if sent >= f.ended), default=None)
-            f.hooks = min((t for t in receiver.times if t >= f.ended), default=None)
         print("draining …", flush=True)
         drained = await drain(topo, receiver, workload.ops)
+        for f in faults:
+            f.hooks = min((t for t in receiver.times if t >= f.ended), default=None)
         recon, violations = await finish(topo, seeded.accounts, workload.ops, first_day)
         state = await collect(topo.db_url, workload.ops.sim_paid, receiver.bodies, workload.ops.keys, violations,
                               recon)  # fmt: skip

@@ -16,6 +16,7 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,13 +118,14 @@ class Workload:
         self.n = 0
         self.available_hint = 0
 
-    async def run(self, seconds: float, rate: float) -> None:
-        """Open loop: `rate` merchant operations a second for `seconds`, each its own task."""
-        end, interval = time.monotonic() + seconds, 1.0 / rate
+    async def run(self, rate: float, done: Callable[[], bool]) -> None:
+        """Open loop: `rate` merchant operations a second, each its own task, until `done()`."""
+        interval = 1.0 / rate
         next_at = time.monotonic()
-        while (now := time.monotonic()) < end:
+        while not done():
+            now = time.monotonic()
             if now < next_at:
-                await asyncio.sleep(next_at - now)
+                await asyncio.sleep(min(next_at - now, 0.5))
                 continue
             next_at += interval
             self._spawn(self._one())
