@@ -179,6 +179,7 @@ def table(ops: Ops, faults: list[Fault], verdict: Verdict, drained: str, t0: flo
     out += [f"  {'webhooks received (200)':<36} {receiver.deliveries:>7}",
             f"  {'webhooks answered 500':<36} {receiver.refused:>7}",
             f"  {'webhooks received again (same id)':<36} {receiver.deliveries - len(receiver.bodies):>7}"]
+    out += [f"  {'longest retrying, ' + what:<36} {secs:6.1f}s" for what, secs in sorted(ops.longest.items())]
     if ops.failures:
         out += ["unexpected / gave up", *(f"  {k:<36} {v:>7}" for k, v in sorted(ops.failures.items()))]
     out += ["faults injected (began s after start, lasted; healed: s from its end to the first successful create sent"

@@ -39,6 +39,7 @@ class Ops:
     refunded: dict[str, int] = field(default_factory=dict)  # order_no → refunds accepted (fen)
     successes: list[tuple[float, float]] = field(default_factory=list)  # (sent, answered) of each successful create
     last_error: dict[str, str] = field(default_factory=dict)
+    longest: dict[str, float] = field(default_factory=dict)  # what a retry was for → longest wait for a final answer
 
     def count(self, kind: str, ok: bool = True) -> None:
         bucket = self.counts if ok else self.failures
@@ -66,20 +67,26 @@ class Merchant:
     async def post(self, path: str, payload: dict[str, Any], key: str, ops: Ops) -> httpx.Response | None:
         """POST with `key`, retried with the same key and bytes until a final answer; None if it never came."""
         body = json.dumps(payload, separators=(",", ":")).encode()
-        deadline, delay = time.monotonic() + RETRY_FOR_S, 0.2
+        first = time.monotonic()
+        deadline, delay = first + RETRY_FOR_S, 0.2
         while time.monotonic() < deadline:
             headers = {**self._headers("POST", path, body), "Idempotency-Key": key}
             try:
                 r = await self.http.post(path, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 ops.last_error[path.split("/")[2]] = type(exc).__name__
+                ops.count("retry after a connection error")
             else:
                 code = _code(r)
                 if r.status_code < 500 and r.status_code != 429 and code != "IDEMPOTENCY_KEY_CONFLICT":
+                    if delay > 0.2:  # it was retried: how long until the final answer
+                        what = path.split("/")[2]
+                        ops.longest[what] = max(ops.longest.get(what, 0.0), time.monotonic() - first)
                     if r.status_code < 300:
                         ops.keys.setdefault(key, set()).add(_resource_id(r.json()))
                     return r
                 ops.last_error[path.split("/")[2]] = f"{r.status_code} {code}"
+                ops.count(f"retry after {r.status_code} {code}".rstrip())
             ops.count("retried (same key)")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 3.0)
