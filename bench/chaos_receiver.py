@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import random
 import time
 
@@ -14,7 +13,6 @@ import time
 class Receiver:
     def __init__(self, seed: int, fail_share: float = 0.3) -> None:
         self.bodies: dict[str, set[str]] = {}  # event id → distinct body hashes seen
-        self.types: dict[str, str] = {}  # event id → the Tomato event type (from the body)
         self.deliveries = 0
         self.times: list[float] = []  # monotonic time of each delivery answered 200
         self.refused = 0
@@ -37,9 +35,6 @@ class Receiver:
 
     def record(self, event_id: str, body: bytes) -> None:
         self.bodies.setdefault(event_id, set()).add(hashlib.sha256(body).hexdigest())
-        if event_id not in self.types:
-            with contextlib.suppress(ValueError):
-                self.types[event_id] = str(json.loads(body).get("type", ""))
         self.deliveries += 1
         self.times.append(time.monotonic())
 

@@ -119,7 +119,8 @@ class Topology:
         done = await self.tomato("db", "upgrade")
         if done.returncode != 0:
             raise TopologyError(f"tomato db upgrade failed:\n{done.stdout}\n{done.stderr}")
-        self.services = Services(self.work)
+        (self.work / "logs").mkdir(exist_ok=True)
+        self.services = Services(self.work / "logs")  # one log per process start: <name>.<unix time>.log
         for name in ("sandbox", "serve-1", "serve-2", "worker-1", "worker-2", "scheduler-1", "scheduler-2"):
             self.start(name)
         for name in ("sandbox", "serve-1", "serve-2"):
@@ -140,9 +141,6 @@ class Topology:
 
     def start(self, name: str) -> Service:
         assert self.services is not None
-        log_dir = self.work / "logs"
-        log_dir.mkdir(exist_ok=True)
-        self.services.log_dir = log_dir
         service = self.services.start(f"{name}.{int(time.time())}", self.argv(name), self.env, ROOT)
         self.procs[name] = service
         return service
