@@ -10,7 +10,9 @@ Create-order writes twice (order + first attempt; attempt result + PAYING transi
 
 Only keyed inserts and keyed, optionally status-guarded updates are offered; the last write may ask for the
 updated row back. A unique violation is raised as SQLAlchemy's `IntegrityError` on both backends, and then
-nothing of the batch is written. Table and column names come from our code, never from a request.
+nothing of the batch is written; a connection that died under the batch as `DBAPIError` with
+`connection_invalidated` (whether a statement that was sent landed is then unknown, as for any lost commit).
+Table and column names come from our code, never from a request.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Table, Update, insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 Row = dict[str, Any]
@@ -103,8 +105,11 @@ class WriteBatch:
                 return None
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError(sql, args, exc) from exc
-            except (asyncpg.InterfaceError, OSError, ConnectionError):
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+                lost = raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
                 await conn.invalidate()  # a broken connection must not go back to the pool
+                if lost:  # reported as SQLAlchemy reports a dead connection: the API answers it as an outage (503)
+                    raise DBAPIError(sql, None, exc, hide_parameters=True, connection_invalidated=True) from exc
                 raise
 
     async def _commit_core(self) -> Row | None:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -64,12 +65,23 @@ def _unparseable(exc: Exception) -> bool:
     return isinstance(exc, StarletteHTTPException) and exc.status_code == 400
 
 
+def _database_unreachable(exc: Exception) -> bool:
+    """The database is down or restarting (the pool cannot connect, or the connection died under the request): an
+    outage to retry after, not a bug. Whether a commit in flight landed is unknown, so the retry needs the same
+    Idempotency-Key (or out_*_no) — as after any 5xx."""
+    return isinstance(exc, ConnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 def error_response(request: Request, exc: Exception) -> Response:
     """The one place that turns an exception into status + error body (signed later by the v1 layer)."""
     rid = request_id(request)
     headers: dict[str, str] = {}
     if _unparseable(exc):
         exc = MalformedJson("the body was not JSON")
+    if _database_unreachable(exc):
+        log.warning("database unreachable on %s %s [%s]: %s", request.method, request.url.path, rid,
+                    type(exc).__name__)  # fmt: skip
+        exc = ServiceUnavailable("the database cannot be reached right now; retry")
     if isinstance(exc, TomatoError):
         status, body = exc.status, error_body(exc.code, exc.message, rid, exc.details)
         if isinstance(exc, RateLimited | ServiceUnavailable):
