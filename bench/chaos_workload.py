@@ -47,7 +47,7 @@ class Ops:
 
 
 class Merchant:
-    """A signed merchant API client (API.md §1, HMAC-SHA256)."""
+    """A signed merchant API client (docs/merchant-guide.md, HMAC-SHA256)."""
 
     def __init__(self, base_url: str, app_id: str, secret: str) -> None:
         self.app_id, self.secret = app_id, secret.encode()

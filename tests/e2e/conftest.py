@@ -1,4 +1,4 @@
-"""End-to-end fixtures: `tomato dev` as a real process on loopback, used only through API.md."""
+"""End-to-end fixtures: `tomato dev` as a real process on loopback, used only through docs/api.md."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class DevStack:
         self.creds, self.proc, self.env, self.cwd = creds, proc, env, cwd
 
     async def scalar(self, sql: str, *args: Any) -> Any:
-        """Reads the stack's own database (to count outbox events, which API.md exposes only later)."""
+        """Reads the stack's own database (to count outbox events, which docs/api.md exposes only later)."""
         url = self.env.get("TOMATO_DATABASE_URL")
         if url is None:
             import sqlite3

@@ -1,4 +1,4 @@
-"""API.md §4, black-box, for the bank: a BANK_WEB order is payable by `order_no` as soon as create answers.
+"""docs/api.md, black-box, for the bank: a BANK_WEB order is payable by `order_no` as soon as create answers.
 
 Nobody posts the `form_html` (as in the black-box tests outside this repo): the platform's create must already have
 registered the trade at the bank simulator.

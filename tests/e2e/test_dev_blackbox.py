@@ -1,4 +1,4 @@
-"""Issues 3 and 4 acceptance 1, black-box: a client written from API.md alone against `tomato dev`, every method."""
+"""Issues 3 and 4 acceptance 1, black-box: a client written from the docs alone against `tomato dev`, every method."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Issue 17 acceptance 1, black-box against `tomato dev`: a paid order of 100,000 fen shows as pending 99,400 in
 `GET /v1/balance` within 2 s; `POST /admin/settlements/run` for a date it is due by makes it available; a 30,000
-refund takes 29,820 back (ledger-reliability §5.2); a 50,000 payout ends SUCCEEDED with available reduced by it; and
+refund takes 29,820 back (docs/finance.md); a 50,000 payout ends SUCCEEDED with available reduced by it; and
 `tomato ledger check` passes."""
 
 from __future__ import annotations

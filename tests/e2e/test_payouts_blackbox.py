@@ -28,7 +28,7 @@ def _database(stack: DevStack) -> Database:
 
 
 async def _final(client: MerchantClient, payout_no: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):  # API.md: paid out within 10 s under tomato dev
+    async with asyncio.timeout(10):  # docs/api.md: paid out within 10 s under tomato dev
         while True:
             got = (await client.request("GET", f"/v1/payouts/{payout_no}")).json()
             if got["status"] != "PENDING":

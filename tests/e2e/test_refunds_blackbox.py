@@ -1,4 +1,4 @@
-"""Issue 5 acceptance 1 (and 5), black-box: refunds through API.md alone against `tomato dev`, per channel."""
+"""Issue 5 acceptance 1 (and 5), black-box: refunds through docs/api.md alone against `tomato dev`, per channel."""
 
 from __future__ import annotations
 

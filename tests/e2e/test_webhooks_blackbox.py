@@ -1,5 +1,5 @@
 """Issue 6 acceptance 1, black-box: `tomato dev --notify-url` and a local receiver. The receiver gets pay.succeeded
-within 2 s of `/sandbox/scan`, and the signature verifies with code written from API.md alone
+within 2 s of `/sandbox/scan`, and the signature verifies with code written from docs/api.md alone
 (`tests/fixtures/webhook_receiver.verify_webhook`); `GET /v1/events` lists the same body."""
 
 from __future__ import annotations

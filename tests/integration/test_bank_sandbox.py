@@ -188,7 +188,7 @@ async def env(keys: dict[str, rsa.RSAPrivateKey]) -> AsyncIterator[Env]:
 async def test_scan_by_order_no_right_after_create_pays_and_notifies(
     env: Env, keys: dict[str, rsa.RSAPrivateKey]
 ) -> None:
-    """API.md §4: nobody posts the form; the pre-order alone lets the payer pay by order number."""
+    """docs/api.md: nobody posts the form; the pre-order alone lets the payer pay by order number."""
     form = await env.create("P20240101001")
     unpaid = await env.adapter.query(env.ref("P20240101001"))
     assert (unpaid.status, unpaid.code) == (ResultStatus.WAITING, "34")

@@ -140,7 +140,7 @@ async def test_two_partial_refunds_return_180_then_420(pay: PayStack) -> None:
         180,
         30_000,
     )
-    assert first_facts["channel_cost_returned"] == 114  # ledger-reliability §5.2: 0.38 % of 30,000
+    assert first_facts["channel_cost_returned"] == 114  # docs/finance.md, the ledger's entries: 0.38 % of 30,000
 
 
 async def test_shares_are_cumulative_so_rounding_never_returns_more_than_the_fee(pay: PayStack) -> None:

@@ -1,4 +1,4 @@
-"""Issue 3 acceptance 3: every auth and validation error of API.md §1 this issue can raise; none writes a row."""
+"""Issue 3 acceptance 3: every auth and validation error this issue can raise (merchant guide); none writes a row."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ledger-reliability L13: 1,000 synthetic statement rows with 5 % injected faults of every kind — missing on either
+"""reliability scenario L13: 1,000 synthetic statement rows with 5 % injected faults of every kind — missing on either
 side, amount, fee, status, a repeated row, a cross-day pair — are all classified exactly with no false positive,
 and re-running the date writes no new adjustment. Orders are written straight into pay's table (the run reads them
 through pay's read model), the statement comes from a test source."""

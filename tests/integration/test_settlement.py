@@ -197,7 +197,7 @@ async def test_business_dates_follow_the_business_zone_not_utc(stack) -> None:  
 
 
 async def test_a_run_whose_lease_went_to_another_runner_writes_nothing(stack) -> None:  # type: ignore[no-untyped-def]
-    """ledger-reliability L9: the stale runner's settlement is refused by fencing at its commit."""
+    """reliability scenario L9: the stale runner's settlement is refused by fencing at its commit."""
     c, _ = stack
     m = await merchant(c)
     await pay(c, m, 10_000, FRI)

@@ -1,4 +1,4 @@
-"""Issue 17 acceptance 5 (ledger-reliability L9): settlement started in three OS processes at once on PostgreSQL
+"""Issue 17 acceptance 5 (reliability scenario L9): settlement started in three OS processes at once on PostgreSQL
 books one journal and one batch per merchant and date, and moves exactly what was eligible — whether the processes
 race inside the service (the batch key, the line keys and the merchant's row locks decide) or start the
 lease-fenced daily job (one runner)."""

@@ -1,6 +1,6 @@
 """Bank (UnionPay ACP 5.1.0, signMethod 01) signing and wire codec, byte for byte.
 
-The signature is cross-checked against a second implementation written in this file from channel-protocols.md
+The signature is cross-checked against a second implementation written in this file from docs/channels.md
 §C3 alone (filter blanks, sort, `k=v&…`, lowercase hex SHA-256, RSA-SHA256 over those 64 ASCII bytes, base64).
 Keys are generated per test module; the only pinned value is the key-free §D9 digest.
 """

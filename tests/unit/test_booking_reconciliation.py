@@ -1,5 +1,5 @@
 """The entries reconciliation's events book (tomato/account/booking_reconciliation.py): balanced, signed the way
-ledger-reliability §5.2 reads, keyed so a replay is the same journal, and nothing for an event that moves no money."""
+docs/finance.md reads, keyed so a replay is the same journal, and nothing for an event that moves no money."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 2 acceptance 5: the layer contract of DESIGN.md §3 holds, and it catches a violation."""
+"""Issue 2 acceptance 5: the layer contract of docs/architecture.md holds, and it catches a violation."""
 
 from __future__ import annotations
 

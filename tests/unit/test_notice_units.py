@@ -49,7 +49,7 @@ def test_bad_schedules_are_refused(text: str) -> None:
 def test_config_reads_the_settings() -> None:
     config = NoticeConfig.from_settings(Settings(webhook_time_scale=60.0, webhook_allowed_networks="127.0.0.0/8"))
     assert config.schedule.time_scale == 60.0 and [str(n) for n in config.allowed_networks] == ["127.0.0.0/8"]
-    assert config.http_timeout_s == 5.0  # API.md: the time scale never shortens the 5 s limit
+    assert config.http_timeout_s == 5.0  # docs/api.md: the time scale never shortens the 5 s limit
 
 
 def test_only_delivery_ids_are_accepted_from_the_queue() -> None:

@@ -1,5 +1,5 @@
 """Due dates on working days (weekends, holidays, 调休) and business dates in the business zone, not the host's
-(ledger-reliability L10: payments at Fri 23:59:59 and Sat 00:00:00 Asia/Shanghai)."""
+(reliability scenario L10: payments at Fri 23:59:59 and Sat 00:00:00 Asia/Shanghai)."""
 
 from __future__ import annotations
 

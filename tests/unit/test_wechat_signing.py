@@ -1,6 +1,6 @@
 """WeChat Pay v3 signing, notify encryption, wire codec and config, byte for byte, cross-checked with wechatpayv3.
 
-Keys are generated per module; nothing is copied from other projects (channel-protocols.md §D).
+Keys are generated per module; nothing is copied from other projects (docs/channels.md).
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ BJ = timezone(timedelta(hours=8))
 
 
 def test_trade_bill_matches_the_published_layout() -> None:
-    """The synthetic ALL example of channel-protocols.md §B9, rebuilt from its values."""
+    """The synthetic ALL example of docs/reconciliation.md, rebuilt from its values."""
     common = {
         "appid": "wx0000000000000001",
         "mchid": "1900000001",

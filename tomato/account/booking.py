@@ -7,7 +7,7 @@ the first insert of the inbox row wins and a twin waits on it, then finds it and
 source key (`order`/`refund`/`anomaly` id) is a second guard: an event announcing something already booked under
 another event id books nothing either ("duplicate").
 
-The journals (ledger-reliability §5.2; A amount, F fee, C channel cost, ca the channel account):
+The journals (docs/finance.md, the ledger's entries; A amount, F fee, C channel cost, ca the channel account):
 
 - payment: channel_receivable(ca) +(A−C), channel_fee_expense(ca) +C, merchant_pending −(A−F), platform_fee_income −F
 - refund R returning fee f, the channel giving back its cost c: merchant_pending +(R−f) as far as pending covers it

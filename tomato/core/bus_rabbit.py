@@ -1,6 +1,6 @@
 """RabbitMQ backend of the event bus (aio-pika): durable topology, publisher confirms, bounded consumers.
 
-Why it looks the way it does (ledger-reliability.md §7):
+Why it looks the way it does (docs/operations.md, scaling out):
 
 * `publish` returns only after the broker confirmed *every* message; anything else (nack, timeout, connection
   down, a confirm lost with the connection) raises `BusPublishError`, so the relay never marks an unconfirmed

@@ -16,7 +16,7 @@ def merchant_facing(event_type: str) -> bool:
 
 
 class EventType(StrEnum):
-    """Every type a merchant's event can have (API.md §2): the values `GET /v1/events?type=` takes."""
+    """Every type a merchant's event can have (docs/webhooks.md): the values `GET /v1/events?type=` takes."""
 
     PAY_SUCCEEDED = "pay.succeeded"
     PAY_FAILED = "pay.failed"

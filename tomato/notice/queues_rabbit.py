@@ -1,4 +1,4 @@
-"""RabbitMQ delivery queue: a quorum work queue plus one TTL queue per retry delay (ledger-reliability.md §7.1).
+"""RabbitMQ delivery queue: a quorum work queue plus one TTL queue per retry delay (docs/webhooks.md).
 
 Topology, all under `<prefix>.webhooks`:
 

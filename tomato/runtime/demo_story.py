@@ -1,5 +1,5 @@
 """The steps of `tomato demo`'s story, each driven over HTTP exactly as a merchant, a payer (the simulator's payer
-API) and finance staff would (API.md), each ending in a one-line result or a `StepFailed` saying why.
+API) and finance staff would (docs/api.md), each ending in a one-line result or a `StepFailed` saying why.
 
 Every wait is on a condition polled against a deadline: the figures come from the API's own answers (the fees the
 platform charged, the balance it reports), never from constants the story assumes.
@@ -24,7 +24,7 @@ from tomato.runtime.demo_client import SignedClient, WebhookReceiver
 from tomato.runtime.demo_stack import DemoStack
 
 T = TypeVar("T")
-WAIT_S = 20.0  # API.md promises seconds for each of these; a stack that needs more than this is broken
+WAIT_S = 20.0  # docs/api.md promises seconds for each of these; a stack that needs more than this is broken
 POLL_S = 0.05
 SETTLE_AHEAD_DAYS = 15  # a settlement run this far ahead covers T+1 across any run of holidays
 PAYOUT_ACCOUNT = {"name": "Demo Merchant Ltd", "number": "6222020200112233445", "bank": "ICBC"}

@@ -1,4 +1,4 @@
-"""The Alipay OpenAPI simulator: one gateway, RSA2 both ways, signed async notifies (channel-protocols.md §A).
+"""The Alipay OpenAPI simulator: one gateway, RSA2 both ways, signed async notifies (docs/channels.md).
 
 Wire rules it keeps: requests verified over query ∪ form params exactly as received; responses emitted as
 `{"<m>_response":<node>,"sign":"…"}` with the node signed byte for byte and no braces inside string values;

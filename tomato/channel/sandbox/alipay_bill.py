@@ -1,4 +1,4 @@
-"""The Alipay trade bill the simulator serves (channel-protocols facts in docs/reconciliation.md).
+"""The Alipay trade bill the simulator serves (its layout: docs/reconciliation.md).
 
 A zip (`<pid>_<yyyyMMdd>.csv.zip`) of two GBK CSVs with GBK-encoded entry names: `<pid>_<yyyyMMdd>_业务明细.csv`
 (header lines, `#-----…业务明细列表-----…`, 25 columns, rows whose id cells end in a TAB, the end marker, footer

@@ -1,4 +1,4 @@
-"""The bank simulator, modelled on UnionPay ACP 5.1.0 (channel-protocols.md §C).
+"""The bank simulator, modelled on UnionPay ACP 5.1.0 (docs/channels.md).
 
 Endpoints: the app pre-order, the front form (the payer's browser), back transactions (refunds), query and file
 transfer; every request is verified (merId, certId, signMethod 01 signature) and every answer is a signed raw

@@ -1,4 +1,4 @@
-"""The WeChat Pay API v3 simulator: `/v3/…` JSON APIs signed both ways, encrypted notifies (channel-protocols.md §B).
+"""The WeChat Pay API v3 simulator: `/v3/…` JSON APIs signed both ways, encrypted notifies (docs/channels.md).
 
 Wire rules it keeps: requests verified over `METHOD\\nURL?query\\nTS\\nNONCE\\nBODY\\n` from the raw request line and
 raw body (401 `SIGN_ERROR`, signed, otherwise); every answer — errors and the empty 204 of close included — signed

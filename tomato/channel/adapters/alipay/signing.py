@@ -1,4 +1,4 @@
-"""Alipay RSA2 signatures, byte for byte (channel-protocols.md §A3, §A4, §A7).
+"""Alipay RSA2 signatures, byte for byte (docs/channels.md3, §A4, §A7).
 
 - Requests: every param except `sign` and empty values (`sign_type` kept), sorted by key, `k=v` joined by
   `&`, raw values.

@@ -1,4 +1,4 @@
-"""The bank channel adapter, modelled on UnionPay ACP 5.1.0 (channel-protocols.md §C).
+"""The bank channel adapter, modelled on UnionPay ACP 5.1.0 (docs/channels.md).
 
 Result mapping (respCode = the call's own outcome, origRespCode = the queried transaction's):
 

@@ -1,4 +1,4 @@
-"""UnionPay ACP 5.1.0 wire values (channel-protocols.md §C): fen strings, Beijing times, `k=v&…` bodies, forms.
+"""UnionPay ACP 5.1.0 wire values (docs/channels.md): fen strings, Beijing times, `k=v&…` bodies, forms.
 
 Pure functions shared by the adapter and the simulator, so both read and write the bank's wire format the same
 way: amounts stay integer fen, times never lose their zone, and nested `{…}`/`[…]` values survive parsing.

@@ -1,4 +1,4 @@
-"""UnionPay ACP 5.1.0 signatures, signMethod `01` (channel-protocols.md §C3), byte for byte.
+"""UnionPay ACP 5.1.0 signatures, signMethod `01` (docs/channels.md3), byte for byte.
 
 1. Signing drops blank values and trims the rest (`SDKUtil.filterBlank`), sets `certId` to the signer's decimal
    certificate serial, and never includes `signature`.

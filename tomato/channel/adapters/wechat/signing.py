@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 signatures and notify encryption, byte for byte (channel-protocols.md §B2, §B3, §B5, §B7).
+"""WeChat Pay API v3 signatures and notify encryption, byte for byte (docs/channels.md2, §B3, §B5, §B7).
 
 - Requests (merchant → WeChat): `METHOD\\nURL\\nTIMESTAMP\\nNONCE\\nBODY\\n`, URL = path plus `?query` exactly as sent,
   BODY = the exact bytes sent (empty for GET); carried in `Authorization: WECHATPAY2-SHA256-RSA2048 k="v",…`.
