@@ -25,6 +25,7 @@ from tomato.channel.protocol import (
     RefundRef,
     RefundRequest,
     ResultStatus,
+    SubMerchant,
     TradeRef,
 )
 
@@ -80,8 +81,8 @@ class GuardedAdapter:
             return _no_payouts(self.channel)
         return await self._run(lambda: inner.query_payout(ref))
 
-    async def download_statement(self, bill_date: date) -> bytes:
-        return await self.inner.download_statement(bill_date)
+    async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
+        return await self.inner.download_statement(bill_date, sub)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify:
         return self.inner.parse_callback(headers, body)

@@ -76,6 +76,32 @@ class ChannelResult:
 
 
 @dataclass(frozen=True)
+class SubMerchant:
+    """The sub-merchant a service-provider account acts for (docs/channels.md, "Service-provider accounts").
+
+    Alipay ISV: `app_auth_token` (secret: never printed) and the authorizing `auth_app_id`; WeChat partner:
+    `sub_mchid` and optional `sub_appid`. Requests in direct mode carry none.
+    """
+
+    app_auth_token: str | None = None
+    auth_app_id: str | None = None
+    sub_mchid: str | None = None
+    sub_appid: str | None = None
+
+    def __repr__(self) -> str:
+        token = "****" if self.app_auth_token else None
+        return (
+            f"SubMerchant(app_auth_token={token!r}, auth_app_id={self.auth_app_id!r}, "
+            f"sub_mchid={self.sub_mchid!r}, sub_appid={self.sub_appid!r})"
+        )
+
+    @property
+    def notify_id(self) -> str | None:
+        """What the channel's notify names the sub-merchant by: Alipay's `auth_app_id`, WeChat's `sub_mchid`."""
+        return self.auth_app_id or self.sub_mchid
+
+
+@dataclass(frozen=True)
 class CreateRequest:
     order_no: str  # the merchant order number at the channel
     amount: int  # fen
@@ -88,6 +114,7 @@ class CreateRequest:
     client_ip: str | None = None
     openid: str | None = None
     created_at: datetime | None = None  # when the order was made (the bank identifies a trade by it: txnTime)
+    sub: SubMerchant | None = None  # service-provider mode: the merchant's identity under the provider
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,7 @@ class TradeRef:
     channel_trade_no: str | None = None
     amount: int | None = None  # fen; the bank's query needs the original txnTime/amount context
     created_at: datetime | None = None
+    sub: SubMerchant | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +139,7 @@ class RefundRequest:
     channel_trade_no: str | None = None
     order_created_at: datetime | None = None
     created_at: datetime | None = None  # when the refund was made (the bank's txnTime of the refund)
+    sub: SubMerchant | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +149,7 @@ class RefundRef:
     amount: int | None = None
     channel_trade_no: str | None = None
     created_at: datetime | None = None
+    sub: SubMerchant | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +193,7 @@ class ChannelNotify:
     channel_refund_no: str | None = None
     payout_no: str | None = None
     failure_reason: str | None = None  # the channel's code and message when status is FAIL
+    sub_merchant: str | None = None  # service-provider mode: the sub-merchant named (auth_app_id / sub_mchid)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -196,7 +227,7 @@ class ChannelAdapter(Protocol):
     async def close(self, ref: TradeRef) -> ChannelResult: ...
     async def refund(self, req: RefundRequest) -> ChannelResult: ...
     async def query_refund(self, ref: RefundRef) -> ChannelResult: ...
-    async def download_statement(self, bill_date: date) -> bytes: ...
+    async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes: ...
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify: ...
     def callback_ack(self, ok: bool, message: str = "") -> AckResponse: ...
 

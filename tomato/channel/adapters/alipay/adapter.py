@@ -31,6 +31,7 @@ from tomato.channel.protocol import (
     RefundRequest,
     ResultStatus,
     StatementUnavailable,
+    SubMerchant,
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
@@ -202,7 +203,7 @@ class AlipayAdapter:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"refund.query: {exc}")
         return ChannelResult(ResultStatus.SUCCESS, channel_trade_no=trade_no, amount=amount)
 
-    async def download_statement(self, bill_date: date) -> bytes:
+    async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
         biz = {"bill_type": "trade", "bill_date": codec.format_bill_date(bill_date)}
         node = await self._call("alipay.data.dataservice.bill.downloadurl.query", biz)
         if isinstance(node, ChannelResult):

@@ -74,6 +74,7 @@ from tomato.channel.protocol import (
     RefundRequest,
     ResultStatus,
     StatementUnavailable,
+    SubMerchant,
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
@@ -203,7 +204,7 @@ class BankAdapter:
             amount=ref.amount if found.amount is None else found.amount,
         )
 
-    async def download_statement(self, bill_date: date) -> bytes:
+    async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
         """The zip of the day's reconciliation file (§C5): our documented CSV inside the real envelope."""
         if not self._config.file_url:
             raise StatementUnavailable(_refused("NO_FILE_URL", "this bank account has no file_url configured"))

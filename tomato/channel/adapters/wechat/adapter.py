@@ -30,6 +30,7 @@ from tomato.channel.protocol import (
     RefundRequest,
     ResultStatus,
     StatementUnavailable,
+    SubMerchant,
     TradeRef,
 )
 from tomato.core.clock import Clock, SystemClock
@@ -195,7 +196,7 @@ class WechatAdapter:
             paid_at=succeeded_at,
         )
 
-    async def download_statement(self, bill_date: date) -> bytes:
+    async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
         """The day's ALL trade bill, decompressed and checked against WeChat's SHA1 (§B9): UTF-8 CSV bytes."""
         path = f"/v3/bill/tradebill?bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP"
         body = await self._call("GET", path)
