@@ -138,7 +138,9 @@ def test_the_constraints_the_server_enforces_are_in_the_schemas(doc: dict[str, A
     assert account["discriminator"] == {"propertyName": "channel"}
     variants = {v["properties"]["channel"]["const"]: v["properties"]["config"] for v in account["oneOf"]}
     assert set(variants) == {"alipay", "wechat", "bank"}
-    assert "gateway_url" in variants["alipay"]["required"] and "api_v3_key" in variants["wechat"]["required"]
+    assert "gateway_url" in variants["alipay"]["required"]
+    direct, partner = variants["wechat"]["oneOf"]  # a WeChat account is a merchant's own, or a service provider's
+    assert "api_v3_key" in direct["required"] and {"mode", "sp_mchid", "sp_appid"} <= set(partner["required"])
     assert "mer_id" in variants["bank"]["required"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tomato.core.errors import NotFound
+from tomato.core.errors import Conflict, NotFound
 
 
 class ChannelAccountNotFound(NotFound):
@@ -11,3 +11,11 @@ class ChannelAccountNotFound(NotFound):
 
 class RoutingRuleNotFound(NotFound):
     code = "ROUTING_RULE_NOT_FOUND"
+
+
+class ChannelIdentityNotFound(NotFound):
+    code = "CHANNEL_IDENTITY_NOT_FOUND"
+
+
+class ChannelIdentityConflict(Conflict):
+    code = "CHANNEL_IDENTITY_CONFLICT"

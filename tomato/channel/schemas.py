@@ -12,6 +12,14 @@ from tomato.core.pay_methods import PayMethod
 from tomato.core.text import SafeText
 
 ChannelName = Literal["alipay", "wechat", "bank"]
+AccountMode = Literal["direct", "isv", "partner"]
+# the modes each channel has: a service provider acts for sub-merchants (Alipay ISV, WeChat Pay partner)
+MODES_OF: dict[str, tuple[str, ...]] = {
+    "alipay": ("direct", "isv"),
+    "wechat": ("direct", "partner"),
+    "bank": ("direct",),
+}
+SERVICE_PROVIDER_MODES = frozenset({"isv", "partner"})
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
@@ -30,6 +38,9 @@ class AlipayAccountConfig(BaseModel):
         pattern=_TEXT, description="Alipay's RSA public key, to verify its answers and notifies (PEM or bare base64)"
     )
     gateway_url: str = Field(pattern=_URL, description="Alipay's gateway, e.g. https://openapi.alipay.com/gateway.do")
+    mode: Literal["direct", "isv"] = Field(
+        default="direct", description="`isv`: the app is a service provider's, acting for authorized sub-merchants"
+    )
 
 
 class WechatAccountConfig(BaseModel):
@@ -54,6 +65,23 @@ class WechatAccountConfig(BaseModel):
         default=None,
         description="the platform certificate, for accounts still on certificates; null: the public key is used",
     )
+
+
+class WechatPartnerAccountConfig(BaseModel):
+    model_config = ConfigDict(title="WechatPartnerAccountConfig")
+
+    mode: Literal["partner"] = Field(description="a service provider (服务商) paying for its sub-merchants")
+    sp_mchid: str = Field(pattern=r"^[0-9]{1,32}$", description="the service provider's merchant id (digits)")
+    sp_appid: str = Field(pattern=_TEXT, description="the service provider's appid")
+    serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$", description="the provider's API certificate serial")
+    private_key_pem: str = Field(pattern=_TEXT, description="the provider's API private key (RSA, PEM)")
+    api_v3_key: str = Field(pattern=r"^[ -~]{32}$", description="exactly 32 printable ASCII characters")
+    platform_public_key_pem: str = Field(pattern=_TEXT, description="WeChat Pay's platform public key")
+    platform_public_key_id: str = Field(
+        pattern=r"^(PUB_KEY_ID_[0-9A-Za-z]{1,64}|[0-9A-Fa-f]{1,64})$",
+        description="id of that platform key (`PUB_KEY_ID_…`) or the serial of the platform certificate",
+    )
+    base_url: str = Field(pattern=r"^https?://[^/?#\s]+/?$", description="an origin: requests go to base_url + /v3/…")
 
 
 class BankAccountConfig(BaseModel):
@@ -95,11 +123,11 @@ def _config_union(schema: dict[str, Any]) -> None:
     """`ChannelAccountCreate` in the document: a union discriminated by `channel`, each with its own `config`."""
     variants = []
     for channel, model in CONFIG_OF.items():
+        config = model.model_json_schema()
+        if channel == "wechat":  # direct, or a service provider's (partner) keys
+            config = {"oneOf": [config, WechatPartnerAccountConfig.model_json_schema()]}
         variants.append(
-            {
-                "title": f"{channel} account",
-                "properties": {"channel": {"const": channel}, "config": model.model_json_schema()},
-            }
+            {"title": f"{channel} account", "properties": {"channel": {"const": channel}, "config": config}}
         )
     schema["oneOf"] = variants
     schema["discriminator"] = {"propertyName": "channel"}
@@ -126,6 +154,11 @@ class ChannelAccountCreate(BaseModel):
         le=1_000_000,
         description="what the channel charges the platform, in parts per million of the amount",
     )  # the channel's own fee, parts per million
+    mode: AccountMode | None = Field(
+        default=None,
+        description="`direct` (default), or a service provider acting for sub-merchants: `isv` (alipay), `partner` "
+        "(wechat); may also be given as `config.mode`",
+    )
 
 
 class ChannelAccountUpdate(BaseModel):
@@ -162,6 +195,9 @@ class ChannelAccountView(BaseModel):
         default=None, description="most fen the account may collect per business day; null: no limit"
     )
     cost_ppm: int = Field(default=0, description="what the channel charges the platform, in parts per million")
+    mode: str = Field(
+        default="direct", description="`direct`, or a service provider's: `isv` (alipay), `partner` (wechat)"
+    )
     created_at: UtcDateTime = Field(description="when the account was added (RFC 3339 UTC)")
 
 
@@ -257,3 +293,47 @@ class AccountHealth(BaseModel):
     p99_ms: float | None = Field(
         description="99th-percentile latency of those calls in milliseconds; null without calls"
     )
+
+
+class ChannelIdentityCreate(BaseModel):
+    """A merchant's identity under a service-provider account; which fields fit depends on the account's mode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel_account_id: SafeText = Field(min_length=1, max_length=32, description="the service-provider account")
+    app_auth_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[0-9A-Za-z._-]+$",
+        description="alipay isv: the token the sub-merchant's authorization gave (stored encrypted, never returned)",
+    )
+    auth_app_id: str | None = Field(
+        default=None, pattern=r"^[0-9]{1,32}$", description="alipay isv: the authorizing sub-merchant's app id"
+    )
+    sub_mchid: str | None = Field(
+        default=None, pattern=r"^[0-9]{1,32}$", description="wechat partner: the sub-merchant's merchant id"
+    )
+    sub_appid: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z_-]+$",
+        description="wechat partner: the sub-merchant's own appid (optional)",
+    )
+
+    def __repr__(self) -> str:  # never print the token
+        return f"ChannelIdentityCreate(channel_account_id={self.channel_account_id!r}, sub_mchid={self.sub_mchid!r})"
+
+
+class ChannelIdentityView(BaseModel):
+    """Never carries the token."""
+
+    id: str = Field(description="the identity's id (`CI…`)")
+    channel_account_id: str = Field(description="the service-provider account")
+    mch_no: str = Field(description="the merchant")
+    status: str = Field(description="`ACTIVE` (orders may route to the account) or `DISABLED`")
+    auth_app_id: str | None = Field(default=None, description="alipay isv: the sub-merchant's app id")
+    sub_mchid: str | None = Field(default=None, description="wechat partner: the sub-merchant's merchant id")
+    sub_appid: str | None = Field(default=None, description="wechat partner: the sub-merchant's appid")
+    created_at: UtcDateTime = Field(description="when it was attached (RFC 3339 UTC)")

@@ -25,18 +25,24 @@ from tomato.channel.errors import ChannelAccountNotFound, RoutingRuleNotFound
 from tomato.channel.guarded import GuardedAdapter
 from tomato.channel.health import HealthWindow
 from tomato.channel.http import guarded_client
+from tomato.channel.identities import ActiveIdentities, IdentityStore
 from tomato.channel.models import ChannelAccount, RoutingRule
-from tomato.channel.protocol import AckResponse, ChannelAdapter, PayoutChannel
+from tomato.channel.protocol import AckResponse, ChannelAdapter, PayoutChannel, SubMerchant
 from tomato.channel.registry import FAMILIES
 from tomato.channel.routing import candidates_of, order_candidates, pick_rule
 from tomato.channel.schemas import (
+    MODES_OF,
+    SERVICE_PROVIDER_MODES,
     AccountHealth,
     ChannelAccountCreate,
     ChannelAccountUpdate,
     ChannelAccountView,
+    ChannelIdentityCreate,
+    ChannelIdentityView,
     RoutingRuleCreate,
     RoutingRuleView,
 )
+from tomato.channel.sub_merchant import SubMerchantAdapter
 from tomato.core.clock import Clock, utcnow
 from tomato.core.crypto import SecretBox
 from tomato.core.db import Database
@@ -52,6 +58,7 @@ class _Snapshot:
     expires_at: float
     rules: list[RoutingRule]
     accounts: dict[str, ChannelAccount]
+    identities: ActiveIdentities
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class ChannelService:
         self.health = HealthWindow()
         self._adapters: dict[str, tuple[str, ChannelAdapter, httpx.AsyncClient]] = {}
         self._snapshot: _Snapshot | None = None
+        self.identities = IdentityStore(db, box, ids)
 
     # --- accounts ------------------------------------------------------------------------------------
 
@@ -97,8 +105,10 @@ class ChannelService:
         family = FAMILIES.get(cmd.channel)
         if family is None:
             raise InvalidRequest.field("channel", f"channel {cmd.channel} is not available")
+        mode = _mode_of(cmd)
+        config = {**cmd.config, "mode": mode}
         try:
-            family.validate(cmd.config)
+            family.validate(config)
         except ValueError as exc:
             field = str(exc).split(":", 1)[0].strip() if ":" in str(exc) else "config"
             raise InvalidRequest(str(exc), details=[{"field": f"config.{field}", "issue": str(exc)}]) from exc
@@ -111,11 +121,12 @@ class ChannelService:
             mch_no=cmd.mch_no,
             daily_limit=cmd.daily_limit,
             cost_ppm=cmd.cost_ppm,
+            mode=mode,
             config_ciphertext="",
             created_at=now,
             updated_at=now,
         )
-        account.config_ciphertext = self._box.encrypt(json.dumps(cmd.config), context=f"channel-account:{account.id}")
+        account.config_ciphertext = self._box.encrypt(json.dumps(config), context=f"channel-account:{account.id}")
         async with self._db.uow() as uow:
             uow.session.add(account)
             await uow.commit()
@@ -162,6 +173,13 @@ class ChannelService:
         q = select(ChannelAccount.cost_ppm).where(ChannelAccount.id == account_id)
         return int((await session.execute(q)).scalar_one_or_none() or 0)
 
+    @staticmethod
+    async def settles_to_merchant(session: AsyncSession, account_id: str) -> bool:
+        """Whether the account is a service provider's, whose channel settles payments straight to the merchant
+        (read in the caller's unit of work: the payment snapshot)."""
+        q = select(ChannelAccount.mode).where(ChannelAccount.id == account_id)
+        return (await session.execute(q)).scalar_one_or_none() in SERVICE_PROVIDER_MODES
+
     async def _account(self, account_id: str) -> ChannelAccount:
         async with self._db.uow() as uow:
             account = await uow.session.get(ChannelAccount, account_id)
@@ -187,6 +205,52 @@ class ChannelService:
             await cached[2].aclose()
         self._adapters[account_id] = (stamp, adapter, http)
         return adapter
+
+    async def adapter_for(self, account_id: str, mch_no: str) -> ChannelAdapter:
+        """The adapter to act for `mch_no` on the account: a service provider's carries the merchant's identity on
+        every request (the active one, else the last one disabled: its orders are still followed up)."""
+        adapter = await self.adapter(account_id)
+        account = (await self._routing_data()).accounts.get(account_id) or await self._account(account_id)
+        if account.mode not in SERVICE_PROVIDER_MODES:
+            return adapter
+        sub = await self.identities.sub_merchant(account_id, mch_no)
+        # no identity at all: the adapter refuses the request itself (SUB_MERCHANT_REQUIRED), nothing is sent
+        return adapter if sub is None else SubMerchantAdapter(adapter, sub)
+
+    async def statement_subs(self, account_id: str) -> list[SubMerchant]:
+        """The sub-merchants whose statements make up a service-provider account's day ([] for a direct account, or
+        for a WeChat partner, whose bill lists every sub-merchant at once)."""
+        account = await self._account(account_id)
+        if account.mode != "isv":
+            return []
+        return await self.identities.sub_merchants(account_id)
+
+    async def is_service_provider(self, account_id: str) -> bool:
+        account = (await self._routing_data()).accounts.get(account_id) or await self._account(account_id)
+        return account.mode in SERVICE_PROVIDER_MODES
+
+    async def notify_matches(self, account_id: str, mch_no: str, sub_merchant: str | None) -> bool:
+        """A verified notify may change `mch_no`'s order only if it names the merchant's own sub-merchant (service
+        providers; a direct account's notify names none): another sub-merchant's notify is refused."""
+        if not await self.is_service_provider(account_id):
+            return True
+        sub = await self.identities.sub_merchant(account_id, mch_no)
+        return sub is not None and sub_merchant is not None and sub.notify_id == sub_merchant
+
+    # --- service-provider identities ------------------------------------------------------------------
+
+    async def create_identity(self, mch_no: str, cmd: ChannelIdentityCreate) -> ChannelIdentityView:
+        created = await self.identities.create(await self._account(cmd.channel_account_id), mch_no, cmd)
+        self.invalidate()
+        return created
+
+    async def list_identities(self, mch_no: str) -> list[ChannelIdentityView]:
+        return await self.identities.of_merchant(mch_no)
+
+    async def disable_identity(self, identity_id: str) -> tuple[ChannelIdentityView, ChannelIdentityView]:
+        changed = await self.identities.disable(identity_id)
+        self.invalidate()
+        return changed
 
     async def payout_adapter(self, account_id: str) -> PayoutChannel:
         """The account's adapter as a payout channel (guarded by its breaker like every call); an account of a
@@ -222,7 +286,8 @@ class ChannelService:
         async with self._db.uow() as uow:
             rules = list((await uow.session.scalars(select(RoutingRule))).all())
             accounts = {a.id: a for a in (await uow.session.scalars(select(ChannelAccount))).all()}
-        self._snapshot = _Snapshot(time.monotonic() + SNAPSHOT_TTL_S, rules, accounts)
+            identities = await IdentityStore.active(uow.session)
+        self._snapshot = _Snapshot(time.monotonic() + SNAPSHOT_TTL_S, rules, accounts, identities)
         return self._snapshot
 
     def invalidate(self) -> None:
@@ -281,9 +346,10 @@ class ChannelService:
             await uow.commit()
         self.invalidate()
 
-    async def route(self, app_id: str, pay_method: str, amount: int) -> list[Route]:
-        """Candidate accounts to try, in order. Left out: disabled accounts, open breakers, and accounts whose
-        daily limit is below the amount itself. Whether today's room fits is decided by `hold_daily_limit`, atomically,
+    async def route(self, app_id: str, pay_method: str, amount: int, mch_no: str | None = None) -> list[Route]:
+        """Candidate accounts to try, in order. Left out: disabled accounts, open breakers, accounts whose
+        daily limit is below the amount itself, and service-provider accounts on which `mch_no` has no active
+        identity. Whether today's room fits is decided by `hold_daily_limit`, atomically,
         as each candidate is tried. Empty: nothing to try (NO_CHANNEL_AVAILABLE)."""
         local = self._clock.now().astimezone(self._tz)
         data = await self._routing_data()
@@ -297,6 +363,8 @@ class ChannelService:
         for account_id in ids:
             account = accounts.get(account_id)
             if account is None or account.status != "ACTIVE" or account_id not in unbroken:
+                continue
+            if not data.identities.allows(account, mch_no):
                 continue
             if account.daily_limit is not None and amount > account.daily_limit:
                 continue
@@ -369,8 +437,22 @@ def _view(a: ChannelAccount) -> ChannelAccountView:
         mch_no=a.mch_no,
         daily_limit=a.daily_limit,
         cost_ppm=a.cost_ppm,
+        mode=a.mode,
         created_at=a.created_at,
     )
+
+
+def _mode_of(cmd: ChannelAccountCreate) -> str:
+    """The account's mode, given at the top level or as `config.mode` (not both, unless they agree)."""
+    inner = cmd.config.get("mode")
+    if inner is not None and cmd.mode is not None and inner != cmd.mode:
+        raise InvalidRequest.field("mode", f"{cmd.mode!r} disagrees with config.mode {inner!r}")
+    mode = cmd.mode or inner or "direct"
+    if mode not in MODES_OF[cmd.channel]:
+        field = "mode" if cmd.mode is not None else "config.mode"
+        modes = ", ".join(MODES_OF[cmd.channel])
+        raise InvalidRequest.field(field, f"a {cmd.channel} account's mode is one of {modes}")
+    return str(mode)
 
 
 def _rule_view(r: RoutingRule) -> RoutingRuleView:

@@ -20,6 +20,7 @@ from tomato.gateway.metrics import Metrics, multiprocess_dir
 from tomato.gateway.middleware import RequestContextMiddleware
 from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import audit as admin_audit
+from tomato.gateway.routers.admin import channel_identities as admin_channel_identities
 from tomato.gateway.routers.admin import channels as admin_channels
 from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(cashier.router)
     app.include_router(admin_merchants.router)
     app.include_router(admin_channels.router)
+    app.include_router(admin_channel_identities.router)
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
     app.include_router(admin_settlements.finance)

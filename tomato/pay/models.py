@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tomato.core.db import Base
@@ -47,6 +47,8 @@ class PayOrder(Base):
     refund_fee_rule: Mapped[str | None] = mapped_column(String(16))  # proportional | none
     channel_cost_ppm: Mapped[int | None] = mapped_column(Integer)
     channel_cost: Mapped[int | None] = mapped_column(BigInteger)
+    # paid through a service-provider account: the channel settles to the merchant, our books are a shadow ledger
+    service_provider: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Σ fee given back by the order's SUCCEEDED refunds: moved with `refunded_amount`, in the same guarded UPDATE
     fee_returned_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     expire_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

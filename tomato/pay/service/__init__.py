@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,8 @@ from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds import RefundPolicy
 from tomato.pay.service.views import order_view
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CashierStart", "OrderQuery", "Outcome", "PayDeps", "PayService", "RefundPolicy", "RefundQuery"]
 
@@ -79,7 +82,10 @@ class PayService:
         return await close.close_order(self.deps, app_id, order_no)
 
     async def apply_notify(self, channel_account_id: str, notify: ChannelNotify) -> Outcome:
-        """A verified channel notify: a payment's or a refund's."""
+        """A verified channel notify: a payment's or a refund's. A service provider's notify that names another
+        sub-merchant than the order's merchant is refused (the channel hears the refusal in its own form)."""
+        if not await self._names_the_orders_sub_merchant(channel_account_id, notify):
+            return Outcome.REJECTED
         if notify.kind == "refund":
             return await refunds.apply_refund_notify(self.deps, channel_account_id, notify)
         if notify.kind != "payment":
@@ -93,6 +99,22 @@ class PayService:
             paid_at=notify.paid_at,
         )
         return await confirm.apply_report(self.deps, report)
+
+    async def _names_the_orders_sub_merchant(self, channel_account_id: str, notify: ChannelNotify) -> bool:
+        channels = self.deps.channels
+        if not await channels.is_service_provider(channel_account_id):
+            return True
+        async with self.deps.db.uow() as uow:
+            order = await repo.get(uow.session, notify.order_no)
+        if order is None:  # no such order: the apply path refuses it as for any account
+            return True
+        if await channels.notify_matches(channel_account_id, order.mch_no, notify.sub_merchant):
+            return True
+        log.warning(
+            "refused a notify for %s on %s: it names sub-merchant %r, not the merchant's",
+            notify.order_no, channel_account_id, notify.sub_merchant,
+        )  # fmt: skip
+        return False
 
     async def create_refund(
         self, app: AppAuth, cmd: RefundCreate, policy: RefundPolicy | None = None

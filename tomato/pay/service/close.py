@@ -47,7 +47,7 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
         attempts = await repo.attempts_of(uow.session, order.order_no)
     accounts = {a.channel_account_id: a.channel for a in attempts if _may_exist_at_channel(a)}
     for account_id in accounts:
-        adapter = await deps.channels.adapter(account_id)
+        adapter = await deps.channels.adapter_for(account_id, order.mch_no)
         ref = TradeRef(order.order_no, order.channel_trade_no, order.amount, order.created_at)
         result = await adapter.close(ref)
         if result.status is ResultStatus.SUCCESS:

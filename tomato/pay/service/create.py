@@ -52,7 +52,7 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     first: PayAttempt | None = None
     token = ""
     if cmd.pay_method is not PayMethod.CASHIER:
-        routes = await deps.channels.route(app.app_id, cmd.pay_method.value, cmd.amount)
+        routes = await deps.channels.route(app.app_id, cmd.pay_method.value, cmd.amount, app.mch_no)
         held = await submit.hold_first(deps, order, routes) if routes else None
         if held is None:  # nothing to try: answer a repeat with its order, else 503 with nothing written
             async with deps.db.uow() as uow:

@@ -31,6 +31,7 @@ async def payment_snapshot(s: AsyncSession, order: PayOrder, channel_account_id:
     caller's unit of work. A merchant without a plan pays 0 (and has nothing to get back on refunds)."""
     terms = await MerchantService.fee_terms(s, order.mch_no)
     cost_ppm = await ChannelService.cost_ppm(s, channel_account_id)
+    service_provider = await ChannelService.settles_to_merchant(s, channel_account_id)
     if terms is None:
         ppm, fee, rule = 0, 0, NO_PLAN_RULE
     else:
@@ -42,6 +43,7 @@ async def payment_snapshot(s: AsyncSession, order: PayOrder, channel_account_id:
         "refund_fee_rule": rule,
         "channel_cost_ppm": cost_ppm,
         "channel_cost": proportional(order.amount, cost_ppm),
+        "service_provider": service_provider,
     }
 
 
@@ -61,6 +63,8 @@ def payment_facts(deps: PayDeps, order: PayOrder) -> dict[str, Any]:
         "refund_fee_rule": order.refund_fee_rule or NO_PLAN_RULE,
         "channel_cost": order.channel_cost or 0,
         "channel_cost_ppm": order.channel_cost_ppm or 0,
+        # the channel settled straight to the merchant: the ledger books a shadow entry (docs/finance.md)
+        "service_provider": bool(order.service_provider),
         "paid_at": rfc3339(paid_at),
         "business_date": business_date(paid_at, deps.business_tz),
     }
@@ -82,6 +86,7 @@ def refund_facts(deps: PayDeps, refund: Refund, order: PayOrder) -> dict[str, An
         "order_amount": order.amount,
         "order_fee": order.fee or 0,
         "order_channel_cost": order.channel_cost or 0,
+        "service_provider": bool(order.service_provider),
         # channels give their cost back pro rata on refunds, cumulatively like the merchant fee (docs/finance.md)
         "channel_cost_returned": refund_fee_share(
             "proportional", order.amount, order.channel_cost or 0, order.refunded_amount - refund.amount, refund.amount

@@ -27,7 +27,7 @@ async def query_stuck_orders(deps: PayDeps) -> int:
         if order.channel_account_id is None:
             continue
         try:
-            adapter = await deps.channels.adapter(order.channel_account_id)
+            adapter = await deps.channels.adapter_for(order.channel_account_id, order.mch_no)
             result = await adapter.query(
                 TradeRef(order.order_no, order.channel_trade_no, order.amount, order.created_at)
             )

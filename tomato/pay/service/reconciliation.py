@@ -41,7 +41,7 @@ async def confirm_from_channel(deps: PayDeps, order_no: str, account_id: str) ->
         return False
     if order.status == OrderStatus.SUCCEEDED:
         return True
-    adapter = await deps.channels.adapter(account_id)
+    adapter = await deps.channels.adapter_for(account_id, order.mch_no)
     result = await adapter.query(TradeRef(order.order_no, order.channel_trade_no, order.amount, order.created_at))
     if result.status is not ResultStatus.SUCCESS:
         log.info("reconciliation: the channel does not confirm %s (%s)", order_no, result.status)

@@ -67,7 +67,8 @@ async def resubmit(deps: PayDeps, order: PayOrder, method: PayMethod | None = No
     if not claimed:
         return None
     try:
-        routes = await deps.channels.route(order.app_id, (method or PayMethod(order.pay_method)).value, order.amount)
+        method_value = (method or PayMethod(order.pay_method)).value
+        routes = await deps.channels.route(order.app_id, method_value, order.amount, order.mch_no)
     except BaseException:
         await _give_up(deps, order.order_no, token)
         raise
@@ -100,7 +101,7 @@ async def submit(
                     await deps.channels.release_daily_limit([attempt.id])
                     return await _as_it_stands(deps, order.order_no), None
             route = routes[index]
-            result = await _call(deps, route, attempt, request, order.order_no)
+            result = await _call(deps, route, attempt, request, order)
             accepted, done = await _finish_attempt(deps, order, route, attempt, result)
             if accepted is not None:
                 return accepted
@@ -128,14 +129,14 @@ async def _hold_next(deps: PayDeps, order: PayOrder, routes: list[Route], start:
 
 
 async def _call(
-    deps: PayDeps, route: Route, attempt: PayAttempt, request: CreateRequest, order_no: str
+    deps: PayDeps, route: Route, attempt: PayAttempt, request: CreateRequest, order: PayOrder
 ) -> ChannelResult:
-    adapter = await deps.channels.adapter(route.channel_account_id)
+    adapter = await deps.channels.adapter_for(route.channel_account_id, order.mch_no)
     req = replace(request, notify_url=deps.callback_url(route.channel, route.channel_account_id))
     try:
         return await adapter.create(req)
     except Exception:  # an adapter bug must not lose the attempt record
-        log.exception("adapter create failed for %s (attempt %s)", order_no, attempt.id)
+        log.exception("adapter create failed for %s (attempt %s)", order.order_no, attempt.id)
         return ChannelResult.unknown(ErrorClass.MALFORMED, "adapter error")
 
 

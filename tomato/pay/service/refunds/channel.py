@@ -48,7 +48,7 @@ async def send_refund(deps: PayDeps, refund: Refund, order: PayOrder) -> Channel
         created_at=refund.created_at,
     )
     try:
-        adapter = await deps.channels.adapter(refund.channel_account_id)
+        adapter = await deps.channels.adapter_for(refund.channel_account_id, refund.mch_no)
         return await adapter.refund(request)
     except Exception:
         log.exception("adapter refund failed for %s", refund.refund_no)
@@ -64,7 +64,7 @@ async def query_refund(deps: PayDeps, refund: Refund, order: PayOrder | None) ->
         created_at=refund.created_at,
     )
     try:
-        adapter = await deps.channels.adapter(refund.channel_account_id)
+        adapter = await deps.channels.adapter_for(refund.channel_account_id, refund.mch_no)
         return await adapter.query_refund(ref)
     except Exception:
         log.exception("adapter query_refund failed for %s", refund.refund_no)
