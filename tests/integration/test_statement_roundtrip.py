@@ -29,7 +29,14 @@ from tomato.channel.adapters.bank import parse_config as bank_config
 from tomato.channel.adapters.wechat import WechatAdapter
 from tomato.channel.adapters.wechat import parse_config as wechat_config
 from tomato.channel.http import guarded_client
-from tomato.channel.protocol import ChannelAdapter, CreateRequest, RefundRequest, ResultStatus, TradeRef
+from tomato.channel.protocol import (
+    ChannelAdapter,
+    CreateRequest,
+    RefundRequest,
+    ResultStatus,
+    SubMerchant,
+    TradeRef,
+)
 from tomato.channel.sandbox import (
     SandboxState,
     alipay_simulator,
@@ -330,6 +337,9 @@ class Accounts:
 
     async def adapter(self, account_id: str) -> ChannelAdapter:
         return self._adapters[account_id]
+
+    async def statement_subs(self, account_id: str) -> list[SubMerchant]:
+        return []  # direct accounts
 
 
 async def test_fetched_statements_are_stored_by_content(

@@ -22,10 +22,11 @@ from typing import BinaryIO, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from tomato.channel.protocol import ChannelAdapter
+from tomato.channel.protocol import ChannelAdapter, SubMerchant
 from tomato.core.clock import Clock, as_utc
 from tomato.core.db import Database
 from tomato.core.settings import Settings
+from tomato.reconciliation.combine import combined_statement
 from tomato.reconciliation.models import StatementFile
 from tomato.reconciliation.statement import Parsed, Statement, parse_statement
 
@@ -34,6 +35,10 @@ class AdapterSource(Protocol):
     """What `fetch_statement` needs of the channel context (`ChannelService` is one)."""
 
     async def adapter(self, account_id: str) -> ChannelAdapter: ...
+
+    async def statement_subs(self, account_id: str) -> list[SubMerchant]:
+        """The sub-merchants whose bills make a service-provider account's statement; [] for a direct account."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,10 @@ async def fetch_statement(
     """Download (account, day)'s statement through the account's adapter and keep it.
 
     The adapter verifies what its channel lets it verify (WeChat: the bill's SHA1) and raises
-    `StatementUnavailable` (a `ChannelError`) when the statement cannot be had; nothing is stored then.
+    `StatementUnavailable` (a `ChannelError`) when the statement cannot be had; nothing is stored then. A
+    service-provider account's statement is every sub-merchant's bill in one file (`combine.py`).
     """
     adapter = await channels.adapter(account_id)
-    data = await adapter.download_statement(day)
+    subs = await channels.statement_subs(account_id)
+    data = await combined_statement(adapter, day, subs) if subs else await adapter.download_statement(day)
     return await store.put(adapter.channel, account_id, day, data)

@@ -5,7 +5,8 @@ Wire rules it keeps: requests verified over query ∪ form params exactly as rec
 notifies signed without `sign_type` and without empty fields, retried until the reply is exactly `success`.
 The trade bill (`alipay.data.dataservice.bill.downloadurl.query`, bill_type trade, any date) is a zip of GBK CSVs
 built from these records with the state's fee rate and statement faults (`alipay_bill.py`), downloaded unsigned
-from `BILL_PATH` on the host the caller reached.
+from `BILL_PATH` on the host the caller reached. A request with an `app_auth_token` acts for the sub-merchant
+that issued it to the calling app (`alipay_isv.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.alipay import codec, signing
+from tomato.channel.sandbox import alipay_isv
 from tomato.channel.sandbox.alipay_bill import build_bill
 from tomato.channel.sandbox.notifier import Notification
 from tomato.channel.sandbox.state import ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
@@ -74,6 +76,7 @@ class AlipaySimulator:
             "alipay.trade.fastpay.refund.query": self._refund_query,
         }
         self._bills: dict[str, tuple[str, bytes]] = {}  # fileId → (download name, zip bytes)
+        self.isv = alipay_isv.IsvGrants()  # service-provider authorizations and the requests seen
         state.attach(self)
 
     @property
@@ -89,6 +92,12 @@ class AlipaySimulator:
         """Register (or re-key) an app: requests from `app_id` must verify with this merchant public key."""
         self._app_keys[app_id] = load_public_key(merchant_public_key_pem)
         self.book.merchants[app_id] = merchant_public_key_pem
+
+    def authorize(self, app_id: str, app_auth_token: str, auth_app_id: str) -> alipay_isv.Grant:
+        """Provider app `app_id` (registered: else LookupError) may act for `auth_app_id` with that token."""
+        if app_id not in self._app_keys:
+            raise LookupError(f"unknown app_id {app_id!r}")
+        return self.isv.authorize(app_id, app_auth_token, auth_app_id)
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -121,7 +130,7 @@ class AlipaySimulator:
             app_id, biz = self._authenticate(params)
             handler = self._methods.get(method)
             if method == BILL_METHOD:
-                node = self._bill_url(app_id, biz, str(request.base_url).rstrip("/"))
+                node = self._bill_url(app_id, params, biz, str(request.base_url).rstrip("/"))
             elif handler is None:
                 raise _invalid("isv.invalid-method", f"unknown method {method}")
             else:
@@ -139,6 +148,7 @@ class AlipaySimulator:
         return Response(body.encode("utf-8"), media_type="application/json;charset=utf-8")
 
     def _authenticate(self, params: dict[str, str]) -> tuple[str, Node]:
+        """(whom the request acts for: the app, or the sub-merchant its app_auth_token names; biz_content)."""
         app_id = params.get("app_id", "")
         if not app_id:
             raise BizError("isv.missing-app-id", "missing app_id", "40001", _MISSING)
@@ -149,13 +159,17 @@ class AlipaySimulator:
             raise BizError("isv.missing-signature", "missing sign", "40001", _MISSING)
         if params.get("sign_type") != "RSA2" or not signing.verify_params(params, public_key):
             raise _invalid("isv.invalid-signature", "invalid signature")
+        merchant_id = self.isv.acting_for(params.get("method", ""), app_id, params.get("app_auth_token") or None)
+        if merchant_id is None:
+            raise BizError(alipay_isv.INVALID_TOKEN_SUB_CODE, alipay_isv.INVALID_TOKEN_SUB_MSG,
+                           alipay_isv.INVALID_TOKEN_CODE, alipay_isv.INVALID_TOKEN_MSG)  # fmt: skip
         try:
             biz = json.loads(params.get("biz_content") or "{}", parse_float=Decimal)
         except ValueError:
             biz = None
         if not isinstance(biz, dict):
             raise _invalid("isv.invalid-parameter", "biz_content is not a JSON object")
-        return app_id, biz
+        return merchant_id, biz
 
     def _cashier(self, params: dict[str, str]) -> Response:
         """The browser flow: opening the signed page/wap pay URL creates the trade and shows a cashier page."""
@@ -304,7 +318,7 @@ class AlipaySimulator:
             })
         return node
 
-    def _bill_url(self, app_id: str, biz: Node, base_url: str) -> Node:
+    def _bill_url(self, app_id: str, params: dict[str, str], biz: Node, base_url: str) -> Node:
         """A trade bill for any date, built from the records (and the date's statement faults), kept for download."""
         if biz.get("bill_type") != "trade":
             raise _invalid("isv.invalid-parameter", "the sandbox serves bill_type=trade only")
@@ -313,6 +327,8 @@ class AlipaySimulator:
         except ValueError:
             raise _invalid("isv.invalid-parameter", "bill_date must be yyyy-MM-dd") from None
         rows = self._state.statement_rows(self.channel, app_id, day)
+        if not rows and params.get("app_auth_token"):  # a sub-merchant's day without trades has no bill
+            raise BizError(alipay_isv.NO_BILL_SUB_CODE, alipay_isv.NO_BILL_SUB_MSG)
         name, data = build_bill(SELLER_ID, day, rows, self._state.clock.now())
         token = secrets.token_urlsafe(24)
         self._bills[token] = (name, data)
@@ -346,6 +362,7 @@ class AlipaySimulator:
         trade = SimTrade(
             channel=self.channel, merchant_id=app_id, out_trade_no=out_trade_no, channel_trade_no=trade_no,
             amount=amount, subject=subject, notify_url=params.get("notify_url", ""), created_at=now, state=state,
+            extra={"app_id": params.get("app_id") or app_id},  # the calling app: a provider's for an isv trade
         )
         return trade
 
@@ -367,7 +384,8 @@ class AlipaySimulator:
         amount = codec.yuan(trade.amount)
         fields = {
             "notify_time": codec.format_beijing(self._state.clock.now()), "notify_type": "trade_status_sync",
-            "notify_id": notify_id, "app_id": trade.merchant_id, "auth_app_id": trade.merchant_id,
+            "notify_id": notify_id, "app_id": trade.extra.get("app_id", trade.merchant_id),
+            "auth_app_id": trade.merchant_id,
             "charset": "utf-8", "version": "1.0", "sign_type": "RSA2", "trade_no": trade.channel_trade_no,
             "out_trade_no": trade.out_trade_no, "trade_status": _trade_status(trade), "total_amount": amount,
             "subject": trade.subject, "gmt_create": codec.format_beijing(trade.created_at), "buyer_id": BUYER_ID,

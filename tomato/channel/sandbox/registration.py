@@ -10,6 +10,11 @@ registers a merchant-side public key under the channel's merchant id, as a chann
 
 The bank also needs `cert_id`: ACP requests name their signing certificate by it and the simulator refuses any
 other. Bad input answers 422 naming the field. `tomato dev` does the same in-process.
+
+`POST /sandbox/authorizations` records a service provider's authorization by a sub-merchant (docs/channels.md,
+"Service-provider accounts"); the answer echoes everything but the token, 404 when the provider app is unknown:
+
+    {"channel": "alipay", "merchant_id": "<provider app_id>", "app_auth_token": "…", "auth_app_id": "<sub app_id>"}
 """
 
 from __future__ import annotations
@@ -57,6 +62,21 @@ class WechatMerchant(BaseModel):
 AppRegistration = Annotated[AlipayApp | BankMerchant | WechatMerchant, Field(discriminator="channel")]
 
 
+class AlipayAuthorization(BaseModel):
+    """Sub-merchant `auth_app_id` authorized provider app `merchant_id`, which acts for it with the token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["alipay"]
+    merchant_id: str = Field(min_length=1, max_length=64)  # the provider's app_id
+    app_auth_token: str = Field(pattern=r"^[0-9A-Za-z._-]{1,128}$", repr=False)
+    auth_app_id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
+
+
+# one model per channel, as AppRegistration: other channels' variants join this union
+Authorization = Annotated[AlipayAuthorization, Field(discriminator="channel")]
+
+
 def create_registration_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
 
@@ -90,6 +110,17 @@ def create_registration_router(state: SandboxState) -> APIRouter:
                 return {"channel": body.channel, "merchant_id": body.merchant_id}
         except ValueError as exc:
             raise HTTPException(422, f"public_key_pem: {exc}") from exc
+        raise HTTPException(404, f"no {body.channel} simulator")
+
+    @router.post("/authorizations")
+    async def authorize(body: Authorization) -> dict[str, str]:
+        simulator = state.simulators.get(body.channel)
+        if isinstance(body, AlipayAuthorization) and isinstance(simulator, AlipaySimulator):
+            try:
+                simulator.authorize(body.merchant_id, body.app_auth_token, body.auth_app_id)
+            except LookupError as exc:
+                raise HTTPException(404, f"merchant_id: {exc}") from None
+            return {"channel": body.channel, "merchant_id": body.merchant_id, "auth_app_id": body.auth_app_id}
         raise HTTPException(404, f"no {body.channel} simulator")
 
     return router

@@ -6,6 +6,8 @@ the totals (`#交易合计：N笔，商家实收共X元…`, `#退款合计：N�
 the rows.
 `业务类型` is `交易` (payment) or `退款` (refund); any other word starting with either is that kind with the word as
 its status. Payments carry positive amounts and a negative-or-zero `服务费`, refunds the opposite.
+A service-provider account's statement holds one detail file per sub-merchant (`reconciliation/combine.py`): each is
+read and footer-checked on its own, in zip order, line numbers running on across them so they stay unique.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
+from collections.abc import Generator
 from typing import IO, BinaryIO
 
 from tomato.reconciliation.parsers.lines import (
@@ -66,13 +69,19 @@ def parse(stream: BinaryIO) -> Parsed:
         raise StatementRejected(f"alipay bill is not a zip: {exc}") from None
     with archive:
         details = [i for i in archive.infolist() if member_name(i).endswith(DETAIL_SUFFIX)]
-        if len(details) != 1:
-            raise StatementRejected(f"alipay bill zip holds {len(details)} detail files (…{DETAIL_SUFFIX}), not 1")
-        try:
-            with archive.open(details[0]) as member:
-                yield from _detail(member)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-            raise StatementRejected(f"alipay bill zip is corrupt: {exc}") from None
+        if not details:
+            raise StatementRejected(f"alipay bill zip holds 0 detail files (…{DETAIL_SUFFIX})")
+        offset = 0
+        for info in details:
+            try:
+                with archive.open(info) as member:
+                    offset = yield from _detail(member, offset)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                raise StatementRejected(f"alipay bill zip is corrupt: {exc}") from None
+            except StatementRejected as exc:
+                if len(details) == 1:
+                    raise
+                raise StatementRejected(f"{member_name(info)}: {exc}") from None
 
 
 def _marker(line: str) -> str | None:
@@ -82,12 +91,14 @@ def _marker(line: str) -> str | None:
     return line.strip().strip("#").strip("-")
 
 
-def _detail(member: IO[bytes]) -> Parsed:  # noqa: C901 - one pass over a small state machine
+def _detail(member: IO[bytes], offset: int = 0) -> Generator[StatementLine | MalformedRow, None, int]:  # noqa: C901
+    """The lines of one detail file, numbered from `offset` + 1; returns the last line number."""
     header: list[str] | None = None
     phase = "head"
     malformed = 0
     counted = {LineKind.PAYMENT: [0, 0], LineKind.REFUND: [0, 0]}  # rows, sum of 商家实收 (fen, signed)
     footer: dict[LineKind, tuple[int, int]] = {}
+    line_no = 0
     for line_no, raw in iter_lines(member):
         if line_no == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM some tools prepend
@@ -97,7 +108,7 @@ def _detail(member: IO[bytes]) -> Parsed:  # noqa: C901 - one pass over a small 
             if phase != "rows":
                 raise StatementRejected(f"line {line_no} is not GBK text") from None
             malformed += 1
-            yield MalformedRow(line_no, "not GBK text")
+            yield MalformedRow(offset + line_no, "not GBK text")
             continue
         if phase == "head":
             if line_no == 1 and line.strip() != TITLE:
@@ -120,10 +131,10 @@ def _detail(member: IO[bytes]) -> Parsed:  # noqa: C901 - one pass over a small 
                 continue
             assert header is not None
             try:
-                parsed, received = _row(line_no, header, line)
+                parsed, received = _row(offset + line_no, header, line)
             except RowError as exc:
                 malformed += 1
-                yield MalformedRow(line_no, str(exc))
+                yield MalformedRow(offset + line_no, str(exc))
                 continue
             counted[parsed.kind][0] += 1
             counted[parsed.kind][1] += received
@@ -150,6 +161,7 @@ def _detail(member: IO[bytes]) -> Parsed:  # noqa: C901 - one pass over a small 
                     f"alipay footer says {rows} {kind.value.lower()} rows totalling {total} fen, "
                     f"the rows make {counted[kind][0]} totalling {counted[kind][1]} fen"
                 )
+    return offset + line_no
 
 
 def _row(line_no: int, header: list[str], line: str) -> tuple[StatementLine, int]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tomato.channel.adapters.alipay import codec, signing
+from tomato.channel.adapters.alipay import codec, isv, signing
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
     AckResponse,
@@ -55,9 +55,10 @@ class AlipayConfig:
     private_key_pem: str  # merchant-side key: PKCS#1/PKCS#8 PEM or bare base64
     alipay_public_key_pem: str
     gateway_url: str
+    mode: str = isv.DIRECT  # "isv": a service provider's app acting for sub-merchants (docs/channels.md)
 
     def __repr__(self) -> str:  # never print the private key
-        return f"AlipayConfig(app_id={self.app_id!r}, gateway_url={self.gateway_url!r})"
+        return f"AlipayConfig(app_id={self.app_id!r}, gateway_url={self.gateway_url!r}, mode={self.mode!r})"
 
 
 def parse_config(raw: Mapping[str, Any]) -> AlipayConfig:
@@ -79,7 +80,7 @@ def parse_config(raw: Mapping[str, Any]) -> AlipayConfig:
     url = urlsplit(values["gateway_url"])
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError("gateway_url: must be an absolute http(s) URL")
-    return AlipayConfig(**values)
+    return AlipayConfig(**values, mode=isv.parse_mode(raw.get("mode", isv.DIRECT)))
 
 
 @lru_cache(maxsize=128)
@@ -116,16 +117,21 @@ class AlipayAdapter:
         if req.body:
             biz["body"] = req.body
         if req.pay_method in _BROWSER_METHODS:
+            token = isv.app_auth_token(self._config.mode, req.sub)
+            if isinstance(token, ChannelResult):
+                return token
             method, product_code = _BROWSER_METHODS[req.pay_method]
             biz["product_code"] = product_code
-            params = self._signed(method, biz, notify_url=req.notify_url, return_url=req.return_url)
+            params = self._signed(
+                method, biz, notify_url=req.notify_url, return_url=req.return_url, app_auth_token=token
+            )
             url = codec.redirect_url(self._config.gateway_url, params)
             return ChannelResult(ResultStatus.SUCCESS, pay_data=PayData("redirect_url", url))
         if req.pay_method != "ALIPAY_QR":
             return ChannelResult(
                 ResultStatus.FAIL, ErrorClass.REJECTED, code="PAY_METHOD_NOT_SUPPORTED", message=req.pay_method
             )
-        node = await self._call("alipay.trade.precreate", biz, notify_url=req.notify_url)
+        node = await self._call("alipay.trade.precreate", biz, req.sub, notify_url=req.notify_url)
         if isinstance(node, ChannelResult):
             return node
         qr_code = node.get("qr_code")
@@ -134,7 +140,7 @@ class AlipayAdapter:
         return ChannelResult(ResultStatus.SUCCESS, pay_data=PayData("qr_code", qr_code))
 
     async def query(self, ref: TradeRef) -> ChannelResult:
-        node = await self._call("alipay.trade.query", _trade_biz(ref), not_found=ResultStatus.WAITING)
+        node = await self._call("alipay.trade.query", _trade_biz(ref), ref.sub, not_found=ResultStatus.WAITING)
         if isinstance(node, ChannelResult):
             return node
         status = node.get("trade_status")
@@ -160,7 +166,7 @@ class AlipayAdapter:
 
     async def close(self, ref: TradeRef) -> ChannelResult:
         # A QR nobody scanned does not exist at Alipay yet; closing it is as good as closed (docs/channels.md).
-        node = await self._call("alipay.trade.close", _trade_biz(ref), not_found=ResultStatus.SUCCESS)
+        node = await self._call("alipay.trade.close", _trade_biz(ref), ref.sub, not_found=ResultStatus.SUCCESS)
         if isinstance(node, ChannelResult):
             return node
         return ChannelResult(ResultStatus.SUCCESS, channel_trade_no=_opt_str(node.get("trade_no")))
@@ -175,7 +181,7 @@ class AlipayAdapter:
             biz["trade_no"] = req.channel_trade_no
         if req.reason:
             biz["refund_reason"] = req.reason
-        node = await self._call("alipay.trade.refund", biz)
+        node = await self._call("alipay.trade.refund", biz, req.sub)
         if isinstance(node, ChannelResult):
             return node
         trade_no = _opt_str(node.get("trade_no"))
@@ -188,7 +194,7 @@ class AlipayAdapter:
         biz: dict[str, Any] = {"out_trade_no": ref.order_no, "out_request_no": ref.refund_no}
         if ref.channel_trade_no:
             biz["trade_no"] = ref.channel_trade_no
-        node = await self._call("alipay.trade.fastpay.refund.query", biz)
+        node = await self._call("alipay.trade.fastpay.refund.query", biz, ref.sub)
         if isinstance(node, ChannelResult):
             return node
         trade_no = _opt_str(node.get("trade_no"))
@@ -205,7 +211,7 @@ class AlipayAdapter:
 
     async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
         biz = {"bill_type": "trade", "bill_date": codec.format_bill_date(bill_date)}
-        node = await self._call("alipay.data.dataservice.bill.downloadurl.query", biz)
+        node = await self._call("alipay.data.dataservice.bill.downloadurl.query", biz, sub)
         if isinstance(node, ChannelResult):
             raise StatementUnavailable(node)
         url = node.get("bill_download_url")
@@ -236,6 +242,7 @@ class AlipayAdapter:
             raise CallbackRejected("alipay notify: signature does not verify")
         if fields.get("app_id") != self._config.app_id:
             raise CallbackRejected("alipay notify: app_id is not this account's")
+        sub_merchant = isv.notify_sub_merchant(self._config.mode, fields)
         order_no = fields.get("out_trade_no")
         if not order_no:
             raise CallbackRejected("alipay notify: no out_trade_no")
@@ -253,6 +260,7 @@ class AlipayAdapter:
                 order_no=order_no,
                 channel_trade_no=trade_no,
                 refund_no=fields.get("out_biz_no") or None,
+                sub_merchant=sub_merchant,
                 raw=fields,
             )
         trade_status = fields.get("trade_status")
@@ -270,6 +278,7 @@ class AlipayAdapter:
             amount=amount,
             channel_trade_no=trade_no,
             paid_at=paid_at,
+            sub_merchant=sub_merchant,
             raw=fields,
         )
 
@@ -280,10 +289,21 @@ class AlipayAdapter:
     # --- transport --------------------------------------------------------------------------------------
 
     def _signed(
-        self, method: str, biz: Mapping[str, Any], *, notify_url: str | None = None, return_url: str | None = None
+        self,
+        method: str,
+        biz: Mapping[str, Any],
+        *,
+        notify_url: str | None = None,
+        return_url: str | None = None,
+        app_auth_token: str | None = None,
     ) -> dict[str, str]:
         params = codec.common_params(
-            self._config.app_id, method, self._clock.now(), notify_url=notify_url, return_url=return_url
+            self._config.app_id,
+            method,
+            self._clock.now(),
+            notify_url=notify_url,
+            return_url=return_url,
+            app_auth_token=app_auth_token,
         )
         params["biz_content"] = codec.biz_content(biz)
         return signing.sign_params(params, self._private_key)
@@ -292,12 +312,20 @@ class AlipayAdapter:
         self,
         method: str,
         biz: Mapping[str, Any],
+        sub: SubMerchant | None,
         *,
         notify_url: str | None = None,
         not_found: ResultStatus | None = None,
     ) -> dict[str, Any] | ChannelResult:
-        """POST one OpenAPI call; the verified response node on code 10000, else the mapped result."""
-        query, form = codec.split_for_post(self._signed(method, biz, notify_url=notify_url))
+        """POST one OpenAPI call; the verified response node on code 10000, else the mapped result.
+
+        In isv mode the sub-merchant's `app_auth_token` is a signed common parameter; without one nothing is sent.
+        """
+        token = isv.app_auth_token(self._config.mode, sub)
+        if isinstance(token, ChannelResult):
+            return token
+        signed = self._signed(method, biz, notify_url=notify_url, app_auth_token=token)
+        query, form = codec.split_for_post(signed)
         try:
             response = await self._http.post(
                 codec.with_query(self._config.gateway_url, query),

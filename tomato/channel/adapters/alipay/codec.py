@@ -75,8 +75,9 @@ def common_params(
     *,
     notify_url: str | None = None,
     return_url: str | None = None,
+    app_auth_token: str | None = None,
 ) -> dict[str, str]:
-    """The A2 envelope; optional URLs are only sent when non-empty."""
+    """The A2 envelope; optional URLs and the ISV's `app_auth_token` are only sent when non-empty."""
     params = {
         "app_id": app_id,
         "method": method,
@@ -90,6 +91,8 @@ def common_params(
         params["notify_url"] = notify_url
     if return_url:
         params["return_url"] = return_url
+    if app_auth_token:
+        params["app_auth_token"] = app_auth_token
     return params
 
 
