@@ -10,6 +10,11 @@ registers a merchant-side public key under the channel's merchant id, as a chann
 
 The bank also needs `cert_id`: ACP requests name their signing certificate by it and the simulator refuses any
 other. Bad input answers 422 naming the field. `tomato dev` does the same in-process.
+
+`POST /sandbox/authorizations` records that a registered service provider may act for a sub-merchant, as the
+channel's partner console would (one model per channel, discriminated by `channel`; 404 for an unknown provider):
+
+    {"channel": "wechat", "merchant_id": "<sp_mchid>", "sub_mchid": "<digits>", "sub_appid": "<appid>"?}
 """
 
 from __future__ import annotations
@@ -57,6 +62,21 @@ class WechatMerchant(BaseModel):
 AppRegistration = Annotated[AlipayApp | BankMerchant | WechatMerchant, Field(discriminator="channel")]
 
 
+class WechatAuthorization(BaseModel):
+    """A WeChat Pay provider (服务商, `merchant_id` = sp_mchid) authorized for a sub-merchant (受理关系)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["wechat"]
+    merchant_id: str = Field(pattern=r"^[0-9]{1,32}$")  # sp_mchid, registered with POST /sandbox/apps
+    sub_mchid: str = Field(pattern=r"^[0-9]{1,32}$")
+    sub_appid: str | None = Field(default=None, pattern=r"^[0-9A-Za-z_-]{1,32}$")
+
+
+# One model per channel, as for apps: other channels' authorizations join this union.
+AuthorizationRegistration = Annotated[WechatAuthorization, Field(discriminator="channel")]
+
+
 def create_registration_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
 
@@ -90,6 +110,21 @@ def create_registration_router(state: SandboxState) -> APIRouter:
                 return {"channel": body.channel, "merchant_id": body.merchant_id}
         except ValueError as exc:
             raise HTTPException(422, f"public_key_pem: {exc}") from exc
+        raise HTTPException(404, f"no {body.channel} simulator")
+
+    @router.post("/authorizations")
+    async def authorize(body: AuthorizationRegistration) -> dict[str, str | None]:
+        simulator = state.simulators.get(body.channel)
+        if isinstance(body, WechatAuthorization) and isinstance(simulator, WechatSimulator):
+            if body.sub_mchid == body.merchant_id:
+                raise HTTPException(422, "sub_mchid: must be another merchant than the provider")
+            try:
+                simulator.register_sub_merchant(body.merchant_id, body.sub_mchid, body.sub_appid)
+            except KeyError:
+                raise HTTPException(404, f"merchant_id: no wechat provider {body.merchant_id}") from None
+            except ValueError as exc:
+                raise HTTPException(422, f"sub_mchid: {exc}") from exc
+            return body.model_dump()
         raise HTTPException(404, f"no {body.channel} simulator")
 
     return router
