@@ -35,8 +35,21 @@ class AlipayAccountConfig(BaseModel):
 class WechatAccountConfig(BaseModel):
     model_config = ConfigDict(title="WechatAccountConfig")
 
-    mchid: str = Field(pattern=r"^[0-9]{1,32}$", description="the WeChat Pay merchant id (digits)")
-    appid: str = Field(pattern=_TEXT, description="the WeChat appid payments are made under")
+    mode: Literal["direct", "partner"] = Field(
+        default="direct", description="`partner`: a service provider (服务商) acting for sub-merchants"
+    )
+    mchid: str | None = Field(
+        default=None, pattern=r"^[0-9]{1,32}$", description="the WeChat Pay merchant id (digits); direct mode only"
+    )
+    appid: str | None = Field(
+        default=None, pattern=_TEXT, description="the WeChat appid payments are made under; direct mode only"
+    )
+    sp_mchid: str | None = Field(
+        default=None, pattern=r"^[0-9]{1,32}$", description="partner mode: the provider's mchid"
+    )
+    sp_appid: str | None = Field(
+        default=None, pattern=_TEXT, description="partner mode: the provider's appid, in place of appid"
+    )
     serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$", description="the merchant API certificate serial")
     private_key_pem: str = Field(
         pattern=_TEXT, description="the merchant API private key (RSA, PEM) that signs requests"
