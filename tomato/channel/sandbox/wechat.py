@@ -228,7 +228,7 @@ class WechatSimulator:
                 raise WxError(404, "ORDER_NOT_EXIST", "订单不存在")
             return self._respond(200, self._transaction(trade))
         if method == "POST" and path == "/v3/refund/domestic/refunds":
-            return self._respond(200, self.refund(call, call.mchid, {"mchid": call.mchid}))
+            return self._respond(200, self._refund(call))
         if method == "GET" and (m := _REFUND.fullmatch(path)):
             refund = self._refunds.get((call.mchid, m.group(1)))
             if refund is None:
@@ -357,8 +357,11 @@ class WechatSimulator:
             node["amount"]["payer_total"] = trade.amount
         return node
 
-    def refund(self, call: _Call, owner: str, identity: Body, notify_mchid: str | None = None) -> Body:
-        """Refund `owner`'s trade; the notify names the merchant by `identity` and is sealed for `notify_mchid`."""
+    def _refund(self, call: _Call, owner: str | None = None, identity: Body | None = None) -> Body:
+        """Refund `owner`'s trade (default: the caller's); the notify names the merchant by `identity` (default
+        `mchid`) and is sealed with the caller's APIv3 key."""
+        owner = owner or call.mchid
+        identity = identity or {"mchid": call.mchid}
         if self._state.faults[self.channel].reject_refunds:
             raise WxError(403, "NO_AUTH", "refunds refused (sandbox fault)")
         b = call.body
@@ -385,7 +388,7 @@ class WechatSimulator:
         self._refunds[(owner, out_refund_no)] = record
         answer = self._refund_node(record)  # PROCESSING, as WeChat answers
         record.status, record.success_at = "SUCCESS", now
-        self._notify(notify_mchid or owner, record.notify_url, "REFUND.SUCCESS", "退款成功", "refund", {
+        self._notify(call.mchid, record.notify_url, "REFUND.SUCCESS", "退款成功", "refund", {
             **identity, "out_trade_no": trade.out_trade_no, "transaction_id": trade.channel_trade_no,
             "out_refund_no": out_refund_no, "refund_id": record.refund_id, "refund_status": "SUCCESS",
             "success_time": codec.format_time(now), "user_received_account": "支付用户零钱",

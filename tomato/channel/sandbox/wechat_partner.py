@@ -94,7 +94,7 @@ class PartnerDesk:
         if method == "POST" and path == _REFUNDS and "sub_mchid" in call.body:
             sub = self._authorized(call, method, path, _text(call.body, "sub_mchid"))
             identity = {"sp_mchid": call.mchid, "sub_mchid": sub}
-            return sim._respond(200, sim.refund(call, owner_key(call.mchid, sub), identity, call.mchid))
+            return sim._respond(200, sim._refund(call, owner_key(call.mchid, sub), identity))
         if method == "GET" and (m := _REFUND.fullmatch(path)) and "sub_mchid" in call.query:
             sub = self._authorized(call, method, path, _text(call.query, "sub_mchid"))
             refund = sim._refunds.get((owner_key(call.mchid, sub), m.group(1)))
