@@ -16,6 +16,7 @@ an authorization (受理关系) for a `sub_mchid`, with the sub-merchant's `sub_
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING
@@ -57,9 +58,10 @@ class PartnerDesk:
     def __init__(self, sim: WechatSimulator) -> None:
         self._sim = sim
         self._subs: dict[str, dict[str, str | None]] = {}  # sp_mchid → sub_mchid → sub_appid
-        self.calls: list[PartnerCall] = []
+        self.calls: deque[PartnerCall] = deque(maxlen=1000)  # the latest partner calls, newest last
 
     def register_sub_merchant(self, sp_mchid: str, sub_mchid: str, sub_appid: str | None = None) -> None:
+        """KeyError when `sp_mchid` is not a registered merchant, ValueError for a malformed `sub_mchid`."""
         if sp_mchid not in self._sim.book.merchants:
             raise KeyError(f"unknown provider {sp_mchid}")
         if not sub_mchid.isdigit() or sub_mchid == sp_mchid:
@@ -79,12 +81,12 @@ class PartnerDesk:
         """The answer to a partner request, or None when the request is a direct merchant's."""
         sim = self._sim
         if method == "POST" and (m := _CREATE.fullmatch(path)):
-            return sim._respond(200, self._create(call, m.group(1), self._log(call, method, path, call.body)))
+            return sim._respond(200, self._create(call, m.group(1), self._identify(call, method, path, call.body)))
         if method == "POST" and (m := _CLOSE.fullmatch(path)):
-            sub = self._log(call, method, path, call.body)
+            sub = self._identify(call, method, path, call.body)
             return sim.close_trade(owner_key(call.mchid, sub), m.group(1))
         if method == "GET" and (m := _QUERY.fullmatch(path)):
-            sub = self._log(call, method, path, call.query)
+            sub = self._identify(call, method, path, call.query)
             by_id = m.group(1) == "id"
             key = owner_key(call.mchid, sub)
             trade = sim.book.find(key, None if by_id else m.group(2), m.group(2) if by_id else None)
@@ -108,7 +110,7 @@ class PartnerDesk:
             return sim._respond(200, self._trade_bill(call, sub_mchid))
         return None
 
-    def _log(self, call: _Call, method: str, path: str, fields: Body | dict[str, str]) -> str:
+    def _identify(self, call: _Call, method: str, path: str, fields: Body | dict[str, str]) -> str:
         """Check `sp_mchid` is the caller's and `sub_mchid` authorized; record the call; the sub_mchid."""
         if fields.get("sp_mchid") != call.mchid:
             raise WxError(400, "PARAM_ERROR", "sp_mchid does not match the Authorization")
