@@ -107,6 +107,8 @@ class PartnerDesk:
             sub_mchid = call.query.get("sub_mchid")
             if sub_mchid is not None:
                 self._authorized(call, method, path, sub_mchid)
+            else:
+                self.calls.append(PartnerCall(method, path, call.mchid, None))  # the provider's whole bill
             return sim._respond(200, self._trade_bill(call, sub_mchid))
         return None
 
