@@ -11,10 +11,12 @@ registers a merchant-side public key under the channel's merchant id, as a chann
 The bank also needs `cert_id`: ACP requests name their signing certificate by it and the simulator refuses any
 other. Bad input answers 422 naming the field. `tomato dev` does the same in-process.
 
-`POST /sandbox/authorizations` records a service provider's authorization by a sub-merchant (docs/channels.md,
-"Service-provider accounts"); the answer echoes everything but the token, 404 when the provider app is unknown:
+`POST /sandbox/authorizations` records a service provider's authorization by a sub-merchant, as the channel's partner
+console would (docs/channels.md, "Service-provider accounts"; one model per channel, discriminated by `channel`); the
+answer echoes everything but a token, 404 when the provider is unknown:
 
     {"channel": "alipay", "merchant_id": "<provider app_id>", "app_auth_token": "…", "auth_app_id": "<sub app_id>"}
+    {"channel": "wechat", "merchant_id": "<sp_mchid>", "sub_mchid": "<digits>", "sub_appid": "<appid>"?}
 """
 
 from __future__ import annotations
@@ -73,8 +75,18 @@ class AlipayAuthorization(BaseModel):
     auth_app_id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
 
 
-# one model per channel, as AppRegistration: other channels' variants join this union
-Authorization = Annotated[AlipayAuthorization, Field(discriminator="channel")]
+class WechatAuthorization(BaseModel):
+    """A WeChat Pay provider (服务商, `merchant_id` = sp_mchid) authorized for a sub-merchant (受理关系)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["wechat"]
+    merchant_id: str = Field(pattern=r"^[0-9]{1,32}$")  # sp_mchid, registered with POST /sandbox/apps
+    sub_mchid: str = Field(pattern=r"^[0-9]{1,32}$")
+    sub_appid: str | None = Field(default=None, pattern=r"^[0-9A-Za-z_-]{1,32}$")
+
+
+AuthorizationRegistration = Annotated[AlipayAuthorization | WechatAuthorization, Field(discriminator="channel")]
 
 
 def create_registration_router(state: SandboxState) -> APIRouter:
@@ -113,7 +125,7 @@ def create_registration_router(state: SandboxState) -> APIRouter:
         raise HTTPException(404, f"no {body.channel} simulator")
 
     @router.post("/authorizations")
-    async def authorize(body: Authorization) -> dict[str, str]:
+    async def authorize(body: AuthorizationRegistration) -> dict[str, str | None]:
         simulator = state.simulators.get(body.channel)
         if isinstance(body, AlipayAuthorization) and isinstance(simulator, AlipaySimulator):
             try:
@@ -121,6 +133,16 @@ def create_registration_router(state: SandboxState) -> APIRouter:
             except LookupError as exc:
                 raise HTTPException(404, f"merchant_id: {exc}") from None
             return {"channel": body.channel, "merchant_id": body.merchant_id, "auth_app_id": body.auth_app_id}
+        if isinstance(body, WechatAuthorization) and isinstance(simulator, WechatSimulator):
+            if body.sub_mchid == body.merchant_id:
+                raise HTTPException(422, "sub_mchid: must be another merchant than the provider")
+            try:
+                simulator.register_sub_merchant(body.merchant_id, body.sub_mchid, body.sub_appid)
+            except KeyError:
+                raise HTTPException(404, f"merchant_id: no wechat provider {body.merchant_id}") from None
+            except ValueError as exc:
+                raise HTTPException(422, f"sub_mchid: {exc}") from exc
+            return body.model_dump()
         raise HTTPException(404, f"no {body.channel} simulator")
 
     return router

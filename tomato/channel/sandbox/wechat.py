@@ -12,6 +12,7 @@ with `Wechatpay-*` headers in public-key mode; bill downloads unsigned. Behaviou
 - the trade bill (ALL) is built from these records for any date with activity, else 400 `NO_STATEMENT_EXIST`,
   with the state's fee rate and statement faults (`SandboxState.statement_rows`);
 - `time_expire` is recorded, not enforced (as in the Alipay simulator): the platform closes expired orders itself.
+Service providers' partner APIs (服务商) are `wechat_partner.py`'s, on the same keys and records.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from _collections_abc import dict_items
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request, Response
@@ -39,6 +40,9 @@ from tomato.channel.sandbox.state import BillRow, ChannelBook, SandboxState, Sim
 from tomato.core.clock import Clock, SystemClock
 from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
 from tomato.core.money import fen_to_yuan
+
+if TYPE_CHECKING:
+    from tomato.channel.sandbox.wechat_partner import PartnerDesk
 
 NOTIFY_GAPS_S = (15.0, 15.0, 30.0, 180.0, 600.0, 1200.0, 1800.0, 1800.0, 1800.0, 3600.0, 10800.0, 10800.0, 10800.0,
                  21600.0, 21600.0)  # 16 sends over 24h4m
@@ -121,6 +125,9 @@ class WechatSimulator:
         self._merchants: dict[str, _Merchant] = {}
         self._refunds: dict[tuple[str, str], _Refund] = {}  # (mchid, out_refund_no) → refund
         self._bills: dict[str, tuple[str, bytes]] = {}  # download token → (mchid, file bytes)
+        from tomato.channel.sandbox.wechat_partner import PartnerDesk  # it builds on this module
+
+        self.partner: PartnerDesk = PartnerDesk(self)  # service providers' sub-merchants and partner APIs
         state.attach(self)
 
     @property
@@ -146,6 +153,10 @@ class WechatSimulator:
         key = load_public_key(merchant_public_key_pem)
         self._merchants[mchid] = _Merchant(merchant_serial_no.upper(), key, api_v3_key)
         self.book.merchants[mchid] = merchant_public_key_pem
+
+    def register_sub_merchant(self, sp_mchid: str, sub_mchid: str, sub_appid: str | None = None) -> None:
+        """Record that the registered provider `sp_mchid` may act for `sub_mchid` (服务商 受理关系)."""
+        self.partner.register_sub_merchant(sp_mchid, sub_mchid, sub_appid)
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -202,6 +213,8 @@ class WechatSimulator:
         return _Call(items["mchid"], dict(request.query_params), parsed, str(request.base_url).rstrip("/"))
 
     def _dispatch(self, method: str, path: str, call: _Call) -> Response:
+        if (answer := self.partner.dispatch(method, path, call)) is not None:
+            return answer
         if method == "POST" and (m := _CREATE.fullmatch(path)):
             return self._respond(200, self._create(call, m.group(1)))
         if method == "POST" and (m := _CLOSE.fullmatch(path)):
@@ -259,20 +272,27 @@ class WechatSimulator:
             trade.state, trade.closed_at = TradeState.FAILED, now
             return
         trade.state, trade.paid_at = TradeState.PAID, now
+        if self.partner.owns(trade):
+            self.partner.notify_payment(trade)
+            return
         self._notify(trade.merchant_id, trade.notify_url, "TRANSACTION.SUCCESS", "支付成功", "transaction",
                      self._transaction(trade))
 
     # --- APIs ---------------------------------------------------------------------------------------------
 
     def _create(self, call: _Call, kind: str) -> Body:
+        _same_mchid(call)
+        extra = {"kind": kind, "appid": _text(call.body, "appid"), "openid": SIM_OPENID}
+        if kind == "jsapi":
+            extra["openid"] = _text(call.body.get("payer"), "openid")
+        return self.prepay(call, kind, call.mchid, extra)
+
+    def prepay(self, call: _Call, kind: str, owner: str, extra: dict[str, str]) -> Body:
+        """Create (or find again, idempotently) `owner`'s trade from a create body: the answer's pay code."""
         b = call.body
         out_trade_no, description = _text(b, "out_trade_no"), _text(b, "description")
         notify_url = _text(b, "notify_url")
-        _same_mchid(call)
         total = _fen(b, "total")
-        extra = {"kind": kind, "appid": _text(b, "appid"), "openid": SIM_OPENID}
-        if kind == "jsapi":
-            extra["openid"] = _text(b.get("payer"), "openid")
         if kind == "h5":
             _text(b.get("scene_info"), "payer_client_ip")
             _text((b.get("scene_info") or {}).get("h5_info"), "type")
@@ -282,7 +302,7 @@ class WechatSimulator:
                 expire_at = codec.parse_time(str(b["time_expire"]))
             except ValueError:
                 raise WxError(400, "PARAM_ERROR", "time_expire is not RFC 3339") from None
-        trade = self.book.find(call.mchid, out_trade_no)
+        trade = self.book.find(owner, out_trade_no)
         if trade is not None:
             if trade.state is TradeState.PAID:
                 raise WxError(400, "ORDERPAID", "该订单已支付")
@@ -293,7 +313,7 @@ class WechatSimulator:
         else:
             now = self._state.clock.now()
             trade = SimTrade(
-                channel=self.channel, merchant_id=call.mchid, out_trade_no=out_trade_no,
+                channel=self.channel, merchant_id=owner, out_trade_no=out_trade_no,
                 channel_trade_no=_wx_id("4200", now), amount=total, subject=description, notify_url=notify_url,
                 created_at=now, expire_at=expire_at, extra=extra,
             )
@@ -308,7 +328,10 @@ class WechatSimulator:
 
     def _close(self, call: _Call, out_trade_no: str) -> Response:
         _same_mchid(call)
-        trade = self.book.find(call.mchid, out_trade_no)
+        return self.close_trade(call.mchid, out_trade_no)
+
+    def close_trade(self, owner: str, out_trade_no: str) -> Response:
+        trade = self.book.find(owner, out_trade_no)
         if trade is None:
             raise WxError(404, "ORDER_NOT_EXIST", "订单不存在")
         if trade.state is TradeState.PAID:
@@ -334,16 +357,20 @@ class WechatSimulator:
             node["amount"]["payer_total"] = trade.amount
         return node
 
-    def _refund(self, call: _Call) -> Body:
+    def _refund(self, call: _Call, owner: str | None = None, identity: Body | None = None) -> Body:
+        """Refund `owner`'s trade (default: the caller's); the notify names the merchant by `identity` (default
+        `mchid`) and is sealed with the caller's APIv3 key."""
+        owner = owner or call.mchid
+        identity = identity or {"mchid": call.mchid}
         if self._state.faults[self.channel].reject_refunds:
             raise WxError(403, "NO_AUTH", "refunds refused (sandbox fault)")
         b = call.body
         out_refund_no = _text(b, "out_refund_no")
         refund, total = _fen(b, "refund"), _fen(b, "total")
-        trade = self.book.find(call.mchid, b.get("out_trade_no"), b.get("transaction_id"))
+        trade = self.book.find(owner, b.get("out_trade_no"), b.get("transaction_id"))
         if trade is None:
             raise WxError(404, "RESOURCE_NOT_EXISTS", "订单不存在")
-        done = self._refunds.get((call.mchid, out_refund_no))
+        done = self._refunds.get((owner, out_refund_no))
         if done is not None:  # idempotent on out_refund_no
             if done.trade is not trade or done.amount != refund:
                 raise WxError(400, "INVALID_REQUEST", "out_refund_no already used with other parameters")
@@ -356,13 +383,13 @@ class WechatSimulator:
             raise WxError(400, "NOT_ENOUGH", "refund exceeds the refundable balance")
         now = self._state.clock.now()
         trade.refunds[out_refund_no] = SimRefund(out_refund_no, refund, now)
-        record = _Refund(call.mchid, out_refund_no, _wx_id("5030", now, 29), trade, refund,
+        record = _Refund(owner, out_refund_no, _wx_id("5030", now, 29), trade, refund,
                          str(b.get("notify_url") or ""), now)
-        self._refunds[(call.mchid, out_refund_no)] = record
+        self._refunds[(owner, out_refund_no)] = record
         answer = self._refund_node(record)  # PROCESSING, as WeChat answers
         record.status, record.success_at = "SUCCESS", now
         self._notify(call.mchid, record.notify_url, "REFUND.SUCCESS", "退款成功", "refund", {
-            "mchid": call.mchid, "out_trade_no": trade.out_trade_no, "transaction_id": trade.channel_trade_no,
+            **identity, "out_trade_no": trade.out_trade_no, "transaction_id": trade.channel_trade_no,
             "out_refund_no": out_refund_no, "refund_id": record.refund_id, "refund_status": "SUCCESS",
             "success_time": codec.format_time(now), "user_received_account": "支付用户零钱",
             "amount": {"total": trade.amount, "refund": refund, "payer_total": trade.amount, "payer_refund": refund},
@@ -397,6 +424,10 @@ class WechatSimulator:
                                 for r in self._refunds.values()):  # faults that leave nothing give an empty bill
             raise WxError(400, "NO_STATEMENT_EXIST", "账单文件不存在")
         lines = [self._bill_line(row) for row in self._state.statement_rows(self.channel, call.mchid, day)]
+        return self.bill_answer(call, lines)
+
+    def bill_answer(self, call: _Call, lines: list[codec.BillLine]) -> Body:
+        """Store the bill file for download by the caller; the tradebill answer pointing at it."""
         text = codec.format_trade_bill(lines)
         token = secrets.token_urlsafe(24)
         self._bills[token] = (call.mchid, gzip.compress(text) if call.query.get("tar_type") == "GZIP" else text)

@@ -5,6 +5,9 @@ signed response, or an unparseable one is `UNKNOWN`, never `FAIL`. A signed 4xx 
 WeChat's code: for an action (create, close, refund) nothing was done; for a query it is a refusal to answer, which
 says nothing about the trade (`ChannelResult.settles_query` is false). A trade or refund WeChat reports as failed
 is `FAIL` with error `NONE`: that is the outcome.
+
+A partner-mode (服务商) account speaks for the sub-merchant each request names (`partner.py` spells the wire);
+without one it refuses, `SUB_MERCHANT_REQUIRED`, before any HTTP call.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tomato.channel.adapters.wechat import codec, signing
+from tomato.channel.adapters.wechat import codec, partner, signing
 from tomato.channel.adapters.wechat.config import WechatConfig, platform_keys
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
@@ -64,9 +67,10 @@ class WechatAdapter:
         kind = codec.TRADE_TYPES.get(req.pay_method)
         if kind is None:
             return _refused("PAY_METHOD_NOT_SUPPORTED", req.pay_method)
+        if refusal := partner.missing_sub(self._config, req.sub):
+            return refusal
         payload: _Body = {
-            "appid": self._config.appid,
-            "mchid": self._config.mchid,
+            **partner.create_identity(self._config, req.sub),
             "description": req.subject,
             "out_trade_no": req.order_no,
             "time_expire": codec.format_time(req.expire_at),
@@ -76,12 +80,12 @@ class WechatAdapter:
         if kind == "jsapi":
             if not req.openid:
                 return _refused("PAYER_OPENID_REQUIRED", "WECHAT_JSAPI needs payer.openid")
-            payload["payer"] = {"openid": req.openid}
+            payload["payer"] = partner.payer(self._config, req.sub, req.openid)
         elif kind == "h5":
             if not req.client_ip:
                 return _refused("PAYER_CLIENT_IP_REQUIRED", "WECHAT_H5 needs the payer's client IP")
             payload["scene_info"] = {"payer_client_ip": req.client_ip, "h5_info": {"type": "Wap"}}
-        body = await self._call("POST", f"/v3/pay/transactions/{kind}", payload)
+        body = await self._call("POST", partner.create_path(self._config, kind), payload)
         if isinstance(body, ChannelResult):
             return body
         field, pay_type = {
@@ -92,15 +96,17 @@ class WechatAdapter:
         value = body.get(field) if body else None
         if not isinstance(value, str) or not value:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"{kind} create answered without {field}")
-        data = PayData(pay_type, self.jsapi_params(value) if kind == "jsapi" else value)
+        app_id = partner.jsapi_app_id(self._config, req.sub)
+        data = PayData(pay_type, self.jsapi_params(value, app_id) if kind == "jsapi" else value)
         return ChannelResult(ResultStatus.SUCCESS, pay_data=data)
 
-    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
-        """What the payer's WeChat client needs to call `requestPayment` (§B5)."""
+    def jsapi_params(self, prepay_id: str, app_id: str | None = None) -> dict[str, str]:
+        """What the payer's WeChat client needs to call `requestPayment` (§B5), in `app_id` (default: ours)."""
+        app_id = app_id or self._config.appid
         timestamp, nonce, package = str(int(self._clock.timestamp())), signing.nonce_str(), f"prepay_id={prepay_id}"
-        pay_sign = signing.jsapi_pay_sign(self._private_key, self._config.appid, timestamp, nonce, package)
+        pay_sign = signing.jsapi_pay_sign(self._private_key, app_id, timestamp, nonce, package)
         return {
-            "appId": self._config.appid,
+            "appId": app_id,
             "timeStamp": timestamp,
             "nonceStr": nonce,
             "package": package,
@@ -111,11 +117,15 @@ class WechatAdapter:
     async def query(self, ref: TradeRef) -> ChannelResult:
         # Trades exist from the moment create succeeded (NOTPAY), so ORDER_NOT_EXIST means our create never took
         # effect: nothing can be paid, but a lagging replica may still be catching up — keep waiting, never fail.
-        path = f"/v3/pay/transactions/out-trade-no/{codec.path_segment(ref.order_no)}?mchid={self._config.mchid}"
+        if refusal := partner.missing_sub(self._config, ref.sub):
+            return refusal
+        path = partner.query_path(self._config, ref.order_no, ref.sub)
         body = await self._call("GET", path, not_found=ResultStatus.WAITING)
         if isinstance(body, ChannelResult):
             return body
-        if body is None or body.get("out_trade_no") != ref.order_no or body.get("mchid") != self._config.mchid:
+        if body is None or body.get("out_trade_no") != ref.order_no or not partner.answers_for_us(
+            self._config, body, ref.sub
+        ):
             return ChannelResult.unknown(ErrorClass.MALFORMED, "query answered for another trade")
         state = body.get("trade_state")
         trade_no = _opt_str(body.get("transaction_id"))
@@ -142,8 +152,10 @@ class WechatAdapter:
 
     async def close(self, ref: TradeRef) -> ChannelResult:
         # A trade WeChat never created, or one already closed, can no longer be paid: as good as closed.
-        path = f"/v3/pay/transactions/out-trade-no/{codec.path_segment(ref.order_no)}/close"
-        body = await self._call("POST", path, {"mchid": self._config.mchid}, not_found=ResultStatus.SUCCESS)
+        if refusal := partner.missing_sub(self._config, ref.sub):
+            return refusal
+        path, close_body = partner.close_request(self._config, ref.order_no, ref.sub)
+        body = await self._call("POST", path, close_body, not_found=ResultStatus.SUCCESS)
         if isinstance(body, ChannelResult):
             if body.status is ResultStatus.FAIL and body.code in CLOSED_CODES:
                 return ChannelResult(ResultStatus.SUCCESS, code=body.code, message=body.message)
@@ -151,7 +163,10 @@ class WechatAdapter:
         return ChannelResult(ResultStatus.SUCCESS)
 
     async def refund(self, req: RefundRequest) -> ChannelResult:
+        if refusal := partner.missing_sub(self._config, req.sub):
+            return refusal
         payload: _Body = {
+            **partner.refund_identity(self._config, req.sub),
             "out_trade_no": req.order_no,
             "out_refund_no": req.refund_no,
             "notify_url": req.notify_url,
@@ -164,7 +179,9 @@ class WechatAdapter:
 
     async def query_refund(self, ref: RefundRef) -> ChannelResult:
         # Not found: the refund request never took effect (or is not visible yet) — keep waiting, as for Alipay.
-        path = f"/v3/refund/domestic/refunds/{codec.path_segment(ref.refund_no)}"
+        if refusal := partner.missing_sub(self._config, ref.sub):
+            return refusal
+        path = partner.refund_query_path(self._config, ref.refund_no, ref.sub)
         body = await self._call("GET", path, not_found=ResultStatus.WAITING)
         return self._refund_result(body, ref.refund_no)
 
@@ -197,9 +214,10 @@ class WechatAdapter:
         )
 
     async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
-        """The day's ALL trade bill, decompressed and checked against WeChat's SHA1 (§B9): UTF-8 CSV bytes."""
-        path = f"/v3/bill/tradebill?bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP"
-        body = await self._call("GET", path)
+        """The day's ALL trade bill, decompressed and checked against WeChat's SHA1 (§B9): UTF-8 CSV bytes.
+
+        Partner mode: `sub` None is the provider's bill of every sub-merchant (`特约商户号` names each row's)."""
+        body = await self._call("GET", partner.bill_path(self._config, bill_date, sub))
         if isinstance(body, ChannelResult):
             raise StatementUnavailable(body)
         answer = body or {}
@@ -233,20 +251,22 @@ class WechatAdapter:
             envelope, data = signing.open_notify(self._config.api_v3_key, body)
         except ValueError as exc:
             raise CallbackRejected(f"wechat notify: unreadable: {exc}") from None
-        if data.get("mchid") != self._config.mchid:
-            raise CallbackRejected("wechat notify: mchid is not this account's")
+        try:
+            sub_merchant = partner.notify_sub_merchant(self._config, data)
+        except ValueError as exc:
+            raise CallbackRejected(f"wechat notify: {exc}") from None
         event = str(envelope.get("event_type", ""))
         raw = {"notify_id": envelope.get("id"), "event_type": event, **data}
         try:
             if event == "TRANSACTION.SUCCESS":
-                return self._payment_notify(data, raw)
+                return self._payment_notify(data, raw, sub_merchant)
             if event.startswith("REFUND."):
-                return self._refund_notify(event, data, raw)
+                return self._refund_notify(event, data, raw, sub_merchant)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CallbackRejected(f"wechat notify: {exc}") from None
         raise CallbackRejected(f"wechat notify: unsupported event_type {event!r}")
 
-    def _payment_notify(self, data: _Body, raw: _Body) -> ChannelNotify:
+    def _payment_notify(self, data: _Body, raw: _Body, sub_merchant: str | None) -> ChannelNotify:
         state = data.get("trade_state")
         status = (
             ResultStatus.SUCCESS
@@ -262,10 +282,11 @@ class WechatAdapter:
             amount=codec.fen_field(data["amount"], "total"),
             channel_trade_no=_opt_str(data.get("transaction_id")),
             paid_at=codec.parse_time(data["success_time"]) if status is ResultStatus.SUCCESS else None,
+            sub_merchant=sub_merchant,
             raw=raw,
         )
 
-    def _refund_notify(self, event: str, data: _Body, raw: _Body) -> ChannelNotify:
+    def _refund_notify(self, event: str, data: _Body, raw: _Body, sub_merchant: str | None) -> ChannelNotify:
         status = {
             "REFUND.SUCCESS": ResultStatus.SUCCESS,
             "REFUND.ABNORMAL": ResultStatus.FAIL,
@@ -282,8 +303,9 @@ class WechatAdapter:
             channel_trade_no=_opt_str(data.get("transaction_id")),
             refund_no=_required(data, "out_refund_no"),
             channel_refund_no=_opt_str(data.get("refund_id")),
-            paid_at=codec.parse_time(done_at) if isinstance(done_at, str) else None,
-            raw=raw,  # the refund's time
+            paid_at=codec.parse_time(done_at) if isinstance(done_at, str) else None,  # the refund's time
+            sub_merchant=sub_merchant,
+            raw=raw,
         )
 
     @staticmethod

@@ -126,6 +126,7 @@ class BillLine:
     refund_id: str | None = None
     out_refund_no: str | None = None
     succeeded: bool = True  # False writes a payment as REVOKED, a refund as PROCESSING
+    sub_mchid: str = "0"  # 特约商户号: the sub-merchant in a service provider's bill, "0" for a direct merchant
 
 
 def fee_rate(ppm: int) -> str:
@@ -153,7 +154,7 @@ def format_trade_bill(lines: Sequence[BillLine]) -> bytes:
             line.time.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
             line.appid,
             line.mchid,
-            "0",
+            line.sub_mchid,
             "",
             line.transaction_id,
             line.out_trade_no,

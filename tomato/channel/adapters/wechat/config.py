@@ -3,6 +3,11 @@
 `platform_public_key_id` is normally the `PUB_KEY_ID_…` of the platform public key; an account set up in the older
 platform-certificate mode may give that certificate's hex serial instead. During WeChat's migration both kinds
 of serial arrive (§B3), so `platform_certificate_pem` may name a certificate that still signs alongside the key.
+
+`mode` is `direct` (the default: the account is the merchant, keys `mchid`, `appid`) or `partner` (a service
+provider, 服务商, acting for sub-merchants: keys `sp_mchid`, `sp_appid` in place of `mchid`, `appid`; the sub-merchant
+comes with every request). In partner mode `WechatConfig.mchid`/`appid` hold the provider's `sp_mchid`/`sp_appid`:
+they sign every request (the Authorization names the provider) and are what notifies must name as `sp_mchid`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from tomato.channel.adapters.wechat import signing
 
 _MCHID = re.compile(r"[0-9]{1,32}")
 _SERIAL = re.compile(r"[0-9A-Fa-f]{1,64}")
+MODES = ("direct", "partner")
 _KEY_ID = re.compile(r"PUB_KEY_ID_[0-9A-Za-z]{1,64}|[0-9A-Fa-f]{1,64}")  # public-key id, or a cert serial
 
 
 @dataclass(frozen=True)
 class WechatConfig:
-    mchid: str
-    appid: str
+    mchid: str  # partner mode: the provider's sp_mchid
+    appid: str  # partner mode: the provider's sp_appid
     serial_no: str  # the merchant API certificate serial, sent in Authorization
     private_key_pem: str  # merchant API key: PKCS#1/PKCS#8 PEM or bare base64
     api_v3_key: str  # 32 ASCII characters: decrypts notifies
@@ -33,17 +39,32 @@ class WechatConfig:
     platform_public_key_id: str  # `PUB_KEY_ID_…`, or the serial of the platform certificate it came from
     base_url: str  # origin only; requests go to base_url + /v3/…
     platform_certificate_pem: str | None = None  # optional: a platform certificate still signing (migration)
+    mode: str = "direct"  # "direct" | "partner"
+
+    @property
+    def partner(self) -> bool:
+        return self.mode == "partner"
 
     def __repr__(self) -> str:  # never print the private key or the APIv3 key
-        return f"WechatConfig(mchid={self.mchid!r}, appid={self.appid!r}, base_url={self.base_url!r})"
+        return (
+            f"WechatConfig(mode={self.mode!r}, mchid={self.mchid!r}, appid={self.appid!r}, base_url={self.base_url!r})"
+        )
 
 
 def parse_config(raw: Mapping[str, Any]) -> WechatConfig:
     """Validate a channel-account config dict; the ValueError names the first bad field."""
+    mode = raw.get("mode", "direct")
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {', '.join(MODES)}")
+    partner = mode == "partner"
+    if partner:
+        for name in ("mchid", "appid"):
+            if name in raw:  # one merchant number per account: never guess which of two is meant
+                raise ValueError(f"{name}: not used in partner mode (give sp_{name})")
     values: dict[str, str] = {}
     names = (
-        "mchid",
-        "appid",
+        "sp_mchid" if partner else "mchid",
+        "sp_appid" if partner else "appid",
         "serial_no",
         "private_key_pem",
         "api_v3_key",
@@ -56,9 +77,12 @@ def parse_config(raw: Mapping[str, Any]) -> WechatConfig:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name}: required non-empty string")
         values[name] = value if name == "api_v3_key" else value.strip()
+    if partner:
+        values["mchid"], values["appid"] = values.pop("sp_mchid"), values.pop("sp_appid")
     for name, pattern in (("mchid", _MCHID), ("serial_no", _SERIAL), ("platform_public_key_id", _KEY_ID)):
+        shown = f"sp_{name}" if partner and name == "mchid" else name
         if not pattern.fullmatch(values[name]):
-            raise ValueError(f"{name}: malformed")
+            raise ValueError(f"{shown}: malformed")
     key = values["api_v3_key"]
     if len(key) != 32 or not key.isascii() or not key.isprintable():
         raise ValueError("api_v3_key: must be exactly 32 printable ASCII characters")
@@ -83,7 +107,8 @@ def parse_config(raw: Mapping[str, Any]) -> WechatConfig:
             signing.certificate(cert.strip() if isinstance(cert, str) else "")
         except ValueError as exc:
             raise ValueError(f"platform_certificate_pem: {exc}") from None
-    return WechatConfig(**values, platform_certificate_pem=cert.strip() if isinstance(cert, str) else None)
+    certificate = cert.strip() if isinstance(cert, str) else None
+    return WechatConfig(**values, platform_certificate_pem=certificate, mode=str(mode))
 
 
 def platform_keys(config: WechatConfig) -> tuple[tuple[str, rsa.RSAPublicKey], ...]:
