@@ -14,6 +14,7 @@ from tomato.channel.schemas import ChannelAccountCreate, RoutingRuleCreate
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
 from tomato.core.pay_methods import CHANNEL_OF, PayMethod
 from tomato.merchant.schemas import AppCreate, FeePlanAssign, FeePlanCreate, MerchantCreate
+from tomato.runtime.seed_providers import seed_service_providers
 
 DEMO_FEE_PPM = 6_000  # 0.60 % of every payment, whatever the pay method; refunds give it back in proportion
 SIMULATOR_COST_PPM = 3_800  # what the simulated channels charge the platform: 0.38 %
@@ -29,6 +30,7 @@ class DevCredentials:
     platform_public_key_pem: str
     admin_tokens: dict[str, str]
     channel_accounts: dict[str, str]
+    service_provider_accounts: dict[str, str]  # channel → the Alipay ISV / WeChat Pay partner account
 
     def as_json(self, base_url: str, sandbox_url: str) -> dict[str, Any]:
         """The credentials file of docs/operations.md."""
@@ -45,6 +47,7 @@ class DevCredentials:
             },
             "admin_tokens": self.admin_tokens,
             "channel_accounts": self.channel_accounts,
+            "service_provider_accounts": self.service_provider_accounts,
         }
 
 
@@ -159,6 +162,7 @@ async def seed_demo_merchant(c: Container, notify_url: str | None) -> tuple[str,
 async def seed_dev(c: Container, sandbox: SandboxState, sandbox_url: str, notify_url: str | None) -> DevCredentials:
     accounts = await seed_channel_accounts(c, sandbox, sandbox_url)
     mch_no, app_id, secret, rsa_app_id, rsa_private = await seed_demo_merchant(c, notify_url)
+    providers = await seed_service_providers(c, sandbox, sandbox_url, mch_no, SIMULATOR_COST_PPM)
     tokens = {role: await c.merchants.create_admin_token(role, name=f"dev-{role}") for role in ("operator", "finance")}
     platform = await c.merchants.platform_signer()
     return DevCredentials(
@@ -170,4 +174,5 @@ async def seed_dev(c: Container, sandbox: SandboxState, sandbox_url: str, notify
         platform_public_key_pem=platform.public_key_pem,
         admin_tokens=tokens,
         channel_accounts=accounts,
+        service_provider_accounts=providers,
     )
