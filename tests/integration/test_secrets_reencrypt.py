@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from tests.fixtures.stack import test_settings as settings_for
 from tomato.bootstrap import Container, bootstrap
-from tomato.channel.models import ChannelAccount
+from tomato.channel.models import ChannelAccount, ChannelIdentity
 from tomato.channel.sandbox import SandboxState
 from tomato.core.crypto import SecretBox, SecretBoxError, generate_rsa_key, public_key_pem
 from tomato.core.db import Database, create_engine
@@ -27,6 +27,7 @@ from tomato.core.reencrypt import reencrypt_column
 from tomato.merchant.models import AppKey, PlatformKey
 from tomato.merchant.schemas import AppCreate, KeyRotate, MerchantCreate
 from tomato.runtime.seed import seed_channel_accounts
+from tomato.runtime.seed_providers import seed_service_providers
 
 RING_A = SecretBox.generate_ring("ka")
 RING_B = SecretBox.generate_ring("kb")
@@ -71,8 +72,11 @@ async def written_under_a(c: Container) -> tuple[dict[str, list[bytes]], list[st
     rsa_key = public_key_pem(generate_rsa_key())
     await c.merchants.create_app(merchant.mch_no, AppCreate(name="rsa", sign_type="RSA-SHA256", public_key_pem=rsa_key))
     platform = await c.merchants.platform_signer()
-    accounts = await seed_channel_accounts(c, SandboxState(), "http://127.0.0.1:9100")
-    return apps, list(accounts.values()), platform.key_id
+    sandbox = SandboxState()
+    accounts = await seed_channel_accounts(c, sandbox, "http://127.0.0.1:9100")
+    # an Alipay ISV account whose identity's token is a secret too, and a WeChat partner account
+    providers = await seed_service_providers(c, sandbox, "http://127.0.0.1:9100", merchant.mch_no, 0)
+    return apps, [*accounts.values(), *providers.values()], platform.key_id
 
 
 async def ciphertexts(db: Database) -> list[str]:
@@ -80,7 +84,8 @@ async def ciphertexts(db: Database) -> list[str]:
         keys = (await uow.session.scalars(select(AppKey.secret_ciphertext))).all()
         platform = (await uow.session.scalars(select(PlatformKey.private_key_ciphertext))).all()
         configs = (await uow.session.scalars(select(ChannelAccount.config_ciphertext))).all()
-    return [t for t in [*keys, *platform, *configs] if t is not None]
+        tokens = (await uow.session.scalars(select(ChannelIdentity.secret_ciphertext))).all()
+    return [t for t in [*keys, *platform, *configs, *tokens] if t is not None]
 
 
 async def test_rows_under_a_open_with_b_alone_after_the_command(db: Database, db_url: str, tmp_path: Path) -> None:
@@ -98,7 +103,8 @@ async def test_rows_under_a_open_with_b_alone_after_the_command(db: Database, db
     found = counts(done.stdout)
     assert found["merchant_app_keys.secret_ciphertext"] == {"rewritten": 3, "current": 0, "changed": 0, "failed": 0}
     assert found["platform_keys.private_key_ciphertext"]["rewritten"] == 1
-    assert found["channel_accounts.config_ciphertext"]["rewritten"] == len(accounts) >= 3
+    assert found["channel_accounts.config_ciphertext"]["rewritten"] == len(accounts) >= 5
+    assert found["channel_identities.secret_ciphertext"]["rewritten"] == 1
     after = await ciphertexts(db)
     assert len(after) == len(before) and all(t.startswith("v1:kb:") for t in after)
 
