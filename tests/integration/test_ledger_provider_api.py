@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.fixtures.booking import consumer, drain, paid_facts, provider, refund_facts, write_event
+from tests.fixtures.console_client import ConsoleUser
 from tests.fixtures.pay_stack import PayStack
 from tests.fixtures.stack import admin
 from tomato.account import accounts as acct
@@ -103,3 +105,16 @@ async def test_settlement_settles_nothing_of_service_provider_payments(pay: PayS
                    acct.merchant_fee_receivable(mch): 600}  # fmt: skip
     after = await balance(pay)
     assert (after["available"], after["service_provider"]["collected"]) == (19_880, 100_000)
+
+
+async def test_the_console_ledger_page_shows_a_merchants_mode(pay: PayStack) -> None:
+    mch = await mch_no(pay)
+    await book(pay, ("pay.succeeded", provider(paid_facts(mch, 100_000, order_no="P1"))))
+    u = ConsoleUser(pay.http)
+    await u.sign_in("finance")
+    page = await u.get(f"/console/ledger?owner={mch}")
+    assert page.status_code == 200
+    assert re.search(r'<span id="mode" class="status">Service provider</span>', page.text)
+    assert f"merchant_fee_receivable:{mch}" in page.text
+    unfiltered = await u.get("/console/ledger")
+    assert 'id="merchant-balance"' not in unfiltered.text  # no merchant named: no merchant card
