@@ -144,8 +144,9 @@ def _refunds(s: RunState, v: Verdict) -> None:
 
 
 def _ledger(s: RunState, v: Verdict) -> None:
-    payments = Counter(j["order_no"] for j in s.journals if j["kind"] == "payment")
-    refunds = Counter(j["refund_no"] for j in s.journals if j["kind"] == "refund")
+    # a service-provider payment is booked as its shadow journal (provider_payment / provider_refund, docs/finance.md)
+    payments = Counter(j["order_no"] for j in s.journals if j["kind"] in ("payment", "provider_payment"))
+    refunds = Counter(j["refund_no"] for j in s.journals if j["kind"] in ("refund", "provider_refund"))
     for order_no, order in sorted(s.orders.items()):
         n = payments[order_no]
         if order["status"] == "SUCCEEDED" and n != 1:

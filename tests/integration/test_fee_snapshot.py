@@ -22,11 +22,12 @@ from tomato.pay.service import Outcome
 
 PAYMENT_FACTS = set(
     "mch_no app_id order_no channel channel_account_id pay_method amount fee fee_ppm refund_fee_rule channel_cost"
-    " channel_cost_ppm paid_at business_date".split()
+    " channel_cost_ppm paid_at business_date service_provider".split()
 )
 REFUND_FACTS = set(
     "mch_no app_id order_no refund_no channel_account_id amount fee_returned fee_returned_total refunded_total"
-    " order_amount order_fee order_channel_cost channel_cost_returned succeeded_at business_date".split()
+    " order_amount order_fee order_channel_cost channel_cost_returned succeeded_at business_date"
+    " service_provider".split()
 )
 
 
@@ -94,6 +95,7 @@ async def test_a_paid_order_carries_its_fee_snapshot_and_its_event_the_booking_f
         "channel_cost_ppm": 3_800,
         "paid_at": order["paid_at"],
         "business_date": shanghai_date(datetime.fromisoformat(order["paid_at"])),
+        "service_provider": False,  # a direct channel account
     }
     # the merchant-facing body is the order object, unchanged: no booking facts in it
     assert payload["data"] == order
@@ -132,6 +134,7 @@ async def test_two_partial_refunds_return_180_then_420(pay: PayStack) -> None:
         "channel_cost_returned": 266,  # 380 in all after a full refund: 114 went back with the first 30,000
         "succeeded_at": succeeded_at,
         "business_date": shanghai_date(datetime.fromisoformat(succeeded_at)),
+        "service_provider": False,
     }
     _, first_facts = await outbox(pay, first.json()["refund_no"], "refund.succeeded")
     assert first_facts is not None

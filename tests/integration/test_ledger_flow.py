@@ -17,7 +17,8 @@ async def balance(pay: Any) -> dict[str, Any]:
 
 
 async def wait_balance(pay: Any, pending: int, available: int = 0) -> None:
-    want = {"currency": "CNY", "pending": pending, "available": available}
+    want = {"currency": "CNY", "pending": pending, "available": available, "mode": "direct",
+            "service_provider": {"collected": 0, "fee_receivable": 0}}  # fmt: skip
     async with asyncio.timeout(20):
         while await balance(pay) != want:
             await asyncio.sleep(0.05)

@@ -98,7 +98,9 @@ async def test_balance_and_transactions_page_newest_first_without_internal_entri
     await book_history(pay)
     r = await pay.client.request("GET", "/v1/balance")
     # pending 99,400 + 19,880 − 29,820 − 50,000; available 50,000 − 10,000 (paid) − 5,000 + 5,000 (voided)
-    assert r.status_code == 200 and r.json() == {"currency": "CNY", "pending": 39_460, "available": 40_000}
+    assert r.status_code == 200 and r.json() == {"currency": "CNY", "pending": 39_460, "available": 40_000,
+                                                 "mode": "direct",
+                                                 "service_provider": {"collected": 0, "fee_receivable": 0}}  # fmt: skip
     seen: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:

@@ -15,6 +15,7 @@ class AccountType(StrEnum):
     MERCHANT_AVAILABLE = "merchant_available"  # settled, can be paid out
     MERCHANT_RESERVE = "merchant_reserve"  # held back (rolling reserve)
     PAYOUT_IN_TRANSIT = "payout_in_transit"  # accepted payouts the bank has not confirmed
+    MERCHANT_FEE_RECEIVABLE = "merchant_fee_receivable"  # fees a service-provider merchant owes (shadow ledger)
     CHANNEL_RECEIVABLE = "channel_receivable"  # what a channel account owes the platform
     CHANNEL_FEE_EXPENSE = "channel_fee_expense"  # what a channel account charged
     PLATFORM_FEE_INCOME = "platform_fee_income"  # what the platform charged merchants
@@ -22,7 +23,14 @@ class AccountType(StrEnum):
     BANK = "bank"  # the platform's own bank account
 
 
-DEBIT_NORMAL = frozenset({AccountType.CHANNEL_RECEIVABLE, AccountType.CHANNEL_FEE_EXPENSE, AccountType.BANK})
+DEBIT_NORMAL = frozenset(
+    {
+        AccountType.CHANNEL_RECEIVABLE,
+        AccountType.CHANNEL_FEE_EXPENSE,
+        AccountType.BANK,
+        AccountType.MERCHANT_FEE_RECEIVABLE,
+    }
+)
 
 # Written by nearly every payment: spread over buckets so concurrent postings do not queue on one row. Never
 # balance-checked, so a bucketed balance (Σ of its buckets) is as good as one row.
@@ -56,6 +64,12 @@ def merchant_reserve(mch_no: str) -> str:
 
 def payout_in_transit(mch_no: str) -> str:
     return f"{AccountType.PAYOUT_IN_TRANSIT}:{mch_no}"
+
+
+def merchant_fee_receivable(mch_no: str) -> str:
+    """What a merchant paid through a service-provider account owes the platform in fees: the channel settled the
+    whole payment to the merchant, so the fee is collected from the merchant apart (docs/finance.md)."""
+    return f"{AccountType.MERCHANT_FEE_RECEIVABLE}:{mch_no}"
 
 
 def channel_receivable(channel_account_id: str) -> str:

@@ -20,6 +20,9 @@ The journals (docs/finance.md, the ledger's entries; A amount, F fee, C channel 
   channel_receivable(ca) −M. Other kinds moved no money the ledger does not already book (paid_after_close is
   booked as the order's payment) and are recorded as skipped.
 
+A payment or refund whose facts say `service_provider` (the channel settled it straight to the merchant) books the
+shadow journal of `booking_provider` instead: only the fee the merchant owes, never the amount.
+
 Everything comes from the event's `facts` (the pay context writes them on the outbox row); the account context never
 reads pay's tables. An event without facts (written before facts existed) is logged, recorded as skipped and
 counted; facts that do not make a journal are recorded as rejected.
@@ -28,9 +31,7 @@ counted; facts that do not make a journal are recorded as rejected.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select, update
@@ -38,11 +39,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
+from tomato.account import booking_provider as provider
+from tomato.account.booking_facts import BadFacts as BadFacts  # re-exported: the consumer catches it
+from tomato.account.booking_facts import business_date as _date
+from tomato.account.booking_facts import fen as _fen
+from tomato.account.booking_facts import service_provider
+from tomato.account.booking_facts import text as _text
 from tomato.account.booking_reconciliation import BUILDERS as RECONCILIATION_BUILDERS
 from tomato.account.ledger import EntryRequest, Line, post
 from tomato.account.models import Balance, BookedEvent, BookingCursor, Journal
 from tomato.core.ids import Snowflake
-from tomato.core.money import MAX_FEN
 from tomato.pay.events import PAY_ANOMALY, PAY_SUCCEEDED, REFUND_SUCCEEDED
 
 BOOKED_EVENTS = (PAY_SUCCEEDED, REFUND_SUCCEEDED, PAY_ANOMALY, *RECONCILIATION_BUILDERS)
@@ -50,11 +56,6 @@ BOOKED_EVENTS = (PAY_SUCCEEDED, REFUND_SUCCEEDED, PAY_ANOMALY, *RECONCILIATION_B
 # anomaly kinds (tomato.pay.service.anomalies callers) by the way money moved at the channel
 MONEY_IN_ANOMALIES = frozenset({"amount_mismatch", "second_payment", "paid_after_failed"})
 MONEY_OUT_ANOMALIES = frozenset({"refund_amount_mismatch", "refund_succeeded_after_failed"})
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-
-
-class BadFacts(ValueError):
-    """The event's facts do not make a journal (a field missing or out of range): recorded as rejected."""
 
 
 @dataclass(frozen=True)
@@ -76,31 +77,6 @@ class Booked:
 
 
 # --- facts → journal -------------------------------------------------------------------------------------------
-
-
-def _text(facts: dict[str, Any], name: str, max_length: int = 32) -> str:
-    """A non-empty string that fits its journal column (order, refund and merchant numbers: 32 characters)."""
-    value = facts.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_length:
-        raise BadFacts(f"facts.{name} must be a string of 1 to {max_length} characters")
-    return value
-
-
-def _fen(facts: dict[str, Any], name: str, *, default: int | None = None) -> int:
-    value = facts.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FEN:
-        raise BadFacts(f"facts.{name} must be an integer fen 0..{MAX_FEN}")
-    return value
-
-
-def _date(facts: dict[str, Any]) -> str:
-    value = _text(facts, "business_date", 10)
-    try:
-        if _DATE.fullmatch(value) is None or date.fromisoformat(value).isoformat() != value:
-            raise ValueError(value)
-    except ValueError as exc:
-        raise BadFacts("facts.business_date must be YYYY-MM-DD") from exc
-    return value
 
 
 def _nonzero(*lines: Line) -> tuple[Line, ...]:
@@ -252,8 +228,10 @@ def parse_facts(event: Event) -> dict[str, Any] | None:
 
 async def entry_for(session: AsyncSession, event: Event, facts: dict[str, Any]) -> EntryRequest | None:
     if event.type == PAY_SUCCEEDED:
-        return payment_entry(facts)
+        return provider.payment_entry(facts) if service_provider(facts) else payment_entry(facts)
     if event.type == REFUND_SUCCEEDED:
+        if service_provider(facts):
+            return provider.refund_entry(facts)
         return refund_entry(facts, await _pending_of(session, _text(facts, "mch_no")))
     if event.type == PAY_ANOMALY:
         given = facts.get("anomaly_id")
@@ -293,7 +271,8 @@ async def book(session: AsyncSession, ids: Snowflake, now: Any, event: Event) ->
             if existing is not None:
                 result = Booked("duplicate", existing, f"{entry.source_type} {entry.source_id} was booked already")
             else:
-                posted = await post(session, ids, now, entry)
+                shadow = entry.kind in provider.PROVIDER_KINDS
+                posted = await (provider.post_shadow if shadow else post)(session, ids, now, entry)
                 result = Booked("duplicate" if posted.replayed else "booked", posted.journal_id)
     await record(session, event, result)
     return result

@@ -1,12 +1,16 @@
 """`tomato ledger check`: every invariant of the ledger, each violation named.
 
 Violations (the command exits 1):
-- a journal whose lines do not sum to 0, a journal without lines, a line without its journal;
+- a journal whose lines do not sum to 0, a journal without lines (except the shadow journal of a service-provider
+  payment or refund whose fee is 0, account.booking_provider), a line without its journal;
 - a balance row (account, bucket) that differs from Σ of its lines, or lines with no balance row;
 - Σ of all balances ≠ 0 (the trial balance);
 - a source key (source_type, source_id, leg) booked more than once; an order with more than one payment journal,
   a refund with more than one refund journal;
-- an order whose refund journals take back more than its payment journal paid (or refunds without a payment);
+- an order whose refund journals take back more than its payment journal paid (or refunds without a payment), or
+  with both direct and service-provider (shadow) journals; a payment journal is either kind, `payment` or
+  `provider_payment`, so a SUCCEEDED service-provider order is booked by its shadow journal;
+- a merchant's service-provider memo (`provider_balances`) that differs from Σ of its shadow journals;
 - a merchant whose payout_in_transit balance differs from Σ of its payout holds not yet posted or voided, or from Σ
   of its PENDING payouts (read through the payout service);
 - a SUCCEEDED order (read through the pay service) without exactly one payment journal of its amount, or a payment
@@ -27,11 +31,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
-from tomato.account.models import Balance, BookedEvent, Journal, Line
+from tomato.account.booking_provider import PROVIDER_KINDS, PROVIDER_PAYMENT, PROVIDER_REFUND
+from tomato.account.models import Balance, BookedEvent, Journal, Line, ProviderBalance
 from tomato.core.alerts import LEDGER_CHECK_VIOLATION, LEDGER_CHECK_VIOLATIONS, alert, measure
 from tomato.core.clock import as_utc
 from tomato.core.db import Database
@@ -40,6 +45,8 @@ from tomato.pay.schemas import SucceededOrder
 log = logging.getLogger(__name__)
 OrderSource = Callable[[str | None, int], Awaitable[list[SucceededOrder]]]
 PendingPayouts = Callable[[], Awaitable[dict[str, int]]]
+PAYMENT_KINDS = frozenset({"payment", PROVIDER_PAYMENT})  # an order's payment, booked directly or as a shadow
+REFUND_KINDS = frozenset({"refund", PROVIDER_REFUND})
 MERCHANT_TYPES = frozenset(
     {acct.AccountType.MERCHANT_PENDING, acct.AccountType.MERCHANT_AVAILABLE, acct.AccountType.MERCHANT_RESERVE}
 )
@@ -85,6 +92,7 @@ async def check_ledger(
         await _balances_match_lines(s, report)
         await _unique_sources(s, report)
         paid = await _refunds_within_payments(s, report)
+        await _provider_memos(s, report)
         in_transit = await _payouts_in_transit(s, report)
         await _booking_outcomes(s, report)
     await _succeeded_orders_booked(orders, paid, now, grace, report)
@@ -110,7 +118,10 @@ async def _journals_balance(s: AsyncSession, report: CheckReport) -> None:
             f"journal {journal_id} does not balance: its lines sum to {int(total)}", journal_id=str(journal_id)
         )
     lineless = await s.execute(
-        select(Journal.id).where(~select(Line.id).where(Line.journal_id == Journal.id).exists()).order_by(Journal.id)
+        select(Journal.id)
+        .where(~select(Line.id).where(Line.journal_id == Journal.id).exists())
+        .where(~(Journal.kind.in_(list(PROVIDER_KINDS)) & (func.coalesce(Journal.fee, 0) == 0)))  # memo journals
+        .order_by(Journal.id)
     )
     for (journal_id,) in lineless.all():
         report.violation(f"journal {journal_id} has no lines", journal_id=str(journal_id))
@@ -174,10 +185,13 @@ async def _unique_sources(s: AsyncSession, report: CheckReport) -> None:
             f"source {source_type} {source_id} leg {leg} is booked {n} times",
             source_type=str(source_type), source_id=str(source_id), leg=str(leg),
         )
-    for kind, column, what in (("payment", Journal.order_no, "order"), ("refund", Journal.refund_no, "refund")):
+    for kinds, column, what, kind in (
+        (PAYMENT_KINDS, Journal.order_no, "order", "payment"),
+        (REFUND_KINDS, Journal.refund_no, "refund", "refund"),
+    ):
         rows = await s.execute(
             select(column, func.count())
-            .where(Journal.kind == kind, column.is_not(None))
+            .where(Journal.kind.in_(list(kinds)), column.is_not(None))
             .group_by(column)
             .having(func.count() > 1)
         )
@@ -186,27 +200,59 @@ async def _unique_sources(s: AsyncSession, report: CheckReport) -> None:
 
 
 async def _refunds_within_payments(s: AsyncSession, report: CheckReport) -> dict[str, tuple[int, int]]:
-    """Checks Σ refunds ≤ paid per order; returns order_no → (payment journals, amount paid)."""
+    """Checks Σ refunds ≤ paid per order, and that refunds are booked the way their payment was (direct or
+    service-provider); returns order_no → (payment journals of either way, amount paid)."""
     rows = await s.execute(
         select(Journal.order_no, Journal.kind, func.count(), func.coalesce(func.sum(Journal.amount), 0))
-        .where(Journal.kind.in_(["payment", "refund"]), Journal.order_no.is_not(None))
+        .where(Journal.kind.in_(list(PAYMENT_KINDS | REFUND_KINDS)), Journal.order_no.is_not(None))
         .group_by(Journal.order_no, Journal.kind)
     )
     paid: dict[str, tuple[int, int]] = {}
     refunded: dict[str, int] = {}
+    shadow: dict[str, set[bool]] = defaultdict(set)  # order → was each of its journals a service-provider one
     for order_no, kind, n, total in rows.all():
         key, value = str(order_no), int(total or 0)
-        if kind == "payment":
-            paid[key] = (int(n), value)
+        shadow[key].add(kind in PROVIDER_KINDS)
+        if kind in PAYMENT_KINDS:
+            count, amount = paid.get(key, (0, 0))
+            paid[key] = (count + int(n), amount + value)
         else:
-            refunded[key] = -value
+            refunded[key] = refunded.get(key, 0) - value
     for order_no, back in sorted(refunded.items()):
         count, amount = paid.get(order_no, (0, 0))
         if count == 0:
             report.violation(f"order {order_no} has refund journals ({back}) but no payment journal", order_no=order_no)
         elif back > amount:
             report.violation(f"order {order_no}: refunds {back} exceed the {amount} paid", order_no=order_no)
+    for order_no, ways in sorted(shadow.items()):
+        if len(ways) > 1:
+            report.violation(f"order {order_no} has both direct and service-provider journals", order_no=order_no)
     return paid
+
+
+async def _provider_memos(s: AsyncSession, report: CheckReport) -> None:
+    """Each merchant's `provider_balances` row against its service-provider journals: `collected` is Σ of their
+    amounts, `payments` the number of provider_payment journals (both moved once per journal, in its unit of work)."""
+    rows = await s.execute(
+        select(
+            Journal.mch_no,
+            func.coalesce(func.sum(Journal.amount), 0),
+            func.sum(case((Journal.kind == PROVIDER_PAYMENT, 1), else_=0)),
+        )
+        .where(Journal.kind.in_(list(PROVIDER_KINDS)), Journal.mch_no.is_not(None))
+        .group_by(Journal.mch_no)
+    )
+    expected = {str(m): (int(total), int(n or 0)) for m, total, n in rows.all()}
+    memo_rows = (await s.execute(select(ProviderBalance))).scalars()
+    memos = {r.mch_no: (int(r.collected), int(r.payments)) for r in memo_rows}
+    for mch_no in sorted(set(expected) | set(memos)):
+        want, got = expected.get(mch_no, (0, 0)), memos.get(mch_no, (0, 0))
+        if want != got:
+            report.violation(
+                f"provider balance of {mch_no} is collected {got[0]} over {got[1]} payments, but its "
+                f"service-provider journals sum to {want[0]} over {want[1]}",
+                mch_no=mch_no,
+            )
 
 
 async def _payouts_in_transit(s: AsyncSession, report: CheckReport) -> dict[str, int]:

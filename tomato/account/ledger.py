@@ -160,26 +160,44 @@ async def post(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryR
     else:
         inserted = await _insert_journal(session, seq, journal_id, digest, req, now)
     if not inserted:
-        existing = (
-            await session.execute(
-                select(Journal.id, Journal.lines_hash).where(
-                    Journal.source_type == req.source_type,
-                    Journal.source_id == req.source_id,
-                    Journal.leg == req.leg,
-                )
-            )
-        ).one()
-        if existing.lines_hash != digest:
-            raise LedgerConflict(
-                f"{req.source_type} {req.source_id} ({req.leg}) is already booked with other lines",
-                details=[{"journal_id": existing.id}],
-            )
-        return Posted(journal_id=existing.id, replayed=True)
+        return await _replay(session, req, digest)
     if not one_statement:
         await session.execute(_insert(session, LineRow), rows)
         for key in sorted(moves):  # one global lock order
             await _move(session, key, moves[key], guarded=key in guarded, now=now)
     return Posted(journal_id=journal_id, replayed=False)
+
+
+async def _replay(session: AsyncSession, req: EntryRequest, digest: str) -> Posted:
+    """The key was booked before: a replay when the lines match, else a conflict."""
+    existing = (
+        await session.execute(
+            select(Journal.id, Journal.lines_hash).where(
+                Journal.source_type == req.source_type,
+                Journal.source_id == req.source_id,
+                Journal.leg == req.leg,
+            )
+        )
+    ).one()
+    if existing.lines_hash != digest:
+        raise LedgerConflict(
+            f"{req.source_type} {req.source_id} ({req.leg}) is already booked with other lines",
+            details=[{"journal_id": existing.id}],
+        )
+    return Posted(journal_id=existing.id, replayed=True)
+
+
+async def post_memo(session: AsyncSession, ids: Snowflake, now: datetime, req: EntryRequest) -> Posted:
+    """A journal WITHOUT lines, in the caller's unit of work: a movement the ledger must record (so it is keyed,
+    booked once and found by `tomato ledger check`) although it moves no balance — a service-provider payment or
+    refund whose fee is 0 (account.booking_provider). Replayed and conflicting like `post`."""
+    if req.lines:
+        raise ValueError("a memo journal has no lines; post it with `post`")
+    seq = ids.next_int()
+    digest = req.lines_hash()
+    if await _insert_journal(session, seq, f"J{seq}", digest, req, now):
+        return Posted(journal_id=f"J{seq}", replayed=False)
+    return await _replay(session, req, digest)
 
 
 async def _spread(session: AsyncSession) -> int | None:

@@ -150,3 +150,18 @@ class SettlementRun(Base):
     settled_count: Mapped[int] = mapped_column(BigInteger)  # Σ line_count of the date's batches
     settled_amount: Mapped[int] = mapped_column(BigInteger)  # Σ amount of the date's batches
     completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+
+class ProviderBalance(Base):
+    """A merchant's service-provider money, a memo beside the ledger (docs/finance.md): what channels paid the
+    merchant directly through service-provider accounts, net of refunds, and how many such payments it had. None of
+    it passes through the platform, so no ledger account holds it; the booking that posts a service-provider journal
+    moves this row in the same unit of work, once per journal (account.booking_provider)."""
+
+    __tablename__ = "provider_balances"
+
+    mch_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    collected: Mapped[int] = mapped_column(BigInteger)  # fen: Σ payments − Σ refunds
+    payments: Mapped[int] = mapped_column(BigInteger)  # service-provider payments booked
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,10 +11,32 @@ from tomato.core.clock import UtcDateTime
 TransactionType = Literal["payment", "refund", "settlement", "payout", "adjustment"]
 
 
+BalanceMode = Literal["direct", "service_provider", "mixed"]
+
+
+class ServiceProviderBalance(BaseModel):
+    """Money of payments through service-provider accounts: the channel paid it straight to the merchant, so it is
+    in neither `pending` nor `available` and is never settled or paid out by the platform."""
+
+    collected: int = Field(
+        default=0, description="fen the channels paid straight to the merchant, net of refunds (a memo)"
+    )
+    fee_receivable: int = Field(default=0, description="fen of fees on those payments the merchant owes the platform")
+
+
 class BalanceView(BaseModel):
     currency: Literal["CNY"] = Field(default="CNY", description="ISO 4217 currency (CNY)")
     pending: int = Field(description="fen collected and not yet settled")  # fen: collected, not yet settled
     available: int = Field(description="fen settled and available for payouts")  # fen: settled, can be paid out
+    mode: BalanceMode = Field(
+        default="direct",
+        description="which kinds of payment the merchant has had: `direct` (the platform collects; also when none), "
+        "`service_provider` (only through service-provider accounts) or `mixed`",
+    )
+    service_provider: ServiceProviderBalance = Field(
+        default_factory=ServiceProviderBalance,
+        description="payments the channels settled straight to the merchant (not in `pending`/`available`)",
+    )
 
 
 class BalanceTransaction(BaseModel):

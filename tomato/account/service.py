@@ -1,7 +1,10 @@
 """Reading the ledger: a merchant's balance and balance transactions, statements, and finance's views.
 
 The merchant sees journals of the kinds payment, refund, settlement, payout and adjustment booked for its merchant
-number (`mch_no` on the journal), newest first. Internal kinds (payout_post, anomaly, …) are not listed. A voided
+number (`mch_no` on the journal), newest first. Internal kinds (payout_post, anomaly, …) are not listed, nor are the
+shadow journals of service-provider payments (provider_payment, provider_refund): balance transactions and the daily
+statement list movements of the platform-held balance (pending, available), which those payments never move, so a
+statement's rows still sum to the day's movement of pending + available. A voided
 payout is booked with kind "payout" and a positive amount, so it lists as a `payout` that returns the money
 ("payout_void" is read the same way). Everything here only reads; nothing opens a write transaction.
 """
@@ -19,13 +22,15 @@ from tomato.account import accounts as acct
 from tomato.account.consumer import CURSOR as BOOKING_CURSOR
 from tomato.account.errors import JournalNotFound
 from tomato.account.ledger import balances
-from tomato.account.models import Balance, BookingCursor, Journal, Line
+from tomato.account.models import Balance, BookingCursor, Journal, Line, ProviderBalance
 from tomato.account.schemas import (
     AccountBalance,
+    BalanceMode,
     BalanceTransaction,
     BalanceView,
     JournalView,
     LedgerLineView,
+    ServiceProviderBalance,
     TrialBalance,
     TrialBalanceRow,
 )
@@ -74,10 +79,31 @@ class LedgerService:
     # --- the merchant's view -------------------------------------------------------------------------------
 
     async def balance(self, mch_no: str) -> BalanceView:
+        """`pending`/`available`: platform-held money only. The mode and the service-provider figures come from the
+        memo `provider_balances` (account.booking_provider); "direct" (or "mixed") is read off the merchant's
+        pending/available balance rows, which a direct payment creates (they stay, at 0, once paid out) — one
+        primary-key read each, where scanning the merchant's journals for a direct one would grow with them."""
         pending, available = acct.merchant_pending(mch_no), acct.merchant_available(mch_no)
+        receivable = acct.merchant_fee_receivable(mch_no)
         async with self._db.uow() as uow:
-            got = await balances(uow.session, [pending, available])
-        return BalanceView(pending=got[pending], available=got[available])
+            s = uow.session
+            got = await balances(s, [pending, available, receivable])
+            memo = (
+                await s.execute(select(ProviderBalance).where(ProviderBalance.mch_no == mch_no))
+            ).scalar_one_or_none()
+            direct = (
+                await s.execute(select(Balance.account).where(Balance.account.in_([pending, available])).limit(1))
+            ).first() is not None
+        provider = memo is not None and memo.payments > 0
+        mode: BalanceMode = "mixed" if direct and provider else "service_provider" if provider else "direct"
+        return BalanceView(
+            pending=got[pending],
+            available=got[available],
+            mode=mode,
+            service_provider=ServiceProviderBalance(
+                collected=0 if memo is None else memo.collected, fee_receivable=got[receivable]
+            ),
+        )
 
     async def transactions(self, mch_no: str, before_seq: int | None, limit: int) -> list[Journal]:
         """Newest first; `limit` rows (ask for one more to know whether a next page exists)."""

@@ -41,8 +41,14 @@ async def ledger(request: Request, account_type: Kind = None, owner: Owner = Non
     shown = rows[:PAGE]
     nxt = encode_cursor(shown[-1].account) if len(rows) > PAGE else None
     trial = await svc.trial_balance()
-    return html(request, "finance/ledger.html", balances=shown, trial=trial, kinds=KINDS,
+    # filtered to a merchant: its balance as the merchant sees it, with the mode (direct / service_provider / mixed)
+    merchant = await svc.balance(owner) if owner and any(_merchant_account(b.account_type) for b in shown) else None
+    return html(request, "finance/ledger.html", balances=shown, trial=trial, kinds=KINDS, merchant=merchant,
                 filters={"account_type": account_type or "", "owner": owner or ""}, next_cursor=nxt)  # fmt: skip
+
+
+def _merchant_account(account_type: str) -> bool:
+    return account_type.startswith("merchant_")
 
 
 @router.get("/ledger/trial-balance.csv")

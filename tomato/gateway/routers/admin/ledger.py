@@ -1,4 +1,5 @@
-"""Finance reads of the ledger: balances by account, journals by account and date, one journal, the trial balance."""
+"""Finance reads of the ledger: balances by account, a merchant's balance and mode, journals by account and date, one
+journal, the trial balance."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from tomato.account.accounts import AccountType
-from tomato.account.schemas import AccountBalancePage, JournalPage, JournalView, TrialBalance
+from tomato.account.schemas import AccountBalancePage, BalanceView, JournalPage, JournalView, TrialBalance
 from tomato.account.service import LedgerService
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.openapi import errors
@@ -41,6 +42,13 @@ async def list_balances(
     rows = await _ledger(request).account_balances(kind, owner, decode_cursor(cursor), n + 1)
     shown = rows[:n]
     return AccountBalancePage(data=shown, next_cursor=encode_cursor(shown[-1].account) if len(rows) > n else None)
+
+
+@router.get("/merchants/{mch_no}/balance", response_model=BalanceView)
+async def merchant_balance(mch_no: Annotated[str, Path(pattern=OWNER)], request: Request) -> BalanceView:
+    """A merchant's balance as `GET /v1/balance` shows it: `pending` and `available` (platform-held money), the
+    `mode` (direct, service_provider or mixed) and the service-provider figures (`collected`, `fee_receivable`)."""
+    return await _ledger(request).balance(mch_no)
 
 
 @router.get("/entries", response_model=JournalPage)

@@ -40,7 +40,9 @@ def business_date(text: str, field: str = "date") -> date:
 
 @router.get("/balance", response_model=BalanceView)
 async def get_balance(request: Request) -> BalanceView:
-    """`pending` (collected, not yet settled) and `available` (settled, can be paid out), in fen."""
+    """`pending` (collected, not yet settled) and `available` (settled, can be paid out), in fen — money the platform
+    holds. `mode` and `service_provider` tell of payments a service-provider channel account settled straight to the
+    merchant (`collected`) and the fee on them the merchant owes (`fee_receivable`); those are never paid out here."""
     return await _ledger(request).balance(current_app(request).mch_no)
 
 
@@ -73,7 +75,8 @@ def statement_csv(rows: list[BalanceTransaction]) -> str:
 )
 async def get_statement(date: str, request: Request) -> Response:
     """The balance transactions created on a business date, oldest first, as CSV (`created_at` RFC 3339 UTC,
-    amounts in fen, an empty field for null)."""
+    amounts in fen, an empty field for null). Service-provider payments move no platform-held balance and are not
+    listed, so the rows sum to the day's movement of `pending` + `available`."""
     day = business_date(date)
     rows = await _ledger(request).statement(current_app(request).mch_no, day)
     return Response(statement_csv(rows), media_type="text/csv; charset=utf-8")
