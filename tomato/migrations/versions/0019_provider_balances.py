@@ -1,7 +1,7 @@
 """provider balances: the memo of what channels paid service-provider merchants directly
 
 Revision ID: 0019
-Revises: 0017 (TEMPORARY: re-point to 0018 when merged with the core's service-provider migration)
+Revises: 0018
 Create Date: 2026-12-06 13:00:00.000000
 
 Written by hand. One row per merchant that has had a service-provider payment (issue 21): `collected` (fen the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0017"  # the core's 0018 at merge
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

@@ -67,7 +67,6 @@ def payment_facts(deps: PayDeps, order: PayOrder) -> dict[str, Any]:
         "service_provider": bool(order.service_provider),
         "paid_at": rfc3339(paid_at),
         "business_date": business_date(paid_at, deps.business_tz),
-        "service_provider": bool(getattr(order, "service_provider", False)),  # the core's column, after the merge
     }
 
 
@@ -94,7 +93,6 @@ def refund_facts(deps: PayDeps, refund: Refund, order: PayOrder) -> dict[str, An
         ),
         "succeeded_at": rfc3339(succeeded_at),
         "business_date": business_date(succeeded_at, deps.business_tz),
-        "service_provider": bool(getattr(order, "service_provider", False)),  # the core's column, after the merge
     }
 
 
