@@ -63,6 +63,9 @@ class GuardedAdapter:
     async def close(self, ref: TradeRef) -> ChannelResult:
         return await self._run(lambda: self.inner.close(ref))
 
+    async def cancel(self, ref: TradeRef) -> ChannelResult:
+        return await self._run(lambda: self.inner.cancel(ref))
+
     async def refund(self, req: RefundRequest) -> ChannelResult:
         return await self._run(lambda: self.inner.refund(req))
 

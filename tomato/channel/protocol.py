@@ -6,6 +6,13 @@ Results use one vocabulary for every channel (docs/architecture.md):
 - `WAITING`  accepted but not final yet (unpaid trade, refund processing): query later;
 - `UNKNOWN`  we cannot tell (timeout, 5xx, bad signature, unparseable): never treated as a failure.
 
+Barcode payments (pay method `BARCODE`, the payer's code in `CreateRequest.auth_code`): `create` answers SUCCESS
+(with amount, channel_trade_no, paid_at) when paid, WAITING while the payer confirms on their phone, FAIL REJECTED
+when refused (an invalid code, no funds: nothing was paid), UNKNOWN otherwise. `cancel` reverses a trade whatever
+its state, refunding it if it was paid (Alipay `alipay.trade.cancel`, WeChat `reverse`, the bank's 撤销): SUCCESS =
+reversed; WAITING = the channel asks for the cancel again (Alipay `retry_flag` Y, WeChat `recall` Y); FAIL or
+UNKNOWN = not reversed. A channel or mode without barcode pay answers FAIL REJECTED `BARCODE_NOT_SUPPORTED`.
+
 Payouts (money out to a bank account) are a second, narrower protocol, `PayoutChannel`: only the bank implements
 it, so `ChannelAdapter` stays the same for every channel.
 """
@@ -115,6 +122,7 @@ class CreateRequest:
     openid: str | None = None
     created_at: datetime | None = None  # when the order was made (the bank identifies a trade by it: txnTime)
     sub: SubMerchant | None = None  # service-provider mode: the merchant's identity under the provider
+    auth_code: str | None = None  # BARCODE: the payer's code the till scanned (pay_method BARCODE)
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class TradeRef:
     amount: int | None = None  # fen; the bank's query needs the original txnTime/amount context
     created_at: datetime | None = None
     sub: SubMerchant | None = None
+    pay_method: str | None = None  # the order's (a BARCODE trade may be queried by another API than a QR one)
 
 
 @dataclass(frozen=True)
@@ -225,6 +234,7 @@ class ChannelAdapter(Protocol):
     async def create(self, req: CreateRequest) -> ChannelResult: ...
     async def query(self, ref: TradeRef) -> ChannelResult: ...
     async def close(self, ref: TradeRef) -> ChannelResult: ...
+    async def cancel(self, ref: TradeRef) -> ChannelResult: ...
     async def refund(self, req: RefundRequest) -> ChannelResult: ...
     async def query_refund(self, ref: RefundRef) -> ChannelResult: ...
     async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes: ...

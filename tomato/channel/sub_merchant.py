@@ -43,6 +43,9 @@ class SubMerchantAdapter:
     async def close(self, ref: TradeRef) -> ChannelResult:
         return await self._inner.close(replace(ref, sub=self._sub))
 
+    async def cancel(self, ref: TradeRef) -> ChannelResult:
+        return await self._inner.cancel(replace(ref, sub=self._sub))
+
     async def refund(self, req: RefundRequest) -> ChannelResult:
         return await self._inner.refund(replace(req, sub=self._sub))
 

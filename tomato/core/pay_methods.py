@@ -14,6 +14,7 @@ class PayMethod(StrEnum):
     WECHAT_H5 = "WECHAT_H5"
     BANK_WEB = "BANK_WEB"
     CASHIER = "CASHIER"
+    BARCODE = "BARCODE"  # the till scans the payer's code; the code says which channel
 
 
 CHANNEL_OF: dict[PayMethod, str | None] = {
@@ -25,6 +26,26 @@ CHANNEL_OF: dict[PayMethod, str | None] = {
     PayMethod.WECHAT_H5: "wechat",
     PayMethod.BANK_WEB: "bank",
     PayMethod.CASHIER: None,
+    PayMethod.BARCODE: None,
 }
 
 ALL_PAY_METHODS: tuple[str, ...] = tuple(m.value for m in PayMethod)
+
+
+# payer-presented codes (付款码) by channel: (first two digits, lengths)
+_BARCODE_SHAPES: tuple[tuple[str, range, tuple[int, ...]], ...] = (
+    ("alipay", range(25, 31), tuple(range(16, 25))),
+    ("wechat", range(10, 16), (18,)),
+    ("bank", range(62, 63), (19,)),
+)
+
+
+def barcode_channel(auth_code: str) -> str | None:
+    """The channel a payer's code belongs to (Alipay: 25–30 and 16–24 digits; WeChat: 10–15 and 18; UnionPay: 62
+    and 19), None when it is no channel's."""
+    if not auth_code.isascii() or not auth_code.isdigit():
+        return None
+    for channel, prefixes, lengths in _BARCODE_SHAPES:
+        if int(auth_code[:2]) in prefixes and len(auth_code) in lengths:
+            return channel
+    return None

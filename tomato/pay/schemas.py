@@ -23,7 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tomato.core.clock import UtcDateTime
 from tomato.core.crypto import sha256_hex
 from tomato.core.money import MAX_FEN
-from tomato.core.pay_methods import PayMethod
+from tomato.core.pay_methods import PayMethod, barcode_channel
 from tomato.core.text import DocumentedRule, SafeText, refuse_control_characters
 
 OutNo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -113,6 +113,12 @@ class PayOrderCreate(BaseModel):
         description="the payer's IP address; required for `WECHAT_H5`",
     )
     payer: Payer | None = Field(default=None, description="the payer at the channel; required for `WECHAT_JSAPI`")
+    auth_code: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{16,24}$",
+        description="`BARCODE` only, and required there: the payer's code the till scanned (digits; Alipay codes start "
+        "25-30 with 16-24 digits, WeChat Pay 10-15 with 18, UnionPay 62 with 19)",
+    )
     metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(
         default_factory=dict,
         json_schema_extra=_metadata_schema,
@@ -146,11 +152,21 @@ class PayOrderCreate(BaseModel):
             raise field_errors("PayOrderCreate", [("client_ip", "required for WECHAT_H5")])
         if self.pay_method is PayMethod.WECHAT_JSAPI and self.payer is None:
             raise field_errors("PayOrderCreate", [("payer.openid", "required for WECHAT_JSAPI")])
+        if self.pay_method is PayMethod.BARCODE:
+            if self.auth_code is None:
+                raise field_errors("PayOrderCreate", [("auth_code", "required for BARCODE")])
+            if barcode_channel(self.auth_code) is None:
+                raise field_errors("PayOrderCreate", [("auth_code", "not a code of any channel we serve")])
+        elif self.auth_code is not None:
+            raise field_errors("PayOrderCreate", [("auth_code", "applies to BARCODE only")])
         return self
 
     def request_hash(self) -> str:
-        """Every field after defaults, canonically serialised: an omitted optional field equals its default."""
-        return sha256_hex(json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode())
+        """Every field after defaults, canonically serialised: an omitted optional field equals its default (fields
+        added later are left out while unset, so an order made before they existed hashes as it did)."""
+        unset_later = {"auth_code"} if self.auth_code is None else set()
+        dumped = self.model_dump(mode="json", exclude=unset_later)
+        return sha256_hex(json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode())
 
 
 class PayDataView(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from tomato.channel.sandbox.alipay import AlipaySimulator
 from tomato.channel.sandbox.bank import BankSimulator
+from tomato.channel.sandbox.barcodes import create_barcode_router
 from tomato.channel.sandbox.payer import create_payer_router
 from tomato.channel.sandbox.registration import create_registration_router
 from tomato.channel.sandbox.state import SandboxState
@@ -57,6 +58,7 @@ def create_sandbox_app(state: SandboxState) -> FastAPI:
     for simulator in state.simulators.values():
         app.include_router(simulator.router())
     app.include_router(create_payer_router(state))
+    app.include_router(create_barcode_router(state.barcodes))
     app.include_router(create_registration_router(state))
     app.include_router(create_statement_router(state))
 

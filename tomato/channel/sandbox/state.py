@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httpx
 from fastapi import APIRouter
 
+from tomato.channel.sandbox.barcodes import BarcodeBook
 from tomato.channel.sandbox.notifier import Notifier
 from tomato.core.clock import Clock, SystemClock
 
@@ -226,6 +227,7 @@ class SandboxState:
         self.simulators: dict[str, ChannelSimulator] = {}
         self.notifier = Notifier(self, transport=notify_transport, timeout_s=notify_timeout_s)
         self.statement_faults: dict[tuple[str, date], list[StatementFault]] = {}
+        self.barcodes = BarcodeBook(self.clock)  # payer-presented codes handed out by POST /sandbox/barcodes
 
     def attach(self, simulator: ChannelSimulator) -> None:
         self.simulators[simulator.channel] = simulator

@@ -171,6 +171,12 @@ class AlipayAdapter:
             return node
         return ChannelResult(ResultStatus.SUCCESS, channel_trade_no=_opt_str(node.get("trade_no")))
 
+    async def cancel(self, ref: TradeRef) -> ChannelResult:
+        """Barcode reversal: not spoken by this adapter yet."""
+        return ChannelResult(
+            ResultStatus.FAIL, ErrorClass.REJECTED, code="BARCODE_NOT_SUPPORTED", message="no barcode pay"
+        )
+
     async def refund(self, req: RefundRequest) -> ChannelResult:
         biz: dict[str, Any] = {
             "out_trade_no": req.order_no,

@@ -153,6 +153,12 @@ class BankAdapter:
             )
         return found  # in process (WAITING), UNKNOWN, or a refused query
 
+    async def cancel(self, ref: TradeRef) -> ChannelResult:
+        """Barcode reversal: not spoken by this adapter yet."""
+        return ChannelResult(
+            ResultStatus.FAIL, ErrorClass.REJECTED, code="BARCODE_NOT_SUPPORTED", message="no barcode pay"
+        )
+
     async def refund(self, req: RefundRequest) -> ChannelResult:
         if not codec.valid_order_id(req.refund_no) or not codec.valid_order_id(req.order_no):
             return _refused("INVALID_ORDER_ID", "orderIds must be 8-40 letters or digits")

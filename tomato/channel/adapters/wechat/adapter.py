@@ -162,6 +162,12 @@ class WechatAdapter:
             return body
         return ChannelResult(ResultStatus.SUCCESS)
 
+    async def cancel(self, ref: TradeRef) -> ChannelResult:
+        """Barcode reversal: not spoken by this adapter yet."""
+        return ChannelResult(
+            ResultStatus.FAIL, ErrorClass.REJECTED, code="BARCODE_NOT_SUPPORTED", message="no barcode pay"
+        )
+
     async def refund(self, req: RefundRequest) -> ChannelResult:
         if refusal := partner.missing_sub(self._config, req.sub):
             return refusal
