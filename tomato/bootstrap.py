@@ -122,6 +122,9 @@ async def bootstrap(
         public_url=settings.public_url,
         compensation_time_scale=settings.compensation_time_scale,
         refund_window_days=settings.refund_window_days,
+        barcode_wait_s=settings.barcode_wait_s,
+        barcode_poll_s=settings.barcode_poll_s,
+        barcode_confirm_s=settings.barcode_confirm_s,
         # outlasts one channel call (connect, write and read timeouts) with room for the database around it
         submit_lease_s=3 * settings.channel_timeout_s + 10,
         webhook_allowed_networks=settings.webhook_allowed_networks,

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         default=3600.0, ge=60, description="how often the scheduler runs the full ledger check"
     )
     refund_window_days: int = Field(default=365, ge=1, description="how long after payment refunds are allowed")
+    barcode_wait_s: float = Field(
+        default=5.0, ge=0, le=60, description="how long a barcode create waits for the channel's final answer"
+    )
+    barcode_poll_s: float = Field(
+        default=2.5, gt=0, le=60, description="how often an unconfirmed barcode payment is asked about"
+    )
+    barcode_confirm_s: float = Field(
+        default=30.0, gt=0, le=600, description="seconds after creation an unconfirmed barcode payment is reversed"
+    )
     retention_event_days: int = Field(
         default=90, ge=1, description="days an app's events (GET /v1/events, webhook payloads) stay in the outbox"
     )

@@ -33,6 +33,7 @@ class PayOrder(Base):
     return_url: Mapped[str | None] = mapped_column(String(512))
     client_ip: Mapped[str | None] = mapped_column(String(45))
     payer_openid: Mapped[str | None] = mapped_column(String(128))
+    auth_code: Mapped[str | None] = mapped_column(String(32))  # BARCODE: the payer's code (short-lived, one use)
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     cashier_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)

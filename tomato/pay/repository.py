@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.db import one_of
+from tomato.core.pay_methods import PayMethod
 from tomato.core.writebatch import WriteBatch
 from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
 from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
@@ -129,7 +130,26 @@ async def set_fields(s: AsyncSession, order_no: str, status: OrderStatus, values
 async def due_for_query(s: AsyncSession, now: datetime, limit: int) -> Sequence[PayOrder]:
     q = (
         select(PayOrder)
-        .where(PayOrder.status == OrderStatus.PAYING.value, PayOrder.next_query_at <= now)
+        .where(
+            PayOrder.status == OrderStatus.PAYING.value,
+            PayOrder.next_query_at <= now,
+            PayOrder.pay_method != PayMethod.BARCODE.value,  # followed by the barcode job on its own clock
+        )
+        .order_by(PayOrder.next_query_at)
+        .limit(limit)
+    )
+    return (await s.scalars(q)).all()
+
+
+async def due_barcodes(s: AsyncSession, now: datetime, limit: int) -> Sequence[PayOrder]:
+    """PAYING barcode orders whose next look is due (the status index, then the method)."""
+    q = (
+        select(PayOrder)
+        .where(
+            PayOrder.status == OrderStatus.PAYING.value,
+            PayOrder.next_query_at <= now,
+            PayOrder.pay_method == PayMethod.BARCODE.value,
+        )
         .order_by(PayOrder.next_query_at)
         .limit(limit)
     )

@@ -129,6 +129,16 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
                 }
             )
         )
+    # a payer's code names its channel: one rule holds every channel's account, routing keeps the code's own
+    await c.channels.create_rule(
+        RoutingRuleCreate.model_validate(
+            {
+                "rank": 0,
+                "pay_methods": [PayMethod.BARCODE.value],
+                "candidates": [{"channel_account_id": a, "priority": 1, "weight": 100} for a in accounts.values()],
+            }
+        )
+    )
     return accounts
 
 

@@ -24,7 +24,7 @@ from tomato.pay.schemas import (
     RefundView,
     SucceededOrder,
 )
-from tomato.pay.service import close, confirm, create, jobs, listing, lookup, reconciliation, refunds
+from tomato.pay.service import barcode, close, confirm, create, jobs, listing, lookup, reconciliation, refunds
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
@@ -138,6 +138,10 @@ class PayService:
 
     async def query_stuck_orders(self) -> int:
         return await jobs.query_stuck_orders(self.deps)
+
+    async def poll_barcodes(self) -> int:
+        """The barcode job: unconfirmed barcode payments asked about, reversed after their window."""
+        return await barcode.poll_barcodes(self.deps)
 
     async def close_expired_orders(self) -> int:
         return await jobs.close_expired_orders(self.deps)

@@ -71,7 +71,7 @@ async def close_everywhere(deps: PayDeps, order: PayOrder) -> PayOrder:
                 return await _reload(deps, order.order_no)  # paid (or refused as paid otherwise): not closed
             continue
         raise ChannelError(f"the channel could not close the trade ({result.code or result.error.value})")
-    closed = await _close_locally(deps, order)
+    closed = await close_locally(deps, order)
     return closed if closed is not None else await _reload(deps, order.order_no)
 
 
@@ -81,7 +81,7 @@ def _may_exist_at_channel(attempt: PayAttempt) -> bool:
     return attempt.status != "FAIL" and attempt.error_class not in NEVER_SENT
 
 
-async def _close_locally(deps: PayDeps, order: PayOrder) -> PayOrder | None:
+async def close_locally(deps: PayDeps, order: PayOrder) -> PayOrder | None:
     """The order as this close left it, or None when it was no longer open (paid or failed meanwhile). A payment
     applied right after our commit does not change what the close did: it answers CLOSED, and the payment is
     paid after close."""

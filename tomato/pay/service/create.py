@@ -25,7 +25,7 @@ from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound, OutTradeNoConflict
 from tomato.pay.models import PayAttempt, PayOrder
 from tomato.pay.schemas import PayOrderCreate, PayOrderView
-from tomato.pay.service import submit
+from tomato.pay.service import barcode, submit
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.views import order_view
 from tomato.pay.states import OrderStatus
@@ -53,6 +53,8 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     token = ""
     if cmd.pay_method is not PayMethod.CASHIER:
         routes = await deps.channels.route(app.app_id, cmd.pay_method.value, cmd.amount, app.mch_no)
+        if cmd.auth_code is not None:  # BARCODE: the code's own channel only
+            routes = barcode.routes_for(routes, cmd.auth_code)
         held = await submit.hold_first(deps, order, routes) if routes else None
         if held is None:  # nothing to try: answer a repeat with its order, else 503 with nothing written
             async with deps.db.uow() as uow:
@@ -77,6 +79,8 @@ async def create_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate) -> tupl
     if first is None:  # CASHIER: submitted when the payer opens the cashier
         return order_view(order), True
     view, _ = await submit.submit(deps, order, routes, token, first_attempt=first)
+    if barcode.is_barcode(order) and view.status == OrderStatus.PAYING:
+        view = await barcode.wait_final(deps, order.order_no)
     return view, True
 
 
@@ -115,6 +119,7 @@ def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) ->
         return_url=cmd.return_url,
         client_ip=cmd.client_ip,
         payer_openid=cmd.payer.openid if cmd.payer else None,
+        auth_code=cmd.auth_code,
         metadata_json=json.dumps(cmd.metadata, ensure_ascii=False, sort_keys=True),
         refunded_amount=0,
         refund_status="NONE",

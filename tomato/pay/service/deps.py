@@ -24,6 +24,9 @@ class PayDeps:
     compensation_time_scale: float = 1.0
     refund_window_days: int = 365
     submit_lease_s: float = 40.0  # how long one submission of a CREATED order holds it (renewed per candidate)
+    barcode_wait_s: float = 5.0  # how long a barcode create waits for a final answer
+    barcode_poll_s: float = 2.5  # how often an unconfirmed barcode payment is asked about
+    barcode_confirm_s: float = 30.0  # after this long unconfirmed, a barcode payment is reversed
     webhook_allowed_networks: str = ""  # CIDRs a notify_url may name despite the SSRF guard
     business_tz: str = "Asia/Shanghai"  # the zone of business dates in booking facts (TOMATO_BUSINESS_TIMEZONE)
     wake_relay: Callable[[], None] = field(default=lambda: None)

@@ -30,6 +30,7 @@ from tomato.core.writebatch import WriteBatch
 from tomato.pay import repository as repo
 from tomato.pay.models import PayAttempt, PayOrder
 from tomato.pay.schemas import PayOrderView
+from tomato.pay.service import barcode
 from tomato.pay.service.compensation import next_query_at
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.views import order_view
@@ -69,6 +70,8 @@ async def resubmit(deps: PayDeps, order: PayOrder, method: PayMethod | None = No
     try:
         method_value = (method or PayMethod(order.pay_method)).value
         routes = await deps.channels.route(order.app_id, method_value, order.amount, order.mch_no)
+        if order.auth_code is not None:
+            routes = barcode.routes_for(routes, order.auth_code)
     except BaseException:
         await _give_up(deps, order.order_no, token)
         raise
@@ -104,6 +107,9 @@ async def submit(
             result = await _call(deps, route, attempt, request, order)
             accepted, done = await _finish_attempt(deps, order, route, attempt, result)
             if accepted is not None:
+                if barcode.is_barcode(order):  # paid or refused already: the order is final at once
+                    await barcode.apply_answer(deps, order, route.channel_account_id, result, "create")
+                    return await _as_it_stands(deps, order.order_no), None
                 return accepted
             last = result
             if result.error not in RETRY_ELSEWHERE:
@@ -170,6 +176,7 @@ def _channel_request(order: PayOrder, method: PayMethod | None) -> CreateRequest
         client_ip=order.client_ip,
         openid=order.payer_openid,
         created_at=order.created_at,
+        auth_code=order.auth_code,
     )
 
 
@@ -201,19 +208,23 @@ async def _finish_attempt(
     """Records the attempt's result and, if the channel accepted, moves the order to PAYING (clearing the claim).
     Returns the answer when accepted, and whether the claim was cleared."""
     now = deps.clock.now()
-    accepted = result.status in (ResultStatus.SUCCESS, ResultStatus.WAITING) and result.pay_data is not None
+    is_barcode = barcode.is_barcode(order)
+    if is_barcode:  # no pay data: the payer already presented a code; any answer but an account's refusal counts
+        accepted = barcode.accepted(result)
+    else:
+        accepted = result.status in (ResultStatus.SUCCESS, ResultStatus.WAITING) and result.pay_data is not None
     wallet_data = (
         {"type": result.pay_data.type, "value": result.pay_data.value} if result.pay_data is not None else None
     )
     keep_cashier_url = order.pay_method == PayMethod.CASHIER
     batch = WriteBatch(deps.db.engine)
     repo.finish_attempt(batch, attempt.id, {
-        "status": "SUCCESS" if accepted else result.status.value,
-        "error_class": None if accepted else result.error.value,
+        "status": "SUCCESS" if accepted and not is_barcode else result.status.value,
+        "error_class": None if accepted and not is_barcode else result.error.value,
         "error_code": result.code,
         "error_message": (result.message or "")[:512] or None,
         "finished_at": now,
-        "pay_data": json.dumps(wallet_data) if accepted else None,
+        "pay_data": json.dumps(wallet_data) if accepted and wallet_data is not None else None,
     })  # fmt: skip
     if accepted:
         repo.transition_returning(
@@ -224,8 +235,12 @@ async def _finish_attempt(
                 "status": OrderStatus.PAYING.value,
                 "channel": route.channel,
                 "channel_account_id": route.channel_account_id,
-                "pay_data": order.pay_data if keep_cashier_url else json.dumps(wallet_data),
-                "next_query_at": next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
+                "pay_data": order.pay_data
+                if keep_cashier_url or wallet_data is None
+                else json.dumps(wallet_data),
+                "next_query_at": barcode.next_poll(deps)
+                if is_barcode
+                else next_query_at(order.created_at, order.expire_at, 0, deps.compensation_time_scale),
                 "submit_claim": None,
                 "submit_claim_until": None,
                 "updated_at": now,
@@ -234,7 +249,6 @@ async def _finish_attempt(
     row = await batch.commit()
     if not accepted:
         return None, False
-    assert wallet_data is not None
     if row is not None:
         return (order_view(repo.detached(row)), wallet_data), True
     # it moved on meanwhile (paid, closed): answer what it is now
