@@ -369,3 +369,17 @@ async def test_hand_built_requests_drive_the_simulator(env: Env, keys: dict[str,
     notify = dict(httpx.QueryParams(body.decode()))
     assert signing.verify_fields(notify, load_public_key(env.sim.public_key_pem))
     assert (notify["txnSubType"], notify["respCode"], notify["queryId"]) == ("06", "00", accepted["queryId"])
+
+
+async def test_a_code_pays_one_trade_only(env: Env) -> None:
+    code = await env.code("pay")
+    assert (await env.adapter.create(env.request("B20261206000015", code))).status is ResultStatus.SUCCESS
+    spent = await env.adapter.create(env.request("B20261206000016", code))
+    assert (spent.status, spent.error, spent.code) == (ResultStatus.FAIL, ErrorClass.REJECTED, "61")
+
+
+async def test_the_payer_api_does_not_pay_a_barcode_trade(env: Env) -> None:
+    await env.adapter.create(env.request("B20261206000017", await env.code("never")))
+    scanned = await env.payer.post("/sandbox/scan", json={"order_no": "B20261206000017", "result": "paid"})
+    assert scanned.status_code == 404, scanned.text
+    assert (await env.adapter.query(env.ref("B20261206000017"))).status is ResultStatus.WAITING

@@ -215,6 +215,8 @@ class BankSimulator:
                 return None
         elif order_no:
             trade = self.book.find_by_order_no(order_no)
+        if trade is not None and "qrNo" in trade.extra:
+            return None  # a barcode trade is paid by its code's behaviour (bank_barcode), not by a scan
         if trade is not None:
             self._expire_if_due(trade)
         return trade

@@ -5,9 +5,11 @@ sandbox's `BarcodeBook` and answers respCode 00 (accepted) with the trade's `que
 never issued for the bank, refused at once with respCode 61 (输入的卡号无效). The payer then behaves as the code
 says: `pay` paid at once; `confirm_after` in process (query origRespCode 05) until confirmed, paid from then on
 (paid_at = the moment of confirmation); `never` in process until reversed; `refuse` failed with origRespCode 64
-(卡上的余额不足). Successes are back-notified (UnionPay notifies successes only). The simulated bank notices a
-confirmation `confirm_after_s` later (divided by the state's time scale) and whenever the trade is looked at
-(query, reversal), so a test's frozen clock decides it.
+(卡上的余额不足). Successes are back-notified (UnionPay notifies successes only). A code pays one trade only: used
+again under another orderId it is refused with 61, as a spent code is. The simulated bank looks at a confirming
+trade `confirm_after_s` after the consume (divided by the state's time scale) and whenever the trade is looked at
+(query, reversal); the confirmation itself follows the sandbox clock, so a test's frozen clock decides it, and
+under a time scale above 1 it is noticed at the next query or reversal.
 
 The reversal (txnType 99 / txnSubType 01 / bizType 000000) names the consume by its orderId + txnTime: an
 in-process trade is closed (a later confirmation never happens), a paid one is reversed — the payer gets the money
@@ -48,6 +50,7 @@ class BankBarcodes:
         self._state = state
         self._notify = notify
         self._reversed_unseen: set[tuple[str, str]] = set()  # reversals of consumes the bank never saw
+        self._spent: set[str] = set()  # codes that paid (or tried to pay) a trade: one trade per code
 
     def consume(self, mer_id: str, fields: Fields) -> Fields:
         if (fields.get("txnSubType"), fields.get("bizType")) != CONSUME:
@@ -69,9 +72,10 @@ class BankBarcodes:
         if (mer_id, order_id) in self._reversed_unseen:
             raise BankError("12", "重复交易: this orderId was reversed")
         barcode = self._state.barcodes.lookup(code)
-        if barcode is None or barcode.channel != CHANNEL:
+        if barcode is None or barcode.channel != CHANNEL or code in self._spent:
             raise BankError(INVALID_CODE, "输入的卡号无效: unknown or expired payment code")
         self._state.barcodes.present(code)
+        self._spent.add(code)
         now = self._state.clock.now()
         trade = SimTrade(
             channel=CHANNEL,
