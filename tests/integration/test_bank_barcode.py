@@ -34,7 +34,7 @@ from tests.integration.test_bank_sandbox import (
 )
 from tomato.channel.adapters.bank import BankAdapter, codec, parse_config, signing
 from tomato.channel.http import guarded_client
-from tomato.channel.protocol import CreateRequest, ErrorClass, ResultStatus, TradeRef
+from tomato.channel.protocol import CreateRequest, ErrorClass, RefundRequest, ResultStatus, TradeRef
 from tomato.channel.sandbox import SandboxState, create_sandbox_app
 from tomato.channel.sandbox.bank import BACK_PATH, QUERY_PATH, BankSimulator
 from tomato.core.clock import FrozenClock
@@ -383,3 +383,22 @@ async def test_the_payer_api_does_not_pay_a_barcode_trade(env: Env) -> None:
     scanned = await env.payer.post("/sandbox/scan", json={"order_no": "B20261206000017", "result": "paid"})
     assert scanned.status_code == 404, scanned.text
     assert (await env.adapter.query(env.ref("B20261206000017"))).status is ResultStatus.WAITING
+
+
+async def test_a_paid_barcode_trade_refunds_like_any_and_is_then_not_reversed(env: Env) -> None:
+    paid = await env.adapter.create(env.request("B20261206000018", await env.code("pay")))
+    refund = RefundRequest(
+        order_no="B20261206000018",
+        refund_no="R20261206000018",
+        amount=500,
+        total_amount=2500,
+        notify_url=NOTIFY_URL,
+        channel_trade_no=paid.channel_trade_no,
+        order_created_at=START,
+        created_at=START,
+    )
+    assert (await env.adapter.refund(refund)).status is ResultStatus.WAITING
+    refused = await env.adapter.cancel(env.ref("B20261206000018"))
+    assert (refused.status, refused.error, refused.code) == (ResultStatus.FAIL, ErrorClass.REJECTED, "35")
+    still = await env.adapter.query(env.ref("B20261206000018"))
+    assert still.status is ResultStatus.SUCCESS
