@@ -12,6 +12,8 @@ transfer; every request is verified (merId, certId, signMethod 01 signature) and
   is closed and scans answer 409. There is no close API, so `ignore_close` does not apply.
 - Failed payments are notified too (UnionPay notifies successes only) so the platform learns within seconds.
 - Refunds are processed at once: the answer is respCode 00 (accepted), then a refund back-notify follows.
+- Barcode pay (付款码): the QR consume (txnType 01 / txnSubType 06) and its reversal (冲正, txnType 99) on
+  `backTransReq.do`, served by `bank_barcode` from the sandbox's `BarcodeBook`.
 - Payouts (代付) are accepted, then final by back-notify (`bank_payouts`); the same orderId again answers 12
   (重复交易): the platform then asks by query, as UnionPay's demo does. Payouts are not in the reconciliation file.
 - Queries match merId + orderId + the exact txnTime, as UnionPay does; a refund's txnTime alone is accepted within
@@ -40,6 +42,7 @@ from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.bank import codec, signing
 from tomato.channel.adapters.bank.config import APP_PATH
+from tomato.channel.sandbox.bank_barcode import BankBarcodes
 from tomato.channel.sandbox.bank_payouts import PAYOUT_DELAY_S, BankPayout, BankPayouts
 from tomato.channel.sandbox.bank_wire import OK_MSG, BankError, Fields, common_fields, txn_fields
 from tomato.channel.sandbox.notifier import Notification
@@ -90,7 +93,13 @@ class BankSimulator:
         self.payout_desk = BankPayouts(
             state, key=self._key, cert_id=self._cert_id, notify=self._notify, delay_s=payout_delay_s
         )
-        self._back: dict[str, Callable[[str, Fields], Fields]] = {"04": self._refund, "12": self.payout_desk.accept}
+        self.barcode_desk = BankBarcodes(state, self._notify)
+        self._back: dict[str, Callable[[str, Fields], Fields]] = {
+            "01": self.barcode_desk.consume,
+            "04": self._refund,
+            "12": self.payout_desk.accept,
+            "99": self.barcode_desk.reverse,
+        }
         state.attach(self)
 
     @property
@@ -206,6 +215,8 @@ class BankSimulator:
                 return None
         elif order_no:
             trade = self.book.find_by_order_no(order_no)
+        if trade is not None and "qrNo" in trade.extra:
+            return None  # a barcode trade is paid by its code's behaviour (bank_barcode), not by a scan
         if trade is not None:
             self._expire_if_due(trade)
         return trade
@@ -331,9 +342,9 @@ class BankSimulator:
             asked = codec.parse_time(fields.get("txnTime", ""))
         except ValueError:
             raise BankError("10", "报文格式错误: txnTime") from None
-        answer: Fields | None = None
-        trade = self.book.find(mer_id, order_id)
-        if trade is not None:
+        answer = self.barcode_desk.query_answer(mer_id, order_id, fields["txnTime"])
+        trade = self.book.find(mer_id, order_id) if answer is None else None
+        if trade is not None and "qrNo" not in trade.extra:
             self._expire_if_due(trade)
             if trade.state in (TradeState.PAID, TradeState.FAILED) and trade.extra["txnTime"] == fields["txnTime"]:
                 paid = trade.state is TradeState.PAID

@@ -21,6 +21,7 @@ Result mapping (respCode = the call's own outcome, origRespCode = the queried tr
 | query_payout | 00 + origRespCode 00/A6                             | SUCCESS                                  |
 |              | 00 + origRespCode 01/03/04/05/12/34/60, or 34       | WAITING                                  |
 |              | 00 + any other origRespCode                         | FAIL, error NONE (the payout failed)     |
+| barcode pay  | BARCODE (`barcode.py`): consume with qrNo, cancel = 冲正 | see `barcode.py`                         |
 | every call   | connect / timeout / 5xx                             | UNKNOWN CONNECT / TIMEOUT / SERVER       |
 |              | unsigned or badly signed / unparseable              | UNKNOWN BAD_SIGNATURE / MALFORMED        |
 |              | signed respCode 03/04/05                            | UNKNOWN SERVER (query later)             |
@@ -57,7 +58,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tomato.channel.adapters.bank import codec, signing
+from tomato.channel.adapters.bank import barcode, codec, signing
 from tomato.channel.adapters.bank.config import BankConfig, private_key, public_key
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
@@ -85,7 +86,7 @@ ALREADY_PAID = "ALREADY_PAID"
 
 class BankAdapter:
     channel = "bank"
-    pay_methods = frozenset({PAY_METHOD})
+    pay_methods = frozenset({PAY_METHOD, barcode.PAY_METHOD})
 
     def __init__(self, config: BankConfig, http: httpx.AsyncClient, clock: Clock | None = None) -> None:
         self._config = config
@@ -93,11 +94,14 @@ class BankAdapter:
         self._clock = clock or SystemClock()
         self._private_key = private_key(config.private_key_pem)
         self._bank_key = public_key(config.bank_public_key_pem)
+        self._barcode = barcode.BankBarcode(config, self._clock, self._base, self._call, self._query)
 
     # --- flows ------------------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> ChannelResult:
         """Pre-order the consume at the bank (so it knows the trade at once), then hand out the signed form."""
+        if req.pay_method == barcode.PAY_METHOD:
+            return await self._barcode.pay(req)
         if req.pay_method != PAY_METHOD:
             return _refused("PAY_METHOD_NOT_SUPPORTED", req.pay_method)
         if not codec.valid_order_id(req.order_no):
@@ -154,10 +158,7 @@ class BankAdapter:
         return found  # in process (WAITING), UNKNOWN, or a refused query
 
     async def cancel(self, ref: TradeRef) -> ChannelResult:
-        """Barcode reversal: not spoken by this adapter yet."""
-        return ChannelResult(
-            ResultStatus.FAIL, ErrorClass.REJECTED, code="BARCODE_NOT_SUPPORTED", message="no barcode pay"
-        )
+        return await self._barcode.cancel(ref)  # 冲正 of a barcode consume (barcode.py)
 
     async def refund(self, req: RefundRequest) -> ChannelResult:
         if not codec.valid_order_id(req.refund_no) or not codec.valid_order_id(req.order_no):
