@@ -373,7 +373,7 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
 
 
 @pytest.fixture
-async def isv(keys: dict[str, rsa.RSAPrivateKey]) -> AsyncIterator[IsvEnv]:
+async def isv() -> AsyncIterator[IsvEnv]:
     async for value in isv_env(isv_keys()):
         yield value
 
