@@ -6,7 +6,8 @@ notifies signed without `sign_type` and without empty fields, retried until the 
 The trade bill (`alipay.data.dataservice.bill.downloadurl.query`, bill_type trade, any date) is a zip of GBK CSVs
 built from these records with the state's fee rate and statement faults (`alipay_bill.py`), downloaded unsigned
 from `BILL_PATH` on the host the caller reached. A request with an `app_auth_token` acts for the sub-merchant
-that issued it to the calling app (`alipay_isv.py`).
+that issued it to the calling app (`alipay_isv.py`). Barcode pay (`alipay.trade.pay`) and cancel live in
+`alipay_barcode.py`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class AlipaySimulator:
         }
         self._bills: dict[str, tuple[str, bytes]] = {}  # fileId → (download name, zip bytes)
         self.isv = alipay_isv.IsvGrants()  # service-provider authorizations and the requests seen
+        from tomato.channel.sandbox.alipay_barcode import AlipayBarcodes  # it builds on this module's helpers
+
+        self.barcode = AlipayBarcodes(self, state)  # barcode pay and cancel (`alipay_barcode.py`)
+        self._methods["alipay.trade.pay"] = self.barcode.pay
+        self._methods["alipay.trade.cancel"] = self.barcode.cancel
         state.attach(self)
 
     @property
@@ -126,6 +132,7 @@ class AlipaySimulator:
         if self._state.roll(faults.error_rate):
             return Response("Internal Server Error", status_code=500, media_type="text/plain")
         stall = self._state.roll(faults.timeout_rate)
+        self.barcode.settle_due()  # a payer who confirmed by now has paid, whatever this request asks
         try:
             app_id, biz = self._authenticate(params)
             handler = self._methods.get(method)

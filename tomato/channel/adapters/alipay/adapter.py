@@ -7,7 +7,7 @@ body, or an unparseable one is `UNKNOWN`, never `FAIL`, so the caller queries in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tomato.channel.adapters.alipay import codec, isv, signing
+from tomato.channel.adapters.alipay import barcode, codec, isv, signing
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
     AckResponse,
@@ -96,7 +96,7 @@ def _public_key(text: str) -> rsa.RSAPublicKey:
 
 class AlipayAdapter:
     channel = "alipay"
-    pay_methods = frozenset({"ALIPAY_QR", "ALIPAY_WAP", "ALIPAY_PC"})
+    pay_methods = frozenset({"ALIPAY_QR", "ALIPAY_WAP", "ALIPAY_PC", "BARCODE"})
 
     def __init__(self, config: AlipayConfig, http: httpx.AsyncClient, *, clock: Clock | None = None) -> None:
         self._config = config
@@ -108,6 +108,8 @@ class AlipayAdapter:
     # --- flows ------------------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> ChannelResult:
+        if req.pay_method == "BARCODE":
+            return await self._barcode_pay(req)
         biz: dict[str, Any] = {
             "out_trade_no": req.order_no,
             "total_amount": codec.yuan(req.amount),
@@ -171,11 +173,20 @@ class AlipayAdapter:
             return node
         return ChannelResult(ResultStatus.SUCCESS, channel_trade_no=_opt_str(node.get("trade_no")))
 
-    async def cancel(self, ref: TradeRef) -> ChannelResult:
-        """Barcode reversal: not spoken by this adapter yet."""
-        return ChannelResult(
-            ResultStatus.FAIL, ErrorClass.REJECTED, code="BARCODE_NOT_SUPPORTED", message="no barcode pay"
+    async def _barcode_pay(self, req: CreateRequest) -> ChannelResult:
+        """Face-to-face barcode pay (`alipay.trade.pay`, scene bar_code): 10003 "payer confirming" is WAITING."""
+        biz = barcode.pay_biz(req)
+        if isinstance(biz, ChannelResult):
+            return biz
+        node = await self._call(
+            "alipay.trade.pay", biz, req.sub, notify_url=req.notify_url, passthrough=barcode.is_pay_answer
         )
+        return node if isinstance(node, ChannelResult) else barcode.pay_result(node)
+
+    async def cancel(self, ref: TradeRef) -> ChannelResult:
+        """Reverse a trade (`alipay.trade.cancel`): closed if unpaid, refunded if paid; `retry_flag` Y = again."""
+        node = await self._call("alipay.trade.cancel", _trade_biz(ref), ref.sub, passthrough=barcode.wants_retry)
+        return node if isinstance(node, ChannelResult) else barcode.cancel_result(node)
 
     async def refund(self, req: RefundRequest) -> ChannelResult:
         biz: dict[str, Any] = {
@@ -322,8 +333,10 @@ class AlipayAdapter:
         *,
         notify_url: str | None = None,
         not_found: ResultStatus | None = None,
+        passthrough: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any] | ChannelResult:
-        """POST one OpenAPI call; the verified response node on code 10000, else the mapped result.
+        """POST one OpenAPI call; the verified response node on code 10000 (or when `passthrough` accepts it:
+        a signed answer the caller maps itself), else the mapped result.
 
         In isv mode the sub-merchant's `app_auth_token` is a signed common parameter; without one nothing is sent.
         """
@@ -346,6 +359,8 @@ class AlipayAdapter:
             return ChannelResult.unknown(ErrorClass.MALFORMED, f"{method}: HTTP {response.status_code}")
         node = self._verified_node(method, response.content)
         if isinstance(node, ChannelResult):
+            return node
+        if passthrough is not None and passthrough(node):
             return node
         return _classify(method, node, not_found)
 
@@ -388,7 +403,6 @@ def _classify(method: str, node: dict[str, Any], not_found: ResultStatus | None)
     if not code:
         return ChannelResult.unknown(ErrorClass.MALFORMED, f"{method}: response without code")
     return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=sub_code or code, message=message)
-
 
 
 def bill_url_allowed(url: str, gateway_url: str) -> bool:
