@@ -178,8 +178,11 @@ async def test_confirm_after_waits_then_query_says_paid_at_confirmation(env: Env
     env.clock.advance(timedelta(seconds=5))
     paid = await env.adapter.query(ref("B2"))
     assert (paid.status, paid.amount, paid.paid_at) == (ResultStatus.SUCCESS, 1234, START + timedelta(seconds=10))
-    again = await env.adapter.create(barcode_req("B2", code))  # the till retries the same order
-    assert (again.status, again.code) == (ResultStatus.UNKNOWN, "ORDERPAID")
+    again = await env.adapter.create(barcode_req("B2", code))  # the till retries the same order: ORDERPAID → query
+    assert (again.status, again.paid_at, again.channel_trade_no) == (ResultStatus.SUCCESS, paid.paid_at,
+                                                                     paid.channel_trade_no)
+    assert [r.url.path for r, _ in env.recorder.calls[-2:]] == ["/pay/micropay", "/pay/orderquery"]
+    assert xml_fields(env.recorder.calls[-2][1])["err_code"] == "ORDERPAID"
 
 
 async def test_never_then_cancel_closes_and_stays_closed(env: Env) -> None:

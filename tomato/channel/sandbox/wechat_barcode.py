@@ -77,7 +77,7 @@ class BarcodeDesk:
             if faults.latency_ms > 0:
                 await asyncio.sleep(faults.latency_ms / 1000)
             if state.roll(faults.error_rate):
-                return Response("<html>502 sandbox fault</html>", status_code=500)
+                return Response("<html>500 sandbox fault</html>", status_code=500)
             stall = state.roll(faults.timeout_rate)
             response = self._answer(handler, await request.body())
             if stall:  # done, but the answer comes too late

@@ -1,10 +1,10 @@
 """WeChat Pay payment-code pay (付款码支付), which exists only in API v2: micropay, orderquery and reverse.
 
 Requests go to the account's `base_url` origin (`/pay/micropay`, `/pay/orderquery`, `/secapi/pay/reverse`) as
-XML signed HMAC-SHA256 with `api_v2_key` (`v2.py`). What the answers mean (docs/channels.md, "WeChat Pay barcode"):
+XML signed HMAC-SHA256 with `api_v2_key` (`v2.py`). What the answers mean (docs/channels.md, "Barcode pay"):
 - micropay: `result_code` SUCCESS = paid; `err_code` USERPAYING = the payer is confirming (WAITING); SYSTEMERROR
-  and BANKERROR = outcome unknown; ORDERPAID = this order was paid by an earlier request (UNKNOWN: the query tells);
-  any other `err_code` is WeChat's definite refusal (nothing was paid: FAIL REJECTED with that code);
+  and BANKERROR = outcome unknown; ORDERPAID = an earlier request paid this order (the orderquery's SUCCESS, else
+  UNKNOWN); any other `err_code` is WeChat's definite refusal (nothing was paid: FAIL REJECTED with that code);
 - orderquery: `trade_state` as the v3 query's (SUCCESS/REFUND paid, USERPAYING/NOTPAY waiting, CLOSED/REVOKED/
   PAYERROR failed); ORDERNOTEXIST = the micropay never took effect (WAITING, as the v3 query's not-found);
 - reverse: SUCCESS = reversed (refunded if it was paid); `recall` Y = call reverse again (WAITING); otherwise not
@@ -67,7 +67,10 @@ class MicropayClient:
             return ChannelResult(ResultStatus.WAITING, code=code, message=message)
         if code in UNKNOWN_CODES or not code:
             return ChannelResult(ResultStatus.UNKNOWN, ErrorClass.SERVER, code=code or None, message=message)
-        if code == "ORDERPAID":  # WeChat is well: an earlier request paid this order, the query gives the facts
+        if code == "ORDERPAID":  # an earlier request (a retry's first try) paid this order: the query has the facts
+            paid = await self.query(TradeRef(req.order_no, pay_method="BARCODE"))
+            if paid.status is ResultStatus.SUCCESS:
+                return paid
             return ChannelResult(ResultStatus.UNKNOWN, code=code, message=message)
         return ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=code, message=message)
 
