@@ -26,7 +26,10 @@ def test_secret_named_keys_are_redacted_at_any_depth() -> None:
         "secret": "s",
         "token": "tpk_x",
         "token_id": "tok_0123456789abcdef",
-        "config": {"private_key_pem": "PEM", "api_v3_key": "K" * 32, "alipay_public_key_pem": "PUB", "appid": "wx"},
+        "config": {
+            "private_key_pem": "PEM", "api_v3_key": "K" * 32, "api_v2_key": "V" * 32, "alipay_public_key_pem": "PUB",
+            "appid": "wx",
+        },
         "webhook_secret": "w",
         "hmac_secrets": ["a", "b"],
         "refresh_token": "r",
@@ -38,7 +41,10 @@ def test_secret_named_keys_are_redacted_at_any_depth() -> None:
         "secret": REDACTED,
         "token": REDACTED,
         "token_id": "tok_0123456789abcdef",  # an id is not a secret
-        "config": {"private_key_pem": REDACTED, "api_v3_key": REDACTED, "alipay_public_key_pem": "PUB", "appid": "wx"},
+        "config": {
+            "private_key_pem": REDACTED, "api_v3_key": REDACTED, "api_v2_key": REDACTED, "alipay_public_key_pem": "PUB",
+            "appid": "wx",
+        },
         "webhook_secret": REDACTED,
         "hmac_secrets": REDACTED,
         "refresh_token": REDACTED,

@@ -65,6 +65,11 @@ class WechatAccountConfig(BaseModel):
         default=None,
         description="the platform certificate, for accounts still on certificates; null: the public key is used",
     )
+    api_v2_key: str | None = Field(
+        default=None,
+        pattern=r"^[ -~]{32}$",
+        description="the API v2 key (32 printable ASCII) that signs payment-code pay (BARCODE); null: no BARCODE",
+    )
 
 
 class WechatPartnerAccountConfig(BaseModel):

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(
-    {"secret", "token", "password", "private_key_pem", "api_v3_key", "secret_ciphertext", "private_key_ciphertext"}
+    {"secret", "token", "password", "private_key_pem", "api_v3_key", "api_v2_key", "secret_ciphertext",
+     "private_key_ciphertext"}
 )
 SECRET_SUFFIXES = ("_secret", "_secrets", "_token", "_password", "_private_key", "private_key_pem", "_ciphertext")
 MAX_ACTION = 64

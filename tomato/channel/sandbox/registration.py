@@ -6,8 +6,9 @@ registers a merchant-side public key under the channel's merchant id, as a chann
     {"channel": "alipay", "merchant_id": "<app_id>", "public_key_pem": "…"}
     {"channel": "bank", "merchant_id": "<merId>", "cert_id": "<decimal serial>", "public_key_pem": "…"}
     {"channel": "wechat", "merchant_id": "<mchid>", "serial_no": "<hex>", "api_v3_key": "<32 chars>",
-     "public_key_pem": "…"}
+     "public_key_pem": "…", "api_v2_key": "<32 chars>"?}
 
+WeChat's optional `api_v2_key` signs the merchant's payment-code (付款码, API v2) calls; it is never echoed.
 The bank also needs `cert_id`: ACP requests name their signing certificate by it and the simulator refuses any
 other. Bad input answers 422 naming the field. `tomato dev` does the same in-process.
 
@@ -59,6 +60,7 @@ class WechatMerchant(BaseModel):
     serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")  # the merchant API certificate serial
     api_v3_key: str = Field(pattern=r"^[\x20-\x7e]{32}$")  # encrypts notifies
     public_key_pem: PublicKeyPem
+    api_v2_key: str | None = Field(default=None, pattern=r"^[\x20-\x7e]{32}$", repr=False)  # signs v2 (barcode)
 
 
 AppRegistration = Annotated[AlipayApp | BankMerchant | WechatMerchant, Field(discriminator="channel")]
@@ -111,7 +113,9 @@ def create_registration_router(state: SandboxState) -> APIRouter:
                 simulator.register_merchant(body.merchant_id, body.cert_id, body.public_key_pem)
                 return {"channel": body.channel, "merchant_id": body.merchant_id, "cert_id": body.cert_id}
             if isinstance(body, WechatMerchant) and isinstance(simulator, WechatSimulator):
-                simulator.register_merchant(body.merchant_id, body.serial_no, body.public_key_pem, body.api_v3_key)
+                simulator.register_merchant(
+                    body.merchant_id, body.serial_no, body.public_key_pem, body.api_v3_key, body.api_v2_key
+                )
                 return {
                     "channel": body.channel,
                     "merchant_id": body.merchant_id,

@@ -12,7 +12,8 @@ with `Wechatpay-*` headers in public-key mode; bill downloads unsigned. Behaviou
 - the trade bill (ALL) is built from these records for any date with activity, else 400 `NO_STATEMENT_EXIST`,
   with the state's fee rate and statement faults (`SandboxState.statement_rows`);
 - `time_expire` is recorded, not enforced (as in the Alipay simulator): the platform closes expired orders itself.
-Service providers' partner APIs (服务商) are `wechat_partner.py`'s, on the same keys and records.
+Service providers' partner APIs (服务商) are `wechat_partner.py`'s, payment-code pay (API v2 XML, keyed by
+`api_v2_key`) `wechat_barcode.py`'s, on the same keys and records.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import html
 import re
 import secrets
 import uuid
-from _collections_abc import dict_items
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,12 +35,14 @@ from fastapi.responses import HTMLResponse
 
 from tomato.channel.adapters.wechat import codec, signing
 from tomato.channel.sandbox.notifier import Notification
+from tomato.channel.sandbox.resigned import ResignedHeaders
 from tomato.channel.sandbox.state import BillRow, ChannelBook, SandboxState, SimRefund, SimTrade, TradeState
 from tomato.core.clock import Clock, SystemClock
 from tomato.core.crypto import generate_rsa_key, load_public_key, public_key_pem
 from tomato.core.money import fen_to_yuan
 
 if TYPE_CHECKING:
+    from tomato.channel.sandbox.wechat_barcode import BarcodeDesk
     from tomato.channel.sandbox.wechat_partner import PartnerDesk
 
 NOTIFY_GAPS_S = (15.0, 15.0, 30.0, 180.0, 600.0, 1200.0, 1800.0, 1800.0, 1800.0, 3600.0, 10800.0, 10800.0, 10800.0,
@@ -93,21 +94,6 @@ class _Call:
     base_url: str  # e.g. "http://sandbox.test": where the caller reached us, for the URLs we hand out
 
 
-class _ResignedHeaders(dict[str, str]):
-    """Headers signed afresh whenever httpx reads them (it reads a mapping through `items()`).
-
-    WeChat signs every push anew; the shared Notifier resends one fixed mapping, so this one re-signs on each send.
-    """
-
-    def __init__(self, sign: Callable[[], dict[str, str]]) -> None:
-        super().__init__(sign())
-        self._sign = sign
-
-    def items(self) -> dict_items[str, str]:
-        self.update(self._sign())
-        return super().items()
-
-
 class WechatSimulator:
     channel = "wechat"
 
@@ -125,9 +111,11 @@ class WechatSimulator:
         self._merchants: dict[str, _Merchant] = {}
         self._refunds: dict[tuple[str, str], _Refund] = {}  # (mchid, out_refund_no) → refund
         self._bills: dict[str, tuple[str, bytes]] = {}  # download token → (mchid, file bytes)
-        from tomato.channel.sandbox.wechat_partner import PartnerDesk  # it builds on this module
+        from tomato.channel.sandbox.wechat_barcode import BarcodeDesk  # these build on this module
+        from tomato.channel.sandbox.wechat_partner import PartnerDesk
 
         self.partner: PartnerDesk = PartnerDesk(self)  # service providers' sub-merchants and partner APIs
+        self.barcode: BarcodeDesk = BarcodeDesk(self)  # payment-code pay, API v2
         state.attach(self)
 
     @property
@@ -145,11 +133,15 @@ class WechatSimulator:
         return self._state.books[self.channel]
 
     def register_merchant(
-        self, mchid: str, merchant_serial_no: str, merchant_public_key_pem: str, api_v3_key: str
+        self, mchid: str, merchant_serial_no: str, merchant_public_key_pem: str, api_v3_key: str,
+        api_v2_key: str | None = None,
     ) -> None:
-        """Register (or re-key) a merchant, as its console would: API key + certificate serial, APIv3 key."""
+        """Register (or re-key) a merchant, as its console would: API key + certificate serial, APIv3 key, and the
+        v2 key its payment-code calls are signed with (optional)."""
         if len(api_v3_key.encode()) != 32:
             raise ValueError("api_v3_key must be 32 bytes")
+        if api_v2_key is not None:
+            self.barcode.register_key(mchid, api_v2_key)
         key = load_public_key(merchant_public_key_pem)
         self._merchants[mchid] = _Merchant(merchant_serial_no.upper(), key, api_v3_key)
         self.book.merchants[mchid] = merchant_public_key_pem
@@ -162,6 +154,7 @@ class WechatSimulator:
         router = APIRouter()
         router.add_api_route("/v3/{rest:path}", self._api, methods=["GET", "POST"], include_in_schema=False)
         router.add_api_route(H5_PAGE_PATH, self._h5_page, methods=["GET"], include_in_schema=False)
+        router.include_router(self.barcode.router())
         return router
 
     # --- HTTP ---------------------------------------------------------------------------------------------
@@ -418,6 +411,7 @@ class WechatSimulator:
             raise WxError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD") from None
         if call.query.get("bill_type", "ALL") != "ALL":
             raise WxError(400, "PARAM_ERROR", "the sandbox serves bill_type=ALL only")
+        self.barcode.settle_all(call.mchid)  # payers who confirmed since the last query
         paid = any(t.merchant_id == call.mchid and t.paid_at is not None and codec.beijing_date(t.paid_at) == day
                    for t in self.book.trades.values())
         if not paid and not any(r.mchid == call.mchid and codec.beijing_date(r.created_at) == day
@@ -459,7 +453,7 @@ class WechatSimulator:
             merchant.api_v3_key, notify_id=notify_id, create_time=codec.format_time(self._state.clock.now()),
             event_type=event, summary=summary, original_type=original_type, plaintext=codec.dumps(plain),
         )
-        headers = _ResignedHeaders(lambda: {
+        headers = ResignedHeaders(lambda: {
             "Content-Type": codec.JSON_CONTENT_TYPE,
             **signing.signed_headers(self._key, self._key_id, body, int(self._wall.timestamp())),
         })

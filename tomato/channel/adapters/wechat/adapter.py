@@ -6,6 +6,8 @@ WeChat's code: for an action (create, close, refund) nothing was done; for a que
 says nothing about the trade (`ChannelResult.settles_query` is false). A trade or refund WeChat reports as failed
 is `FAIL` with error `NONE`: that is the outcome.
 
+Payment-code pay (pay method BARCODE) is API v2 (`barcode.py`): it needs the account's `api_v2_key` and direct mode.
+
 A partner-mode (服务商) account speaks for the sub-merchant each request names (`partner.py` spells the wire);
 without one it refuses, `SUB_MERCHANT_REQUIRED`, before any HTTP call.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from tomato.channel.adapters.wechat import codec, partner, signing
+from tomato.channel.adapters.wechat import barcode, codec, partner, signing
 from tomato.channel.adapters.wechat.config import WechatConfig, platform_keys
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
@@ -52,7 +54,7 @@ _Body = dict[str, Any]
 
 class WechatAdapter:
     channel = "wechat"
-    pay_methods = frozenset({"WECHAT_NATIVE", "WECHAT_JSAPI", "WECHAT_H5"})
+    pay_methods = frozenset({"WECHAT_NATIVE", "WECHAT_JSAPI", "WECHAT_H5", "BARCODE"})
 
     def __init__(self, config: WechatConfig, http: httpx.AsyncClient, clock: Clock | None = None) -> None:
         self._config = config
@@ -60,10 +62,14 @@ class WechatAdapter:
         self._clock = clock or SystemClock()
         self._private_key = signing.private_key(config.private_key_pem)
         self._platform_keys = platform_keys(config)
+        v2_key = None if config.partner else config.api_v2_key
+        self._micropay = barcode.MicropayClient(config, v2_key, http) if v2_key else None
 
     # --- flows ------------------------------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> ChannelResult:
+        if req.pay_method == "BARCODE":
+            return await self._micropay.pay(req) if self._micropay else barcode.NOT_SUPPORTED
         kind = codec.TRADE_TYPES.get(req.pay_method)
         if kind is None:
             return _refused("PAY_METHOD_NOT_SUPPORTED", req.pay_method)
@@ -117,6 +123,8 @@ class WechatAdapter:
     async def query(self, ref: TradeRef) -> ChannelResult:
         # Trades exist from the moment create succeeded (NOTPAY), so ORDER_NOT_EXIST means our create never took
         # effect: nothing can be paid, but a lagging replica may still be catching up — keep waiting, never fail.
+        if ref.pay_method == "BARCODE" and self._micropay is not None:
+            return await self._micropay.query(ref)
         if refusal := partner.missing_sub(self._config, ref.sub):
             return refusal
         path = partner.query_path(self._config, ref.order_no, ref.sub)
@@ -163,10 +171,8 @@ class WechatAdapter:
         return ChannelResult(ResultStatus.SUCCESS)
 
     async def cancel(self, ref: TradeRef) -> ChannelResult:
-        """Barcode reversal: not spoken by this adapter yet."""
-        return ChannelResult(
-            ResultStatus.FAIL, ErrorClass.REJECTED, code="BARCODE_NOT_SUPPORTED", message="no barcode pay"
-        )
+        """Barcode reversal (v2 `reverse`): refunds the trade if it was paid, closes it otherwise."""
+        return await self._micropay.reverse(ref) if self._micropay else barcode.NOT_SUPPORTED
 
     async def refund(self, req: RefundRequest) -> ChannelResult:
         if refusal := partner.missing_sub(self._config, req.sub):

@@ -24,7 +24,8 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 MAX_BILL_BYTES = 64 * 1024 * 1024  # a decompressed bill larger than this is refused (gzip bombs)
 
 TRADE_TYPES = {"WECHAT_NATIVE": "native", "WECHAT_JSAPI": "jsapi", "WECHAT_H5": "h5"}  # pay_method → path segment
-WIRE_TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB"}  # path segment → `trade_type`
+# path segment → `trade_type`; "micropay": payment-code trades (v2, barcode.py)
+WIRE_TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB", "micropay": "MICROPAY"}
 
 
 def path_segment(value: str) -> str:

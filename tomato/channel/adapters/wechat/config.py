@@ -8,6 +8,9 @@ of serial arrive (§B3), so `platform_certificate_pem` may name a certificate th
 provider, 服务商, acting for sub-merchants: keys `sp_mchid`, `sp_appid` in place of `mchid`, `appid`; the sub-merchant
 comes with every request). In partner mode `WechatConfig.mchid`/`appid` hold the provider's `sp_mchid`/`sp_appid`:
 they sign every request (the Authorization names the provider) and are what notifies must name as `sp_mchid`.
+
+`api_v2_key` (optional, 32 printable ASCII characters, the merchant's API v2 key) signs payment-code pay (付款码),
+which WeChat offers in API v2 only; without it, and in partner mode, BARCODE is refused `BARCODE_NOT_SUPPORTED`.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ class WechatConfig:
     base_url: str  # origin only; requests go to base_url + /v3/…
     platform_certificate_pem: str | None = None  # optional: a platform certificate still signing (migration)
     mode: str = "direct"  # "direct" | "partner"
+    api_v2_key: str | None = None  # secret: signs the v2 payment-code calls (barcode.py)
 
     @property
     def partner(self) -> bool:
         return self.mode == "partner"
 
-    def __repr__(self) -> str:  # never print the private key or the APIv3 key
+    def __repr__(self) -> str:  # never print the private key, the APIv3 key or the v2 key
         return (
             f"WechatConfig(mode={self.mode!r}, mchid={self.mchid!r}, appid={self.appid!r}, base_url={self.base_url!r})"
         )
@@ -108,7 +112,12 @@ def parse_config(raw: Mapping[str, Any]) -> WechatConfig:
         except ValueError as exc:
             raise ValueError(f"platform_certificate_pem: {exc}") from None
     certificate = cert.strip() if isinstance(cert, str) else None
-    return WechatConfig(**values, platform_certificate_pem=certificate, mode=str(mode))
+    v2_key = raw.get("api_v2_key") or None
+    if v2_key is not None and (
+        not isinstance(v2_key, str) or len(v2_key) != 32 or not v2_key.isascii() or not v2_key.isprintable()
+    ):
+        raise ValueError("api_v2_key: must be exactly 32 printable ASCII characters")
+    return WechatConfig(**values, platform_certificate_pem=certificate, mode=str(mode), api_v2_key=v2_key)
 
 
 def platform_keys(config: WechatConfig) -> tuple[tuple[str, rsa.RSAPublicKey], ...]:
