@@ -99,7 +99,8 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
     mchid = f"19{c.ids.next_int() % 10**8:08d}"
     serial_no = secrets.token_hex(20).upper()
     api_v3_key = secrets.token_hex(16)
-    wechat.register_merchant(mchid, serial_no, public_key_pem(wechat_key), api_v3_key)
+    api_v2_key = secrets.token_hex(16)  # payment codes (micropay) speak API v2
+    wechat.register_merchant(mchid, serial_no, public_key_pem(wechat_key), api_v3_key, api_v2_key=api_v2_key)
     account = await c.channels.create_account(
         ChannelAccountCreate(
             channel="wechat",
@@ -111,6 +112,7 @@ async def seed_channel_accounts(c: Container, sandbox: SandboxState, sandbox_url
                 "serial_no": serial_no,
                 "private_key_pem": private_key_pem(wechat_key),
                 "api_v3_key": api_v3_key,
+                "api_v2_key": api_v2_key,
                 "platform_public_key_pem": wechat.public_key_pem,
                 "platform_public_key_id": wechat.public_key_id,
                 "base_url": sandbox_url,

@@ -7,8 +7,9 @@ XML signed HMAC-SHA256 with `api_v2_key` (`v2.py`). What the answers mean (docs/
   UNKNOWN); any other `err_code` is WeChat's definite refusal (nothing was paid: FAIL REJECTED with that code);
 - orderquery: `trade_state` as the v3 query's (SUCCESS/REFUND paid, USERPAYING/NOTPAY waiting, CLOSED/REVOKED/
   PAYERROR failed); ORDERNOTEXIST = the micropay never took effect (WAITING, as the v3 query's not-found);
-- reverse: SUCCESS = reversed (refunded if it was paid); `recall` Y = call reverse again (WAITING); otherwise not
-  reversed (SYSTEMERROR UNKNOWN, anything else FAIL REJECTED).
+- reverse: SUCCESS = reversed (refunded if it was paid); ORDERNOTEXIST = WeChat never took the micropay, so nothing
+  was taken and nothing is left to reverse (SUCCESS with that code: the order may close); `recall` Y = call reverse
+  again (WAITING); otherwise not reversed (SYSTEMERROR UNKNOWN, anything else FAIL REJECTED).
 An unsigned answer (`return_code` FAIL, or `sign` missing or wrong), a 5xx or unparseable body is UNKNOWN; a signed
 answer naming another merchant, app or order is UNKNOWN too.
 """
@@ -106,6 +107,8 @@ class MicropayClient:
         if answer.get("result_code") == "SUCCESS":
             return ChannelResult(ResultStatus.SUCCESS, code="SUCCESS")
         code, message = answer.get("err_code") or None, answer.get("err_code_des")
+        if code == "ORDERNOTEXIST":  # the pay request never took effect: no money to give back
+            return ChannelResult(ResultStatus.SUCCESS, code=code, message=message)
         if answer.get("recall") == "Y":
             return ChannelResult(ResultStatus.WAITING, code=code, message=message)
         if code is None or code in UNKNOWN_CODES:
