@@ -64,8 +64,14 @@ class ScriptedChannel:
         self.settles_to: dict[str, str] = {}
         self.overdrawn = False
 
-    async def adapter(self, account_id: str) -> ScriptedChannel:  # the ChannelService seam
+    async def adapter(self, account_id: str) -> ScriptedChannel:  # the ChannelService seams
         return self
+
+    async def adapter_for(self, account_id: str, mch_no: str) -> ScriptedChannel:
+        return self
+
+    async def is_service_provider(self, account_id: str) -> bool:
+        return False
 
     def _held(self, order_no: str) -> int:
         return sum(self.amounts[r] for r, s in self.truth.items() if s in ("DONE", "PROCESSING")
