@@ -22,9 +22,14 @@ from tomato.channel.protocol import (
     PayoutChannel,
     PayoutRef,
     PayoutRequest,
+    ProfitSharingChannel,
     RefundRef,
     RefundRequest,
     ResultStatus,
+    SplitReceiver,
+    SplitRef,
+    SplitRequest,
+    SplitReturnRequest,
     SubMerchant,
     TradeRef,
 )
@@ -84,6 +89,36 @@ class GuardedAdapter:
             return _no_payouts(self.channel)
         return await self._run(lambda: inner.query_payout(ref))
 
+    async def bind_receiver(self, receiver: SplitReceiver) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, ProfitSharingChannel):
+            return _no_splits(self.channel)
+        return await self._run(lambda: inner.bind_receiver(receiver))
+
+    async def split(self, req: SplitRequest) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, ProfitSharingChannel):
+            return _no_splits(self.channel)
+        return await self._run(lambda: inner.split(req))
+
+    async def query_split(self, ref: SplitRef) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, ProfitSharingChannel):
+            return _no_splits(self.channel)
+        return await self._run(lambda: inner.query_split(ref))
+
+    async def finish_split(self, ref: SplitRef) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, ProfitSharingChannel):
+            return _no_splits(self.channel)
+        return await self._run(lambda: inner.finish_split(ref))
+
+    async def return_split(self, req: SplitReturnRequest) -> ChannelResult:
+        inner = self.inner
+        if not isinstance(inner, ProfitSharingChannel):
+            return _no_splits(self.channel)
+        return await self._run(lambda: inner.return_split(req))
+
     async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
         return await self.inner.download_statement(bill_date, sub)
 
@@ -97,4 +132,10 @@ class GuardedAdapter:
 def _no_payouts(channel: str) -> ChannelResult:
     return ChannelResult(
         ResultStatus.FAIL, ErrorClass.REJECTED, code="PAYOUT_NOT_SUPPORTED", message=f"{channel} makes no payouts"
+    )
+
+
+def _no_splits(channel: str) -> ChannelResult:
+    return ChannelResult(
+        ResultStatus.FAIL, ErrorClass.REJECTED, code="SPLIT_NOT_SUPPORTED", message=f"{channel} splits no payments"
     )

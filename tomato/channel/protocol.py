@@ -123,6 +123,7 @@ class CreateRequest:
     created_at: datetime | None = None  # when the order was made (the bank identifies a trade by it: txnTime)
     sub: SubMerchant | None = None  # service-provider mode: the merchant's identity under the provider
     auth_code: str | None = None  # BARCODE: the payer's code the till scanned (pay_method BARCODE)
+    profit_sharing: bool = False  # the payment may be split later (WeChat settle_info, Alipay royalty freeze)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,59 @@ class PayoutRef:
 
 
 @dataclass(frozen=True)
+class SplitReceiver:
+    """Someone a payment may be split to, at one channel: WeChat `MERCHANT_ID` (a mchid) or `PERSONAL_OPENID`
+    (an openid under the account's appid); Alipay `MERCHANT` / `PERSONAL` as `userId` (2088…) or a logon id."""
+
+    account: str
+    account_type: str  # MERCHANT | PERSONAL
+    name: str | None = None  # WeChat: required for MERCHANT (the merchant's full name), sent encrypted
+    sub: SubMerchant | None = None
+
+
+@dataclass(frozen=True)
+class SplitShare:
+    receiver: SplitReceiver
+    amount: int  # fen
+    description: str
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """One split of a paid order (`split_no` is ours: WeChat out_order_no, Alipay out_request_no). `finish`: release
+    what is left to the merchant with it (WeChat unfreeze_unsplit, Alipay royalty_finish)."""
+
+    order_no: str
+    split_no: str
+    channel_trade_no: str
+    shares: tuple[SplitShare, ...]
+    finish: bool = False
+    sub: SubMerchant | None = None
+
+
+@dataclass(frozen=True)
+class SplitRef:
+    order_no: str
+    split_no: str
+    channel_trade_no: str
+    sub: SubMerchant | None = None
+
+
+@dataclass(frozen=True)
+class SplitReturnRequest:
+    """Money a split sent to a receiver, taken back before a refund (WeChat return-orders, Alipay refund royalty)."""
+
+    order_no: str
+    split_no: str
+    return_no: str
+    channel_trade_no: str
+    receiver: SplitReceiver
+    amount: int  # fen
+    description: str
+    sub: SubMerchant | None = None
+
+
+@dataclass(frozen=True)
 class ChannelNotify:
     """A verified callback, normalised. `kind` is `payment`, `refund` or `payout` (`order_no` = the payout_no)."""
 
@@ -202,6 +256,7 @@ class ChannelNotify:
     channel_refund_no: str | None = None
     payout_no: str | None = None
     failure_reason: str | None = None  # the channel's code and message when status is FAIL
+    split_no: str | None = None  # kind "split": our split number (the channel's out_order_no / out_request_no)
     sub_merchant: str | None = None  # service-provider mode: the sub-merchant named (auth_app_id / sub_mchid)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -253,3 +308,25 @@ class PayoutChannel(Protocol):
 
     async def payout(self, req: PayoutRequest) -> ChannelResult: ...
     async def query_payout(self, ref: PayoutRef) -> ChannelResult: ...
+
+
+@runtime_checkable
+class ProfitSharingChannel(Protocol):
+    """Profit sharing (分账), for the channels that split payments (Alipay, WeChat Pay). Results:
+    - `bind_receiver`: SUCCESS = the receiver may be split to (already bound is SUCCESS too); FAIL REJECTED = refused.
+    - `split`: SUCCESS = done; WAITING = accepted, the result follows by notify or `query_split`; FAIL (error NONE) =
+      definitely failed, nothing moved; FAIL REJECTED = refused (nothing moved); UNKNOWN = query later.
+    - `query_split`: SUCCESS / WAITING / FAIL as above; per-receiver failures make the split FAIL (nothing is
+      partially reported: a split is all or nothing here).
+    - `finish_split` (release the rest to the merchant; `ref.split_no` is a new number for this request): SUCCESS /
+      WAITING / FAIL / UNKNOWN.
+    - `return_split`: SUCCESS = the receiver's money came back; WAITING = query again (call it again with the same
+      return_no); FAIL = it could not be taken back.
+    A channel without profit sharing answers FAIL REJECTED `SPLIT_NOT_SUPPORTED`.
+    """
+
+    async def bind_receiver(self, receiver: SplitReceiver) -> ChannelResult: ...
+    async def split(self, req: SplitRequest) -> ChannelResult: ...
+    async def query_split(self, ref: SplitRef) -> ChannelResult: ...
+    async def finish_split(self, ref: SplitRef) -> ChannelResult: ...
+    async def return_split(self, req: SplitReturnRequest) -> ChannelResult: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from tomato.channel.protocol import (
     AckResponse,
@@ -17,8 +17,13 @@ from tomato.channel.protocol import (
     ChannelNotify,
     ChannelResult,
     CreateRequest,
+    ProfitSharingChannel,
     RefundRef,
     RefundRequest,
+    SplitReceiver,
+    SplitRef,
+    SplitRequest,
+    SplitReturnRequest,
     SubMerchant,
     TradeRef,
 )
@@ -30,6 +35,11 @@ class SubMerchantAdapter:
         self._sub = sub
         self.channel = inner.channel
         self.pay_methods = inner.pay_methods
+
+    @property
+    def _splits(self) -> ProfitSharingChannel:
+        """The account's adapter as a profit-sharing channel (a GuardedAdapter refuses if the channel has none)."""
+        return cast(ProfitSharingChannel, self._inner)
 
     def __getattr__(self, name: str) -> Any:  # anything else (payouts, breaker views) is the account's own
         return getattr(self._inner, name)
@@ -51,6 +61,21 @@ class SubMerchantAdapter:
 
     async def query_refund(self, ref: RefundRef) -> ChannelResult:
         return await self._inner.query_refund(replace(ref, sub=self._sub))
+
+    async def bind_receiver(self, receiver: SplitReceiver) -> ChannelResult:
+        return await self._splits.bind_receiver(replace(receiver, sub=self._sub))
+
+    async def split(self, req: SplitRequest) -> ChannelResult:
+        return await self._splits.split(replace(req, sub=self._sub))
+
+    async def query_split(self, ref: SplitRef) -> ChannelResult:
+        return await self._splits.query_split(replace(ref, sub=self._sub))
+
+    async def finish_split(self, ref: SplitRef) -> ChannelResult:
+        return await self._splits.finish_split(replace(ref, sub=self._sub))
+
+    async def return_split(self, req: SplitReturnRequest) -> ChannelResult:
+        return await self._splits.return_split(replace(req, sub=self._sub))
 
     async def download_statement(self, bill_date: date, sub: SubMerchant | None = None) -> bytes:
         return await self._inner.download_statement(bill_date, sub or self._sub)
