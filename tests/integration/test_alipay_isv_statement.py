@@ -95,11 +95,13 @@ async def test_a_direct_account_keeps_its_own_bill(env: IsvEnv, db: Database, tm
         assert [line.order_no for line in parsed if isinstance(line, StatementLine)] == ["PD1"]
 
 
-async def test_no_sub_merchant_with_a_bill_is_no_statement(env: IsvEnv, db: Database, tmp_path: Path) -> None:
+async def test_no_sub_merchant_with_a_bill_is_a_day_without_trades(env: IsvEnv, db: Database, tmp_path: Path) -> None:
+    """Reconciliation reads NO_STATEMENT_EXIST as an empty statement (as WeChat's for a day without trades): a
+    provider account that had no trade that day reconciles MATCHED with nothing on either side."""
     store = StatementStore(db, tmp_path, FrozenClock(AT))
     with pytest.raises(StatementUnavailable) as caught:
         await fetch_statement(channels_of(env, "C", "A"), "ca-isv", DAY, store=store)
-    assert caught.value.result.code == "isp.bill_not_exist"
+    assert caught.value.result.code == "NO_STATEMENT_EXIST"
     assert await store.latest("ca-isv", DAY) is None
 
 

@@ -225,8 +225,24 @@ class ChannelService:
             return []
         return await self.identities.sub_merchants(account_id)
 
+    async def accounts_for(self, channel: str, mch_no: str) -> list[str]:
+        """The ACTIVE accounts of `channel` that may act for `mch_no` (direct ones, and service providers on which
+        it has an active identity), by id."""
+        data = await self._routing_data()
+        return sorted(
+            a.id
+            for a in data.accounts.values()
+            if a.channel == channel and a.status == "ACTIVE" and data.identities.allows(a, mch_no)
+        )
+
     async def is_service_provider(self, account_id: str) -> bool:
-        account = (await self._routing_data()).accounts.get(account_id) or await self._account(account_id)
+        """False for a direct account and for an unknown one (whose reports the pay context refuses anyway)."""
+        account = (await self._routing_data()).accounts.get(account_id)
+        if account is None:
+            try:
+                account = await self._account(account_id)
+            except ChannelAccountNotFound:
+                return False
         return account.mode in SERVICE_PROVIDER_MODES
 
     async def notify_matches(self, account_id: str, mch_no: str, sub_merchant: str | None) -> bool:

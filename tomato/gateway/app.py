@@ -31,7 +31,7 @@ from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
 from tomato.gateway.routers.admin import tokens as admin_tokens
 from tomato.gateway.routers.metrics import metrics_router
-from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds
+from tomato.gateway.routers.v1 import balance, events, pay_orders, payouts, platform, refunds, splits
 from tomato.gateway.signed_route import install_unmatched
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def create_app(
         app.include_router(metrics_router(settings.metrics_token))
     app.include_router(pay_orders.router)
     app.include_router(refunds.router)
+    app.include_router(splits.router)
     app.include_router(payouts.router)
     app.include_router(platform.router)
     app.include_router(events.router)

@@ -23,6 +23,7 @@ MODEL_MODULES = (
     "tomato.merchant.models",
     "tomato.channel.models",
     "tomato.pay.models",
+    "tomato.pay.split_models",
     "tomato.notice.models",
     "tomato.account.models",
     "tomato.reconciliation.models",

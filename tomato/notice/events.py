@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from tomato.pay.events import INTERNAL_EVENTS
 
-CONSUMED_PATTERNS = ("pay.#", "refund.#", "payout.#")
+CONSUMED_PATTERNS = ("pay.#", "refund.#", "payout.#", "split.#")
 # matched by the patterns but for the platform only (pay.anomaly): never delivered, never listed to merchants
 EXCLUDED_TYPES = INTERNAL_EVENTS
 

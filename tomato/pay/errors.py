@@ -35,3 +35,14 @@ class RefundNotAllowed(Conflict):
     """The refund window has passed, or the order already has the most refunds a channel takes."""
 
     code = "REFUND_NOT_ALLOWED"
+
+
+class SplitAmountExceeded(Conflict):
+    """More than the order can still share: its amount minus its fee, refunds and splits, within the channel's
+    limit (WeChat Pay: 30 % of the amount)."""
+
+    code = "SPLIT_AMOUNT_EXCEEDED"
+
+
+class OutSplitNoConflict(Conflict):
+    code = "OUT_SPLIT_NO_CONFLICT"

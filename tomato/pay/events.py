@@ -9,7 +9,10 @@ PAY_CLOSED = "pay.closed"
 PAY_ANOMALY = "pay.anomaly"
 REFUND_SUCCEEDED = "refund.succeeded"
 REFUND_FAILED = "refund.failed"
+SPLIT_SUCCEEDED = "split.succeeded"  # data: the API split object
+SPLIT_FAILED = "split.failed"
+SPLIT_RETURNED = "split.returned"  # the receivers gave a split back before a refund: the ledger's, not merchants'
 
 # For the platform's own consumers only (the ledger books the cash into suspense, finance acts on it): never sent
 # to a merchant as a webhook nor listed by `GET /v1/events`.
-INTERNAL_EVENTS = frozenset({PAY_ANOMALY})
+INTERNAL_EVENTS = frozenset({PAY_ANOMALY, SPLIT_RETURNED})

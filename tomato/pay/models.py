@@ -34,6 +34,11 @@ class PayOrder(Base):
     client_ip: Mapped[str | None] = mapped_column(String(45))
     payer_openid: Mapped[str | None] = mapped_column(String(128))
     auth_code: Mapped[str | None] = mapped_column(String(32))  # BARCODE: the payer's code (short-lived, one use)
+    # profit sharing: the order may be split; Σ of its PENDING and SUCCEEDED splits not returned (guarded UPDATEs);
+    # finished: the rest was released to the merchant, no more splits
+    profit_sharing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    split_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    split_finished: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     cashier_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -238,7 +238,8 @@ async def reserve_refund(s: AsyncSession, order_no: str, amount: int, max_count:
         .where(
             PayOrder.order_no == order_no,
             PayOrder.status == OrderStatus.SUCCEEDED.value,
-            PayOrder.refund_reserved + amount <= PayOrder.amount,
+            # money split to receivers is not refundable until it came back (split_returns)
+            PayOrder.refund_reserved + amount <= PayOrder.amount - PayOrder.split_reserved,
             PayOrder.refund_count < max_count,
         )
         .values(

@@ -119,6 +119,9 @@ class PayOrderCreate(BaseModel):
         description="`BARCODE` only, and required there: the payer's code the till scanned (digits; Alipay codes start "
         "25-30 with 16-24 digits, WeChat Pay 10-15 with 18, UnionPay 62 with 19)",
     )
+    profit_sharing: bool = Field(
+        default=False, description="the payment may be split between receivers once paid (see Profit sharing)"
+    )
     metadata: dict[SafeText, Annotated[SafeText, StringConstraints(max_length=500)]] = Field(
         default_factory=dict,
         json_schema_extra=_metadata_schema,
@@ -164,7 +167,9 @@ class PayOrderCreate(BaseModel):
     def request_hash(self) -> str:
         """Every field after defaults, canonically serialised: an omitted optional field equals its default (fields
         added later are left out while unset, so an order made before they existed hashes as it did)."""
-        unset_later = {"auth_code"} if self.auth_code is None else set()
+        unset_later = ({"auth_code"} if self.auth_code is None else set()) | (
+            set() if self.profit_sharing else {"profit_sharing"}
+        )
         dumped = self.model_dump(mode="json", exclude=unset_later)
         return sha256_hex(json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode())
 

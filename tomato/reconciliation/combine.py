@@ -4,7 +4,7 @@ A provider account has no bill of its own for its sub-merchants' trades: each su
 identity (`download_statement(day, sub)`) and the bills are combined into the one file kept for (account, day).
 Alipay: one zip holding each bill's members under `<auth_app_id>/`, read by the parser detail file by detail file.
 A sub-merchant with no bill for the day (Alipay `isp.bill_not_exist`) contributes nothing; when none has one, the
-day has no statement (the last refusal is raised).
+provider's day had no trade: `NO_STATEMENT_EXIST`, which reconciliation reads as an empty statement.
 """
 
 from __future__ import annotations
@@ -17,10 +17,18 @@ import zlib
 from collections.abc import Sequence
 from datetime import date
 
-from tomato.channel.protocol import ChannelAdapter, ChannelResult, ErrorClass, StatementUnavailable, SubMerchant
+from tomato.channel.protocol import (
+    ChannelAdapter,
+    ChannelResult,
+    ErrorClass,
+    ResultStatus,
+    StatementUnavailable,
+    SubMerchant,
+)
 from tomato.reconciliation.parsers.alipay import member_name
 
 NO_BILL = frozenset({"isp.bill_not_exist"})  # the sub-merchant has no bill for the day
+NO_TRADES = "NO_STATEMENT_EXIST"  # the code reconciliation reads as "no trade that day: an empty statement"
 _UNSAFE = re.compile(r"[^0-9A-Za-z_-]")
 
 
@@ -45,7 +53,8 @@ async def combined_statement(adapter: ChannelAdapter, day: date, subs: Sequence[
             refusal = exc
     if not parts:
         assert refusal is not None  # subs is never empty here
-        raise refusal
+        empty = ChannelResult(ResultStatus.FAIL, ErrorClass.REJECTED, code=NO_TRADES, message="no sub-merchant bill")
+        raise StatementUnavailable(empty, adapter.channel) from refusal
     return combine(adapter.channel, parts)
 
 

@@ -45,6 +45,10 @@ async def _barcode(c: Container) -> int:
     return await c.pay.poll_barcodes()
 
 
+async def _splits(c: Container) -> int:
+    return await c.pay.poll_splits()
+
+
 async def _expiry(c: Container) -> int:
     return await c.pay.close_expired_orders()
 
@@ -81,7 +85,8 @@ async def _breaker_watch(c: Container) -> int:
 
 JOBS = (
     Job("pay.compensation", 5.0, _compensation),
-    Job("pay.barcode", 1.0, _barcode),  # a till waits: unconfirmed barcode payments are asked about every 2.5 s
+    Job("pay.barcode", 1.0, _barcode),
+    Job("pay.splits", 5.0, _splits),  # a till waits: unconfirmed barcode payments are asked about every 2.5 s
     Job("pay.expiry", 10.0, _expiry),
     Job("pay.refund_compensation", 5.0, _refund_compensation),
     Job("account.settlement", 60.0, _settlement, at_start=True),

@@ -24,12 +24,24 @@ from tomato.pay.schemas import (
     RefundView,
     SucceededOrder,
 )
-from tomato.pay.service import barcode, close, confirm, create, jobs, listing, lookup, reconciliation, refunds
+from tomato.pay.service import (
+    barcode,
+    close,
+    confirm,
+    create,
+    jobs,
+    listing,
+    lookup,
+    reconciliation,
+    refunds,
+    splits,
+)
 from tomato.pay.service.confirm import Outcome, PaymentReport
 from tomato.pay.service.create import CashierStart
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds import RefundPolicy
 from tomato.pay.service.views import order_view
+from tomato.pay.split_schemas import SplitCreate, SplitReceiverCreate, SplitReceiverView, SplitView
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +100,8 @@ class PayService:
             return Outcome.REJECTED
         if notify.kind == "refund":
             return await refunds.apply_refund_notify(self.deps, channel_account_id, notify)
+        if notify.kind == "split":
+            return await splits.apply_notify(self.deps, channel_account_id, notify)
         if notify.kind != "payment":
             return Outcome.UNCHANGED
         report = PaymentReport(
@@ -138,6 +152,22 @@ class PayService:
 
     async def query_stuck_orders(self) -> int:
         return await jobs.query_stuck_orders(self.deps)
+
+    async def create_split_receiver(self, app: AppAuth, cmd: SplitReceiverCreate) -> SplitReceiverView:
+        return await splits.create_receiver(self.deps, app, cmd)
+
+    async def create_split(self, app: AppAuth, order_no: str, cmd: SplitCreate) -> tuple[SplitView, bool]:
+        return await splits.create_split(self.deps, app, order_no, cmd)
+
+    async def list_splits(self, app_id: str, order_no: str) -> list[SplitView]:
+        return await splits.list_splits(self.deps, app_id, order_no)
+
+    async def finish_splits(self, app: AppAuth, order_no: str) -> PayOrderView:
+        return await splits.finish(self.deps, app, order_no)
+
+    async def poll_splits(self) -> int:
+        """The splits job: PENDING splits asked about."""
+        return await splits.poll_splits(self.deps)
 
     async def poll_barcodes(self) -> int:
         """The barcode job: unconfirmed barcode payments asked about, reversed after their window."""

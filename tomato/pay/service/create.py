@@ -120,6 +120,7 @@ def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) ->
         client_ip=cmd.client_ip,
         payer_openid=cmd.payer.openid if cmd.payer else None,
         auth_code=cmd.auth_code,
+        profit_sharing=cmd.profit_sharing,
         metadata_json=json.dumps(cmd.metadata, ensure_ascii=False, sort_keys=True),
         refunded_amount=0,
         refund_status="NONE",

@@ -177,6 +177,7 @@ def _channel_request(order: PayOrder, method: PayMethod | None) -> CreateRequest
         openid=order.payer_openid,
         created_at=order.created_at,
         auth_code=order.auth_code,
+        profit_sharing=order.profit_sharing,
     )
 
 

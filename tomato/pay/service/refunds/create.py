@@ -29,6 +29,7 @@ from tomato.pay.schemas import RefundCreate, RefundView
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds.channel import apply_answer, next_refund_query_at, send_refund
 from tomato.pay.service.refunds.views import refund_view, reload_view
+from tomato.pay.service.split_returns import return_splits_before_refund
 from tomato.pay.states import OrderStatus, RefundStatus
 
 
@@ -54,6 +55,7 @@ async def create_refund(
     if order is None:
         raise OrderNotFound(f"order {cmd.order_no or cmd.out_trade_no} not found")
     _check_refundable(deps, order, policy)
+    await return_splits_before_refund(deps, order)  # a split order's splits come back first
     refund = _new_refund(deps, app, cmd, order, digest)
     winner: Refund | None = None
     try:
@@ -108,7 +110,7 @@ def _not_reserved(order: PayOrder | None, amount: int, policy: RefundPolicy) -> 
         return OrderStateConflict(f"order {order.order_no} is {order.status}; only SUCCEEDED orders are refunded")
     if order.refund_count >= policy.max_per_order:
         return RefundNotAllowed(f"order {order.order_no} already has {order.refund_count} refunds, the most allowed")
-    remainder = order.amount - order.refund_reserved
+    remainder = order.amount - order.refund_reserved - order.split_reserved
     return RefundAmountExceeded(f"amount {amount} exceeds the refundable remainder {remainder}")
 
 
