@@ -20,6 +20,7 @@ from tomato.channel.adapters.alipay import AlipayAdapter
 from tomato.channel.protocol import (
     ErrorClass,
     ProfitSharingChannel,
+    RefundRequest,
     ResultStatus,
     SplitReceiver,
     SplitRef,
@@ -253,6 +254,22 @@ async def test_the_sdk_drives_bind_settle_query_and_refund_of_split_money(env: I
     assert (refunded["code"], refunded["fund_change"]) == ("10000", "Y")
     trade = env.sim.book.find(SUB_A, "SPK1")
     assert trade is not None and env.sim.splits.of(trade).received == {USER_ID: 0}
+    resent = await sdk_call(env, client, "alipay.trade.refund", {
+        "trade_no": trade_no, "refund_amount": "50.00", "out_request_no": "RF1",
+        "refund_royalty_parameters": [dict(back, amount="20.00")],
+    })  # fmt: skip
+    assert resent["fund_change"] == "N" and env.sim.splits.of(trade).received == {USER_ID: 0}  # taken back once
+
+
+async def test_a_split_never_exceeds_what_the_trade_still_holds(env: IsvEnv) -> None:
+    a = env.subs["A"]
+    await bound(env, a)
+    trade_no = await paid(env, env.adapter, "SP9", 10000, a)
+    refunded = await env.adapter.refund(RefundRequest("SP9", "RF9", 9000, 10000, NOTIFY_URL, sub=a))
+    assert refunded.status is ResultStatus.SUCCESS
+    over = await env.adapter.split(request("SP9", "S13", trade_no, (1001,), a))
+    assert over.code == "ACQ.ALLOC_AMOUNT_VALIDATE_ERROR"
+    assert (await env.adapter.split(request("SP9", "S14", trade_no, (1000,), a))).status is ResultStatus.SUCCESS
 
 
 async def test_the_sdk_rejects_a_tampered_settle_answer(env: IsvEnv) -> None:

@@ -13,7 +13,8 @@
   its first `alipay.trade.order.settle.query` shows PROCESSING, the next one SUCCESS.
 - `alipay.trade.refund` takes split money back when it carries `refund_royalty_parameters` (`trans_out` = the
   receiver; more than it received is `ACQ.ALLOC_AMOUNT_VALIDATE_ERROR`); without them Alipay refunds anyway (from
-  the merchant's balance, or pro rata from receivers for face-to-face trades), and so does the simulator.
+  the merchant's balance, or pro rata from receivers for face-to-face trades), and so does the simulator (it does
+  not model the pro rata take-back: the receivers' takings stay as they were).
 Alipay sends no notify for a synchronous split: the platform learns by the answer or by query.
 """
 
