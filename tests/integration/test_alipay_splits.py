@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fixtures.alipay_isv import GATEWAY, NOTIFY_URL, PROVIDER, SUB_A, IsvEnv, create_req, isv_env, isv_keys
 from tomato.channel.adapters.alipay import AlipayAdapter
+from tomato.channel.breakers import BreakerRegistry
+from tomato.channel.guarded import GuardedAdapter
+from tomato.channel.health import HealthWindow
 from tomato.channel.protocol import (
     ErrorClass,
     ProfitSharingChannel,
@@ -29,6 +32,8 @@ from tomato.channel.protocol import (
     SplitShare,
     SubMerchant,
 )
+from tomato.channel.sub_merchant import SubMerchantAdapter
+from tomato.core.cache import MemoryCache
 from tomato.core.crypto import private_key_pem
 
 USER_ID = "2088102000000201"
@@ -188,6 +193,24 @@ async def test_return_split_is_refused_without_a_call(env: IsvEnv) -> None:
     assert (result.status, result.error, result.code) == (ResultStatus.FAIL, ErrorClass.REJECTED,
                                                           "RETURN_WITH_REFUND")  # fmt: skip
     assert list(env.sim.isv.seen) == []
+
+
+async def test_the_platforms_wrappers_reach_the_adapter_for_the_sub_merchant(env: IsvEnv) -> None:
+    """As the platform calls it: the sub-merchant view over the breaker-guarded account adapter."""
+    a = env.subs["A"]
+    guarded = GuardedAdapter("acc1", env.adapter, BreakerRegistry(MemoryCache(), fail_max=3, reset_timeout_s=30.0),
+                             HealthWindow())  # fmt: skip
+    view = SubMerchantAdapter(guarded, a)
+    assert (await view.bind_receiver(SplitReceiver(USER_ID, "MERCHANT"))).status is ResultStatus.SUCCESS
+    trade_no = await paid(env, env.adapter, "SPW", 1000, a)
+    shares = (SplitShare(SplitReceiver(USER_ID, "MERCHANT"), 300, "fee"),)
+    done = await view.split(SplitRequest("SPW", "SW1", trade_no, shares))
+    assert (done.status, done.amount) == (ResultStatus.SUCCESS, 300)
+    assert (await view.query_split(SplitRef("SPW", "SW1", trade_no))).status is ResultStatus.SUCCESS
+    assert (await view.finish_split(SplitRef("SPW", "FW1", trade_no))).status is ResultStatus.SUCCESS
+    refused = await view.return_split(SplitReturnRequest("SPW", "SW1", "RW1", trade_no, shares[0].receiver, 1, "r"))
+    assert refused.code == "RETURN_WITH_REFUND"
+    assert {r.app_auth_token for r in env.sim.isv.seen} == {a.app_auth_token}
 
 
 # --- python-alipay-sdk as an independent peer -----------------------------------------------------------------
