@@ -7,7 +7,7 @@ The trade bill (`alipay.data.dataservice.bill.downloadurl.query`, bill_type trad
 built from these records with the state's fee rate and statement faults (`alipay_bill.py`), downloaded unsigned
 from `BILL_PATH` on the host the caller reached. A request with an `app_auth_token` acts for the sub-merchant
 that issued it to the calling app (`alipay_isv.py`). Barcode pay (`alipay.trade.pay`) and cancel live in
-`alipay_barcode.py`.
+`alipay_barcode.py`, profit sharing (royalty bind, settle, settle query) in `alipay_splits.py`.
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ class AlipaySimulator:
         self.barcode = AlipayBarcodes(self, state)  # barcode pay and cancel (`alipay_barcode.py`)
         self._methods["alipay.trade.pay"] = self.barcode.pay
         self._methods["alipay.trade.cancel"] = self.barcode.cancel
+        from tomato.channel.sandbox.alipay_splits import AlipaySplits
+
+        self.splits = AlipaySplits(self, state)  # profit sharing, and refunds that take split money back
+        self._methods.update(self.splits.methods())
         state.attach(self)
 
     @property
@@ -371,6 +375,8 @@ class AlipaySimulator:
             amount=amount, subject=subject, notify_url=params.get("notify_url", ""), created_at=now, state=state,
             extra={"app_id": params.get("app_id") or app_id},  # the calling app: a provider's for an isv trade
         )
+        if _freezes(params):
+            trade.extra["royalty_freeze"] = "true"  # its money waits for a split (`alipay_splits.py`)
         return trade
 
     def _notify(self, trade: SimTrade) -> None:
@@ -409,6 +415,15 @@ class AlipaySimulator:
         if trade.closed_at is not None:
             fields["gmt_close"] = codec.format_beijing(trade.closed_at)
         return signing.sign_notify({k: v for k, v in fields.items() if v}, self._key)
+
+
+def _freezes(params: dict[str, str]) -> bool:
+    """The create carried `extend_params.royalty_freeze` "true" (a JSON true is read the same)."""
+    try:
+        extend = json.loads(params.get("biz_content") or "{}").get("extend_params")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(extend, dict) and str(extend.get("royalty_freeze")).lower() == "true"
 
 
 def _invalid(sub_code: str, sub_msg: str) -> BizError:

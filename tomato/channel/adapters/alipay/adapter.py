@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tomato.channel.adapters.alipay import barcode, codec, isv, signing
+from tomato.channel.adapters.alipay import barcode, codec, isv, signing, splits
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
     AckResponse,
@@ -30,6 +30,10 @@ from tomato.channel.protocol import (
     RefundRef,
     RefundRequest,
     ResultStatus,
+    SplitReceiver,
+    SplitRef,
+    SplitRequest,
+    SplitReturnRequest,
     StatementUnavailable,
     SubMerchant,
     TradeRef,
@@ -118,6 +122,8 @@ class AlipayAdapter:
         }
         if req.body:
             biz["body"] = req.body
+        if req.profit_sharing:
+            biz["extend_params"] = dict(splits.FREEZE_FLAG)
         if req.pay_method in _BROWSER_METHODS:
             token = isv.app_auth_token(self._config.mode, req.sub)
             if isinstance(token, ChannelResult):
@@ -245,6 +251,23 @@ class AlipayAdapter:
                 ChannelResult.unknown(ErrorClass.SERVER, f"bill download HTTP {response.status_code}")
             )
         return response.content
+
+    # --- profit sharing (splits.py) ---------------------------------------------------------------------
+
+    async def bind_receiver(self, receiver: SplitReceiver) -> ChannelResult:
+        return await splits.bind_receiver(self._call, receiver)
+
+    async def split(self, req: SplitRequest) -> ChannelResult:
+        return await splits.split(self._call, req)
+
+    async def query_split(self, ref: SplitRef) -> ChannelResult:
+        return await splits.query_split(self._call, ref)
+
+    async def finish_split(self, ref: SplitRef) -> ChannelResult:
+        return await splits.finish_split(self._call, ref)
+
+    async def return_split(self, req: SplitReturnRequest) -> ChannelResult:
+        return splits.return_refused(req)
 
     # --- callbacks --------------------------------------------------------------------------------------
 

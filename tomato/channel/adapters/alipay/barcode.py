@@ -40,6 +40,8 @@ def pay_biz(req: CreateRequest) -> dict[str, Any] | ChannelResult:
     }
     if req.body:
         biz["body"] = req.body
+    if req.profit_sharing:
+        biz["extend_params"] = {"royalty_freeze": "true"}  # splits.FREEZE_FLAG: the money waits for the split
     return biz
 
 
