@@ -23,7 +23,7 @@ from wechatpayv3.async_.type import WeChatPayType as AsyncWeChatPayType
 
 from tests.integration.test_wechat_partner import API_V3_KEY as SP_API_V3_KEY
 from tests.integration.test_wechat_partner import SERIAL as SP_SERIAL
-from tests.integration.test_wechat_partner import SP_APPID, SP_MCHID, SUB_A, SUB_APPID_A, SUB_X, partner_config
+from tests.integration.test_wechat_partner import SP_APPID, SP_MCHID
 from tests.integration.test_wechat_sandbox import (
     API_V3_KEY,
     APPID,
@@ -51,7 +51,6 @@ from tomato.channel.protocol import (
 )
 from tomato.channel.sandbox import SandboxState, create_sandbox_app
 from tomato.channel.sandbox.wechat import WechatSimulator
-from tomato.channel.sandbox.wechat_partner import owner_key
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
 
 SHOP = SplitReceiver(account="1900000777", account_type="MERCHANT", name="番茄科技有限公司")
@@ -476,66 +475,3 @@ async def test_sdk_drives_every_profit_sharing_endpoint_and_verifies_each_answer
     notify = wx.callback(headers, body)  # verifies the notify's signature and decrypts it
     assert notify["event_type"] == "PROFITSHARING.SUCCESS"
     assert notify["resource"]["out_order_no"] == "SKS1" and notify["resource"]["mchid"] == MCHID
-
-
-# --- partner mode -------------------------------------------------------------------------------------------
-
-
-async def test_partner_mode_names_the_sub_merchant_on_every_profit_sharing_call(
-    env: Env, keys: dict[str, rsa.RSAPrivateKey]
-) -> None:
-    env.sim.register_merchant(SP_MCHID, SP_SERIAL, public_key_pem(keys["provider"]), SP_API_V3_KEY)
-    env.sim.register_sub_merchant(SP_MCHID, SUB_A, SUB_APPID_A)
-    sub = SubMerchant(sub_mchid=SUB_A, sub_appid=SUB_APPID_A)
-    adapter = WechatAdapter(parse_config(partner_config(keys, env.sim)), env.http)
-    shop, person = replace(SHOP, sub=sub), replace(PERSON, sub=sub)
-    assert (await adapter.bind_receiver(shop)).status is ResultStatus.SUCCESS
-    assert (await adapter.bind_receiver(person)).status is ResultStatus.SUCCESS
-    _, body = env.wire.last("/v3/profitsharing/receivers/add")
-    assert (body["sub_mchid"], body["appid"], body["sub_appid"], body["type"]) == (
-        SUB_A,
-        SP_APPID,
-        SUB_APPID_A,
-        "PERSONAL_SUB_OPENID",
-    )
-    assert set(env.sim.splits.bound(owner_key(SP_MCHID, SUB_A))) == {
-        ("MERCHANT_ID", SHOP.account),
-        ("PERSONAL_SUB_OPENID", PERSON.account),
-    }
-    created = await adapter.create(create_req("PO1", 10000, sub=sub))
-    scanned = await env.payer.post("/sandbox/scan", json={"content": pay_code(created), "result": "paid"})
-    trade_no = str(scanned.json()["channel_trade_no"])
-    split = await adapter.split(split_req("PO1", trade_no, "PS1", (shop, 2000), (person, 1000), sub=sub))
-    assert (split.status, split.amount) == (ResultStatus.SUCCESS, 3000)
-    assert env.wire.last("/v3/profitsharing/orders")[1]["sub_mchid"] == SUB_A
-    query = await adapter.query_split(SplitRef("PO1", "PS1", trade_no, sub))
-    assert query.status is ResultStatus.SUCCESS
-    assert env.wire.sent[-1][1] == f"/v3/profitsharing/orders/PS1?transaction_id={trade_no}&sub_mchid={SUB_A}"
-    back = await adapter.return_split(SplitReturnRequest("PO1", "PS1", "PR1", trade_no, shop, 100, "退款", sub))
-    assert back.status is ResultStatus.SUCCESS
-    assert env.wire.last("/v3/profitsharing/return-orders")[1]["sub_mchid"] == SUB_A
-    finished = await adapter.finish_split(SplitRef("PO1", "PF1", trade_no, sub))
-    assert (finished.status, finished.amount) == (ResultStatus.SUCCESS, 7000)
-    # An unauthorized sub-merchant is refused by WeChat; none at all by the adapter, before any call.
-    stranger = await adapter.bind_receiver(replace(SHOP, sub=SubMerchant(sub_mchid=SUB_X)))
-    assert (stranger.status, stranger.code) == (ResultStatus.FAIL, "NO_AUTH")
-    sent = len(env.wire.sent)
-    assert (await adapter.bind_receiver(SHOP)).code == "SUB_MERCHANT_REQUIRED" and len(env.wire.sent) == sent
-
-
-async def test_sdk_partner_mode_reads_the_max_ratio(env: Env, keys: dict[str, rsa.RSAPrivateKey]) -> None:
-    env.sim.register_merchant(SP_MCHID, SP_SERIAL, public_key_pem(keys["provider"]), SP_API_V3_KEY)
-    env.sim.register_sub_merchant(SP_MCHID, SUB_A, SUB_APPID_A)
-    async with make_sdk(env, env.app, partner=True) as sdk:
-        code, text = await sdk.profitsharing_config_query(sub_mchid=SUB_A)
-        assert code == 200 and json.loads(text) == {"sub_mchid": SUB_A, "max_ratio": 3000}
-        code, text = await sdk.profitsharing_add_receiver(
-            account_type="MERCHANT_ID",
-            account=SHOP.account,
-            relation_type="SERVICE_PROVIDER",
-            name=SHOP.name,
-            sub_mchid=SUB_A,
-        )
-        assert code == 200 and json.loads(text)["sub_mchid"] == SUB_A
-        code, text = await sdk.profitsharing_config_query(sub_mchid=SUB_X)
-        assert (code, json.loads(text)["code"]) == (403, "NO_AUTH")
