@@ -13,7 +13,7 @@ with `Wechatpay-*` headers in public-key mode; bill downloads unsigned. Behaviou
   with the state's fee rate and statement faults (`SandboxState.statement_rows`);
 - `time_expire` is recorded, not enforced (as in the Alipay simulator): the platform closes expired orders itself.
 Service providers' partner APIs (服务商) are `wechat_partner.py`'s, payment-code pay (API v2 XML, keyed by
-`api_v2_key`) `wechat_barcode.py`'s, on the same keys and records.
+`api_v2_key`) `wechat_barcode.py`'s, profit sharing (分账) `wechat_splits.py`'s, on the same keys and records.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class _Call:
     query: dict[str, str]
     body: Body
     base_url: str  # e.g. "http://sandbox.test": where the caller reached us, for the URLs we hand out
+    serial: str = ""  # the request's Wechatpay-Serial: the platform key its sensitive fields are encrypted with
 
 
 class WechatSimulator:
@@ -113,8 +114,10 @@ class WechatSimulator:
         self._bills: dict[str, tuple[str, bytes]] = {}  # download token → (mchid, file bytes)
         from tomato.channel.sandbox.wechat_barcode import BarcodeDesk  # these build on this module
         from tomato.channel.sandbox.wechat_partner import PartnerDesk
+        from tomato.channel.sandbox.wechat_splits import SplitDesk
 
         self.partner: PartnerDesk = PartnerDesk(self)  # service providers' sub-merchants and partner APIs
+        self.splits = SplitDesk(self)  # profit sharing: receivers, splits, returns
         self.barcode: BarcodeDesk = BarcodeDesk(self)  # payment-code pay, API v2
         state.attach(self)
 
@@ -203,10 +206,11 @@ class WechatSimulator:
                 parsed = codec.loads_object(body)
             except (ValueError, UnicodeDecodeError):
                 raise WxError(400, "PARAM_ERROR", "body is not a JSON object") from None
-        return _Call(items["mchid"], dict(request.query_params), parsed, str(request.base_url).rstrip("/"))
+        serial = request.headers.get("wechatpay-serial", "")
+        return _Call(items["mchid"], dict(request.query_params), parsed, str(request.base_url).rstrip("/"), serial)
 
     def _dispatch(self, method: str, path: str, call: _Call) -> Response:
-        if (answer := self.partner.dispatch(method, path, call)) is not None:
+        if answer := self.partner.dispatch(method, path, call) or self.splits.dispatch(method, path, call):
             return answer
         if method == "POST" and (m := _CREATE.fullmatch(path)):
             return self._respond(200, self._create(call, m.group(1)))
@@ -315,6 +319,7 @@ class WechatSimulator:
             code = {"native": f"weixin://wxpay/bizpayurl?pr={secrets.token_urlsafe(9)}",
                     "jsapi": f"prepay_id={prepay_id}", "h5": h5_url}[kind]
             trade.extra.update(prepay_id=prepay_id, code=code)
+            self.splits.mark_profit_sharing(trade, b.get("settle_info"))
             self.book.add(trade, code=code)
         field = {"native": "code_url", "jsapi": "prepay_id", "h5": "h5_url"}[kind]
         return {field: trade.extra["prepay_id" if kind == "jsapi" else "code"]}

@@ -140,6 +140,8 @@ class BarcodeDesk:
             extra={"kind": KIND, "appid": f["appid"], "openid": SIM_OPENID, "auth_code": code, "ip": ip},
         )
         book.add(trade)
+        if f.get("profit_sharing") == "Y":  # splits are v3's, on the same trade (wechat_splits.py)
+            trade.extra["profit_sharing"] = "true"
         if issued.behaviour == "refuse":
             trade.state, trade.closed_at = TradeState.FAILED, now
             raise _Refusal("NOTENOUGH", "余额不足")

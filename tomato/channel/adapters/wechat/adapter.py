@@ -10,6 +10,9 @@ Payment-code pay (pay method BARCODE) is API v2 (`barcode.py`): it needs the acc
 
 A partner-mode (服务商) account speaks for the sub-merchant each request names (`partner.py` spells the wire);
 without one it refuses, `SUB_MERCHANT_REQUIRED`, before any HTTP call.
+
+Profit sharing (分账: receivers, splits, their release and returns) is `splits.py`'s, over the same signed calls;
+an order created with `profit_sharing` carries `settle_info.profit_sharing` so WeChat freezes it for splitting.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from tomato.channel.adapters.wechat import barcode, codec, partner, signing
+from tomato.channel.adapters.wechat import barcode, codec, partner, signing, splits
 from tomato.channel.adapters.wechat.config import WechatConfig, platform_keys
 from tomato.channel.http import transport_result
 from tomato.channel.protocol import (
@@ -34,6 +37,10 @@ from tomato.channel.protocol import (
     RefundRef,
     RefundRequest,
     ResultStatus,
+    SplitReceiver,
+    SplitRef,
+    SplitRequest,
+    SplitReturnRequest,
     StatementUnavailable,
     SubMerchant,
     TradeRef,
@@ -64,6 +71,7 @@ class WechatAdapter:
         self._platform_keys = platform_keys(config)
         v2_key = None if config.partner else config.api_v2_key
         self._micropay = barcode.MicropayClient(config, v2_key, http) if v2_key else None
+        self._splits = splits.SplitClient(config, self._call)
 
     # --- flows ------------------------------------------------------------------------------------------
 
@@ -83,6 +91,8 @@ class WechatAdapter:
             "notify_url": req.notify_url,
             "amount": {"total": req.amount, "currency": "CNY"},
         }
+        if req.profit_sharing:
+            payload["settle_info"] = {"profit_sharing": True}
         if kind == "jsapi":
             if not req.openid:
                 return _refused("PAYER_OPENID_REQUIRED", "WECHAT_JSAPI needs payer.openid")
@@ -252,6 +262,23 @@ class WechatAdapter:
             raise StatementUnavailable(ChannelResult.unknown(ErrorClass.MALFORMED, str(exc))) from exc
         return text
 
+    # --- profit sharing (splits.py) -------------------------------------------------------------------------
+
+    async def bind_receiver(self, receiver: SplitReceiver) -> ChannelResult:
+        return await self._splits.bind(receiver)
+
+    async def split(self, req: SplitRequest) -> ChannelResult:
+        return await self._splits.split(req)
+
+    async def query_split(self, ref: SplitRef) -> ChannelResult:
+        return await self._splits.query(ref)
+
+    async def finish_split(self, ref: SplitRef) -> ChannelResult:
+        return await self._splits.finish(ref)
+
+    async def return_split(self, req: SplitReturnRequest) -> ChannelResult:
+        return await self._splits.return_(req)
+
     # --- callbacks --------------------------------------------------------------------------------------
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelNotify:
@@ -274,6 +301,8 @@ class WechatAdapter:
                 return self._payment_notify(data, raw, sub_merchant)
             if event.startswith("REFUND."):
                 return self._refund_notify(event, data, raw, sub_merchant)
+            if event in splits.SPLIT_EVENTS:
+                return splits.split_notify(event, data, raw, sub_merchant)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CallbackRejected(f"wechat notify: {exc}") from None
         raise CallbackRejected(f"wechat notify: unsupported event_type {event!r}")

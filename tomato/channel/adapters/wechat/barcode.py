@@ -58,6 +58,8 @@ class MicropayClient:
             "spbill_create_ip": req.client_ip or "127.0.0.1",
             "auth_code": req.auth_code,
         }
+        if req.profit_sharing:
+            fields["profit_sharing"] = "Y"  # frozen for splitting, as v3's settle_info.profit_sharing
         answer = await self._call(MICROPAY_PATH, fields, req.order_no)
         if isinstance(answer, ChannelResult):
             return answer

@@ -5,6 +5,8 @@
 - Responses and notifies (WeChat → merchant): `TIMESTAMP\\nNONCE\\nBODY\\n` over the raw body (empty line for 204).
 - JSAPI client `paySign`: `appId\\ntimeStamp\\nnonceStr\\npackage\\n`.
 - Notify resources: AEAD_AES_256_GCM, key = the 32-byte APIv3 key, nonce and associated data as UTF-8.
+- Sensitive request fields (a profit-sharing receiver's `name`): RSA-OAEP (SHA-1, MGF1 SHA-1) with the platform
+  public key the request's `Wechatpay-Serial` names, base64 — as WeChat's docs and SDKs encrypt them.
 Every message is built as bytes, so no re-encoding can slip between what was sent and what is signed.
 """
 
@@ -21,7 +23,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tomato.channel.adapters.wechat import codec
@@ -250,3 +253,23 @@ def seal_notify(
             },
         }
     )
+
+
+# --- sensitive fields ----------------------------------------------------------------------------------------
+
+
+def _oaep() -> padding.OAEP:
+    return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+
+
+def encrypt_sensitive(public_key: rsa.RSAPublicKey, text: str) -> str:
+    """A sensitive field for WeChat: only the platform's private key can read it (random padding: never equal twice)."""
+    return base64.b64encode(public_key.encrypt(text.encode(), _oaep())).decode("ascii")
+
+
+def decrypt_sensitive(private_key: rsa.RSAPrivateKey, ciphertext_b64: str) -> str:
+    """The simulator's side of `encrypt_sensitive`; ValueError when it does not decrypt with this key."""
+    try:
+        return private_key.decrypt(base64.b64decode(ciphertext_b64, validate=True), _oaep()).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("sensitive field does not decrypt") from exc
