@@ -1,5 +1,6 @@
-"""Booking what pay and reconciliation announced: `pay.succeeded`, `refund.succeeded`, `pay.anomaly` and the
-`reconciliation.*` outbox events (entries in `booking_reconciliation`) become journals.
+"""Booking what pay and reconciliation announced: `pay.succeeded`, `refund.succeeded`, `pay.anomaly`, the
+`split.*` (entries in `booking_splits`) and `reconciliation.*` outbox events (entries in `booking_reconciliation`)
+become journals.
 
 Each event is booked in one unit of work together with its inbox row (`ledger_booked_events`, keyed by the event
 id, inserted first) and the consumer's cursor, so an event handed over twice — or ten times at once — books once:
@@ -19,9 +20,13 @@ The journals (docs/finance.md, the ledger's entries; A amount, F fee, C channel 
   suspense −M; money out for no refund (refund_amount_mismatch, refund_succeeded_after_failed): suspense +M,
   channel_receivable(ca) −M. Other kinds moved no money the ledger does not already book (paid_after_close is
   booked as the order's payment) and are recorded as skipped.
+- split X (`split.succeeded`): merchant_pending +X as far as pending covers it (guarded, like a refund), the rest
+  merchant_available; channel_receivable(ca) −X. Its return (`split.returned`): channel_receivable(ca) +X,
+  merchant_pending −X (`booking_splits` says why pending).
 
 A payment or refund whose facts say `service_provider` (the channel settled it straight to the merchant) books the
-shadow journal of `booking_provider` instead: only the fee the merchant owes, never the amount.
+shadow journal of `booking_provider` instead: only the fee the merchant owes, never the amount. Such a split or
+split return books a journal without lines (`booking_splits`).
 
 Everything comes from the event's `facts` (the pay context writes them on the outbox row); the account context never
 reads pay's tables. An event without facts (written before facts existed) is logged, recorded as skipped and
@@ -40,18 +45,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
 from tomato.account import booking_provider as provider
+from tomato.account import booking_splits as splits
 from tomato.account.booking_facts import BadFacts as BadFacts  # re-exported: the consumer catches it
 from tomato.account.booking_facts import business_date as _date
 from tomato.account.booking_facts import fen as _fen
 from tomato.account.booking_facts import service_provider
 from tomato.account.booking_facts import text as _text
 from tomato.account.booking_reconciliation import BUILDERS as RECONCILIATION_BUILDERS
-from tomato.account.ledger import EntryRequest, Line, post
+from tomato.account.ledger import EntryRequest, Line, post, post_memo
 from tomato.account.models import Balance, BookedEvent, BookingCursor, Journal
 from tomato.core.ids import Snowflake
-from tomato.pay.events import PAY_ANOMALY, PAY_SUCCEEDED, REFUND_SUCCEEDED
+from tomato.pay.events import PAY_ANOMALY, PAY_SUCCEEDED, REFUND_SUCCEEDED, SPLIT_RETURNED, SPLIT_SUCCEEDED
 
-BOOKED_EVENTS = (PAY_SUCCEEDED, REFUND_SUCCEEDED, PAY_ANOMALY, *RECONCILIATION_BUILDERS)
+BOOKED_EVENTS = (
+    PAY_SUCCEEDED, REFUND_SUCCEEDED, PAY_ANOMALY, SPLIT_SUCCEEDED, SPLIT_RETURNED, *RECONCILIATION_BUILDERS,
+)  # fmt: skip
 
 # anomaly kinds (tomato.pay.service.anomalies callers) by the way money moved at the channel
 MONEY_IN_ANOMALIES = frozenset({"amount_mismatch", "second_payment", "paid_after_failed"})
@@ -233,6 +241,11 @@ async def entry_for(session: AsyncSession, event: Event, facts: dict[str, Any]) 
         if service_provider(facts):
             return provider.refund_entry(facts)
         return refund_entry(facts, await _pending_of(session, _text(facts, "mch_no")))
+    if event.type == SPLIT_SUCCEEDED:
+        pending = 0 if service_provider(facts) else await _pending_of(session, _text(facts, "mch_no"))
+        return splits.split_entry(facts, pending)
+    if event.type == SPLIT_RETURNED:
+        return splits.return_entry(facts)
     if event.type == PAY_ANOMALY:
         given = facts.get("anomaly_id")
         return anomaly_entry(facts, given if isinstance(given, str) and given else event.aggregate_id)
@@ -271,8 +284,12 @@ async def book(session: AsyncSession, ids: Snowflake, now: Any, event: Event) ->
             if existing is not None:
                 result = Booked("duplicate", existing, f"{entry.source_type} {entry.source_id} was booked already")
             else:
-                shadow = entry.kind in provider.PROVIDER_KINDS
-                posted = await (provider.post_shadow if shadow else post)(session, ids, now, entry)
+                if entry.kind in provider.PROVIDER_KINDS:
+                    posted = await provider.post_shadow(session, ids, now, entry)
+                elif not entry.lines:  # a service-provider split: booked once, moves nothing
+                    posted = await post_memo(session, ids, now, entry)
+                else:
+                    posted = await post(session, ids, now, entry)
                 result = Booked("duplicate" if posted.replayed else "booked", posted.journal_id)
     await record(session, event, result)
     return result

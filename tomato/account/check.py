@@ -2,7 +2,8 @@
 
 Violations (the command exits 1):
 - a journal whose lines do not sum to 0, a journal without lines (except the shadow journal of a service-provider
-  payment or refund whose fee is 0, account.booking_provider), a line without its journal;
+  payment or refund whose fee is 0, account.booking_provider, and a service-provider split or split return,
+  account.booking_splits), a line without its journal;
 - a balance row (account, bucket) that differs from Σ of its lines, or lines with no balance row;
 - Σ of all balances ≠ 0 (the trial balance);
 - a source key (source_type, source_id, leg) booked more than once; an order with more than one payment journal,
@@ -10,6 +11,8 @@ Violations (the command exits 1):
 - an order whose refund journals take back more than its payment journal paid (or refunds without a payment), or
   with both direct and service-provider (shadow) journals; a payment journal is either kind, `payment` or
   `provider_payment`, so a SUCCEEDED service-provider order is booked by its shadow journal;
+- a split whose returns give back more than it took, a split return without its split, or an order whose splits
+  (net of returns) exceed what its payment journal paid or that has splits but no payment journal;
 - a merchant's service-provider memo (`provider_balances`) that differs from Σ of its shadow journals;
 - a merchant whose payout_in_transit balance differs from Σ of its payout holds not yet posted or voided, or from Σ
   of its PENDING payouts (read through the payout service);
@@ -36,6 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account import accounts as acct
 from tomato.account.booking_provider import PROVIDER_KINDS, PROVIDER_PAYMENT, PROVIDER_REFUND
+from tomato.account.booking_splits import MEMO_KINDS as SPLIT_MEMO_KINDS
+from tomato.account.booking_splits import SOURCE_TYPE as SPLIT_SOURCE
 from tomato.account.models import Balance, BookedEvent, Journal, Line, ProviderBalance
 from tomato.core.alerts import LEDGER_CHECK_VIOLATION, LEDGER_CHECK_VIOLATIONS, alert, measure
 from tomato.core.clock import as_utc
@@ -92,6 +97,7 @@ async def check_ledger(
         await _balances_match_lines(s, report)
         await _unique_sources(s, report)
         paid = await _refunds_within_payments(s, report)
+        await _splits_within_payments(s, report, paid)
         await _provider_memos(s, report)
         in_transit = await _payouts_in_transit(s, report)
         await _booking_outcomes(s, report)
@@ -121,6 +127,7 @@ async def _journals_balance(s: AsyncSession, report: CheckReport) -> None:
         select(Journal.id)
         .where(~select(Line.id).where(Line.journal_id == Journal.id).exists())
         .where(~(Journal.kind.in_(list(PROVIDER_KINDS)) & (func.coalesce(Journal.fee, 0) == 0)))  # memo journals
+        .where(Journal.kind.not_in(list(SPLIT_MEMO_KINDS)))
         .order_by(Journal.id)
     )
     for (journal_id,) in lineless.all():
@@ -228,6 +235,42 @@ async def _refunds_within_payments(s: AsyncSession, report: CheckReport) -> dict
         if len(ways) > 1:
             report.violation(f"order {order_no} has both direct and service-provider journals", order_no=order_no)
     return paid
+
+
+async def _splits_within_payments(s: AsyncSession, report: CheckReport, paid: dict[str, tuple[int, int]]) -> None:
+    """Per split: Σ returns ≤ the split (source ids `<split_no>` and `<split_no>/<return_no>`, booking_splits); per
+    order: Σ splits net of returns ≤ the amount its payment journal paid. Journal amounts are the merchant's view:
+    a split negative, a return positive."""
+    rows = await s.execute(
+        select(Journal.source_id, Journal.leg, Journal.order_no, func.coalesce(Journal.amount, 0)).where(
+            Journal.source_type == SPLIT_SOURCE
+        )
+    )
+    taken: dict[str, int] = {}
+    back: dict[str, int] = defaultdict(int)
+    per_order: dict[str, int] = defaultdict(int)
+    for source_id, leg, order_no, amount in rows.all():
+        if leg == "split":
+            taken[str(source_id)] = -int(amount)
+        else:
+            back[str(source_id).partition("/")[0]] += int(amount)
+        if order_no is not None:
+            per_order[str(order_no)] -= int(amount)
+    for split_no, returned in sorted(back.items()):
+        if split_no not in taken:
+            report.violation(f"split {split_no} has returns ({returned}) but no split journal", split_no=split_no)
+        elif returned > taken[split_no]:
+            report.violation(
+                f"split {split_no}: returns {returned} exceed the {taken[split_no]} split", split_no=split_no
+            )
+    for order_no, net in sorted(per_order.items()):
+        count, amount = paid.get(order_no, (0, 0))
+        if count == 0:
+            report.violation(f"order {order_no} has split journals but no payment journal", order_no=order_no)
+        elif net > amount:
+            report.violation(
+                f"order {order_no}: splits {net} net of returns exceed the {amount} paid", order_no=order_no
+            )
 
 
 async def _provider_memos(s: AsyncSession, report: CheckReport) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from tomato.core.clock import UtcDateTime
 
-TransactionType = Literal["payment", "refund", "settlement", "payout", "adjustment"]
+TransactionType = Literal["payment", "refund", "settlement", "payout", "adjustment", "split", "split_return"]
 
 
 BalanceMode = Literal["direct", "service_provider", "mixed"]
@@ -41,10 +41,14 @@ class BalanceView(BaseModel):
 
 class BalanceTransaction(BaseModel):
     id: str = Field(description="the journal entry (`J…`) behind the transaction")  # the journal id "J…"
-    type: TransactionType = Field(description="`payment`, `refund`, `settlement`, `payout` or `adjustment`")
+    type: TransactionType = Field(
+        description="`payment`, `refund`, `settlement`, `payout`, `adjustment`, `split` (part of a payment the "
+        "channel paid to profit-sharing receivers) or `split_return` (what receivers gave back)"
+    )
     amount: int = Field(
-        description="fen, signed from the merchant's side: payments positive, refunds and payouts negative"
-    )  # signed from the merchant's side: payment +, refund and payout −
+        description="fen, signed from the merchant's side: payments and split returns positive, refunds, payouts "
+        "and splits negative"
+    )  # signed from the merchant's side: payment +, refund, payout and split −
     fee: int = Field(
         description="fen the platform charged (a refund's returned fee is negative)"
     )  # what the platform charged (a refund's returned fee is negative)

@@ -1,12 +1,13 @@
 """Reading the ledger: a merchant's balance and balance transactions, statements, and finance's views.
 
-The merchant sees journals of the kinds payment, refund, settlement, payout and adjustment booked for its merchant
-number (`mch_no` on the journal), newest first. Internal kinds (payout_post, anomaly, …) are not listed, nor are the
-shadow journals of service-provider payments (provider_payment, provider_refund): balance transactions and the daily
-statement list movements of the platform-held balance (pending, available), which those payments never move, so a
-statement's rows still sum to the day's movement of pending + available. A voided
-payout is booked with kind "payout" and a positive amount, so it lists as a `payout` that returns the money
-("payout_void" is read the same way). Everything here only reads; nothing opens a write transaction.
+The merchant sees journals of the kinds payment, refund, settlement, payout, adjustment, split and split_return
+booked for its merchant number (`mch_no` on the journal), newest first. Internal kinds (payout_post, anomaly, …) are
+not listed, nor are the shadow journals of service-provider payments (provider_payment, provider_refund,
+provider_split, provider_split_return): balance transactions and the daily statement list movements of the
+platform-held balance (pending, available), which those payments never move, so a statement's rows still sum to the
+day's movement of pending + available. A voided payout is booked with kind "payout" and a positive amount, so it
+lists as a `payout` that returns the money ("payout_void" is read the same way). Everything here only reads; nothing
+opens a write transaction.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ MERCHANT_TYPES = {
     "payout": "payout",
     "payout_void": "payout",
     "adjustment": "adjustment",
+    "split": "split",  # amount negative: part of a payment paid to profit-sharing receivers
+    "split_return": "split_return",
 }
 
 

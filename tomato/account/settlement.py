@@ -3,8 +3,8 @@
 A run for business date D settles, for each merchant m with money pending, the lines on `merchant_pending:m` that no
 batch has settled yet and that are eligible on D:
 
-- a line that lowered pending (a refund) — at once, whatever its date;
-- a line that raised it (a payment) — once `due_date(line's business date, m's cycle, calendar) <= D`.
+- a line that lowered pending (a refund, a split) — at once, whatever its date;
+- a line that raised it (a payment, a split return) — once `due_date(line's business date, m's cycle, calendar) <= D`.
 
 X = Σ eligible, as the merchant reads it. X > 0: one unit of work books the journal (source `settlement`,
 `f"{m}:{D}"`, leg `settle:<batch id>`: pending +X guarded, available −X), the batch row, and one item per settled

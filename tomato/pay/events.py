@@ -1,5 +1,6 @@
 """Events the pay context publishes through the outbox. The payload is the API order object (pay.*) or the
-API refund object (refund.*); `pay.anomaly` carries an anomaly (see `service/anomalies.py`)."""
+API refund object (refund.*); `pay.anomaly` carries an anomaly (see `service/anomalies.py`). `split.succeeded` and
+`split.returned` carry booking facts the ledger books (account.booking_splits); `split.failed` moved no money."""
 
 from __future__ import annotations
 

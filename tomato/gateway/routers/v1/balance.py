@@ -48,7 +48,8 @@ async def get_balance(request: Request) -> BalanceView:
 
 @router.get("/balance/transactions", response_model=BalanceTransactionPage)
 async def list_transactions(request: Request, limit: Limit = None, cursor: Cursor = None) -> BalanceTransactionPage:
-    """Every movement of the merchant's balances, newest first: payment, refund, settlement, payout, adjustment."""
+    """Every movement of the merchant's balances, newest first: payment, refund, settlement, payout, adjustment,
+    split, split_return."""
     n = check_limit(limit)
     rows = await _ledger(request).transactions(current_app(request).mch_no, decode_int_cursor(cursor), n + 1)
     shown = rows[:n]
