@@ -186,7 +186,9 @@ async def apply_answer(deps: PayDeps, split_no: str, result: ChannelResult) -> O
 async def apply_notify(deps: PayDeps, channel_account_id: str, notify: ChannelNotify) -> Outcome:
     async with deps.db.uow() as uow:
         split = None if notify.split_no is None else await uow.session.get(Split, notify.split_no)
-    if split is None or split.channel_account_id != channel_account_id or split.order_no != notify.order_no:
+    # WeChat's profit-sharing notify names the split and the trade, not our order: the split number is the key
+    wrong_order = bool(notify.order_no) and split is not None and split.order_no != notify.order_no
+    if split is None or split.channel_account_id != channel_account_id or wrong_order:
         log.warning("split notify for unknown split %s on %s", notify.split_no, channel_account_id)
         return Outcome.REJECTED
     result = ChannelResult(notify.status, ErrorClass.NONE, code=notify.failure_reason)
