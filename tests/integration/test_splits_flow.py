@@ -149,3 +149,13 @@ async def test_a_refund_of_a_split_order_takes_the_splits_back_first(pay: PaySta
             await conn.execute(text("SELECT returned_amount FROM splits WHERE split_no = :s"), {"s": split["split_no"]})
         ).scalar_one()
         assert row == 3_000
+
+
+async def test_a_receiver_the_channel_refuses_is_a_422_naming_account_and_nothing_is_stored(pay: PayStack) -> None:
+    r = await pay.client.request(
+        "POST", "/v1/split-receivers", {"channel": "alipay", "account": "0", "account_type": "MERCHANT"}
+    )
+    assert r.status_code == 422, r.text
+    assert [d["field"] for d in r.json()["error"]["details"]] == ["account"]
+    async with pay.c.db.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM split_receivers"))).scalar_one() == 0

@@ -68,8 +68,11 @@ async def create_receiver(deps: PayDeps, app: AppAuth, cmd: SplitReceiverCreate)
         result = await (await splitter(deps, account_id, app.mch_no)).bind_receiver(receiver)
         if result.status is ResultStatus.SUCCESS:
             bound += 1
-        elif result.code != "SPLIT_NOT_SUPPORTED":
-            raise ChannelError(f"the channel did not bind the receiver ({result.error.value}: {result.code or ''})")
+        elif result.status is ResultStatus.FAIL and result.code != "SPLIT_NOT_SUPPORTED":
+            # a definite refusal of this receiver (an account the channel does not know, a name that does not match)
+            raise InvalidRequest.field("account", f"the channel refused the receiver ({result.code or 'refused'})")
+        elif result.status is not ResultStatus.FAIL:
+            raise ChannelError(f"the channel's answer is unknown ({result.error.value}); send the request again")
     if not bound:
         raise InvalidRequest.field("channel", f"no {cmd.channel} account of this merchant can split payments")
     row = SplitReceiver(
