@@ -130,26 +130,8 @@ async def set_fields(s: AsyncSession, order_no: str, status: OrderStatus, values
 async def due_for_query(s: AsyncSession, now: datetime, limit: int) -> Sequence[PayOrder]:
     q = (
         select(PayOrder)
-        .where(
-            PayOrder.status == OrderStatus.PAYING.value,
-            PayOrder.next_query_at <= now,
-            PayOrder.pay_method != PayMethod.BARCODE.value,  # followed by the barcode job on its own clock
-        )
-        .order_by(PayOrder.next_query_at)
-        .limit(limit)
-    )
-    return (await s.scalars(q)).all()
-
-
-async def due_barcodes(s: AsyncSession, now: datetime, limit: int) -> Sequence[PayOrder]:
-    """PAYING barcode orders whose next look is due (the status index, then the method)."""
-    q = (
-        select(PayOrder)
-        .where(
-            PayOrder.status == OrderStatus.PAYING.value,
-            PayOrder.next_query_at <= now,
-            PayOrder.pay_method == PayMethod.BARCODE.value,
-        )
+        .where(PayOrder.status == OrderStatus.PAYING.value, PayOrder.next_query_at <= now)
+        .where(PayOrder.pay_method != PayMethod.BARCODE.value)  # the barcode job follows those on its own clock
         .order_by(PayOrder.next_query_at)
         .limit(limit)
     )

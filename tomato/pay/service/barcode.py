@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.channel.protocol import ChannelResult, ErrorClass, ResultStatus, TradeRef
 from tomato.channel.service import Route
@@ -92,7 +96,7 @@ async def poll_barcodes(deps: PayDeps) -> int:
     """The `pay.barcode` job: ask about open barcode orders, reverse those past their confirmation window."""
     now = deps.clock.now()
     async with deps.db.uow() as uow:
-        due = list(await repo.due_barcodes(uow.session, now, BATCH))
+        due = list(await _due(uow.session, now))
     for order in due:
         try:
             await _follow(deps, order)
@@ -137,6 +141,18 @@ async def _reverse(deps: PayDeps, order: PayOrder) -> bool:
         return False
     await close_locally(deps, order)  # pay.closed, holds released; a later payment is paid after close
     return True
+
+
+async def _due(s: AsyncSession, now: datetime) -> Sequence[PayOrder]:
+    """PAYING barcode orders whose next look is due (the status index, then the method)."""
+    q = (
+        select(PayOrder)
+        .where(PayOrder.status == OrderStatus.PAYING.value, PayOrder.next_query_at <= now)
+        .where(PayOrder.pay_method == PayMethod.BARCODE.value)
+        .order_by(PayOrder.next_query_at)
+        .limit(BATCH)
+    )
+    return (await s.scalars(q)).all()
 
 
 def _ref(order: PayOrder) -> TradeRef:
