@@ -74,7 +74,8 @@ async def sick(request: pytest.FixtureRequest, cache: Cache, db_url: str, tmp_pa
     """Two WECHAT_NATIVE accounts: the seeded healthy one (priority 2) and one (priority 1) whose simulator
     times out. Runs with the in-process breaker state and with the state in Redis (the `cache` fixture's prefix,
     emptied after the test). Indirect parameters override the settings."""
-    settings: dict[str, object] = {"channel_timeout_s": 0.3, "breaker_fail_max": 3, "breaker_reset_timeout_s": 0.5}
+    # the open breaker must outlast five orders on a loaded CI machine (0.5 s did not): 2 s, waited for below
+    settings: dict[str, object] = {"channel_timeout_s": 0.3, "breaker_fail_max": 3, "breaker_reset_timeout_s": 2.0}
     settings |= getattr(request, "param", {})
     if isinstance(cache, RedisCache):
         settings |= {"redis_url": REDIS_URL, "redis_prefix": cache.prefix}
@@ -110,7 +111,7 @@ async def test_breaker_opens_skips_probes_once_and_closes(sick) -> None:
         while not pay.c.channels.breakers.is_available(sick_id):
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(half_open_due(), 5)
+    await asyncio.wait_for(half_open_due(), 15)
     # half-open: exactly one probe reaches the sick account; concurrent orders go to the healthy one
     results = await asyncio.gather(*(pay.client.create_order(pay_method="WECHAT_NATIVE") for _ in range(6)))
     assert pay.to_sandbox.calls.get(SICK_HOST, 0) == calls_before + 1
@@ -118,7 +119,7 @@ async def test_breaker_opens_skips_probes_once_and_closes(sick) -> None:
     assert pay.c.channels.breakers.view(sick_id).state == "open"  # the probe timed out again
     # the fault is removed: the next probe succeeds and closes the breaker
     sick_sandbox.reset_faults()
-    await asyncio.wait_for(half_open_due(), 5)
+    await asyncio.wait_for(half_open_due(), 15)
     r = await pay.client.create_order(pay_method="WECHAT_NATIVE")
     assert r.status_code == 201
     assert pay.c.channels.breakers.view(sick_id).state == "closed"
@@ -181,7 +182,7 @@ async def test_cancelled_probe_leaves_the_breaker_open(sick) -> None:
         while not pay.c.channels.breakers.is_available(sick_id):
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(half_open_due(), 5)
+    await asyncio.wait_for(half_open_due(), 15)
     await _cancel_midway(pay, adapter, _create_req())  # the half-open probe is cancelled
     assert pay.c.channels.breakers.view(sick_id).state != "closed"
     before = pay.to_sandbox.calls.get(SICK_HOST, 0)
