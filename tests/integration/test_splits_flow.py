@@ -159,3 +159,41 @@ async def test_a_receiver_the_channel_refuses_is_a_422_naming_account_and_nothin
     assert [d["field"] for d in r.json()["error"]["details"]] == ["account"]
     async with pay.c.db.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM split_receivers"))).scalar_one() == 0
+
+
+async def test_an_alipay_refund_carries_the_splits_back_and_a_failed_one_leaves_them(pay: PayStack) -> None:
+    """Alipay has no stand-alone return: the refund takes the split money back (refund_royalty_parameters); if the
+    refund fails, the splits stay with the receivers and the order's split reservation holds them again."""
+    receivers = await _receivers(pay, "alipay")
+    order_no = await _paid(pay, "alipay", amount=10_000)
+    split = (
+        await pay.client.request(
+            "POST", f"/v1/pay/orders/{order_no}/splits", _split_body("a1", receivers, [1_000, 2_000])
+        )
+    ).json()
+    assert split["status"] == "SUCCEEDED"
+
+    async def reserved() -> tuple[int, int]:
+        async with pay.c.db.engine.connect() as conn:
+            held = await conn.execute(
+                text("SELECT split_reserved FROM pay_orders WHERE order_no = :o"), {"o": order_no}
+            )
+            back = await conn.execute(
+                text("SELECT returned_amount FROM splits WHERE split_no = :s"), {"s": split["split_no"]}
+            )
+            return int(held.scalar_one()), int(back.scalar_one())
+
+    await pay.faults(channel="alipay", reject_refunds=True)
+    failed = await pay.client.request(
+        "POST", "/v1/refunds", {"order_no": order_no, "out_refund_no": "f1", "amount": 10_000}
+    )
+    assert failed.status_code == 201 and failed.json()["status"] == "FAILED", failed.text
+    assert await reserved() == (3_000, 0) and await _events(pay, split["split_no"]) == ["split.succeeded"]
+
+    await pay.sandbox_http.delete("/sandbox/faults")
+    done = await pay.client.request(
+        "POST", "/v1/refunds", {"order_no": order_no, "out_refund_no": "f2", "amount": 10_000}
+    )
+    assert done.status_code == 201 and done.json()["status"] == "SUCCEEDED", done.text
+    assert await reserved() == (0, 3_000)
+    assert await _events(pay, split["split_no"]) == ["split.succeeded", "split.returned"]

@@ -150,6 +150,8 @@ class RefundRequest:
     order_created_at: datetime | None = None
     created_at: datetime | None = None  # when the refund was made (the bank's txnTime of the refund)
     sub: SubMerchant | None = None
+    # split money taken back from receivers within this refund (Alipay refund_royalty_parameters)
+    split_returns: tuple[SplitReturnRequest, ...] = ()
 
 
 @dataclass(frozen=True)

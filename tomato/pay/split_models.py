@@ -44,6 +44,8 @@ class Split(Base):
     shares: Mapped[str] = mapped_column(Text)
     channel_account_id: Mapped[str] = mapped_column(String(32))
     returned_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Alipay takes split money back inside a refund: the refund that carries this split's return (cleared if it fails)
+    return_refund_no: Mapped[str | None] = mapped_column(String(32))
     query_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_query_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("shares", sa.Text(), nullable=False),
         sa.Column("channel_account_id", sa.String(32), nullable=False),
         sa.Column("returned_amount", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("return_refund_no", sa.String(32)),
         sa.Column("query_count", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("next_query_at", sa.DateTime(timezone=True)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -204,6 +204,8 @@ class AlipayAdapter:
             biz["trade_no"] = req.channel_trade_no
         if req.reason:
             biz["refund_reason"] = req.reason
+        if req.split_returns:  # the receivers give their split back within the refund
+            biz["refund_royalty_parameters"] = splits.refund_royalty_parameters(req.split_returns)
         node = await self._call("alipay.trade.refund", biz, req.sub)
         if isinstance(node, ChannelResult):
             return node

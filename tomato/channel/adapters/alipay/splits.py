@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tomato.channel.adapters.alipay import codec
@@ -49,6 +49,20 @@ Call = Callable[[str, dict[str, Any], SubMerchant | None], Awaitable[dict[str, A
 def account_type(account: str) -> str:
     """Alipay names a receiver by its user id (2088 + 12 digits) or by its logon id (a phone or an e-mail)."""
     return "userId" if _USER_ID.fullmatch(account) else "loginName"
+
+
+def refund_royalty_parameters(returns: Sequence[SplitReturnRequest]) -> list[dict[str, str]]:
+    """`alipay.trade.refund`'s `refund_royalty_parameters`: each receiver gives its share back (trans_out)."""
+    return [
+        {
+            "royalty_type": "transfer",
+            "trans_out_type": account_type(r.receiver.account),
+            "trans_out": r.receiver.account,
+            "amount": codec.yuan(r.amount),
+            "desc": r.description,
+        }
+        for r in returns
+    ]
 
 
 def bind_request_no(receiver: SplitReceiver) -> str:

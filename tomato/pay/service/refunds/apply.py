@@ -28,6 +28,7 @@ from tomato.pay.service.confirm import Outcome
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.fees import refund_facts
 from tomato.pay.service.refunds.views import refund_payload
+from tomato.pay.service.split_returns import settle_carried
 from tomato.pay.states import RefundEvent, RefundStatus
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ async def _refunded(deps: PayDeps, s: AsyncSession, refund: Refund, report: Refu
         before = refunded_total - refund.amount
         share = refund_fee_share(order.refund_fee_rule, order.amount, order.fee or 0, before, refund.amount)
     await repo.add_fee_returned(s, refund.order_no, refund.refund_no, share)
+    if order.profit_sharing:  # splits that came back within this refund (Alipay) are returned now
+        await settle_carried(deps, s, refund.refund_no, True, now)
     await s.refresh(order)
     await s.refresh(refund)
     _event(deps, s, refund, REFUND_SUCCEEDED, facts=refund_facts(deps, refund, order))
@@ -161,6 +164,7 @@ async def _refund_failed(deps: PayDeps, s: AsyncSession, refund: Refund, report:
             deps, s, refund, "refund_books_inconsistent", report, "reservation smaller than the failed refund"
         )
         log.error("ALERT order %s: could not release the reservation of %s", refund.order_no, refund.refund_no)
+    await settle_carried(deps, s, refund.refund_no, False, now)  # splits it carried are the receivers' again
     await s.refresh(refund)
     _event(deps, s, refund, REFUND_FAILED)
     return Outcome.APPLIED

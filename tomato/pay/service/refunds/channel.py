@@ -8,6 +8,7 @@ and is never failed on it.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from tomato.pay.models import PayOrder, Refund
 from tomato.pay.service.compensation import STEADY_S, next_query_at
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds.apply import RefundReport, apply_refund_report
+from tomato.pay.service.split_returns import carried_returns
 from tomato.pay.states import RefundStatus
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ async def send_refund(deps: PayDeps, refund: Refund, order: PayOrder) -> Channel
         created_at=refund.created_at,
     )
     try:
+        if order.profit_sharing:  # split money the receivers give back within this refund (Alipay)
+            request = replace(request, split_returns=await carried_returns(deps, refund.refund_no, order))
         adapter = await deps.channels.adapter_for(refund.channel_account_id, refund.mch_no)
         return await adapter.refund(request)
     except Exception:

@@ -29,7 +29,7 @@ from tomato.pay.schemas import RefundCreate, RefundView
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.refunds.channel import apply_answer, next_refund_query_at, send_refund
 from tomato.pay.service.refunds.views import refund_view, reload_view
-from tomato.pay.service.split_returns import return_splits_before_refund
+from tomato.pay.service.split_returns import carry_with_refund, return_splits_before_refund
 from tomato.pay.states import OrderStatus, RefundStatus
 
 
@@ -61,6 +61,7 @@ async def create_refund(
     try:
         async with deps.db.uow() as uow:
             s = uow.session
+            await carry_with_refund(s, order, refund.refund_no, refund.created_at)  # Alipay: splits ride along
             if await repo.reserve_refund(s, order.order_no, cmd.amount, policy.max_per_order, refund.created_at):
                 s.add(refund)
                 await uow.commit()
