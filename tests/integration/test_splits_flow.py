@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 
 from tests.fixtures.pay_stack import PayStack
+from tomato.core.positions import assign_positions
 
 RECEIVERS = {
     "alipay": [("2088000000000101", "PERSONAL", None), ("2088000000000102", "PERSONAL", None)],
@@ -79,6 +80,9 @@ async def test_a_30_percent_split_to_two_receivers_on_both_channels(pay: PayStac
         assert split["status"] == "SUCCEEDED", (channel, split)
         assert [s["status"] for s in split["receivers"]] == ["SUCCEEDED", "SUCCEEDED"]
         assert await _events(pay, split["split_no"]) == ["split.succeeded"]
+        await assign_positions(pay.c.db)  # what the relay does after each commit
+        listed = (await pay.client.request("GET", "/v1/events?type=split.succeeded")).json()["data"]
+        assert split["split_no"] in {e["data"]["split_no"] for e in listed}  # the merchant sees it like any event
 
         again = await pay.client.request("POST", path, _split_body(f"{channel}-1", receivers, [1_500, 1_500]))
         assert again.status_code == 200 and again.json()["split_no"] == split["split_no"]

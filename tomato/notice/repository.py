@@ -18,7 +18,7 @@ from tomato.core.outbox import OutboxEvent
 from tomato.notice.events import EXCLUDED_TYPES
 from tomato.notice.models import Delivery, DeliveryAttempt
 
-EVENT_PREFIXES = ("pay.", "refund.", "payout.")  # merchant-facing event types (docs/webhooks.md)
+EVENT_PREFIXES = ("pay.", "refund.", "payout.", "split.")  # merchant-facing event types (docs/webhooks.md)
 PENDING, SUCCEEDED, FAILED, SKIPPED = "PENDING", "SUCCEEDED", "FAILED", "SKIPPED"
 STATUSES = (PENDING, SUCCEEDED, FAILED, SKIPPED)
 

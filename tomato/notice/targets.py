@@ -28,16 +28,19 @@ class TargetLookup(Protocol):
         ...
 
 
+_ORDER_EVENTS = ("pay.", "split.")
+
+
 class PayTargets:
     def __init__(self, pay: PayService) -> None:
         self._pay = pay
 
     async def object_urls(self, events: Sequence[EventRef]) -> list[str | None]:
-        order_nos = {str(e.data.get("order_no")) for e in events if e.event_type.startswith("pay.")}
+        order_nos = {str(e.data.get("order_no")) for e in events if e.event_type.startswith(_ORDER_EVENTS)}
         orders = await self._pay.order_notify_urls(sorted(order_nos))
         urls: list[str | None] = []
         for event in events:
-            if event.event_type.startswith("pay."):
+            if event.event_type.startswith(_ORDER_EVENTS):  # an order's, or a split of it: the order's URL
                 urls.append(orders.get(str(event.data.get("order_no"))))
             elif event.event_type.startswith("refund.") and event.data.get("refund_no"):
                 urls.append(await self._pay.refund_notify_url(str(event.data["refund_no"])))
