@@ -97,7 +97,8 @@ def order_rows(columns: list[str], rows: int, start: int) -> Iterable[tuple[Any,
             "expire_at": at + timedelta(hours=2), "paid_at": at, "query_count": 0, "close_failures": 0, "version": 2,
             "created_at": at, "updated_at": now, "fee_ppm": 6_000, "fee": (amount * 6_000 + 500_000) // 1_000_000,
             "refund_fee_rule": "proportional", "channel_cost_ppm": COST_PPM, "channel_cost": fee_of(amount),
-            "fee_returned_total": 0,
+            "fee_returned_total": 0, "service_provider": False, "profit_sharing": False, "split_reserved": 0,
+            "split_finished": False,
         }  # fmt: skip
         yield tuple(values.get(c) for c in columns)
 
