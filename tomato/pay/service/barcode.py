@@ -64,14 +64,13 @@ def next_poll(deps: PayDeps) -> datetime:
 
 async def apply_answer(deps: PayDeps, order: PayOrder, account_id: str, result: ChannelResult, source: str) -> None:
     """A final answer about the payer's payment (paid, or definitely not) applied as any channel report is."""
-    if result.status is ResultStatus.SUCCESS or (result.status is ResultStatus.FAIL and result.error in (
-        ErrorClass.NONE, ErrorClass.REJECTED
-    ) and result.code not in ACCOUNT_REFUSALS):  # fmt: skip
-        status = ResultStatus.SUCCESS if result.status is ResultStatus.SUCCESS else ResultStatus.FAIL
-        amount = result.amount if result.amount is not None else order.amount
+    refused = result.status is ResultStatus.FAIL and result.code not in ACCOUNT_REFUSALS
+    if result.status is ResultStatus.SUCCESS or refused:
+        # the amount is the channel's (none assumed): a payment of another amount is an anomaly as for any report
         report = PaymentReport(
-            order.order_no, account_id, status, amount, result.channel_trade_no, result.paid_at, source=source
-        )
+            order.order_no, account_id, result.status, result.amount, result.channel_trade_no, result.paid_at,
+            source=source,
+        )  # fmt: skip
         outcome = await apply_report(deps, report)
         if outcome is Outcome.REJECTED:
             log.error("ALERT barcode answer for %s refused (%s %s)", order.order_no, result.status, result.code)
