@@ -56,4 +56,5 @@ class Split(Base):
         UniqueConstraint("app_id", "out_split_no", name="uq_splits_app_out_split_no"),
         Index("ix_splits_order", "order_no"),
         Index("ix_splits_status_next_query", "status", "next_query_at"),
+        Index("ix_splits_return_refund", "return_refund_no"),  # the splits a refund carries (split_returns)
     )

@@ -59,6 +59,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_splits_order", "splits", ["order_no"])
     op.create_index("ix_splits_status_next_query", "splits", ["status", "next_query_at"])
+    op.create_index("ix_splits_return_refund", "splits", ["return_refund_no"])
 
 
 def downgrade() -> None:
