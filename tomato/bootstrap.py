@@ -98,7 +98,7 @@ async def bootstrap(
     ids = await lease.acquire()
     clock = clock or SystemClock()
     relay = OutboxRelay(db, bus)
-    merchants = MerchantService(db, box, ids, webhook_allowed_networks=settings.webhook_allowed_networks)
+    merchants = MerchantService(db, box, ids, webhook_allowed_networks=settings.webhook_allowed_networks, clock=clock)
     breakers = BreakerRegistry(
         cache, fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_timeout_s
     )

@@ -18,6 +18,7 @@ from tomato.gateway.console import router as console_router
 from tomato.gateway.docs import install_docs
 from tomato.gateway.metrics import Metrics, multiprocess_dir
 from tomato.gateway.middleware import RequestContextMiddleware
+from tomato.gateway.portal import router as portal_router
 from tomato.gateway.routers import callbacks, cashier, health
 from tomato.gateway.routers.admin import audit as admin_audit
 from tomato.gateway.routers.admin import channel_identities as admin_channel_identities
@@ -26,6 +27,7 @@ from tomato.gateway.routers.admin import deliveries as admin_deliveries
 from tomato.gateway.routers.admin import fee_plans as admin_fee_plans
 from tomato.gateway.routers.admin import ledger as admin_ledger
 from tomato.gateway.routers.admin import merchants as admin_merchants
+from tomato.gateway.routers.admin import portal_users as admin_portal_users
 from tomato.gateway.routers.admin import reconciliation as admin_reconciliation
 from tomato.gateway.routers.admin import routing as admin_routing
 from tomato.gateway.routers.admin import settlements as admin_settlements
@@ -106,6 +108,7 @@ def create_app(
     app.include_router(admin_merchants.router)
     app.include_router(admin_channels.router)
     app.include_router(admin_channel_identities.router)
+    app.include_router(admin_portal_users.router)
     app.include_router(admin_routing.router)
     app.include_router(admin_deliveries.router)
     app.include_router(admin_settlements.finance)
@@ -116,6 +119,7 @@ def create_app(
     app.include_router(admin_tokens.router)
     app.include_router(admin_audit.router)
     app.include_router(console_router)
+    app.include_router(portal_router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, access_log=settings.access_log)
     openapi.install(app, description=DESCRIPTION)
     install_docs(app, settings)

@@ -15,7 +15,7 @@ from tomato.core.text import SafeText
 
 AdminRole = Literal["operator", "finance"]
 Via = Literal["api", "console", "cli"]
-VIAS: tuple[str, ...] = ("api", "console", "cli")
+VIAS: tuple[str, ...] = ("api", "console", "cli", "portal")
 TOKEN_ID_PATTERN = r"^tok_[0-9a-f]{16}$"
 
 
@@ -72,8 +72,10 @@ class AuditEntryView(BaseModel):
     id: str = Field(description="the record's id, AU…; newer records have greater numbers")
     at: UtcDateTime = Field(description="when the action succeeded (RFC 3339, UTC)")
     actor: str = Field(description="role:name of the token that acted (as named then); `cli:<user>` from the CLI")
-    actor_token_id: str | None = Field(description="the acting token's id (tok_…); null for CLI actions")
-    via: str = Field(description="`api`, `console` or `cli`")
+    actor_token_id: str | None = Field(
+        description="the acting token's id (tok_…), or the portal user's id (U…); null for CLI actions"
+    )
+    via: str = Field(description="`api`, `console`, `cli` or `portal` (a merchant's user, actor `portal:role:email`)")
     action: str = Field(description="what was done, e.g. `app.freeze`, `reconciliation.resolve` (docs/audit.md)")
     target: str = Field(description="what it was done to, e.g. an app id, a merchant number, a token id")
     before: dict[str, Any] | None = Field(description="the target's view before (secrets redacted); null: none")
@@ -96,3 +98,4 @@ class AuditFilter:
     target: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    mch_no: str | None = None  # a merchant's own portal actions (its owner's activity page)

@@ -29,8 +29,16 @@ log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(
-    {"secret", "token", "password", "private_key_pem", "api_v3_key", "api_v2_key", "secret_ciphertext",
-     "private_key_ciphertext"}
+    {
+        "secret",
+        "token",
+        "password",
+        "private_key_pem",
+        "api_v3_key",
+        "api_v2_key",
+        "secret_ciphertext",
+        "private_key_ciphertext",
+    }
 )
 SECRET_SUFFIXES = ("_secret", "_secrets", "_token", "_password", "_private_key", "private_key_pem", "_ciphertext")
 MAX_ACTION = 64
@@ -90,9 +98,12 @@ class AdminAuditLog:
         after: Mapping[str, Any] | BaseModel | None,
         request_id: str | None = None,
         scrub: str | None = None,
+        actor_id: str | None = None,
+        mch_no: str | None = None,
     ) -> AuditEntryView:
         """Inserts one row in its own unit of work. `who` is the acting token (None from the CLI, where `actor`
-        names the user); `scrub` is the token's plaintext, cut out of anything stored."""
+        names the user); `scrub` is the token's plaintext, cut out of anything stored. A portal user's action names
+        the user's id in `actor_id` and the merchant in `mch_no`."""
         if via not in VIAS:
             raise ValueError(f"via must be one of {', '.join(VIAS)}, not {via!r}")
         if not action or len(action) > MAX_ACTION:
@@ -101,13 +112,14 @@ class AdminAuditLog:
             id=self._ids.next_int(),
             at=utcnow(),
             actor=(who.actor if who is not None else actor)[:MAX_ACTOR],
-            actor_token_id=who.token_id if who is not None else None,
+            actor_token_id=who.token_id if who is not None else actor_id,
             via=via,
             action=action,
             target=target[:MAX_TARGET],
             before=_encode(before, scrub),
             after=_encode(after, scrub),
             request_id=request_id[:64] if request_id else None,
+            mch_no=mch_no,
         )
         async with self._db.uow() as uow:
             uow.session.add(row)

@@ -55,3 +55,31 @@ class AdminTokenRevoked(Conflict):
     """Revoking a token already revoked: the code every "already in that state" conflict of the admin API uses."""
 
     code = "ORDER_STATE_CONFLICT"
+
+
+class PortalUserNotFound(NotFound):
+    code = "USER_NOT_FOUND"
+
+
+class PortalUserConflict(Conflict):
+    """An email already taken (sign-in names are unique), or a change the user's state does not allow."""
+
+    code = "USER_CONFLICT"
+
+
+class InviteNotFound(NotFound):
+    """Unknown, used or expired: all look the same, so an invitation link reveals nothing about others."""
+
+    code = "INVITE_NOT_FOUND"
+
+
+class SignInFailed(AuthError):
+    """Wrong email, password or one-time code: one answer for all, so nothing tells which part was wrong."""
+
+    code = "SIGN_IN_FAILED"
+    status = 401
+
+
+class AccountLocked(AuthError):
+    code = "ACCOUNT_LOCKED"
+    status = 423

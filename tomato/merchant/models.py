@@ -87,6 +87,7 @@ class AdminAudit(Base):
     target's views before and after (JSON, secrets redacted before they get here). Rows are only ever inserted."""
 
     __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_mch_no", "mch_no", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # snowflake: time-ordered
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -98,6 +99,7 @@ class AdminAudit(Base):
     before: Mapped[str | None] = mapped_column(Text)
     after: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
+    mch_no: Mapped[str | None] = mapped_column(String(32))  # the merchant a portal action was taken for
 
 
 class PlatformKey(Base):

@@ -119,6 +119,8 @@ async def list_audit(s: AsyncSession, f: AuditFilter, before_id: int | None, lim
         q = q.where(AdminAudit.actor_token_id == f.actor if by_id else AdminAudit.actor == f.actor)
     if f.target is not None:
         q = q.where(AdminAudit.target == f.target)
+    if f.mch_no is not None:
+        q = q.where(AdminAudit.mch_no == f.mch_no)
     if f.since is not None:
         q = q.where(AdminAudit.at >= f.since)
     if f.until is not None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tomato.core.clock import utcnow
+from tomato.core.clock import Clock, SystemClock, utcnow
 from tomato.core.crypto import (
     SecretBox,
     generate_rsa_key,
@@ -46,6 +46,7 @@ from tomato.merchant.errors import (
     UnknownApp,
 )
 from tomato.merchant.models import App, AppKey, FeePlan, Merchant, PlatformKey
+from tomato.merchant.portal_users import PortalUsers
 from tomato.merchant.schemas import (
     DEFAULT_SETTLE_CYCLE,
     AppAuth,
@@ -78,7 +79,15 @@ class PlatformSigner:
 
 
 class MerchantService:
-    def __init__(self, db: Database, box: SecretBox, ids: Snowflake, *, webhook_allowed_networks: str = "") -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        ids: Snowflake,
+        *,
+        webhook_allowed_networks: str = "",
+        clock: Clock | None = None,
+    ) -> None:
         self._db = db
         self._allowed_networks = webhook_allowed_networks
         self._box = box
@@ -87,6 +96,7 @@ class MerchantService:
         self._platform: PlatformSigner | None = None
         self._tokens = AdminTokens(db)
         self.audit = AdminAuditLog(db, ids)
+        self.users = PortalUsers(db, box, ids, clock or SystemClock())  # the merchant portal's people
 
     # --- merchants ----------------------------------------------------------------------------------
 
@@ -387,6 +397,8 @@ class MerchantService:
         request_id: str | None = None,
         actor_token: str | None = None,
         actor: str = "unknown",
+        actor_id: str | None = None,
+        mch_no: str | None = None,
     ) -> AuditEntryView:
         """One audit row for an action that succeeded. `actor_token` (the bearer token used) is resolved to its id
         and role:name, revoked or not; without one (the CLI) `actor` names who acted."""
@@ -401,6 +413,8 @@ class MerchantService:
             after=after,
             request_id=request_id,
             scrub=actor_token,
+            actor_id=actor_id,
+            mch_no=mch_no,
         )
 
     async def list_admin_audit(self, f: AuditFilter, before_id: int | None, limit: int) -> list[AuditEntryView]:

@@ -21,6 +21,7 @@ MODEL_MODULES = (
     "tomato.core.outbox",
     "tomato.core.leases",
     "tomato.merchant.models",
+    "tomato.merchant.user_models",
     "tomato.channel.models",
     "tomato.pay.models",
     "tomato.pay.split_models",

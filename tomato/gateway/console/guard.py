@@ -54,10 +54,13 @@ def issues(exc: ValidationError | RequestValidationError) -> list[str]:
 
 
 def error_page(request: Request, status: int, code: str, message: str, details: list[str] | None = None) -> Response:
-    return html(request, "error.html", status=status, code=code, message=message, details=details or [])
+    """Rendered by the page's own environment (`request.state.render`, the portal's) or the console's."""
+    render = getattr(request.state, "render", html)
+    response: Response = render(request, "error.html", status=status, code=code, message=message, details=details or [])
+    return response
 
 
-async def _guarded(request: Request, inner: Callable[[Request], Coroutine[Any, Any, Response]]) -> Response:
+async def guarded(request: Request, inner: Callable[[Request], Coroutine[Any, Any, Response]]) -> Response:
     try:
         return await inner(request)
     except TomatoError as exc:
@@ -74,7 +77,7 @@ def public_route() -> type[APIRoute]:
 
             async def handler(request: Request) -> Response:
                 set_language(request)
-                return await _guarded(request, inner)
+                return await guarded(request, inner)
 
             return handler
 
@@ -91,7 +94,7 @@ def page_route(*roles: str) -> type[APIRoute]:
                 refused = await admit(request, roles)
                 if refused is not None:
                     return refused
-                return await _guarded(request, inner)
+                return await guarded(request, inner)
 
             return handler
 

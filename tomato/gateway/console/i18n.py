@@ -7,6 +7,7 @@ Every string a page shows lives in one catalogue per language (locales/en.json, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,12 @@ def pick(accept_language: str | None, chosen: str | None) -> str:
 
 
 class Translator:
-    def __init__(self, lang: str) -> None:
+    """`extra` is a catalogue function whose entries win (the portal's strings over the console's)."""
+
+    def __init__(self, lang: str, extra: Callable[[str], dict[str, str]] | None = None) -> None:
         self.lang = lang if lang in LANGS else DEFAULT
-        self._own = catalogue(self.lang)
-        self._fallback = catalogue(DEFAULT)
+        self._own = catalogue(self.lang) if extra is None else {**catalogue(self.lang), **extra(self.lang)}
+        self._fallback = catalogue(DEFAULT) if extra is None else {**catalogue(DEFAULT), **extra(DEFAULT)}
 
     def __call__(self, key: str, **values: Any) -> str:
         text = self._own.get(key) or self._fallback.get(key) or key

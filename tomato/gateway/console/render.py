@@ -55,9 +55,10 @@ def when(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
     return as_utc(moment).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def build_environment() -> Environment:
+def build_environment(*template_dirs: Path) -> Environment:
+    """The console's templates, after `template_dirs` when given (the portal's own, which reuse the charts)."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader([*template_dirs, TEMPLATES]),
         autoescape=select_autoescape(enabled_extensions=("html", "svg"), default_for_string=True, default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -74,6 +75,10 @@ ENV = build_environment()
 
 def html(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     """Renders `template` with the request's viewer (if signed in), translator and language."""
+    return render_page(ENV, request, template, status, **context)
+
+
+def render_page(env: Environment, request: Request, template: str, status: int = 200, **context: Any) -> Response:
     state = request.state
     viewer = getattr(state, "viewer", None)
     base = {
@@ -86,7 +91,7 @@ def html(request: Request, template: str, status: int = 200, **context: Any) -> 
         "ok": ok if (ok := request.query_params.get("ok", "")) and _FLASH.fullmatch(ok) else None,
         "tz": request.app.state.container.settings.business_timezone,
     }
-    body = ENV.get_template(template).render(**base, **context)
+    body = env.get_template(template).render(**base, **context)
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 

@@ -40,19 +40,22 @@ def new_session(token: str | None, now: float) -> Session:
     return Session(token=token, csrf=secrets.token_urlsafe(32), issued_at=int(now))
 
 
-def seal(box: SecretBox, session: Session) -> str:
+def seal(box: SecretBox, session: Session, context: str = _CONTEXT) -> str:
+    """`context` binds the seal to one use: the portal's cookies (another context) never open as the console's."""
     plain = json.dumps({"t": session.token, "c": session.csrf, "i": session.issued_at}, separators=(",", ":"))
-    sealed = box.encrypt(plain, context=_CONTEXT)
+    sealed = box.encrypt(plain, context=context)
     return base64.urlsafe_b64encode(sealed.encode()).decode().rstrip("=")
 
 
-def unseal(box: SecretBox, value: str | None, now: float) -> Session | None:
+def unseal(
+    box: SecretBox, value: str | None, now: float, context: str = _CONTEXT, max_age_s: int = MAX_AGE_S
+) -> Session | None:
     """None for a missing, tampered, foreign or expired cookie: all of them mean "not signed in"."""
     if not value or len(value) > 4096:
         return None
     try:
         sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        data = json.loads(box.decrypt(sealed, context=_CONTEXT))
+        data = json.loads(box.decrypt(sealed, context=context))
     except (binascii.Error, UnicodeDecodeError, ValueError, SecretBoxError):
         return None
     if not isinstance(data, dict):
@@ -60,7 +63,7 @@ def unseal(box: SecretBox, value: str | None, now: float) -> Session | None:
     token, csrf, issued = data.get("t"), data.get("c"), data.get("i")
     if not (token is None or isinstance(token, str)) or not isinstance(csrf, str) or not isinstance(issued, int):
         return None
-    if not 0 <= now - issued <= MAX_AGE_S:
+    if not 0 <= now - issued <= max_age_s:
         return None
     return Session(token=token, csrf=csrf, issued_at=issued)
 
@@ -69,17 +72,27 @@ def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def set_cookie(response: Response, request: Request, box: SecretBox, session: Session) -> None:
+def set_cookie(
+    response: Response,
+    request: Request,
+    box: SecretBox,
+    session: Session,
+    *,
+    cookie: str = COOKIE,
+    path: str = PATH,
+    context: str = _CONTEXT,
+    max_age_s: int = MAX_AGE_S,
+) -> None:
     response.set_cookie(
-        COOKIE,
-        seal(box, session),
-        max_age=MAX_AGE_S,
-        path=PATH,
+        cookie,
+        seal(box, session, context),
+        max_age=max_age_s,
+        path=path,
         secure=is_https(request),
         httponly=True,
         samesite="strict",
     )
 
 
-def clear_cookie(response: Response, request: Request) -> None:
-    response.delete_cookie(COOKIE, path=PATH, secure=is_https(request), httponly=True, samesite="strict")
+def clear_cookie(response: Response, request: Request, *, cookie: str = COOKIE, path: str = PATH) -> None:
+    response.delete_cookie(cookie, path=path, secure=is_https(request), httponly=True, samesite="strict")
