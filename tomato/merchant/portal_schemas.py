@@ -22,21 +22,21 @@ class PortalInvite(BaseModel):
 
 class PortalUserView(BaseModel):
     user_id: str = Field(description="the user's id, U…")
-    mch_no: str
-    email: str
-    role: str
+    mch_no: str = Field(description="the merchant the user belongs to")
+    email: str = Field(description="the sign-in name, lower-case")
+    role: str = Field(description="owner, developer, finance or support")
     status: str = Field(description="INVITED (has not set a password yet), ACTIVE or DISABLED")
     totp_enabled: bool = Field(description="whether sign-in asks for a one-time code")
     locked_until: UtcDateTime | None = Field(description="set while the account is locked after failed sign-ins")
-    invited_by: str
-    created_at: UtcDateTime
-    last_login_at: UtcDateTime | None
+    invited_by: str = Field(description="who made the invitation (`console:…`, `operator:…`, `portal:owner:…`)")
+    created_at: UtcDateTime = Field(description="when the invitation was made (RFC 3339 UTC)")
+    last_login_at: UtcDateTime | None = Field(description="the last successful sign-in; null: never")
 
 
 class PortalInvitation(BaseModel):
-    user: PortalUserView
+    user: PortalUserView = Field(description="the invited user, status INVITED")
     invite_token: str = Field(description="shown once: the person opens /portal/invite/<token> to set a password")
-    invite_expires_at: UtcDateTime
+    invite_expires_at: UtcDateTime = Field(description="the link works until then (7 days), once")
 
 
 class Member(BaseModel):

@@ -19,7 +19,6 @@ from tomato.core.settings import Settings
 from tomato.runtime.demo_client import ResponseRefused, SignedClient, WebhookReceiver
 from tomato.runtime.demo_stack import DemoStack, StackFailed, prepare_data_dir, running_stack
 from tomato.runtime.demo_story import StepFailed, Story, yuan
-from tomato.runtime.seed import DEMO_OWNER
 from tomato.runtime.shutdown import on_stop_signal
 
 Out = Callable[[str], None]
@@ -168,7 +167,7 @@ def _print_keep(stack: DemoStack, out: Out) -> None:
                       ("API docs", f"{stack.base_url}/docs"), ("simulator", stack.sandbox_url)):  # fmt: skip
         out(f"  {name:<10} {url}")
     out(f"  merchant   {creds.mch_no}, app {creds.app_id}, secret {creds.app_secret}")
-    out(f"  portal owner {DEMO_OWNER}: set a password and TOTP at {stack.base_url}{creds.portal_invite_path}")
+    out(f"  portal owner {creds.portal_owner}: set a password and TOTP at {stack.base_url}{creds.portal_invite_path}")
     for role, token in creds.admin_tokens.items():
         out(f"  {role + ' token':<10} {token}")
 
