@@ -15,14 +15,18 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyotp
 import pytest
 
 from tests.fixtures.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveStack, need_browser
+from tests.fixtures.merchant_client import MerchantClient
+from tests.fixtures.webhook_receiver import Received, Receiver, verify_webhook
 
 pytestmark = pytest.mark.browser
 
@@ -159,6 +163,34 @@ async def _invite(page: Any, live: LiveStack, email: str, role: str) -> str:
     return link
 
 
+def _only(hook: Received, signature: str) -> Received:
+    """The webhook as if it carried only `signature`: each half must verify on its own."""
+    return replace(hook, headers={**hook.headers, "tomato-signature": signature})
+
+
+async def _until_status(client: MerchantClient, order_no: str, status: str) -> None:
+    deadline = time.monotonic() + 30
+    while (got := (await client.request("GET", f"/v1/pay/orders/{order_no}")).json()["status"]) != status:
+        assert got in ("CREATED", "PAYING") and time.monotonic() < deadline, f"{order_no} is {got}"
+        await asyncio.sleep(0.05)
+
+
+async def _paid_order(live: LiveStack, secret: str, amount: int) -> str:
+    """A WeChat Native order of the demo app, paid at the simulator; its order_no once SUCCEEDED."""
+    async with (
+        httpx.AsyncClient(base_url=live.base_url, timeout=30) as http,
+        httpx.AsyncClient(base_url=live.sandbox_url, timeout=30) as sandbox,
+    ):
+        client = MerchantClient(http, live.creds["app_id"], secret=secret)
+        r = await client.create_order(amount=amount, pay_method="WECHAT_NATIVE")
+        assert r.status_code == 201, r.text
+        order_no: str = r.json()["order_no"]
+        scan = await sandbox.post("/sandbox/scan", json={"order_no": order_no, "result": "paid"})
+        assert scan.status_code == 200, scan.text
+        await _until_status(client, order_no, "SUCCEEDED")
+    return order_no
+
+
 @pytest.fixture(scope="module")
 def owner_state() -> dict[str, Any]:
     return {}
@@ -192,6 +224,31 @@ async def test_owner_invites_a_developer_who_signs_in_with_totp(
     await _sign_in(dev, live, "dev@demo.example", secret)
     await expect(dev.locator("#nav-apps")).to_be_visible()
     await expect(dev.locator("#nav-payouts")).to_have_count(0)  # a developer's menu has no money pages
+
+    # the developer points the app's webhooks at a receiver, rotates its key and copies the new secret
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        app_id, old_secret = live.creds["app_id"], live.creds["app_secret"]
+        await dev.goto(f"{live.base_url}/portal/apps/{app_id}")
+        await dev.locator("#notify-url").fill(receiver.url)
+        await dev.locator("#notify-url-submit").click()
+        await expect(dev.locator("#flash")).to_be_visible()
+        await dev.locator("#rotate-submit").click()
+        new_secret = (await dev.locator("#new-secret").text_content() or "").strip()
+        assert new_secret and new_secret != old_secret
+        await _screenshot(dev, "portal-keys.png")
+
+        # the integration still signs with the old secret; the next webhook carries both signatures, newest first
+        order_no = await _paid_order(live, old_secret, 1_234)
+        await receiver.wait_until(lambda: any(order_no.encode() in r.body for r in receiver.received))
+        hook = next(r for r in receiver.received if order_no.encode() in r.body)
+        parts = hook.headers["tomato-signature"].split(",")
+        assert len(parts) == 2 and all(p.startswith("HMAC-SHA256 ") for p in parts)
+        assert verify_webhook(_only(hook, parts[0]), secret=new_secret)
+        assert verify_webhook(_only(hook, parts[1]), secret=old_secret)
+    finally:
+        await receiver.close()
     assert problems == [] and dev_problems == []
     await dev_ctx.close()
     await ctx.close()
