@@ -76,6 +76,10 @@ async def test_dashboard_search_and_a_support_refund_with_confirmation(pay: PayS
     filtered = await support.get("/portal/orders?status=SUCCEEDED&pay_method=WECHAT_NATIVE")
     assert f'data-order="{order["order_no"]}"' in filtered.text
     assert 'data-order="' not in (await support.get("/portal/orders?status=CLOSED")).text
+    today = business_date(pay.clock.now(), pay.c.settings.business_timezone)
+    dated = await support.get(f"/portal/orders?created_from={today}&created_to={today}")
+    assert f'data-order="{order["order_no"]}"' in dated.text
+    assert 'data-order="' not in (await support.get("/portal/orders?created_to=2020-01-01")).text
     assert (await support.get("/portal/orders?status=BOGUS")).status_code == 422
 
     form = await support.get(f"/portal/orders/{order['order_no']}/refund")
