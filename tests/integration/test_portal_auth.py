@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pyotp
 
-from tests.fixtures.console_client import csrf_of
-from tests.fixtures.pay_stack import PayStack
+from tests.fixtures.console_client import ConsoleUser, csrf_of
+from tests.fixtures.pay_stack import PUBLIC_URL, PayStack
 from tests.fixtures.portal_client import PASSWORD, Credentials, PortalUser, make_user
 from tests.fixtures.stack import admin
 from tomato.merchant.admin_schemas import AuditFilter
@@ -127,3 +127,18 @@ async def test_another_merchants_user_is_not_found(pay: PayStack) -> None:
         r = await u.post(path, body)
         assert r.status_code == 404, (path, r.status_code)
     assert (await pay.c.merchants.users.get_user(other.mch_no, theirs.user_id)).role == "support"
+
+
+async def test_operator_invites_from_the_console(pay: PayStack) -> None:
+    mch_no = await _mch_no(pay)
+    operator = ConsoleUser(pay.http)
+    await operator.sign_in("operator")
+    await operator.get(f"/console/merchants/{mch_no}")
+    r = await operator.post(f"/console/merchants/{mch_no}/portal-users", {"email": "cs@example.com", "role": "support"})
+    assert r.status_code == 201 and 'id="invite-link"' in r.text
+    link = r.text.split('id="invite-link">')[1].split("<")[0]
+    assert link.startswith(f"{PUBLIC_URL}/portal/invite/")
+    invited = await pay.http.get(link.removeprefix(PUBLIC_URL))
+    assert invited.status_code == 200 and "cs@example.com" in invited.text
+    (user,) = await pay.c.merchants.users.list_users(mch_no)
+    assert user.role == "support" and user.invited_by.startswith("console:")

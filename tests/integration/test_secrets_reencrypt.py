@@ -25,7 +25,10 @@ from tomato.core.crypto import SecretBox, SecretBoxError, generate_rsa_key, publ
 from tomato.core.db import Database, create_engine
 from tomato.core.reencrypt import reencrypt_column
 from tomato.merchant.models import AppKey, PlatformKey
+from tomato.merchant.portal_schemas import PortalInvite
+from tomato.merchant.portal_users import TOTP_CONTEXT
 from tomato.merchant.schemas import AppCreate, KeyRotate, MerchantCreate
+from tomato.merchant.user_models import MerchantUser
 from tomato.runtime.seed import seed_channel_accounts
 from tomato.runtime.seed_providers import seed_service_providers
 
@@ -76,6 +79,7 @@ async def written_under_a(c: Container) -> tuple[dict[str, list[bytes]], list[st
     accounts = await seed_channel_accounts(c, sandbox, "http://127.0.0.1:9100")
     # an Alipay ISV account whose identity's token is a secret too, and a WeChat partner account
     providers = await seed_service_providers(c, sandbox, "http://127.0.0.1:9100", merchant.mch_no, 0)
+    await c.merchants.users.invite(merchant.mch_no, PortalInvite(email="owner@example.com", role="owner"), "test")
     return apps, [*accounts.values(), *providers.values()], platform.key_id
 
 
@@ -85,7 +89,8 @@ async def ciphertexts(db: Database) -> list[str]:
         platform = (await uow.session.scalars(select(PlatformKey.private_key_ciphertext))).all()
         configs = (await uow.session.scalars(select(ChannelAccount.config_ciphertext))).all()
         tokens = (await uow.session.scalars(select(ChannelIdentity.secret_ciphertext))).all()
-    return [t for t in [*keys, *platform, *configs, *tokens] if t is not None]
+        totp = (await uow.session.scalars(select(MerchantUser.totp_secret_ciphertext))).all()
+    return [t for t in [*keys, *platform, *configs, *tokens, *totp] if t is not None]
 
 
 async def test_rows_under_a_open_with_b_alone_after_the_command(db: Database, db_url: str, tmp_path: Path) -> None:
@@ -105,6 +110,7 @@ async def test_rows_under_a_open_with_b_alone_after_the_command(db: Database, db
     assert found["platform_keys.private_key_ciphertext"]["rewritten"] == 1
     assert found["channel_accounts.config_ciphertext"]["rewritten"] == len(accounts) >= 5
     assert found["channel_identities.secret_ciphertext"]["rewritten"] == 1
+    assert found["merchant_users.totp_secret_ciphertext"]["rewritten"] == 1
     after = await ciphertexts(db)
     assert len(after) == len(before) and all(t.startswith("v1:kb:") for t in after)
 
@@ -115,6 +121,9 @@ async def test_rows_under_a_open_with_b_alone_after_the_command(db: Database, db
         assert (await c.merchants.platform_signer()).key_id == platform_key_id
         for account_id in accounts:
             await c.channels.adapter(account_id)  # decrypts and parses the whole config
+        async with c.db.uow() as uow:
+            (totp,) = (await uow.session.scalars(select(MerchantUser.totp_secret_ciphertext))).all()
+        assert totp is not None and len(SecretBox.from_ring(RING_B).decrypt(totp, context=TOTP_CONTEXT)) == 32
     finally:
         await c.aclose()
     with pytest.raises(SecretBoxError):

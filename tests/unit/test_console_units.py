@@ -137,3 +137,18 @@ def test_rendered_svg_escapes_labels_and_has_no_script_or_inline_style() -> None
     assert svg.count('<rect class="bar"') == 1 and "<svg" in svg
     empty = str(charts.render(charts.bar_chart("v", [], []), "No data yet"))
     assert "No data yet" in empty and 'class="bar"' not in empty
+
+
+def test_portal_catalogues_have_the_same_keys_and_every_key_the_portal_uses() -> None:
+    from tomato.gateway.portal import render as portal
+
+    en = {**i18n.catalogue("en"), **portal.catalogue("en")}
+    zh = {**i18n.catalogue("zh"), **portal.catalogue("zh")}
+    assert set(portal.catalogue("en")) == set(portal.catalogue("zh")) and all(zh.values())
+    used = set()
+    root = Path(portal.__file__).parent
+    for path in [*root.rglob("*.html"), *root.glob("*.py")]:
+        used |= set(re.findall(r"""\bt\(\s*["']([a-z_]+\.[A-Za-z_.-]+)["']""", path.read_text(encoding="utf-8")))
+    used = {k for k in used if not k.endswith(".")}  # `t("portal.role." ~ role)`: a family of keys
+    assert used and used <= set(en), sorted(used - set(en))
+    assert i18n.Translator("zh", portal.catalogue)("portal.role.owner") == "所有者"

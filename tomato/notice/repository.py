@@ -224,8 +224,11 @@ async def list_deliveries(
     return (await s.execute(stmt.order_by(Delivery.seq.desc()).limit(limit))).scalars().all()
 
 
-async def delivery_exists_seq(s: AsyncSession, seq: int) -> bool:
-    return (await s.execute(select(Delivery.id).where(Delivery.seq == seq))).first() is not None
+async def delivery_exists_seq(s: AsyncSession, seq: int, mch_no: str | None = None) -> bool:
+    stmt = select(Delivery.id).where(Delivery.seq == seq)
+    if mch_no is not None:
+        stmt = stmt.where(Delivery.mch_no == mch_no)
+    return (await s.execute(stmt)).first() is not None
 
 
 async def get(s: AsyncSession, delivery_id: str) -> Delivery | None:

@@ -21,7 +21,7 @@ from tomato.notice.schemas import AttemptView, DeliveryDetail, DeliveryView, Eve
 
 log = logging.getLogger(__name__)
 
-DELIVERY_FILTERS = ("mch_no", "app_id", "event_id", "status")
+DELIVERY_FILTERS = ("mch_no", "app_id", "event_id", "event_type", "status")
 
 
 class NoticeService:
@@ -63,33 +63,33 @@ class NoticeService:
     # --- operators ---------------------------------------------------------------------------------------
 
     async def list_deliveries(self, filters: dict[str, str], before_seq: int | None, limit: int) -> list[DeliveryView]:
-        """Newest first; `limit` rows (the caller asks for one more to know whether a next page exists)."""
+        """Newest first; `limit` rows (the caller asks for one more to know whether a next page exists). With a
+        `mch_no` filter (the portal's scope) a cursor must be one of that merchant's deliveries too."""
         unknown = set(filters) - set(DELIVERY_FILTERS)
         if unknown:
             raise InvalidRequest.field(sorted(unknown)[0], "unknown filter")
         if "status" in filters and filters["status"] not in repo.STATUSES:
             raise InvalidRequest.field("status", f"must be one of {', '.join(repo.STATUSES)}")
         async with self._db.uow() as uow:
-            if before_seq is not None and not await repo.delivery_exists_seq(uow.session, before_seq):
+            scope = filters.get("mch_no")
+            if before_seq is not None and not await repo.delivery_exists_seq(uow.session, before_seq, scope):
                 raise InvalidRequest.field("cursor", "unknown cursor")
             rows = await repo.list_deliveries(uow.session, filters, before_seq, limit)
         return [delivery_view(d) for d in rows]
 
-    async def get_delivery(self, delivery_id: str) -> DeliveryDetail:
+    async def get_delivery(self, delivery_id: str, *, mch_no: str | None = None) -> DeliveryDetail:
+        """`mch_no` scopes the read to one merchant (the portal): another merchant's delivery is not found."""
         async with self._db.uow() as uow:
-            delivery = await repo.get(uow.session, delivery_id)
-            if delivery is None:
-                raise DeliveryNotFound(f"delivery {delivery_id} not found")
+            delivery = _scoped(await repo.get(uow.session, delivery_id), delivery_id, mch_no)
             attempts = await repo.attempts_of(uow.session, delivery_id)
         view = delivery_view(delivery)
         return DeliveryDetail(**view.model_dump(), attempt_log=[attempt_view(a) for a in attempts])
 
-    async def resend(self, delivery_id: str) -> DeliveryDetail:
-        """A new schedule round starting now, whatever the status (not for SKIPPED or while being attempted)."""
+    async def resend(self, delivery_id: str, *, mch_no: str | None = None) -> DeliveryDetail:
+        """A new schedule round starting now, whatever the status (not for SKIPPED or while being attempted);
+        `mch_no` scopes it as in `get_delivery`."""
         async with self._db.uow() as uow:
-            delivery = await repo.get(uow.session, delivery_id)
-            if delivery is None:
-                raise DeliveryNotFound(f"delivery {delivery_id} not found")
+            delivery = _scoped(await repo.get(uow.session, delivery_id), delivery_id, mch_no)
             if not await repo.request_resend(uow.session, delivery_id, utcnow()):
                 why = "it has no URL" if delivery.status == repo.SKIPPED else "a worker is attempting it right now"
                 if delivery.status != repo.SKIPPED and not await repo.payloads(uow.session, [delivery.event_id]):
@@ -97,7 +97,7 @@ class NoticeService:
                 raise DeliveryNotResendable(f"delivery {delivery_id} cannot be resent: {why}")
             await uow.commit()
         await self._wake([delivery_id])
-        return await self.get_delivery(delivery_id)
+        return await self.get_delivery(delivery_id, mch_no=mch_no)
 
     async def resend_failed(self, cmd: ResendRange) -> int:
         async with self._db.uow() as uow:
@@ -123,6 +123,14 @@ class NoticeService:
             await self._queue.enqueue(ids)
         except Exception:
             log.warning("could not enqueue resent deliveries; the sweeper will", exc_info=True)
+
+
+def _scoped(delivery: Delivery | None, delivery_id: str, mch_no: str | None) -> Delivery:
+    """The delivery, or `DeliveryNotFound` when it does not exist or (given `mch_no`) is another merchant's: both
+    answers are the same, so an id tells nothing about other merchants."""
+    if delivery is None or (mch_no is not None and delivery.mch_no != mch_no):
+        raise DeliveryNotFound(f"delivery {delivery_id} not found")
+    return delivery
 
 
 def _t(value: datetime | None) -> datetime | None:

@@ -19,6 +19,7 @@ from tomato.core.settings import Settings
 from tomato.runtime.demo_client import ResponseRefused, SignedClient, WebhookReceiver
 from tomato.runtime.demo_stack import DemoStack, StackFailed, prepare_data_dir, running_stack
 from tomato.runtime.demo_story import StepFailed, Story, yuan
+from tomato.runtime.seed import DEMO_OWNER
 from tomato.runtime.shutdown import on_stop_signal
 
 Out = Callable[[str], None]
@@ -163,9 +164,11 @@ def _print_keep(stack: DemoStack, out: Out) -> None:
     out("")
     out("The stack keeps running (Ctrl-C stops it):")
     for name, url in (("API", stack.base_url), ("console", f"{stack.base_url}/console"),
+                      ("portal", f"{stack.base_url}/portal"),
                       ("API docs", f"{stack.base_url}/docs"), ("simulator", stack.sandbox_url)):  # fmt: skip
         out(f"  {name:<10} {url}")
     out(f"  merchant   {creds.mch_no}, app {creds.app_id}, secret {creds.app_secret}")
+    out(f"  portal owner {DEMO_OWNER}: set a password and TOTP at {stack.base_url}{creds.portal_invite_path}")
     for role, token in creds.admin_tokens.items():
         out(f"  {role + ' token':<10} {token}")
 

@@ -13,10 +13,12 @@ from tomato.channel.sandbox.state import SandboxState
 from tomato.channel.schemas import ChannelAccountCreate, RoutingRuleCreate
 from tomato.core.crypto import generate_rsa_key, private_key_pem, public_key_pem
 from tomato.core.pay_methods import CHANNEL_OF, PayMethod
+from tomato.merchant.portal_schemas import PortalInvite
 from tomato.merchant.schemas import AppCreate, FeePlanAssign, FeePlanCreate, MerchantCreate
 from tomato.runtime.seed_providers import seed_service_providers
 
 DEMO_FEE_PPM = 6_000  # 0.60 % of every payment, whatever the pay method; refunds give it back in proportion
+DEMO_OWNER = "owner@demo.example"  # the demo merchant's portal owner, invited by `tomato dev` and `tomato demo`
 SIMULATOR_COST_PPM = 3_800  # what the simulated channels charge the platform: 0.38 %
 
 
@@ -31,6 +33,7 @@ class DevCredentials:
     admin_tokens: dict[str, str]
     channel_accounts: dict[str, str]
     service_provider_accounts: dict[str, str]  # channel → the Alipay ISV / WeChat Pay partner account
+    portal_invite_path: str  # /portal/invite/<token>: the demo merchant's owner sets a password and TOTP there
 
     def as_json(self, base_url: str, sandbox_url: str) -> dict[str, Any]:
         """The credentials file of docs/operations.md."""
@@ -48,6 +51,7 @@ class DevCredentials:
             "admin_tokens": self.admin_tokens,
             "channel_accounts": self.channel_accounts,
             "service_provider_accounts": self.service_provider_accounts,
+            "portal_owner": {"email": DEMO_OWNER, "invite_url": base_url + self.portal_invite_path},
         }
 
 
@@ -177,6 +181,7 @@ async def seed_dev(c: Container, sandbox: SandboxState, sandbox_url: str, notify
     providers = await seed_service_providers(c, sandbox, sandbox_url, mch_no, SIMULATOR_COST_PPM)
     tokens = {role: await c.merchants.create_admin_token(role, name=f"dev-{role}") for role in ("operator", "finance")}
     platform = await c.merchants.platform_signer()
+    owner = await c.merchants.users.invite(mch_no, PortalInvite(email=DEMO_OWNER, role="owner"), "tomato dev")
     return DevCredentials(
         mch_no=mch_no,
         app_id=app_id,
@@ -187,4 +192,5 @@ async def seed_dev(c: Container, sandbox: SandboxState, sandbox_url: str, notify
         admin_tokens=tokens,
         channel_accounts=accounts,
         service_provider_accounts=providers,
+        portal_invite_path=f"/portal/invite/{owner.invite_token}",
     )

@@ -11,10 +11,11 @@ from starlette.responses import Response
 from tomato.core.pay_methods import ALL_PAY_METHODS
 from tomato.gateway.console import audit, reveal
 from tomato.gateway.console.audit import view
-from tomato.gateway.console.guard import form_of, page_route
+from tomato.gateway.console.guard import form_of, page_route, viewer_of
 from tomato.gateway.console.render import html, redirect
 from tomato.gateway.deps import container
 from tomato.gateway.paging import decode_cursor, encode_cursor
+from tomato.merchant.portal_schemas import PORTAL_ROLES, PortalInvite
 from tomato.merchant.schemas import AppCreate, AppCreated, FeePlanAssign, KeyRotate, MerchantCreate
 
 router = APIRouter(prefix="/console", route_class=page_route("operator"), include_in_schema=False)
@@ -44,10 +45,27 @@ async def create_merchant(request: Request) -> Response:
 
 @router.get("/merchants/{mch_no}")
 async def merchant(mch_no: MchNo, request: Request) -> Response:
+    return await _merchant_page(request, mch_no)
+
+
+async def _merchant_page(request: Request, mch_no: str, status: int = 200, invite_link: str | None = None) -> Response:
     c = container(request)
     m = await c.merchants.get_merchant(mch_no)
     plans = await c.merchants.list_fee_plans(None, 100)
-    return html(request, "operator/merchant.html", merchant=m, plans=plans, pay_methods=ALL_PAY_METHODS)
+    users = await c.merchants.users.list_users(mch_no)
+    return html(request, "operator/merchant.html", status=status, merchant=m, plans=plans, pay_methods=ALL_PAY_METHODS,
+                portal_users=users, roles=PORTAL_ROLES, invite_link=invite_link)  # fmt: skip
+
+
+@router.post("/merchants/{mch_no}/portal-users")
+async def invite_portal_user(mch_no: MchNo, request: Request) -> Response:
+    """The merchant's first owner (or anyone else): the invitation link is shown once, on this answer."""
+    form = form_of(request)
+    cmd = PortalInvite(email=form.get("email") or "", role=form.get("role") or "")
+    invitation = await container(request).merchants.users.invite(mch_no, cmd, f"console:{viewer_of(request).name}")
+    await audit.record(request, "portal_user.invite", invitation.user.user_id, None, view(invitation.user))
+    link = f"{request.base_url}portal/invite/{invitation.invite_token}"
+    return await _merchant_page(request, mch_no, 201, link)
 
 
 @router.post("/merchants/{mch_no}/freeze")

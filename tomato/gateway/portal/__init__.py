@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tomato.gateway.portal import pages_auth, pages_home, pages_money, pages_orders, pages_users
+from tomato.gateway.portal import (
+    pages_apps,
+    pages_auth,
+    pages_deliveries,
+    pages_home,
+    pages_money,
+    pages_orders,
+    pages_users,
+)
 
 router = APIRouter()
 for part in (
@@ -18,5 +26,7 @@ for part in (
     pages_orders.router,
     pages_orders.refunding,
     pages_money.router,
+    pages_apps.router,
+    pages_deliveries.router,
 ):
     router.include_router(part)

@@ -154,7 +154,7 @@ async def accept_invite(token: str, request: Request) -> Response:
     valid = token if _INVITE.fullmatch(token) else ""
     details = await users.invite_details(valid)
     if form.get("password") != form.get("password_again"):
-        error = request.state.t("invite.mismatch")
+        error = request.state.t("portal.invite.mismatch")
     else:
         try:
             member = await users.accept_invite(
