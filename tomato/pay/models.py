@@ -83,6 +83,8 @@ class PayOrder(Base):
         Index("ix_pay_orders_channel_trade_no", "channel_trade_no"),
         # the merchant's order list, newest first by keyset (migration 0017)
         Index("ix_pay_orders_app_created", "app_id", "created_at", "order_no"),
+        # the merchant portal's order list across the merchant's apps (migration 0023)
+        Index("ix_pay_orders_mch_created", "mch_no", "created_at", "order_no"),
     )
 
 
@@ -163,4 +165,6 @@ class Refund(Base):
         Index("ix_refunds_channel_refund_no", "channel_refund_no"),
         # the merchant's refund list, newest first by keyset (migration 0017)
         Index("ix_refunds_app_created", "app_id", "created_at", "refund_no"),
+        # the merchant portal's refund list across the merchant's apps (migration 0023)
+        Index("ix_refunds_mch_created", "mch_no", "created_at", "refund_no"),
     )

@@ -344,3 +344,13 @@ class HourlyVolume:
     orders: int
     succeeded: int
     amount: int
+
+
+@dataclass(frozen=True)
+class MethodVolume:
+    """One pay method's orders of a merchant in a period: how many, how many succeeded, the succeeded fen."""
+
+    pay_method: str
+    orders: int
+    succeeded: int
+    amount: int

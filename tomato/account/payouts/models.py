@@ -46,6 +46,7 @@ class Payout(Base):
     __table_args__ = (
         UniqueConstraint("app_id", "out_payout_no", name="uq_payouts_app_out_payout_no"),
         Index("ix_payouts_status_next_query", "status", "next_query_at"),
+        Index("ix_payouts_mch_created", "mch_no", "created_at", "payout_no"),  # the portal's list (migration 0023)
     )
 
     def __repr__(self) -> str:  # never print the account number

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.account.payouts.models import Payout, PayoutStatus
@@ -18,6 +18,21 @@ async def get(s: AsyncSession, payout_no: str) -> Payout | None:
 
 async def get_for_app(s: AsyncSession, app_id: str, payout_no: str) -> Payout | None:
     return await s.scalar(select(Payout).where(Payout.payout_no == payout_no, Payout.app_id == app_id))
+
+
+async def get_for_merchant(s: AsyncSession, mch_no: str, payout_no: str) -> Payout | None:
+    return await s.scalar(select(Payout).where(Payout.payout_no == payout_no, Payout.mch_no == mch_no))
+
+
+async def merchant_page(
+    s: AsyncSession, mch_no: str, after: tuple[datetime, str] | None, limit: int
+) -> Sequence[Payout]:
+    """The merchant's payouts (all its apps) newest first by (created_at, payout_no), strictly after `after`."""
+    q = select(Payout).where(Payout.mch_no == mch_no).order_by(Payout.created_at.desc(), Payout.payout_no.desc())
+    if after is not None:
+        at, no = Payout.created_at, Payout.payout_no
+        q = q.where(tuple_(at, no) < tuple_(literal(after[0], at.type), literal(after[1], no.type)))
+    return (await s.scalars(q.limit(limit))).all()
 
 
 async def by_out_payout_no(s: AsyncSession, app_id: str, out_payout_no: str) -> Payout | None:

@@ -42,7 +42,7 @@ from tomato.channel.protocol import (
 from tomato.channel.service import ChannelService
 from tomato.core.clock import Clock, as_utc
 from tomato.core.db import Database
-from tomato.core.errors import NoChannelAvailable
+from tomato.core.errors import InvalidRequest, NoChannelAvailable
 from tomato.core.ids import Snowflake
 from tomato.core.outbox import add_event
 from tomato.merchant.schemas import AppAuth
@@ -327,6 +327,27 @@ class PayoutService:
         if p is None:
             raise PayoutNotFound(f"no payout with out_payout_no {out_payout_no}")
         return payout_view(p)
+
+    async def get_for_merchant(self, mch_no: str, payout_no: str) -> PayoutView:
+        """For the merchant portal: another merchant's payout is not found, like one that does not exist."""
+        async with self.deps.db.uow() as uow:
+            p = await repo.get_for_merchant(uow.session, mch_no, payout_no)
+        if p is None:
+            raise PayoutNotFound(f"payout {payout_no} not found")
+        return payout_view(p)
+
+    async def list_for_merchant(self, mch_no: str, after: str | None, limit: int) -> list[PayoutView]:
+        """The merchant's payouts newest first after the payout `after` (a cursor's key: one of its payouts, else
+        a 422 naming `cursor`); `limit` rows."""
+        async with self.deps.db.uow() as uow:
+            key = None
+            if after is not None:
+                p = await repo.get_for_merchant(uow.session, mch_no, after)
+                if p is None:
+                    raise InvalidRequest.field("cursor", "unknown cursor")
+                key = (p.created_at, p.payout_no)
+            rows = await repo.merchant_page(uow.session, mch_no, key, limit)
+        return [payout_view(p) for p in rows]
 
     async def pending_by_merchant(self) -> dict[str, int]:
         """Σ of PENDING payouts per merchant, for `tomato ledger check` (= each payout_in_transit balance)."""

@@ -96,13 +96,14 @@ def bar_chart(
     series: Sequence[tuple[str, Sequence[int]]],
     fmt: Callable[[float], str] = lambda v: f"{v:g}",
     counts: bool = False,
+    top: float | None = None,
 ) -> Chart:
     """Grouped bars: one group per category, one bar per series (values ≥ 0); `counts`: things counted, so the axis
-    shows whole numbers only."""
+    shows whole numbers only; `top`: a fixed end of the axis (a rate's 100 %) instead of one above the peak."""
     peak = max((v for _, values in series for v in values), default=0)
     if not categories or not series or peak <= 0:
         return Chart(title=title, empty=True, legend=_legend(series))
-    top = nice_ceiling(peak)
+    top = top if top is not None and top >= peak else nice_ceiling(peak)
     if counts:  # whole ticks: the axis ends on a multiple of the tick count
         top = max(TICKS, math.ceil(top / TICKS) * TICKS)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM

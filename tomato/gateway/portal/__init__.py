@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tomato.gateway.portal import pages_apps, pages_auth, pages_deliveries, pages_home, pages_users
+from tomato.gateway.portal import (
+    pages_apps,
+    pages_auth,
+    pages_deliveries,
+    pages_home,
+    pages_money,
+    pages_orders,
+    pages_users,
+)
 
 router = APIRouter()
 for part in (
@@ -15,6 +23,9 @@ for part in (
     pages_auth.signed_in,
     pages_home.router,
     pages_users.router,
+    pages_orders.router,
+    pages_orders.refunding,
+    pages_money.router,
     pages_apps.router,
     pages_deliveries.router,
 ):

@@ -17,6 +17,7 @@ from tomato.pay.schemas import (
     AnomalyView,
     CashierOrderView,
     HourlyVolume,
+    MethodVolume,
     OrderLookup,
     PayOrderCreate,
     PayOrderView,
@@ -89,6 +90,20 @@ class PayService:
     async def list_refunds(self, query: RefundQuery, after: str | None, limit: int) -> list[RefundView]:
         """The app's refunds newest first after the refund `after` (a cursor's key); `limit` rows."""
         return await listing.list_refunds(self.deps, query, after, limit)
+
+    # --- for the merchant portal (every app of one merchant) -------------------------------------------------
+
+    async def merchant_order(self, mch_no: str, order_no: str) -> PayOrderView:
+        """One of the merchant's orders; another merchant's is OrderNotFound, like one that does not exist."""
+        return await listing.merchant_order(self.deps, mch_no, order_no)
+
+    async def merchant_refund(self, mch_no: str, refund_no: str) -> RefundView:
+        """One of the merchant's refunds; another merchant's is RefundNotFound, like one that does not exist."""
+        return await listing.merchant_refund(self.deps, mch_no, refund_no)
+
+    async def today_by_method(self, mch_no: str) -> list[MethodVolume]:
+        """Per pay method: the merchant's orders created today (business date), succeeded, succeeded fen."""
+        return await listing.today_by_method(self.deps, mch_no)
 
     async def close_order(self, app_id: str, order_no: str) -> PayOrderView:
         return await close.close_order(self.deps, app_id, order_no)

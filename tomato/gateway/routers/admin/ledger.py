@@ -13,7 +13,7 @@ from tomato.account.service import LedgerService
 from tomato.gateway.deps import admin_route, container
 from tomato.gateway.openapi import errors
 from tomato.gateway.paging import Cursor, Limit, check_limit, decode_cursor, decode_int_cursor, encode_cursor
-from tomato.gateway.routers.v1.balance import business_date
+from tomato.gateway.statements import business_date
 
 router = APIRouter(prefix="/admin/ledger", tags=["admin: ledger"], route_class=admin_route("finance"))
 

@@ -3,39 +3,21 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from datetime import date
-
 from fastapi import APIRouter, Request, Response
 
-from tomato.account.schemas import BalanceTransaction, BalanceTransactionPage, BalanceView
+from tomato.account.schemas import BalanceTransactionPage, BalanceView
 from tomato.account.service import LedgerService, transaction_view
-from tomato.core.errors import InvalidRequest
 from tomato.gateway.deps import container
 from tomato.gateway.paging import Cursor, Limit, check_limit, decode_int_cursor, encode_cursor
 from tomato.gateway.signed_route import SignedRoute, current_app
+from tomato.gateway.statements import business_date, statement_csv
 
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["merchant: balance"])
-
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-STATEMENT_HEADER = ("created_at", "type", "order_no", "refund_no", "payout_no", "amount", "fee", "net")
 
 
 def _ledger(request: Request) -> LedgerService:
     c = container(request)
     return LedgerService(c.db, c.settings.business_timezone)
-
-
-def business_date(text: str, field: str = "date") -> date:
-    """A `YYYY-MM-DD` calendar date, else 422 naming `field`."""
-    try:
-        if _DATE.fullmatch(text) is None:
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidRequest.field(field, "must be a date YYYY-MM-DD") from exc
 
 
 @router.get("/balance", response_model=BalanceView)
@@ -57,16 +39,6 @@ async def list_transactions(request: Request, limit: Limit = None, cursor: Curso
         data=[transaction_view(j) for j in shown],
         next_cursor=encode_cursor(str(shown[-1].seq)) if len(rows) > n else None,
     )
-
-
-def statement_csv(rows: list[BalanceTransaction]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(STATEMENT_HEADER)
-    for t in rows:
-        data = t.model_dump(mode="json")
-        writer.writerow(["" if data[name] is None else data[name] for name in STATEMENT_HEADER])
-    return out.getvalue()
 
 
 @router.get(
