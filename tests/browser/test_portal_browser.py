@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pyotp
@@ -291,4 +292,85 @@ async def test_five_wrong_passwords_lock_the_account(
     await page.locator("#sign-in").click()
     await expect(page.locator("#login-error")).to_contain_text("locked")
     await _screenshot(page, "portal-locked.png")
+    await ctx.close()
+
+
+async def _admin(live: LiveStack, role: str) -> httpx.AsyncClient:
+    token = live.creds["admin_tokens"][role]
+    return httpx.AsyncClient(base_url=live.base_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+
+async def _settled_today(live: LiveStack, mch_no: str, at_least: int) -> None:
+    """The merchant on D+0, its booked payments settled now: `available` holds at least `at_least` fen."""
+    async with await _admin(live, "operator") as operator, await _admin(live, "finance") as finance:
+        r = await operator.post(f"/admin/merchants/{mch_no}/settlement-cycle", json={"cycle": "D+0"})
+        assert r.status_code == 200, r.text
+        client = MerchantClient(operator, live.creds["app_id"], secret=live.creds["app_secret"])
+        deadline = time.monotonic() + 30
+        while (await client.request("GET", "/v1/balance")).json()["pending"] < at_least:  # booked asynchronously
+            assert time.monotonic() < deadline, "the payment was not booked"
+            await asyncio.sleep(0.05)
+        day = live.clock.now().astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        r = await finance.post("/admin/settlements/run", json={"date": day})
+        assert r.status_code == 200 and r.json()["settled_amount"] >= at_least, r.text
+
+
+async def test_support_refunds_part_of_an_order_and_finance_requests_a_payout(
+    live: LiveStack, browser: Any, owner_state: dict[str, Any]
+) -> None:
+    from playwright.async_api import expect
+
+    ctx, owner, problems = await _owner(browser, live, owner_state)
+    support_link = await _invite(owner, live, "cs@demo.example", "support")
+    finance_link = await _invite(owner, live, "money@demo.example", "finance")
+    order_no = await _paid_order(live, live.creds["app_secret"], 10_000)
+
+    # support finds the order by its number and refunds ¥25.00 of it, through the confirmation step
+    cs_ctx, cs, cs_problems = await _page(browser)
+    await _accept(cs, live, support_link, totp=False)
+    await cs.goto(f"{live.base_url}/portal/orders")
+    await cs.locator("#order-q").fill(order_no)
+    await cs.locator("#order-search").click()
+    await cs.locator(f"#orders a:has-text('{order_no}')").first.click()
+    await cs.locator("#refund-link").click()
+    await cs.locator("#refund-amount").fill("25.00")
+    await cs.locator("#refund-reason").fill("one cup was cold")
+    await cs.locator("#refund-next").click()
+    await expect(cs.locator("#confirm-amount")).to_contain_text("25.00")
+    await _screenshot(cs, "portal-refund-confirm.png")
+    await cs.locator("#refund-confirm-submit").click()
+    await expect(cs.locator("#refund")).to_be_visible()
+    refund_no = cs.url.split("?")[0].rsplit("/", 1)[1]
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as http:
+        client = MerchantClient(http, live.creds["app_id"], secret=live.creds["app_secret"])
+        api = await client.request("GET", f"/v1/refunds/{refund_no}")
+    assert api.status_code == 200 and (api.json()["order_no"], api.json()["amount"]) == (order_no, 2_500)
+
+    # support may not reach payouts
+    refused = await cs.goto(f"{live.base_url}/portal/payouts")
+    assert refused is not None and refused.status == 403
+    await expect(cs.locator("#error-code")).to_have_text("FORBIDDEN")
+    await cs_ctx.close()
+
+    # finance requests a payout from the settled balance
+    await _settled_today(live, live.creds["mch_no"], 7_000)  # ¥99.40 less the ¥25 refund (its fee share returned)
+    fin_ctx, fin, fin_problems = await _page(browser)
+    await _accept(fin, live, finance_link, totp=False)
+    await fin.goto(f"{live.base_url}/portal")
+    await _screenshot(fin, "portal-dashboard.png")
+    await fin.goto(f"{live.base_url}/portal/payouts/new")
+    await fin.locator("#payout-amount").fill("50.00")
+    await fin.locator("#payout-name").fill("Demo Merchant Ltd")
+    await fin.locator("#payout-number").fill("6222020202020202")
+    await fin.locator("#payout-bank").fill("Demo Bank")
+    await _screenshot(fin, "portal-payout.png")
+    await fin.locator("#payout-next").click()
+    await expect(fin.locator("#confirm-amount")).to_contain_text("50.00")
+    await fin.locator("#payout-confirm-submit").click()
+    await expect(fin.locator("#payout-amount")).to_contain_text("50.00")
+    payout_no = fin.url.split("?")[0].rsplit("/", 1)[1]
+    await fin.goto(f"{live.base_url}/portal/payouts")
+    await expect(fin.locator("#payouts")).to_contain_text(payout_no)
+    assert problems == [] and cs_problems == [] and fin_problems == []
+    await fin_ctx.close()
     await ctx.close()
