@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS, LiveStack, need_browser
+from tests.fixtures.browser import LiveStack, ShiftedClock, chromium, need_browser
 from tests.fixtures.merchant_client import MerchantClient
 from tomato.bootstrap import Container
 
@@ -31,19 +31,6 @@ pytestmark = pytest.mark.browser
 DAY = timedelta(days=1)
 DESKTOP = {"width": 1280, "height": 860}
 TZ = ZoneInfo("Asia/Shanghai")
-
-
-class ShiftedClock:
-    """The system clock moved by `offset`; the platform and the simulator share one."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def timestamp(self) -> float:
-        return time.time() + self.offset.total_seconds()
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +58,8 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def browser(live: LiveStack) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def _page(browser: Any, lang: str = "en-US") -> tuple[Any, Any, list[str]]:

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ import httpx
 import pyotp
 import pytest
 
-from tests.fixtures.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveStack, need_browser
+from tests.fixtures.browser import ARTIFACTS, LiveStack, ShiftedClock, chromium, need_browser
 from tests.fixtures.merchant_client import MerchantClient
 from tests.fixtures.webhook_receiver import Received, Receiver, verify_webhook
 
@@ -34,19 +34,6 @@ pytestmark = pytest.mark.browser
 DESKTOP = {"width": 1280, "height": 860}
 PASSWORD = "a long portal password"
 STEP = timedelta(seconds=30)
-
-
-class ShiftedClock:
-    """The system clock moved by `offset`; the platform and the simulator share one."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def timestamp(self) -> float:
-        return time.time() + self.offset.total_seconds()
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +67,8 @@ async def _screenshot(page: Any, name: str) -> None:
 
 @pytest.fixture
 async def browser(live: LiveStack) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def _page(browser: Any) -> tuple[Any, Any, list[str]]:

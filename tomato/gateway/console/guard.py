@@ -70,35 +70,36 @@ async def guarded(request: Request, inner: Callable[[Request], Coroutine[Any, An
         return error_page(request, 422, "INVALID_REQUEST", request.state.t("error.invalid"), issues(exc))
 
 
-def public_route() -> type[APIRoute]:
-    class PublicRoute(APIRoute):
+Admit = Callable[[Request, tuple[str, ...]], Coroutine[Any, Any, Response | None]]
+
+
+def route_class(
+    prepare: Callable[[Request], None], admit: Admit | None = None, roles: tuple[str, ...] = ()
+) -> type[APIRoute]:
+    """A route class that runs `prepare` (the language), then `admit` (session, role, CSRF) when given, then the
+    handler with service errors rendered as pages. The console's and the portal's routes are all made here."""
+
+    class GuardedRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             inner = super().get_route_handler()
 
             async def handler(request: Request) -> Response:
-                set_language(request)
-                return await guarded(request, inner)
-
-            return handler
-
-    return PublicRoute
-
-
-def page_route(*roles: str) -> type[APIRoute]:
-    class PageRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            inner = super().get_route_handler()
-
-            async def handler(request: Request) -> Response:
-                set_language(request)
-                refused = await admit(request, roles)
-                if refused is not None:
+                prepare(request)
+                if admit is not None and (refused := await admit(request, roles)) is not None:
                     return refused
                 return await guarded(request, inner)
 
             return handler
 
-    return PageRoute
+    return GuardedRoute
+
+
+def public_route() -> type[APIRoute]:
+    return route_class(set_language)
+
+
+def page_route(*roles: str) -> type[APIRoute]:
+    return route_class(set_language, admit, roles)
 
 
 async def admit(request: Request, roles: tuple[str, ...]) -> Response | None:

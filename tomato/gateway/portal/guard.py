@@ -9,9 +9,7 @@ merchant's object is `404`, exactly like an id that does not exist. Service erro
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from fastapi.routing import APIRoute
@@ -21,7 +19,7 @@ from starlette.responses import Response
 from tomato.core.errors import TomatoError
 from tomato.gateway.console import csrf
 from tomato.gateway.console.forms import Form, read_form
-from tomato.gateway.console.guard import error_page, guarded
+from tomato.gateway.console.guard import error_page, route_class
 from tomato.gateway.console.render import redirect
 from tomato.gateway.deps import container
 from tomato.gateway.portal import session
@@ -56,34 +54,11 @@ class Viewer:
 
 
 def public_route() -> type[APIRoute]:
-    class PublicRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            inner = super().get_route_handler()
-
-            async def handler(request: Request) -> Response:
-                set_language(request)
-                return await guarded(request, inner)
-
-            return handler
-
-    return PublicRoute
+    return route_class(set_language)
 
 
 def portal_route(*roles: str) -> type[APIRoute]:
-    class PortalRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            inner = super().get_route_handler()
-
-            async def handler(request: Request) -> Response:
-                set_language(request)
-                refused = await admit(request, roles)
-                if refused is not None:
-                    return refused
-                return await guarded(request, inner)
-
-            return handler
-
-    return PortalRoute
+    return route_class(set_language, admit, roles)
 
 
 async def admit(request: Request, roles: tuple[str, ...]) -> Response | None:
