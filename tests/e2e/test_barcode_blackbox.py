@@ -18,6 +18,11 @@ CHANNELS = ("alipay", "wechat", "bank")
 CONFIRM_WINDOW_S = 30.0  # TOMATO_BARCODE_CONFIRM_S's default
 
 
+# The creates wait up to TOMATO_BARCODE_WAIT_S (5 s) while other pooled connections sit idle; the server closes a
+# connection idle for 5 s (uvicorn's keep-alive), so a connection reused at that moment reads a close (ReadError).
+# The client forgets idle connections first.
+SHORT_KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
+
 async def _until_final(client: MerchantClient, order_no: str, within_s: float) -> dict[str, Any]:
     started = time.monotonic()
     while True:
@@ -43,8 +48,8 @@ async def _case(
 async def test_barcode_payments_on_every_channel(dev_stack: DevStack) -> None:
     creds = dev_stack.creds
     async with (
-        httpx.AsyncClient(base_url=creds["base_url"], timeout=30) as http,
-        httpx.AsyncClient(base_url=creds["sandbox_url"], timeout=30) as sandbox,
+        httpx.AsyncClient(base_url=creds["base_url"], timeout=30, limits=SHORT_KEEPALIVE) as http,
+        httpx.AsyncClient(base_url=creds["sandbox_url"], timeout=30, limits=SHORT_KEEPALIVE) as sandbox,
     ):
         client = MerchantClient(http, creds["app_id"], secret=creds["app_secret"])
         cases = await asyncio.gather(
