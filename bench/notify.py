@@ -121,11 +121,22 @@ def add_notify_account(gateway: str, admin_token: str, sandbox: str) -> NotifyAc
     ).decode()
     app_id = f"2021{secrets.randbelow(10**12):012d}"
     with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as admin:
-        account = _ok(admin.post("/admin/channel-accounts", json={
-            "channel": "alipay", "name": "bench alipay notifies",
-            "config": {"app_id": app_id, "private_key_pem": merchant_private, "alipay_public_key_pem": alipay_public,
-                       "gateway_url": f"{sandbox}/alipay/gateway.do"},
-        }), 201)
+        account = _ok(
+            admin.post(
+                "/admin/channel-accounts",
+                json={
+                    "channel": "alipay",
+                    "name": "bench alipay notifies",
+                    "config": {
+                        "app_id": app_id,
+                        "private_key_pem": merchant_private,
+                        "alipay_public_key_pem": alipay_public,
+                        "gateway_url": f"{sandbox}/alipay/gateway.do",
+                    },
+                },
+            ),
+            201,
+        )
     private = alipay_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return NotifyAccount(account["id"], app_id, private)
 
@@ -153,21 +164,38 @@ def _signed_notifies(job: tuple[str, list[str], str, int, str]) -> list[bytes]:
     out = []
     for order_no in order_nos:
         fields = {
-            "notify_time": _beijing(now), "notify_type": "trade_status_sync", "notify_id": secrets.token_hex(16),
-            "app_id": app_id, "auth_app_id": app_id, "charset": "utf-8", "version": "1.0", "sign_type": "RSA2",
-            "trade_no": "2026" + secrets.token_hex(12), "out_trade_no": order_no, "trade_status": "TRADE_SUCCESS",
-            "total_amount": amount, "subject": "Bench coffee", "gmt_create": _beijing(now - timedelta(seconds=30)),
-            "buyer_id": "2088102177846880", "buyer_logon_id": "bench***@example.com",
-            "seller_id": "2088102177649450", "seller_email": "merchant@bench.example",
-            "receipt_amount": amount, "invoice_amount": amount, "buyer_pay_amount": amount, "point_amount": "0.00",
+            "notify_time": _beijing(now),
+            "notify_type": "trade_status_sync",
+            "notify_id": secrets.token_hex(16),
+            "app_id": app_id,
+            "auth_app_id": app_id,
+            "charset": "utf-8",
+            "version": "1.0",
+            "sign_type": "RSA2",
+            "trade_no": "2026" + secrets.token_hex(12),
+            "out_trade_no": order_no,
+            "trade_status": "TRADE_SUCCESS",
+            "total_amount": amount,
+            "subject": "Bench coffee",
+            "gmt_create": _beijing(now - timedelta(seconds=30)),
+            "buyer_id": "2088102177846880",
+            "buyer_logon_id": "bench***@example.com",
+            "seller_id": "2088102177649450",
+            "seller_email": "merchant@bench.example",
+            "receipt_amount": amount,
+            "invoice_amount": amount,
+            "buyer_pay_amount": amount,
+            "point_amount": "0.00",
             "gmt_payment": _beijing(now - timedelta(seconds=5)),
             "fund_bill_list": f'[{{"amount":"{amount}","fundChannel":"ALIPAYACCOUNT"}}]',
         }
         content = "&".join(f"{k}={v}" for k, v in sorted(fields.items()) if k not in ("sign", "sign_type"))
         fields["sign"] = base64.b64encode(_SIGNER.sign(content.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
         body = urlencode(fields).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {path_host}\r\nContent-Length: {len(body)}\r\n"
-                "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\r\n")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {path_host}\r\nContent-Length: {len(body)}\r\n"
+            "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\r\n"
+        )
         out.append(head.encode() + body)
     return out
 
@@ -178,22 +206,51 @@ def _signed_notifies(job: tuple[str, list[str], str, int, str]) -> list[bytes]:
 def clone_orders(db: str, template: str, account: str, prefix: str, count: int) -> list[str]:
     """`count` PAYING copies of the template order on the bench's account (each with its attempt), by SQL: every
     column copied but the keys, so new columns need no change here."""
-    cols = [r["column_name"] for r in pg(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'public' "
-        "ORDER BY ordinal_position", "pay_orders", database=db)]
+    cols = [
+        r["column_name"]
+        for r in pg(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'public' "
+            "ORDER BY ordinal_position",
+            "pay_orders",
+            database=db,
+        )
+    ]
     new_no = f"'{prefix}' || lpad(g::text, 9, '0')"
-    override = {"order_no": new_no, "out_trade_no": f"'n' || {new_no}", "cashier_token": "NULL",
-                "channel_account_id": "$2", "status": "'PAYING'"}
+    override = {
+        "order_no": new_no,
+        "out_trade_no": f"'n' || {new_no}",
+        "cashier_token": "NULL",
+        "channel_account_id": "$2",
+        "status": "'PAYING'",
+    }
     select = ", ".join(override.get(c, f"o.{c}") for c in cols)
-    pg(f"INSERT INTO pay_orders ({', '.join(cols)}) SELECT {select} FROM pay_orders o, generate_series(1, $3) g "
-       "WHERE o.order_no = $1", template, account, count, database=db)
-    acols = [r["column_name"] for r in pg(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'public' "
-        "ORDER BY ordinal_position", "pay_attempts", database=db)]
+    pg(
+        f"INSERT INTO pay_orders ({', '.join(cols)}) SELECT {select} FROM pay_orders o, generate_series(1, $3) g "
+        "WHERE o.order_no = $1",
+        template,
+        account,
+        count,
+        database=db,
+    )
+    acols = [
+        r["column_name"]
+        for r in pg(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'public' "
+            "ORDER BY ordinal_position",
+            "pay_attempts",
+            database=db,
+        )
+    ]
     aover = {"id": f"'a' || {new_no}", "order_no": new_no, "channel_account_id": "$2"}
     aselect = ", ".join(aover.get(c, f"a.{c}") for c in acols)
-    pg(f"INSERT INTO pay_attempts ({', '.join(acols)}) SELECT {aselect} FROM pay_attempts a, generate_series(1, $3) g "
-       "WHERE a.order_no = $1", template, account, count, database=db)
+    pg(
+        f"INSERT INTO pay_attempts ({', '.join(acols)}) SELECT {aselect} FROM pay_attempts a, generate_series(1, $3) g "
+        "WHERE a.order_no = $1",
+        template,
+        account,
+        count,
+        database=db,
+    )
     return [f"{prefix}{g:09d}" for g in range(1, count + 1)]
 
 
@@ -250,20 +307,29 @@ class Stack:
     def run_bare(self, duration: float) -> Run:
         self.wait_quiet()
         s0 = self.sample()
-        w = run_wrk(self.bare_url + "/", duration_s=duration, connections=self.args.concurrency,
-                    threads=self.threads(), expect_status=200, work_dir=self.work)
+        w = run_wrk(
+            self.bare_url + "/",
+            duration_s=duration,
+            connections=self.args.concurrency,
+            threads=self.threads(),
+            expect_status=200,
+            work_dir=self.work,
+        )
         s1 = self.sample()
         _check_wrk("bare", w)
         return Run("bare", w, s0.delta(s1))
 
     def _pool(self, prefix: str, per_thread: int) -> Path:
         """Clone the orders and sign one notify each, split over the wrk threads' pool files."""
-        order_nos = clone_orders(self.db_name, self.template, self.account.account_id, prefix,
-                                 per_thread * self.threads())
+        order_nos = clone_orders(
+            self.db_name, self.template, self.account.account_id, prefix, per_thread * self.threads()
+        )
         host = self.gateway_url.removeprefix("http://")
         chunk = 250
-        jobs = [(self.account.alipay_app_id, order_nos[i : i + chunk], host, self.amount, self.path)
-                for i in range(0, len(order_nos), chunk)]
+        jobs = [
+            (self.account.alipay_app_id, order_nos[i : i + chunk], host, self.amount, self.path)
+            for i in range(0, len(order_nos), chunk)
+        ]
         raws = [raw for part in self.signers.map(_signed_notifies, jobs) for raw in part]
         pool = self.work / f"pool-{prefix}"
         for t in range(self.threads()):
@@ -271,8 +337,14 @@ class Stack:
         return pool
 
     def run_product(
-        self, duration: float, *, presign_rate: float | None = None, tag: str = "",
-        before_load: Callable[[], None] | None = None, warmup: bool = False, connections: int | None = None,
+        self,
+        duration: float,
+        *,
+        presign_rate: float | None = None,
+        tag: str = "",
+        before_load: Callable[[], None] | None = None,
+        warmup: bool = False,
+        connections: int | None = None,
     ) -> Run:
         self.seq += 1
         prefix = f"{tag or 'r'}{self.seq}x"
@@ -283,17 +355,24 @@ class Stack:
         if before_load is not None:
             before_load()
         s0 = self.sample()
-        w = run_wrk(self.gateway_url + self.path, duration_s=duration,
-                    connections=connections or self.args.concurrency, threads=self.threads(), expect_status=200,
-                    work_dir=self.work, pool_prefix=pool)
+        w = run_wrk(
+            self.gateway_url + self.path,
+            duration_s=duration,
+            connections=connections or self.args.concurrency,
+            threads=self.threads(),
+            expect_status=200,
+            work_dir=self.work,
+            pool_prefix=pool,
+        )
         succeeded = self._drain(prefix, sent=int(w.raw.get("sent", 0)))
         s1 = self.sample()
         for t in range(self.threads()):
             Path(f"{pool}.{t}").unlink(missing_ok=True)
         _check_wrk("product", w, allow_empty=warmup)
         if succeeded < w.requests:
-            raise BenchError(f"wrk saw {w.requests} notifies answered `success` but only {succeeded} orders "
-                             "reached SUCCEEDED")
+            raise BenchError(
+                f"wrk saw {w.requests} notifies answered `success` but only {succeeded} orders reached SUCCEEDED"
+            )
         self.best_rate = max(self.best_rate, w.rate)
         return Run("product", w, s0.delta(s1), succeeded)
 
@@ -303,8 +382,11 @@ class Stack:
         deadline = time.monotonic() + 15
         last = -1
         while True:
-            rows = pg("SELECT status, count(*) AS n FROM pay_orders WHERE order_no LIKE $1 GROUP BY status",
-                      prefix + "%", database=self.db_name)
+            rows = pg(
+                "SELECT status, count(*) AS n FROM pay_orders WHERE order_no LIKE $1 GROUP BY status",
+                prefix + "%",
+                database=self.db_name,
+            )
             counts = {r["status"]: int(r["n"]) for r in rows}
             done = counts.get("SUCCEEDED", 0)
             if done == last or done >= sent or time.monotonic() > deadline:
@@ -315,18 +397,23 @@ class Stack:
             raise BenchError(f"orders in unexpected states after the run: {counts}\n{self.gateway.log_tail()}")
         events = pg(
             "SELECT count(*) AS n, count(DISTINCT aggregate_id) AS d FROM outbox_events "
-            "WHERE event_type = 'pay.succeeded' AND aggregate_id LIKE $1", prefix + "%", database=self.db_name)[0]
+            "WHERE event_type = 'pay.succeeded' AND aggregate_id LIKE $1",
+            prefix + "%",
+            database=self.db_name,
+        )[0]
         if not (int(events["n"]) == int(events["d"]) == done):
-            raise BenchError(f"{done} orders SUCCEEDED but {events['n']} pay.succeeded outbox rows for "
-                             f"{events['d']} orders")
+            raise BenchError(
+                f"{done} orders SUCCEEDED but {events['n']} pay.succeeded outbox rows for {events['d']} orders"
+            )
         return done
 
 
 # --- report -------------------------------------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, verify_ms: float, bare: list[Run], prod: list[Run], warm: str,
-           source: str) -> list[str]:
+def report(
+    args: argparse.Namespace, verify_ms: float, bare: list[Run], prod: list[Run], warm: str, source: str
+) -> list[str]:
     lines = [
         "",
         "=" * 110,
@@ -338,8 +425,7 @@ def report(args: argparse.Namespace, verify_ms: float, bare: list[Run], prod: li
         f"RSA-2048 PKCS#1 v1.5/SHA-256 verify (cryptography {cryptography.__version__}): {verify_ms:.3f} ms CPU",
         "",
         "     |        bare endpoint              |            notify → SUCCEEDED (CPU-ms per notify)      | cores",
-        " rep |    req/s  p99 ms CPU-ms/req others | notifies/s  p50 ms  p99 ms gateway     pg  redis   wrk |"
-        " others",
+        " rep |    req/s  p99 ms CPU-ms/req others | notifies/s  p50 ms  p99 ms gateway     pg  redis   wrk | others",
     ]
     for i, (b, p) in enumerate(zip(bare, prod, strict=True), 1):
         lines.append(
@@ -353,10 +439,14 @@ def report(args: argparse.Namespace, verify_ms: float, bare: list[Run], prod: li
     ratio = cpu / b_cpu
     rate_ratio = median([p.rate for p in prod]) / median([b.rate for b in bare])
     overhead = cpu - verify_ms
-    noisy = [why for bad, why in (
-        (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
-        (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
-    ) if bad]
+    noisy = [
+        why
+        for bad, why in (
+            (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
+            (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
+        )
+        if bad
+    ]
     lines += [
         "",
         f"medians ({len(prod)} repeats)          notify                  bare endpoint    notify ÷ bare",
@@ -373,8 +463,12 @@ def report(args: argparse.Namespace, verify_ms: float, bare: list[Run], prod: li
         "target (issue 24)                        measured   target      verdict",
         f"  gateway CPU per notify ÷ bare     {ratio:>10.1f} ×   ≤ {TARGET_CPU_RATIO:g} ×      "
         f"{verdict(ratio <= TARGET_CPU_RATIO)}",
-        "  run quality: " + ("NOISY — " + "; ".join(noisy) + ": rerun before judging" if noisy else
-                             f"clean (bare p99 {b_p99:.1f} ms, others {others:.2f} cores)"),
+        "  run quality: "
+        + (
+            "NOISY — " + "; ".join(noisy) + ": rerun before judging"
+            if noisy
+            else f"clean (bare p99 {b_p99:.1f} ms, others {others:.2f} cores)"
+        ),
         "=" * 110,
     ]
     return lines
@@ -400,8 +494,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--profile-out", default="/tmp/tomato-notify.collapsed.txt")
-    p.add_argument("--quiet-cores", type=float, default=0.25,
-                   help="before each run, wait while processes outside the benchmark use more than this many cores")
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=0.25,
+        help="before each run, wait while processes outside the benchmark use more than this many cores",
+    )
     p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
     args = p.parse_args(argv)
@@ -441,17 +539,19 @@ def main(argv: list[str] | None = None) -> int:
         bare_url = f"http://127.0.0.1:{bare_port}"
         admin_token = f"bench-{secrets.token_hex(16)}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
-        env.update({
-            "TOMATO_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db_name}",
-            "TOMATO_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
-            "TOMATO_REDIS_PREFIX": redis_prefix,
-            "TOMATO_ADMIN_TOKENS": f"operator:{admin_token}",
-            "TOMATO_SECRET_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "TOMATO_RATE_LIMIT_RPS": "1000000",
-            "TOMATO_RATE_LIMIT_BURST": "1000000",
-            "TOMATO_PUBLIC_URL": gateway_url,
-            "TOMATO_DATA_DIR": str(work / "data"),
-        })
+        env.update(
+            {
+                "TOMATO_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db_name}",
+                "TOMATO_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
+                "TOMATO_REDIS_PREFIX": redis_prefix,
+                "TOMATO_ADMIN_TOKENS": f"operator:{admin_token}",
+                "TOMATO_SECRET_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+                "TOMATO_RATE_LIMIT_RPS": "1000000",
+                "TOMATO_RATE_LIMIT_BURST": "1000000",
+                "TOMATO_PUBLIC_URL": gateway_url,
+                "TOMATO_DATA_DIR": str(work / "data"),
+            }
+        )
         tomato = str(VENV_BIN / "tomato")
         source = tomato_source(env, work)
         print(source, flush=True)
@@ -461,13 +561,34 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError(f"tomato db upgrade failed:\n{up.stdout}\n{up.stderr}")
         sandbox = services.start("sandbox", [tomato, "sandbox", "--port", str(sim_port)], env, work)
         gateway = services.start(
-            "gateway", [tomato, "serve", "--host", "127.0.0.1", "--port", str(gw_port), "--workers", str(args.workers)],
-            env, work)
-        bare = services.start("bare", [
-            sys.executable, "-m", "uvicorn", "bench._common:bare_app", "--factory", "--app-dir", str(ROOT),
-            "--host", "127.0.0.1", "--port", str(bare_port), "--workers", str(args.workers), "--no-access-log",
-            "--timeout-graceful-shutdown", "8",
-        ], env, work)
+            "gateway",
+            [tomato, "serve", "--host", "127.0.0.1", "--port", str(gw_port), "--workers", str(args.workers)],
+            env,
+            work,
+        )
+        bare = services.start(
+            "bare",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench._common:bare_app",
+                "--factory",
+                "--app-dir",
+                str(ROOT),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "8",
+            ],
+            env,
+            work,
+        )
         wait_http(sandbox_url + "/healthz", sandbox)
         wait_http(gateway_url + "/readyz", gateway)
         wait_http(bare_url + "/", bare)
@@ -477,13 +598,29 @@ def main(argv: list[str] | None = None) -> int:
         app: App = seed(gateway_url, sandbox_url, admin_token)
         order = check_one_order(app, gateway_url)
         account = add_notify_account(gateway_url, admin_token, sandbox_url)
-        print(f"template order {order['order_no']} ({order['amount']} fen) {order['status']}; notifies to account "
-              f"{account.account_id}", flush=True)
+        print(
+            f"template order {order['order_no']} ({order['amount']} fen) {order['status']}; notifies to account "
+            f"{account.account_id}",
+            flush=True,
+        )
         signers = concurrent.futures.ProcessPoolExecutor(
-            max_workers=2, initializer=_init_signer, initargs=(account.alipay_private_pem,))
-        stack = Stack(args, work, gateway, sandbox, bare, gateway_url, bare_url, db_name, account,
-                      order["order_no"], int(order["amount"]), signers,
-                      roots={"gateway": gateway.pid, "sim": sandbox.pid, "bare": bare.pid})
+            max_workers=2, initializer=_init_signer, initargs=(account.alipay_private_pem,)
+        )
+        stack = Stack(
+            args,
+            work,
+            gateway,
+            sandbox,
+            bare,
+            gateway_url,
+            bare_url,
+            db_name,
+            account,
+            order["order_no"],
+            int(order["amount"]),
+            signers,
+            roots={"gateway": gateway.pid, "sim": sandbox.pid, "bare": bare.pid},
+        )
         wb = stack.run_bare(args.warmup)
         wp = stack.run_product(args.warmup, presign_rate=max(args.presign_rate, 600.0), tag="w", warmup=True)
         warm = f"bare {wb.rate:,.0f} req/s; product {wp.orders} notifies, {wp.rate:,.1f}/s"
@@ -496,9 +633,11 @@ def main(argv: list[str] | None = None) -> int:
             bare_runs.append(b)
             p = stack.run_product(args.duration)
             prod_runs.append(p)
-            print(f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s {b.cpu_ms('bare'):.3f} CPU-ms/req | "
-                  f"notify {p.rate:,.1f}/s p99 {p.wrk.p99_ms:.1f} ms, {p.cpu_ms('gateway'):.3f} gateway CPU-ms/notify",
-                  flush=True)
+            print(
+                f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s {b.cpu_ms('bare'):.3f} CPU-ms/req | "
+                f"notify {p.rate:,.1f}/s p99 {p.wrk.p99_ms:.1f} ms, {p.cpu_ms('gateway'):.3f} gateway CPU-ms/notify",
+                flush=True,
+            )
         print("\n".join(report(args, verify_ms, bare_runs, prod_runs, warm, source)), flush=True)
         if args.profile:
             print(f"\nprofiling the gateway for {args.profile_seconds:g} s under the same load …", flush=True)
