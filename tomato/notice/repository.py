@@ -144,6 +144,41 @@ async def record(s: AsyncSession, attempts: Sequence[dict[str, Any]], updates: S
         await s.execute(stmt, list(updates))
 
 
+_ATTEMPT_COLUMNS = (
+    ("id", "bigint"), ("delivery_id", "varchar"), ("attempt_no", "int"), ("started_at", "timestamptz"),
+    ("latency_ms", "int"), ("http_status", "int"), ("response_body", "text"), ("error_class", "varchar"),
+    ("error_message", "varchar"), ("succeeded", "bool"),
+)  # fmt: skip
+_UPDATE_COLUMNS = (
+    ("b_id", "varchar"), ("b_token", "varchar"), ("status", "varchar"), ("attempts", "int"),
+    ("next_attempt_at", "timestamptz"), ("last_status", "int"), ("last_error", "varchar"),
+    ("finished_at", "timestamptz"), ("updated_at", "timestamptz"),
+)  # fmt: skip
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
+    return ", ".join(f"${first + i}::{kind}[]" for i, (_, kind) in enumerate(columns))
+
+
+# `record` as one statement on PostgreSQL: the attempts appended and the deliveries moved on (each only if it still
+# holds its claim token) by a data-modifying CTE over arrays — atomic without BEGIN/COMMIT, one round trip
+_RECORD_PG = (
+    f"WITH appended AS (INSERT INTO {_A.name} ({', '.join(c for c, _ in _ATTEMPT_COLUMNS)}) "
+    f"SELECT * FROM unnest({_unnest(_ATTEMPT_COLUMNS, 1)})) "
+    f"UPDATE {_D.name} AS d SET status = u.status, attempts = u.attempts, next_attempt_at = u.next_attempt_at, "
+    "last_status = u.last_status, last_error = u.last_error, finished_at = u.finished_at, updated_at = u.updated_at, "
+    f"lease_until = NULL, claim_token = NULL FROM unnest({_unnest(_UPDATE_COLUMNS, len(_ATTEMPT_COLUMNS) + 1)}) "
+    f"AS u({', '.join(c for c, _ in _UPDATE_COLUMNS)}) WHERE d.id = u.b_id AND d.claim_token = u.b_token"
+)
+
+
+async def record_pg(raw: Any, attempts: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]) -> None:
+    """`record` in one statement on an asyncpg connection (`core.rawpg`)."""
+    args = [[a[c] for a in attempts] for c, _ in _ATTEMPT_COLUMNS]
+    args += [[u[c] for u in updates] for c, _ in _UPDATE_COLUMNS]
+    await raw.execute(_RECORD_PG, *args)
+
+
 # --- sweeping ------------------------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from tomato.core.alerts import WEBHOOK_DELIVERY_FAILED, alert
 from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
+from tomato.core.rawpg import raw_connection
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService, PlatformSigner
 from tomato.merchant.signing import sign_webhook
@@ -251,9 +252,13 @@ class DeliveryWorker:
                     "updated_at": now,
                 }
             )  # fmt: skip
-        async with self._db.uow() as uow:
-            await repo.record(uow.session, attempts, updates)
-            await uow.commit()
+        if self._db.dialect == "postgresql":  # one statement, no BEGIN/COMMIT round trips
+            async with raw_connection(self._db.engine, "recording webhook attempts") as raw:
+                await repo.record_pg(raw, attempts, updates)
+        else:
+            async with self._db.uow() as uow:
+                await repo.record(uow.session, attempts, updates)
+                await uow.commit()
         for res, update in zip(results, updates, strict=True):
             if update["status"] == repo.FAILED:
                 _alert_failed(res.claim, res.outcome)

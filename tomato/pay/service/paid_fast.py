@@ -24,12 +24,10 @@ import json
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-import asyncpg
-from sqlalchemy.exc import DBAPIError
-
 from tomato.channel.protocol import ResultStatus
 from tomato.channel.schemas import SERVICE_PROVIDER_MODES
 from tomato.core.outbox import event_values
+from tomato.core.rawpg import raw_connection
 from tomato.merchant.schemas import FeeTerms
 from tomato.pay.events import PAY_SUCCEEDED
 from tomato.pay.models import PayOrder
@@ -101,17 +99,8 @@ async def try_apply(deps: PayDeps, report: PaymentReport) -> bool:
     """True when this call made the order SUCCEEDED (with its outbox row); False: let the general path decide."""
     if report.status is not ResultStatus.SUCCESS or report.amount is None or deps.db.dialect != "postgresql":
         return False
-    async with deps.db.engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        try:
-            return await _apply(deps, report, raw)
-        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
-            lost = raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
-            await conn.invalidate()  # a broken connection must not go back to the pool
-            if lost:  # as SQLAlchemy reports a dead connection (whether the write landed is unknown: no ack)
-                raise DBAPIError(_WRITE, None, exc, hide_parameters=True, connection_invalidated=True) from exc
-            raise
+    async with raw_connection(deps.db.engine, "the PAID compare-and-set of a notify") as raw:
+        return await _apply(deps, report, raw)
 
 
 async def _read(raw: Any, order_no: str, account_id: str) -> Any:
