@@ -26,6 +26,7 @@ from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
 from tomato.core.outbox import BusMessage
+from tomato.core.rawpg import raw_connection
 from tomato.merchant.errors import UnknownApp
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService
@@ -137,7 +138,10 @@ class EventConsumer:
             v.setdefault("claim_token", None)
         inserted: set[str] = set()
         try:
-            if values:
+            if values and self._db.dialect == "postgresql":  # one statement, no BEGIN/COMMIT round trips
+                async with raw_connection(self._db.engine, "inserting webhook deliveries") as raw:
+                    inserted = set(await repo.insert_deliveries_pg(raw, values))
+            elif values:
                 async with self._db.uow() as uow:
                     inserted = set(await repo.insert_deliveries(uow.session, self._db.dialect, values))
                     await uow.commit()
