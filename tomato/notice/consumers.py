@@ -103,9 +103,14 @@ class EventConsumer:
 
     async def _process(self, event_ids: Sequence[str]) -> list[Exception | None]:
         unique = list(dict.fromkeys(event_ids))
-        async with self._db.uow() as uow:
-            await repo.plan_for_current_sizes(uow.session)
-            rows = await repo.outbox_rows(uow.session, unique)
+        rows: Sequence[Any]
+        if self._db.dialect == "postgresql":
+            async with raw_connection(self._db.engine, "reading outbox events") as raw:
+                rows = await repo.outbox_rows_pg(raw, unique)
+        else:
+            async with self._db.uow() as uow:
+                await repo.plan_for_current_sizes(uow.session)
+                rows = await repo.outbox_rows(uow.session, unique)
         found = {r.id for r in rows}
         now = utcnow()
         for r in rows:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -67,6 +67,35 @@ async def insert_deliveries(s: AsyncSession, dialect: str, rows: Sequence[dict[s
     stmt = insert(_D).on_conflict_do_nothing(index_elements=["event_id", "url"]).returning(_D.c.id)
     # executemany form: one cached compiled statement whatever the batch size ("insertmanyvalues")
     return list((await s.execute(stmt, list(rows))).scalars())
+
+
+class OutboxRow(NamedTuple):
+    id: str
+    event_type: str
+    app_id: str | None
+    aggregate_type: str
+    aggregate_id: str
+    payload: str
+    created_at: datetime
+    seen: bool
+
+
+_OUTBOX_ROWS_PG = (
+    f"SELECT o.id, o.event_type, o.app_id, o.aggregate_type, o.aggregate_id, o.payload, o.created_at, "
+    f"EXISTS (SELECT 1 FROM {_D.name} d WHERE d.event_id = o.id) AS seen "
+    "FROM outbox_events o WHERE o.id = ANY($1::varchar[])"
+)
+
+
+async def outbox_rows_pg(raw: Any, event_ids: Sequence[str]) -> list[OutboxRow]:
+    """`outbox_rows` on an asyncpg connection (`core.rawpg`): planned for its parameters as
+    `plan_for_current_sizes` asks, with BEGIN and the SET LOCAL in one round trip and no ORM around it."""
+    await raw.execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
+    try:
+        records = await raw.fetch(_OUTBOX_ROWS_PG, list(event_ids))
+    finally:
+        await raw.execute("ROLLBACK")  # read only; never hand the pool a connection inside a transaction
+    return [OutboxRow(*r) for r in records]
 
 
 _DELIVERY_COLUMNS = (

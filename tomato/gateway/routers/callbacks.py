@@ -39,7 +39,9 @@ async def _callback_endpoint(request: Request) -> Response:
     return await channel_callback(params["channel"], params["channel_account_id"], request)
 
 
-router.add_route("/callbacks/{channel}/{channel_account_id}", _callback_endpoint, methods=["POST"], include_in_schema=False)
+router.add_route(
+    "/callbacks/{channel}/{channel_account_id}", _callback_endpoint, methods=["POST"], include_in_schema=False
+)
 
 
 async def channel_callback(channel: str, channel_account_id: str, request: Request) -> Response:
