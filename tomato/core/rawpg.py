@@ -34,3 +34,16 @@ async def raw_connection(engine: AsyncEngine, what: str) -> AsyncIterator[Any]:
             if lost:
                 raise DBAPIError(what, None, exc, hide_parameters=True, connection_invalidated=True) from exc
             raise
+
+
+@asynccontextmanager
+async def transaction(raw: Any, setup: str = "") -> AsyncIterator[None]:
+    """BEGIN (and `setup`, e.g. a SET LOCAL, in the same round trip) … COMMIT, or ROLLBACK when the block raises:
+    the pool never gets a connection back inside a transaction."""
+    await raw.execute(f"BEGIN; {setup}" if setup else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        await raw.execute("ROLLBACK")
+        raise
+    await raw.execute("COMMIT")

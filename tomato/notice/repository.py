@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.db import one_of
 from tomato.core.outbox import OutboxEvent
+from tomato.core.rawpg import transaction
 from tomato.notice.events import EXCLUDED_TYPES
 from tomato.notice.models import Delivery, DeliveryAttempt
 
@@ -31,6 +32,9 @@ def _merchant_facing() -> Any:
         or_(*(OutboxEvent.event_type.startswith(p) for p in EVENT_PREFIXES)),
         OutboxEvent.event_type.not_in(EXCLUDED_TYPES),
     )
+
+
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"  # see plan_for_current_sizes
 
 
 async def plan_for_current_sizes(s: AsyncSession) -> None:
@@ -90,11 +94,8 @@ _OUTBOX_ROWS_PG = (
 async def outbox_rows_pg(raw: Any, event_ids: Sequence[str]) -> list[OutboxRow]:
     """`outbox_rows` on an asyncpg connection (`core.rawpg`): planned for its parameters as
     `plan_for_current_sizes` asks, with BEGIN and the SET LOCAL in one round trip and no ORM around it."""
-    await raw.execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
-    try:
+    async with transaction(raw, CUSTOM_PLANS):
         records = await raw.fetch(_OUTBOX_ROWS_PG, list(event_ids))
-    finally:
-        await raw.execute("ROLLBACK")  # read only; never hand the pool a connection inside a transaction
     return [OutboxRow(*r) for r in records]
 
 
@@ -161,6 +162,47 @@ async def claim(
         .returning(_D.c.id, _D.c.event_id, _D.c.app_id, _D.c.url, _D.c.attempts, _D.c.round_start, _D.c.next_attempt_at)
     )
     return (await s.execute(stmt)).all()
+
+
+class ClaimedRow(NamedTuple):
+    id: str
+    event_id: str
+    app_id: str
+    url: str
+    attempts: int
+    round_start: int
+    next_attempt_at: datetime
+    payload: str | None
+
+
+class StateRow(NamedTuple):
+    id: str
+    status: str
+    next_attempt_at: datetime | None
+    lease_until: datetime | None
+
+
+_CLAIM_PG = (
+    f"WITH c AS (UPDATE {_D.name} SET lease_until = $4, claim_token = $5, requested_at = NULL, updated_at = $2 "
+    "WHERE id = ANY($1::varchar[]) AND status = 'PENDING' AND next_attempt_at <= $3 "
+    "AND (lease_until IS NULL OR lease_until < $2) "
+    "RETURNING id, event_id, app_id, url, attempts, round_start, next_attempt_at) "
+    "SELECT c.*, o.payload FROM c LEFT JOIN outbox_events o ON o.id = c.event_id"
+)
+_STATES_PG = f"SELECT id, status, next_attempt_at, lease_until FROM {_D.name} WHERE id = ANY($1::varchar[])"
+
+
+async def claim_pg(
+    raw: Any, ids: Sequence[str], now: datetime, due_by: datetime, lease_until: datetime, token: str
+) -> tuple[list[ClaimedRow], list[StateRow]]:
+    """`claim` + `payloads` + `states` of the unclaimed in one transaction on an asyncpg connection (`core.rawpg`):
+    the same compare-and-set, its rows with their event's payload, and the state of the ones it did not take."""
+    async with transaction(raw, CUSTOM_PLANS):
+        claimed = [ClaimedRow(*r) for r in await raw.fetch(_CLAIM_PG, list(ids), now, due_by, lease_until, token)]
+        taken = {r.id for r in claimed}
+        missing = [i for i in ids if i not in taken]
+        others = [StateRow(*r) for r in await raw.fetch(_STATES_PG, missing)] if missing else []
+    return claimed, others
 
 
 async def payloads(s: AsyncSession, event_ids: Sequence[str]) -> dict[str, str]:
