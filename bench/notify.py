@@ -7,18 +7,12 @@ Run (from the repository root; needs PostgreSQL on 127.0.0.1:5432 (trust, user p
     .venv/bin/python bench/notify.py --quick              # smoke run: 1 repeat of 5 s
     .venv/bin/python bench/notify.py --profile            # + a py-spy profile of the gateway under load
 
-What it does: the same stack as bench/create_order.py (fresh database, Redis db/prefix of its own, `tomato sandbox`,
-`tomato serve`, the bare FastAPI app, seeding through the admin API). It adds a second Alipay channel account whose
-"Alipay public key" is one the bench generated, so the bench can sign notifies as Alipay would. One order is
-created end to end through the API (PAYING on the simulator's account); before each product run that order is
-cloned in the database into N PAYING orders on the bench's account (an attempt each), and N Alipay
-`trade_status_sync` notifies (TRADE_SUCCESS, RSA2 over the sorted `k=v&…` of every field but `sign`/`sign_type`,
-form-encoded) are signed for them — by the bench's own code, not the product's. wrk replays them, one per order,
-to `POST /callbacks/alipay/{account}`: every answer must be 200 `success`, and after the run every notified order
-must be SUCCEEDED with exactly one `pay.succeeded` outbox row; anything else aborts the run.
-
-Gateway CPU per notify (utime+stime of the `tomato serve` tree ÷ orders that reached SUCCEEDED) is judged against
-the same run's bare endpoint CPU per request: target ≤ 10 ×, one RSA verify included (measured here and printed).
+What it does (bench/README.md has the details): create_order's stack plus a second Alipay channel account whose
+Alipay public key is the bench's own; one order made through the API is cloned in SQL into N PAYING orders on that
+account before each run, and N Alipay TRADE_SUCCESS notifies are signed for them by the bench's own code (RSA2 over
+the sorted `k=v&…` of every field but `sign`/`sign_type`). wrk replays them to `POST /callbacks/alipay/{account}`:
+every answer must be 200 `success`, every notified order SUCCEEDED with exactly one `pay.succeeded` outbox row.
+Gateway CPU per notify is judged against the same run's bare endpoint CPU per request: ≤ 10 ×, RSA verify included.
 """
 
 from __future__ import annotations
@@ -26,7 +20,6 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
-import functools
 import math
 import os
 import secrets
@@ -37,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -51,19 +44,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (  # noqa: E402  (runs as a script: the repository root is put on sys.path first)
     WRK_LUA,
-    CpuSample,
-    Service,
     Services,
-    as_probe,
-    children_cpu_s,
-    comm_cpu_s,
     free_port,
     median,
-    postgres_cpu_s,
     run_wrk,
-    self_cpu_s,
     spread,
-    tree_cpu_s,
     wait_http,
     write_pool,
 )
@@ -86,6 +71,7 @@ from bench.create_order import (  # noqa: E402
     tomato_source,
     verdict,
 )
+from bench.create_order import Stack as CreateStack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_CPU_RATIO = 10.0  # issue 24: gateway CPU per notify ≤ 10 × the bare endpoint's CPU per request
@@ -121,22 +107,11 @@ def add_notify_account(gateway: str, admin_token: str, sandbox: str) -> NotifyAc
     ).decode()
     app_id = f"2021{secrets.randbelow(10**12):012d}"
     with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30) as admin:
-        account = _ok(
-            admin.post(
-                "/admin/channel-accounts",
-                json={
-                    "channel": "alipay",
-                    "name": "bench alipay notifies",
-                    "config": {
-                        "app_id": app_id,
-                        "private_key_pem": merchant_private,
-                        "alipay_public_key_pem": alipay_public,
-                        "gateway_url": f"{sandbox}/alipay/gateway.do",
-                    },
-                },
-            ),
-            201,
-        )
+        account = _ok(admin.post("/admin/channel-accounts", json={
+            "channel": "alipay", "name": "bench alipay notifies",
+            "config": {"app_id": app_id, "private_key_pem": merchant_private, "alipay_public_key_pem": alipay_public,
+                       "gateway_url": f"{sandbox}/alipay/gateway.do"},
+        }), 201)  # fmt: skip
     private = alipay_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return NotifyAccount(account["id"], app_id, private)
 
@@ -164,31 +139,16 @@ def _signed_notifies(job: tuple[str, list[str], str, int, str]) -> list[bytes]:
     out = []
     for order_no in order_nos:
         fields = {
-            "notify_time": _beijing(now),
-            "notify_type": "trade_status_sync",
-            "notify_id": secrets.token_hex(16),
-            "app_id": app_id,
-            "auth_app_id": app_id,
-            "charset": "utf-8",
-            "version": "1.0",
-            "sign_type": "RSA2",
-            "trade_no": "2026" + secrets.token_hex(12),
-            "out_trade_no": order_no,
-            "trade_status": "TRADE_SUCCESS",
-            "total_amount": amount,
-            "subject": "Bench coffee",
-            "gmt_create": _beijing(now - timedelta(seconds=30)),
-            "buyer_id": "2088102177846880",
-            "buyer_logon_id": "bench***@example.com",
-            "seller_id": "2088102177649450",
-            "seller_email": "merchant@bench.example",
-            "receipt_amount": amount,
-            "invoice_amount": amount,
-            "buyer_pay_amount": amount,
-            "point_amount": "0.00",
+            "notify_time": _beijing(now), "notify_type": "trade_status_sync", "notify_id": secrets.token_hex(16),
+            "app_id": app_id, "auth_app_id": app_id, "charset": "utf-8", "version": "1.0", "sign_type": "RSA2",
+            "trade_no": "2026" + secrets.token_hex(12), "out_trade_no": order_no, "trade_status": "TRADE_SUCCESS",
+            "total_amount": amount, "subject": "Bench coffee", "gmt_create": _beijing(now - timedelta(seconds=30)),
+            "buyer_id": "2088102177846880", "buyer_logon_id": "bench***@example.com",
+            "seller_id": "2088102177649450", "seller_email": "merchant@bench.example",
+            "receipt_amount": amount, "invoice_amount": amount, "buyer_pay_amount": amount, "point_amount": "0.00",
             "gmt_payment": _beijing(now - timedelta(seconds=5)),
             "fund_bill_list": f'[{{"amount":"{amount}","fundChannel":"ALIPAYACCOUNT"}}]',
-        }
+        }  # fmt: skip
         content = "&".join(f"{k}={v}" for k, v in sorted(fields.items()) if k not in ("sign", "sign_type"))
         fields["sign"] = base64.b64encode(_SIGNER.sign(content.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
         body = urlencode(fields).encode()
@@ -206,51 +166,19 @@ def _signed_notifies(job: tuple[str, list[str], str, int, str]) -> list[bytes]:
 def clone_orders(db: str, template: str, account: str, prefix: str, count: int) -> list[str]:
     """`count` PAYING copies of the template order on the bench's account (each with its attempt), by SQL: every
     column copied but the keys, so new columns need no change here."""
-    cols = [
-        r["column_name"]
-        for r in pg(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'public' "
-            "ORDER BY ordinal_position",
-            "pay_orders",
-            database=db,
-        )
-    ]
     new_no = f"'{prefix}' || lpad(g::text, 9, '0')"
-    override = {
-        "order_no": new_no,
-        "out_trade_no": f"'n' || {new_no}",
-        "cashier_token": "NULL",
-        "channel_account_id": "$2",
-        "status": "'PAYING'",
-    }
-    select = ", ".join(override.get(c, f"o.{c}") for c in cols)
-    pg(
-        f"INSERT INTO pay_orders ({', '.join(cols)}) SELECT {select} FROM pay_orders o, generate_series(1, $3) g "
-        "WHERE o.order_no = $1",
-        template,
-        account,
-        count,
-        database=db,
-    )
-    acols = [
-        r["column_name"]
-        for r in pg(
+    overrides = {
+        "pay_orders": {"order_no": new_no, "out_trade_no": f"'n' || {new_no}", "cashier_token": "NULL",
+                       "channel_account_id": "$2", "status": "'PAYING'"},
+        "pay_attempts": {"id": f"'a' || {new_no}", "order_no": new_no, "channel_account_id": "$2"},
+    }  # fmt: skip
+    for table, override in overrides.items():
+        cols = [r["column_name"] for r in pg(
             "SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'public' "
-            "ORDER BY ordinal_position",
-            "pay_attempts",
-            database=db,
-        )
-    ]
-    aover = {"id": f"'a' || {new_no}", "order_no": new_no, "channel_account_id": "$2"}
-    aselect = ", ".join(aover.get(c, f"a.{c}") for c in acols)
-    pg(
-        f"INSERT INTO pay_attempts ({', '.join(acols)}) SELECT {aselect} FROM pay_attempts a, generate_series(1, $3) g "
-        "WHERE a.order_no = $1",
-        template,
-        account,
-        count,
-        database=db,
-    )
+            "ORDER BY ordinal_position", table, database=db)]  # fmt: skip
+        select = ", ".join(override.get(c, f"t.{c}") for c in cols)
+        pg(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table} t, generate_series(1, $3) g "
+           "WHERE t.order_no = $1", template, account, count, database=db)  # fmt: skip
     return [f"{prefix}{g:09d}" for g in range(1, count + 1)]
 
 
@@ -258,69 +186,22 @@ def clone_orders(db: str, template: str, account: str, prefix: str, count: int) 
 
 
 @dataclass
-class Stack:
-    args: argparse.Namespace
-    work: Path
-    gateway: Service
-    sandbox: Service
-    bare: Service
-    gateway_url: str
-    bare_url: str
-    db_name: str
-    account: NotifyAccount
-    template: str
-    amount: int
-    signers: concurrent.futures.ProcessPoolExecutor
-    roots: dict[str, int] = field(default_factory=dict)
-    best_rate: float = 0.0
-    seq: int = 0
+class Stack(CreateStack):
+    """create_order's stack (CPU probes, quiet waits, bare runs) with notify runs instead of create-order runs."""
+
+    account: NotifyAccount | None = None
+    template: str = ""
+    amount: int = 0
+    signers: concurrent.futures.ProcessPoolExecutor | None = None
 
     @property
     def path(self) -> str:
+        assert self.account is not None
         return f"/callbacks/alipay/{self.account.account_id}"
-
-    def sample(self) -> CpuSample:
-        for svc in (self.gateway, self.sandbox, self.bare):
-            if not svc.alive():
-                raise BenchError(f"{svc.name} died (exit {svc.popen.returncode}):\n{svc.log_tail()}")
-        probes: dict[str, Callable[[], dict[int, float]]] = {
-            name: functools.partial(tree_cpu_s, pid) for name, pid in self.roots.items()
-        }
-        probes["pg"] = functools.partial(postgres_cpu_s, self.db_name)
-        probes["redis"] = functools.partial(comm_cpu_s, ["redis-server"])
-        probes["wrk"] = as_probe(children_cpu_s)
-        probes["bench"] = as_probe(self_cpu_s)
-        return CpuSample.take(probes)
-
-    def wait_quiet(self) -> float:
-        deadline = time.monotonic() + self.args.quiet_wait
-        while True:
-            s0 = self.sample()
-            time.sleep(1.0)
-            others = s0.delta(self.sample())["others_cores"]
-            if others <= self.args.quiet_cores or time.monotonic() > deadline:
-                return others
-
-    def threads(self) -> int:
-        return min(2, int(self.args.concurrency))
-
-    def run_bare(self, duration: float) -> Run:
-        self.wait_quiet()
-        s0 = self.sample()
-        w = run_wrk(
-            self.bare_url + "/",
-            duration_s=duration,
-            connections=self.args.concurrency,
-            threads=self.threads(),
-            expect_status=200,
-            work_dir=self.work,
-        )
-        s1 = self.sample()
-        _check_wrk("bare", w)
-        return Run("bare", w, s0.delta(s1))
 
     def _pool(self, prefix: str, per_thread: int) -> Path:
         """Clone the orders and sign one notify each, split over the wrk threads' pool files."""
+        assert self.account is not None and self.signers is not None
         order_nos = clone_orders(
             self.db_name, self.template, self.account.account_id, prefix, per_thread * self.threads()
         )
@@ -355,15 +236,8 @@ class Stack:
         if before_load is not None:
             before_load()
         s0 = self.sample()
-        w = run_wrk(
-            self.gateway_url + self.path,
-            duration_s=duration,
-            connections=connections or self.args.concurrency,
-            threads=self.threads(),
-            expect_status=200,
-            work_dir=self.work,
-            pool_prefix=pool,
-        )
+        w = run_wrk(self.gateway_url + self.path, duration_s=duration, connections=connections or self.args.concurrency,
+                    threads=self.threads(), expect_status=200, work_dir=self.work, pool_prefix=pool)  # fmt: skip
         succeeded = self._drain(prefix, sent=int(w.raw.get("sent", 0)))
         s1 = self.sample()
         for t in range(self.threads()):
@@ -382,11 +256,8 @@ class Stack:
         deadline = time.monotonic() + 15
         last = -1
         while True:
-            rows = pg(
-                "SELECT status, count(*) AS n FROM pay_orders WHERE order_no LIKE $1 GROUP BY status",
-                prefix + "%",
-                database=self.db_name,
-            )
+            rows = pg("SELECT status, count(*) AS n FROM pay_orders WHERE order_no LIKE $1 GROUP BY status",
+                      prefix + "%", database=self.db_name)  # fmt: skip
             counts = {r["status"]: int(r["n"]) for r in rows}
             done = counts.get("SUCCEEDED", 0)
             if done == last or done >= sent or time.monotonic() > deadline:
@@ -395,12 +266,9 @@ class Stack:
             time.sleep(0.2)
         if set(counts) - {"PAYING", "SUCCEEDED"}:
             raise BenchError(f"orders in unexpected states after the run: {counts}\n{self.gateway.log_tail()}")
-        events = pg(
-            "SELECT count(*) AS n, count(DISTINCT aggregate_id) AS d FROM outbox_events "
-            "WHERE event_type = 'pay.succeeded' AND aggregate_id LIKE $1",
-            prefix + "%",
-            database=self.db_name,
-        )[0]
+        events = pg("SELECT count(*) AS n, count(DISTINCT aggregate_id) AS d FROM outbox_events "
+                    "WHERE event_type = 'pay.succeeded' AND aggregate_id LIKE $1",
+                    prefix + "%", database=self.db_name)[0]  # fmt: skip
         if not (int(events["n"]) == int(events["d"]) == done):
             raise BenchError(
                 f"{done} orders SUCCEEDED but {events['n']} pay.succeeded outbox rows for {events['d']} orders"
@@ -468,14 +336,10 @@ def report(
             "NOISY — " + "; ".join(noisy) + ": rerun before judging"
             if noisy
             else f"clean (bare p99 {b_p99:.1f} ms, others {others:.2f} cores)"
-        ),
+        ),  # fmt: skip
         "=" * 110,
     ]
     return lines
-
-
-def measure_verify(ops: int) -> float:
-    return measure_rsa(max(ops, 50)).verify_ms
 
 
 # --- main ---------------------------------------------------------------------------------------------------
@@ -494,12 +358,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--profile-out", default="/tmp/tomato-notify.collapsed.txt")
-    p.add_argument(
-        "--quiet-cores",
-        type=float,
-        default=0.25,
-        help="before each run, wait while processes outside the benchmark use more than this many cores",
-    )
+    p.add_argument("--quiet-cores", type=float, default=0.25,
+                   help="before each run, wait while others use more than this many cores")  # fmt: skip
     p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
     args = p.parse_args(argv)
@@ -530,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     signers: concurrent.futures.ProcessPoolExecutor | None = None
     try:
         print(f"measuring RSA-2048 verify ({args.rsa_ops} ops) …", flush=True)
-        verify_ms = measure_verify(args.rsa_ops)
+        verify_ms = measure_rsa(max(args.rsa_ops, 50)).verify_ms
         pg(f'CREATE DATABASE "{db_name}"')
         db_created = True
         redis_db = pick_redis_db()
@@ -539,19 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         bare_url = f"http://127.0.0.1:{bare_port}"
         admin_token = f"bench-{secrets.token_hex(16)}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
-        env.update(
-            {
-                "TOMATO_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db_name}",
-                "TOMATO_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
-                "TOMATO_REDIS_PREFIX": redis_prefix,
-                "TOMATO_ADMIN_TOKENS": f"operator:{admin_token}",
-                "TOMATO_SECRET_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-                "TOMATO_RATE_LIMIT_RPS": "1000000",
-                "TOMATO_RATE_LIMIT_BURST": "1000000",
-                "TOMATO_PUBLIC_URL": gateway_url,
-                "TOMATO_DATA_DIR": str(work / "data"),
-            }
-        )
+        env.update({
+            "TOMATO_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db_name}",
+            "TOMATO_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
+            "TOMATO_REDIS_PREFIX": redis_prefix,
+            "TOMATO_ADMIN_TOKENS": f"operator:{admin_token}",
+            "TOMATO_SECRET_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "TOMATO_RATE_LIMIT_RPS": "1000000",
+            "TOMATO_RATE_LIMIT_BURST": "1000000",
+            "TOMATO_PUBLIC_URL": gateway_url,
+            "TOMATO_DATA_DIR": str(work / "data"),
+        })  # fmt: skip
         tomato = str(VENV_BIN / "tomato")
         source = tomato_source(env, work)
         print(source, flush=True)
@@ -561,34 +419,13 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError(f"tomato db upgrade failed:\n{up.stdout}\n{up.stderr}")
         sandbox = services.start("sandbox", [tomato, "sandbox", "--port", str(sim_port)], env, work)
         gateway = services.start(
-            "gateway",
-            [tomato, "serve", "--host", "127.0.0.1", "--port", str(gw_port), "--workers", str(args.workers)],
-            env,
-            work,
-        )
-        bare = services.start(
-            "bare",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench._common:bare_app",
-                "--factory",
-                "--app-dir",
-                str(ROOT),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(bare_port),
-                "--workers",
-                str(args.workers),
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "8",
-            ],
-            env,
-            work,
-        )
+            "gateway", [tomato, "serve", "--host", "127.0.0.1", "--port", str(gw_port), "--workers", str(args.workers)],
+            env, work)  # fmt: skip
+        bare = services.start("bare", [
+            sys.executable, "-m", "uvicorn", "bench._common:bare_app", "--factory", "--app-dir", str(ROOT),
+            "--host", "127.0.0.1", "--port", str(bare_port), "--workers", str(args.workers), "--no-access-log",
+            "--timeout-graceful-shutdown", "8",
+        ], env, work)  # fmt: skip
         wait_http(sandbox_url + "/healthz", sandbox)
         wait_http(gateway_url + "/readyz", gateway)
         wait_http(bare_url + "/", bare)
@@ -598,29 +435,16 @@ def main(argv: list[str] | None = None) -> int:
         app: App = seed(gateway_url, sandbox_url, admin_token)
         order = check_one_order(app, gateway_url)
         account = add_notify_account(gateway_url, admin_token, sandbox_url)
-        print(
-            f"template order {order['order_no']} ({order['amount']} fen) {order['status']}; notifies to account "
-            f"{account.account_id}",
-            flush=True,
-        )
+        print(f"template order {order['order_no']} ({order['amount']} fen) {order['status']}; notifies to account "
+              f"{account.account_id}", flush=True)  # fmt: skip
         signers = concurrent.futures.ProcessPoolExecutor(
             max_workers=2, initializer=_init_signer, initargs=(account.alipay_private_pem,)
         )
         stack = Stack(
-            args,
-            work,
-            gateway,
-            sandbox,
-            bare,
-            gateway_url,
-            bare_url,
-            db_name,
-            account,
-            order["order_no"],
-            int(order["amount"]),
-            signers,
+            args, work, app, gateway, sandbox, bare, gateway_url, bare_url, db_name,
             roots={"gateway": gateway.pid, "sim": sandbox.pid, "bare": bare.pid},
-        )
+            account=account, template=order["order_no"], amount=int(order["amount"]), signers=signers,
+        )  # fmt: skip
         wb = stack.run_bare(args.warmup)
         wp = stack.run_product(args.warmup, presign_rate=max(args.presign_rate, 600.0), tag="w", warmup=True)
         warm = f"bare {wb.rate:,.0f} req/s; product {wp.orders} notifies, {wp.rate:,.1f}/s"
@@ -633,15 +457,13 @@ def main(argv: list[str] | None = None) -> int:
             bare_runs.append(b)
             p = stack.run_product(args.duration)
             prod_runs.append(p)
-            print(
-                f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s {b.cpu_ms('bare'):.3f} CPU-ms/req | "
-                f"notify {p.rate:,.1f}/s p99 {p.wrk.p99_ms:.1f} ms, {p.cpu_ms('gateway'):.3f} gateway CPU-ms/notify",
-                flush=True,
-            )
+            print(f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s {b.cpu_ms('bare'):.3f} CPU-ms/req | "
+                  f"notify {p.rate:,.1f}/s p99 {p.wrk.p99_ms:.1f} ms, {p.cpu_ms('gateway'):.3f} gateway CPU-ms/notify",
+                  flush=True)  # fmt: skip
         print("\n".join(report(args, verify_ms, bare_runs, prod_runs, warm, source)), flush=True)
         if args.profile:
             print(f"\nprofiling the gateway for {args.profile_seconds:g} s under the same load …", flush=True)
-            print("\n".join(profile(stack, args.profile_seconds)), flush=True)  # type: ignore[arg-type]
+            print("\n".join(profile(stack, args.profile_seconds)), flush=True)
         return 0
     except (BenchError, RuntimeError) as exc:
         failed = True
