@@ -52,6 +52,8 @@ PER_TXN = 10
 # httpx 8 clients x 8 connections did 1,633 req/s on the reference machine, where 500/s is the target
 # (0.31 x). A paced run at rate x same-run baseline / this anchor offers the same load relative to this machine.
 ANCHOR_BASELINE_RATE = 1633.0
+# issue 24: the burst's deliveries/s at least the same run's httpx 8x8 req/s, and the worker's own CPU per delivery
+TARGET_RATIO, TARGET_WORKER_CPU_MS = 1.0, 0.5
 
 # --- receiver ------------------------------------------------------------------------------------------------
 
@@ -401,6 +403,12 @@ def _report(rows: list[tuple[str, dict[str, float]]], events: int, paced: int, a
           f"{ANCHOR_BASELINE_RATE:,.0f}, the reference anchor): offered {med('scaled', 'offered'):.0f}/s, "
           f"p50 {med('scaled', 'p50_ms'):.0f} ms  p99 {med('scaled', 'p99_ms'):.0f} ms  "
           f"max {med('scaled', 'max_ms'):.0f} ms (target p99 <= 1000 ms)")  # fmt: skip
+    ratio, worker_ms = burst / base, med("burst", "worker_cpu_ms")
+    print("  targets (issue 24)")
+    print(f"    deliveries/s ÷ httpx 8x8 baseline  {ratio:6.2f} x   >= {TARGET_RATIO:.1f} x        "
+          f"{'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")  # fmt: skip
+    print(f"    worker CPU-ms per delivery         {worker_ms:6.3f} ms  <= {TARGET_WORKER_CPU_MS:.1f} ms       "
+          f"{'PASS' if worker_ms <= TARGET_WORKER_CPU_MS else 'FAIL'}")  # fmt: skip
     for kind in ("burst", "paced"):
         print(
             f"  cores busy in {kind} (of {os.cpu_count()}): {med(kind, 'machine_cores'):.2f} = workers "

@@ -79,24 +79,42 @@ def add_event(
 ) -> OutboxEvent:
     """Adds the event to the caller's unit of work; the body is the webhook body (docs/webhooks.md). `facts` is
     what internal consumers need beyond it (the ledger: fees, channel account, business date), kept off the wire."""
+    values = event_values(
+        ids, event_type=event_type, aggregate_type=aggregate_type, aggregate_id=aggregate_id, data=data,
+        app_id=app_id, facts=facts,
+    )  # fmt: skip
+    row = OutboxEvent(**values)
+    session.add(row)
+    return row
+
+
+def event_values(
+    ids: Snowflake,
+    *,
+    event_type: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    data: dict[str, Any],
+    app_id: str | None = None,
+    facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The outbox row's columns, for writers that insert it themselves in their own statement (the notify path)."""
     seq = ids.next_int()
     event_id = f"E{seq}"
     now = utcnow()
     body = {"id": event_id, "type": event_type, "created_at": rfc3339(now), "data": data}
-    row = OutboxEvent(
-        id=event_id,
-        seq=seq,
-        event_type=event_type,
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        app_id=app_id,
-        payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-        created_at=now,
-        published_at=None,
-        facts=None if facts is None else json.dumps(facts, separators=(",", ":"), sort_keys=True),
-    )
-    session.add(row)
-    return row
+    return {
+        "id": event_id,
+        "seq": seq,
+        "event_type": event_type,
+        "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id,
+        "app_id": app_id,
+        "payload": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        "created_at": now,
+        "published_at": None,
+        "facts": None if facts is None else json.dumps(facts, separators=(",", ":"), sort_keys=True),
+    }
 
 
 def to_message(row: OutboxEvent) -> BusMessage:

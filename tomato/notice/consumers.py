@@ -26,6 +26,7 @@ from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
 from tomato.core.outbox import BusMessage
+from tomato.core.rawpg import raw_connection
 from tomato.merchant.errors import UnknownApp
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService
@@ -102,9 +103,14 @@ class EventConsumer:
 
     async def _process(self, event_ids: Sequence[str]) -> list[Exception | None]:
         unique = list(dict.fromkeys(event_ids))
-        async with self._db.uow() as uow:
-            await repo.plan_for_current_sizes(uow.session)
-            rows = await repo.outbox_rows(uow.session, unique)
+        rows: Sequence[Any]
+        if self._db.dialect == "postgresql":
+            async with raw_connection(self._db.engine, "reading outbox events") as raw:
+                rows = await repo.outbox_rows_pg(raw, unique)
+        else:
+            async with self._db.uow() as uow:
+                await repo.plan_for_current_sizes(uow.session)
+                rows = await repo.outbox_rows(uow.session, unique)
         found = {r.id for r in rows}
         now = utcnow()
         for r in rows:
@@ -137,7 +143,10 @@ class EventConsumer:
             v.setdefault("claim_token", None)
         inserted: set[str] = set()
         try:
-            if values:
+            if values and self._db.dialect == "postgresql":  # one statement, no BEGIN/COMMIT round trips
+                async with raw_connection(self._db.engine, "inserting webhook deliveries") as raw:
+                    inserted = set(await repo.insert_deliveries_pg(raw, values))
+            elif values:
                 async with self._db.uow() as uow:
                     inserted = set(await repo.insert_deliveries(uow.session, self._db.dialect, values))
                     await uow.commit()

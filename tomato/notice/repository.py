@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tomato.core.db import one_of
 from tomato.core.outbox import OutboxEvent
+from tomato.core.rawpg import transaction
 from tomato.notice.events import EXCLUDED_TYPES
 from tomato.notice.models import Delivery, DeliveryAttempt
 
@@ -31,6 +32,9 @@ def _merchant_facing() -> Any:
         or_(*(OutboxEvent.event_type.startswith(p) for p in EVENT_PREFIXES)),
         OutboxEvent.event_type.not_in(EXCLUDED_TYPES),
     )
+
+
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"  # see plan_for_current_sizes
 
 
 async def plan_for_current_sizes(s: AsyncSession) -> None:
@@ -67,6 +71,55 @@ async def insert_deliveries(s: AsyncSession, dialect: str, rows: Sequence[dict[s
     stmt = insert(_D).on_conflict_do_nothing(index_elements=["event_id", "url"]).returning(_D.c.id)
     # executemany form: one cached compiled statement whatever the batch size ("insertmanyvalues")
     return list((await s.execute(stmt, list(rows))).scalars())
+
+
+class OutboxRow(NamedTuple):
+    id: str
+    event_type: str
+    app_id: str | None
+    aggregate_type: str
+    aggregate_id: str
+    payload: str
+    created_at: datetime
+    seen: bool
+
+
+_OUTBOX_ROWS_PG = (
+    f"SELECT o.id, o.event_type, o.app_id, o.aggregate_type, o.aggregate_id, o.payload, o.created_at, "
+    f"EXISTS (SELECT 1 FROM {_D.name} d WHERE d.event_id = o.id) AS seen "
+    "FROM outbox_events o WHERE o.id = ANY($1::varchar[])"
+)
+
+
+async def outbox_rows_pg(raw: Any, event_ids: Sequence[str]) -> list[OutboxRow]:
+    """`outbox_rows` on an asyncpg connection (`core.rawpg`): planned for its parameters as
+    `plan_for_current_sizes` asks, with BEGIN and the SET LOCAL in one round trip and no ORM around it."""
+    async with transaction(raw, CUSTOM_PLANS):
+        records = await raw.fetch(_OUTBOX_ROWS_PG, list(event_ids))
+    return [OutboxRow(*r) for r in records]
+
+
+_DELIVERY_COLUMNS = (
+    ("id", "varchar"), ("seq", "bigint"), ("event_id", "varchar"), ("event_type", "varchar"), ("app_id", "varchar"),
+    ("mch_no", "varchar"), ("url", "varchar"), ("status", "varchar"), ("attempts", "int"), ("round_start", "int"),
+    ("next_attempt_at", "timestamptz"), ("event_created_at", "timestamptz"), ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"), ("finished_at", "timestamptz"), ("lease_until", "timestamptz"),
+    ("claim_token", "varchar"),
+)  # fmt: skip
+_INSERT_DELIVERIES_PG = (
+    f"INSERT INTO {_D.name} ({', '.join(c for c, _ in _DELIVERY_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_DELIVERY_COLUMNS, 1))
+    + ") ON CONFLICT (event_id, url) DO NOTHING RETURNING id"
+)
+
+
+async def insert_deliveries_pg(raw: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """`insert_deliveries` in one statement over arrays on an asyncpg connection (`core.rawpg`): atomic, no
+    BEGIN/COMMIT round trips."""
+    if not rows:
+        return []
+    records = await raw.fetch(_INSERT_DELIVERIES_PG, *([r[c] for r in rows] for c, _ in _DELIVERY_COLUMNS))
+    return [r["id"] for r in records]
 
 
 async def unconsumed_events(
@@ -111,6 +164,47 @@ async def claim(
     return (await s.execute(stmt)).all()
 
 
+class ClaimedRow(NamedTuple):
+    id: str
+    event_id: str
+    app_id: str
+    url: str
+    attempts: int
+    round_start: int
+    next_attempt_at: datetime
+    payload: str | None
+
+
+class StateRow(NamedTuple):
+    id: str
+    status: str
+    next_attempt_at: datetime | None
+    lease_until: datetime | None
+
+
+_CLAIM_PG = (
+    f"WITH c AS (UPDATE {_D.name} SET lease_until = $4, claim_token = $5, requested_at = NULL, updated_at = $2 "
+    "WHERE id = ANY($1::varchar[]) AND status = 'PENDING' AND next_attempt_at <= $3 "
+    "AND (lease_until IS NULL OR lease_until < $2) "
+    "RETURNING id, event_id, app_id, url, attempts, round_start, next_attempt_at) "
+    "SELECT c.*, o.payload FROM c LEFT JOIN outbox_events o ON o.id = c.event_id"
+)
+_STATES_PG = f"SELECT id, status, next_attempt_at, lease_until FROM {_D.name} WHERE id = ANY($1::varchar[])"
+
+
+async def claim_pg(
+    raw: Any, ids: Sequence[str], now: datetime, due_by: datetime, lease_until: datetime, token: str
+) -> tuple[list[ClaimedRow], list[StateRow]]:
+    """`claim` + `payloads` + `states` of the unclaimed in one transaction on an asyncpg connection (`core.rawpg`):
+    the same compare-and-set, its rows with their event's payload, and the state of the ones it did not take."""
+    async with transaction(raw, CUSTOM_PLANS):
+        claimed = [ClaimedRow(*r) for r in await raw.fetch(_CLAIM_PG, list(ids), now, due_by, lease_until, token)]
+        taken = {r.id for r in claimed}
+        missing = [i for i in ids if i not in taken]
+        others = [StateRow(*r) for r in await raw.fetch(_STATES_PG, missing)] if missing else []
+    return claimed, others
+
+
 async def payloads(s: AsyncSession, event_ids: Sequence[str]) -> dict[str, str]:
     rows = await s.execute(select(OutboxEvent.id, OutboxEvent.payload).where(one_of(s, OutboxEvent.id, event_ids)))
     return {r.id: r.payload for r in rows}
@@ -142,6 +236,41 @@ async def record(s: AsyncSession, attempts: Sequence[dict[str, Any]], updates: S
             )
         )
         await s.execute(stmt, list(updates))
+
+
+_ATTEMPT_COLUMNS = (
+    ("id", "bigint"), ("delivery_id", "varchar"), ("attempt_no", "int"), ("started_at", "timestamptz"),
+    ("latency_ms", "int"), ("http_status", "int"), ("response_body", "text"), ("error_class", "varchar"),
+    ("error_message", "varchar"), ("succeeded", "bool"),
+)  # fmt: skip
+_UPDATE_COLUMNS = (
+    ("b_id", "varchar"), ("b_token", "varchar"), ("status", "varchar"), ("attempts", "int"),
+    ("next_attempt_at", "timestamptz"), ("last_status", "int"), ("last_error", "varchar"),
+    ("finished_at", "timestamptz"), ("updated_at", "timestamptz"),
+)  # fmt: skip
+
+
+def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
+    return ", ".join(f"${first + i}::{kind}[]" for i, (_, kind) in enumerate(columns))
+
+
+# `record` as one statement on PostgreSQL: the attempts appended and the deliveries moved on (each only if it still
+# holds its claim token) by a data-modifying CTE over arrays — atomic without BEGIN/COMMIT, one round trip
+_RECORD_PG = (
+    f"WITH appended AS (INSERT INTO {_A.name} ({', '.join(c for c, _ in _ATTEMPT_COLUMNS)}) "
+    f"SELECT * FROM unnest({_unnest(_ATTEMPT_COLUMNS, 1)})) "
+    f"UPDATE {_D.name} AS d SET status = u.status, attempts = u.attempts, next_attempt_at = u.next_attempt_at, "
+    "last_status = u.last_status, last_error = u.last_error, finished_at = u.finished_at, updated_at = u.updated_at, "
+    f"lease_until = NULL, claim_token = NULL FROM unnest({_unnest(_UPDATE_COLUMNS, len(_ATTEMPT_COLUMNS) + 1)}) "
+    f"AS u({', '.join(c for c, _ in _UPDATE_COLUMNS)}) WHERE d.id = u.b_id AND d.claim_token = u.b_token"
+)
+
+
+async def record_pg(raw: Any, attempts: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]) -> None:
+    """`record` in one statement on an asyncpg connection (`core.rawpg`)."""
+    args = [[a[c] for a in attempts] for c, _ in _ATTEMPT_COLUMNS]
+    args += [[u[c] for u in updates] for c, _ in _UPDATE_COLUMNS]
+    await raw.execute(_RECORD_PG, *args)
 
 
 # --- sweeping ------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tomato.core.alerts import WEBHOOK_DELIVERY_FAILED, alert
 from tomato.core.clock import as_utc, utcnow
 from tomato.core.db import Database
 from tomato.core.ids import Snowflake
+from tomato.core.rawpg import raw_connection
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.service import MerchantService, PlatformSigner
 from tomato.merchant.signing import sign_webhook
@@ -195,17 +196,22 @@ class DeliveryWorker:
         unique = list(dict.fromkeys(ids))
         now = utcnow()
         token = uuid.uuid4().hex
-        async with self._db.uow() as uow:
-            await repo.plan_for_current_sizes(uow.session)
-            rows = await repo.claim(
-                uow.session, unique, now, now + timedelta(seconds=WAKE_EARLY_S),
-                now + timedelta(seconds=self._config.lease_s), token,
-            )  # fmt: skip
-            bodies = await repo.payloads(uow.session, [r.event_id for r in rows]) if rows else {}
-            claimed = {r.id for r in rows}
-            missing = [i for i in unique if i not in claimed]
-            others = await repo.states(uow.session, missing) if missing else []
-            await uow.commit()
+        due_by, lease_until = now + timedelta(seconds=WAKE_EARLY_S), now + timedelta(seconds=self._config.lease_s)
+        rows: Sequence[Any]
+        others: Sequence[Any]
+        if self._db.dialect == "postgresql":  # no ORM session: the raw connection, BEGIN + SET LOCAL in one trip
+            async with raw_connection(self._db.engine, "claiming webhook deliveries") as raw:
+                rows, others = await repo.claim_pg(raw, unique, now, due_by, lease_until, token)
+            bodies = {r.event_id: r.payload or "" for r in rows}
+        else:
+            async with self._db.uow() as uow:
+                await repo.plan_for_current_sizes(uow.session)
+                rows = await repo.claim(uow.session, unique, now, due_by, lease_until, token)
+                bodies = await repo.payloads(uow.session, [r.event_id for r in rows]) if rows else {}
+                claimed = {r.id for r in rows}
+                missing = [i for i in unique if i not in claimed]
+                others = await repo.states(uow.session, missing) if missing else []
+                await uow.commit()
         result: dict[str, Claim | NotDue | None] = {}
         for r in rows:
             self.lag.observe((now - as_utc(r.next_attempt_at)).total_seconds())
@@ -251,9 +257,13 @@ class DeliveryWorker:
                     "updated_at": now,
                 }
             )  # fmt: skip
-        async with self._db.uow() as uow:
-            await repo.record(uow.session, attempts, updates)
-            await uow.commit()
+        if self._db.dialect == "postgresql":  # one statement, no BEGIN/COMMIT round trips
+            async with raw_connection(self._db.engine, "recording webhook attempts") as raw:
+                await repo.record_pg(raw, attempts, updates)
+        else:
+            async with self._db.uow() as uow:
+                await repo.record(uow.session, attempts, updates)
+                await uow.commit()
         for res, update in zip(results, updates, strict=True):
             if update["status"] == repo.FAILED:
                 _alert_failed(res.claim, res.outcome)

@@ -17,7 +17,7 @@ from tomato.gateway.signed_route import read_body_capped
 from tomato.pay.service import Outcome
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/callbacks", tags=["channel callbacks"], include_in_schema=False)
+router = APIRouter(tags=["channel callbacks"], include_in_schema=False)  # full paths: Starlette routes get no prefix
 
 
 def _send(ack: AckResponse) -> Response:
@@ -33,7 +33,17 @@ def _refuse(channel: str, channel_account_id: str, reason: str) -> Response:
     return _send(ack)
 
 
-@router.post("/{channel}/{channel_account_id}")
+async def _callback_endpoint(request: Request) -> Response:
+    """A plain Starlette endpoint: the path's two strings need none of FastAPI's parameter machinery."""
+    params = request.path_params
+    return await channel_callback(params["channel"], params["channel_account_id"], request)
+
+
+router.add_route(
+    "/callbacks/{channel}/{channel_account_id}", _callback_endpoint, methods=["POST"], include_in_schema=False
+)
+
+
 async def channel_callback(channel: str, channel_account_id: str, request: Request) -> Response:
     c = container(request)
     try:

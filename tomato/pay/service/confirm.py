@@ -21,6 +21,7 @@ from tomato.core.outbox import add_event
 from tomato.pay import repository as repo
 from tomato.pay.events import PAY_FAILED, PAY_SUCCEEDED
 from tomato.pay.models import PayOrder
+from tomato.pay.service import paid_fast
 from tomato.pay.service.anomalies import Anomaly, record_anomaly
 from tomato.pay.service.deps import PayDeps
 from tomato.pay.service.fees import payment_facts, payment_snapshot
@@ -51,6 +52,9 @@ class PaymentReport:
 
 
 async def apply_report(deps: PayDeps, report: PaymentReport) -> Outcome:
+    if await paid_fast.try_apply(deps, report):  # the common case in two statements; else the general path below
+        deps.wake_relay()
+        return Outcome.APPLIED
     async with deps.db.uow() as uow:
         order = await repo.get(uow.session, report.order_no)
         channel = None if order is None else await _channel_of(uow.session, order, report.channel_account_id)

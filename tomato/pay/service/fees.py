@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tomato.channel.service import ChannelService
 from tomato.core.clock import as_utc, business_date, rfc3339
 from tomato.merchant.fees import payment_fee, proportional, refund_fee_share
+from tomato.merchant.schemas import FeeTerms
 from tomato.merchant.service import MerchantService
 from tomato.pay.models import PayOrder, Refund
 from tomato.pay.service.deps import PayDeps
@@ -32,17 +33,24 @@ async def payment_snapshot(s: AsyncSession, order: PayOrder, channel_account_id:
     terms = await MerchantService.fee_terms(s, order.mch_no)
     cost_ppm = await ChannelService.cost_ppm(s, channel_account_id)
     service_provider = await ChannelService.settles_to_merchant(s, channel_account_id)
+    return snapshot_of(order.amount, order.pay_method, terms, cost_ppm, service_provider)
+
+
+def snapshot_of(
+    amount: int, pay_method: str, terms: FeeTerms | None, cost_ppm: int, service_provider: bool
+) -> dict[str, Any]:
+    """The snapshot columns from what was read (shared by the notify path, which reads them in one statement)."""
     if terms is None:
         ppm, fee, rule = 0, 0, NO_PLAN_RULE
     else:
-        ppm = terms.rate_of(order.pay_method)
-        fee, rule = payment_fee(order.amount, ppm, terms.min_fee), terms.refund_fee
+        ppm = terms.rate_of(pay_method)
+        fee, rule = payment_fee(amount, ppm, terms.min_fee), terms.refund_fee
     return {
         "fee_ppm": ppm,
         "fee": fee,
         "refund_fee_rule": rule,
         "channel_cost_ppm": cost_ppm,
-        "channel_cost": proportional(order.amount, cost_ppm),
+        "channel_cost": proportional(amount, cost_ppm),
         "service_provider": service_provider,
     }
 

@@ -7,6 +7,7 @@ money never passes through a float and times never lose their zone.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -16,6 +17,7 @@ from tomato.core.money import fen_to_yuan, yuan_to_fen
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_PADDED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8"
 
 # Common request parameters (A2): they travel in the URL query of a POST, everything else in the form body.
@@ -55,8 +57,16 @@ def format_beijing(value: datetime) -> str:
 
 
 def parse_beijing(text: str) -> datetime:
-    """Alipay's Beijing wall-clock time → aware UTC datetime; raises ValueError when malformed."""
-    return datetime.strptime(text.strip(), TIME_FORMAT).replace(tzinfo=BEIJING).astimezone(UTC)
+    """Alipay's Beijing wall-clock time → aware UTC datetime; raises ValueError when malformed.
+
+    The zero-padded `yyyy-MM-dd HH:mm:ss` Alipay sends is read by slicing (strptime costs ~10 × as much on every
+    notify); anything else goes to strptime, which decides as before."""
+    t = text.strip()
+    if _PADDED.fullmatch(t):
+        h, m, sec = int(t[11:13]), int(t[14:16]), int(t[17:19])
+        wall = datetime(int(t[0:4]), int(t[5:7]), int(t[8:10]), h, m, sec, tzinfo=BEIJING)
+        return wall.astimezone(UTC)
+    return datetime.strptime(t, TIME_FORMAT).replace(tzinfo=BEIJING).astimezone(UTC)
 
 
 def format_bill_date(value: date) -> str:
