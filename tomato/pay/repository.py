@@ -26,6 +26,21 @@ ATTEMPTS: Table = PayAttempt.__table__  # type: ignore[assignment]
 ANOMALIES: Table = PayAnomaly.__table__  # type: ignore[assignment]
 
 
+class _NewOrder(SimpleNamespace):
+    """A new order's columns as plain attributes: a column left unset reads None, as on a transient ORM instance,
+    and keeps its column default in the insert (`_set_values`). A tenth of an ORM instance's cost to build."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ORDERS.c:
+            return None
+        raise AttributeError(name)
+
+
+def new_order(**columns: Any) -> PayOrder:
+    """A new (not yet inserted) order for `insert_order` and the submission that follows; never for a session."""
+    return cast(PayOrder, _NewOrder(**columns))
+
+
 def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
     """The attributes set on a new (transient) row: unset ones keep their column defaults."""
     return {k: v for k, v in vars(row).items() if not k.startswith("_")}
