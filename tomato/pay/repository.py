@@ -41,6 +41,11 @@ def new_order(**columns: Any) -> PayOrder:
     return cast(PayOrder, _NewOrder(**columns))
 
 
+def new_attempt(**columns: Any) -> PayAttempt:
+    """A new attempt's columns as plain attributes (`insert_order`, `add_attempt`); never for a session itself."""
+    return cast(PayAttempt, SimpleNamespace(**columns))
+
+
 def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
     """The attributes set on a new (transient) row: unset ones keep their column defaults."""
     return {k: v for k, v in vars(row).items() if not k.startswith("_")}
@@ -228,7 +233,8 @@ async def release_submission(s: AsyncSession, order_no: str, token: str) -> None
 
 
 def add_attempt(s: AsyncSession, attempt: PayAttempt) -> None:
-    s.add(attempt)
+    """Adds the attempt's row (`new_attempt` rows are plain attributes: the session gets an instance of its own)."""
+    s.add(PayAttempt(**_set_values(attempt)))
 
 
 # --- refunds -----------------------------------------------------------------------------------------------
