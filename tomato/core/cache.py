@@ -16,6 +16,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from tomato.core.resp import runner_for
+
 
 @dataclass(frozen=True)
 class RateDecision:
@@ -210,6 +212,9 @@ class RedisCache:
         self._gcra = redis.register_script(_GCRA_LUA)
         self._del_eq = redis.register_script(_DEL_IF_EQ_LUA)
         self._admit = redis.register_script(_ADMIT_LUA)
+        # the hot path's script calls skip redis-py's client machinery (core.resp); None: redis-py makes them
+        self.scripts = runner_for(redis)
+        self._admit_sha = self.scripts.register(_ADMIT_LUA) if self.scripts is not None else ""
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisCache:
@@ -247,7 +252,11 @@ class RedisCache:
         interval = 1.0 / rate_per_s
         keys = [self._k(nonce), self._k(f"rl:{rate}")] + ([self._k(slot)] if slot is not None else [])
         args: list[str | int | float] = [_ms(nonce_ttl_s), interval, interval * burst, slot_value, _ms(slot_ttl_s)]
-        fresh, allowed, retry, claimed, stored = await self._admit(keys=keys, args=args)
+        if self.scripts is not None:
+            reply = await self.scripts.run(self._admit_sha, keys, args)
+        else:
+            reply = await self._admit(keys=keys, args=args)
+        fresh, allowed, retry, claimed, stored = reply
         if not int(fresh):
             return Admission(False)
         decision = RateDecision(bool(int(allowed)), float(retry))
@@ -260,6 +269,8 @@ class RedisCache:
             return False
 
     async def close(self) -> None:
+        if self.scripts is not None:
+            await self.scripts.close()
         await self.redis.aclose()
 
 
