@@ -63,8 +63,12 @@ def signed_get(app: App, path: str, timestamp: str) -> dict[str, str]:
     nonce = secrets.token_hex(16)
     message = b"\n".join([b"GET", path.encode(), timestamp.encode(), nonce.encode(), b""]) + b"\n"
     signature = base64.b64encode(hmac.new(app.secret, message, hashlib.sha256).digest()).decode()
-    return {"Tomato-App-Id": app.app_id, "Tomato-Timestamp": timestamp, "Tomato-Nonce": nonce,
-            "Tomato-Signature": f"HMAC-SHA256 {signature}"}
+    return {
+        "Tomato-App-Id": app.app_id,
+        "Tomato-Timestamp": timestamp,
+        "Tomato-Nonce": nonce,
+        "Tomato-Signature": f"HMAC-SHA256 {signature}",
+    }
 
 
 def raw_queries(app: App, order_nos: list[str], start: int, count: int) -> Iterator[bytes]:
@@ -108,8 +112,14 @@ class QueryStack(Stack):
     order_nos: list[str] = field(default_factory=list)
 
     def run_product(
-        self, duration: float, *, presign_rate: float | None = None, tag: str = "",
-        before_load: Callable[[], None] | None = None, warmup: bool = False, connections: int | None = None,
+        self,
+        duration: float,
+        *,
+        presign_rate: float | None = None,
+        tag: str = "",
+        before_load: Callable[[], None] | None = None,
+        warmup: bool = False,
+        connections: int | None = None,
     ) -> Run:
         self.seq += 1
         prefix = f"{tag or 'r'}{self.seq}"
@@ -122,9 +132,15 @@ class QueryStack(Stack):
         if before_load is not None:
             before_load()
         s0 = self.sample()
-        w = run_wrk(self.gateway_url + ORDERS_PATH, duration_s=duration,
-                    connections=connections or self.args.concurrency, threads=self.threads(), expect_status=200,
-                    work_dir=self.work, pool_prefix=pool)
+        w = run_wrk(
+            self.gateway_url + ORDERS_PATH,
+            duration_s=duration,
+            connections=connections or self.args.concurrency,
+            threads=self.threads(),
+            expect_status=200,
+            work_dir=self.work,
+            pool_prefix=pool,
+        )
         s1 = self.sample()
         for t in range(self.threads()):
             Path(f"{pool}.{t}").unlink(missing_ok=True)
@@ -139,10 +155,14 @@ def report(args: argparse.Namespace, bare: list[Run], prod: list[Run], warm: str
     b_p99 = median([b.wrk.p99_ms for b in bare])
     others = median([r.cpu["others_cores"] for r in [*bare, *prod]])
     cpu_ratio = cpu / b_cpu
-    noisy = [why for bad, why in (
-        (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
-        (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
-    ) if bad]
+    noisy = [
+        why
+        for bad, why in (
+            (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
+            (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
+        )
+        if bad
+    ]
     lines = [
         "",
         "=" * 118,
@@ -176,8 +196,12 @@ def report(args: argparse.Namespace, bare: list[Run], prod: list[Run], warm: str
         "target (issue 24)           measured     target   verdict",
         f"  gateway CPU ÷ bare   {cpu_ratio:>11.1f} ×    ≤ {TARGET_CPU_RATIO:g} ×    "
         f"{verdict(cpu_ratio <= TARGET_CPU_RATIO):>6}",
-        "  run quality: " + ("NOISY — " + "; ".join(noisy) + ": rerun before judging" if noisy else
-                             f"clean (bare p99 {b_p99:.1f} ms ≤ {NOISY_BARE_P99_MS:g} ms, others {others:.2f} cores)"),
+        "  run quality: "
+        + (
+            "NOISY — " + "; ".join(noisy) + ": rerun before judging"
+            if noisy
+            else f"clean (bare p99 {b_p99:.1f} ms ≤ {NOISY_BARE_P99_MS:g} ms, others {others:.2f} cores)"
+        ),
         "=" * 118,
     ]
     return lines
@@ -196,8 +220,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--profile-out", default="/tmp/tomato-query-order.collapsed.txt")
-    p.add_argument("--quiet-cores", type=float, default=0.25,
-                   help="before each run, wait while processes outside the benchmark use more than this many cores")
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=0.25,
+        help="before each run, wait while processes outside the benchmark use more than this many cores",
+    )
     p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
     args = p.parse_args(argv)
@@ -233,9 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                 bare_runs.append(b)
                 p = stack.run_product(args.duration)
                 prod_runs.append(p)
-                print(f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s, {b.cpu_ms('bare'):.3f} CPU-ms/req | "
-                      f"product {p.rate:,.0f} queries/s p99 {p.wrk.p99_ms:.1f} ms, "
-                      f"{p.cpu_ms('gateway'):.3f} gateway CPU-ms/query", flush=True)
+                print(
+                    f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s, {b.cpu_ms('bare'):.3f} CPU-ms/req | "
+                    f"product {p.rate:,.0f} queries/s p99 {p.wrk.p99_ms:.1f} ms, "
+                    f"{p.cpu_ms('gateway'):.3f} gateway CPU-ms/query",
+                    flush=True,
+                )
             print("\n".join(report(args, bare_runs, prod_runs, warm, stack.source)), flush=True)
             if args.profile:
                 print(f"\nprofiling the gateway for {args.profile_seconds:g} s under the same load …", flush=True)
