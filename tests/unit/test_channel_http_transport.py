@@ -135,3 +135,59 @@ async def test_guarded_client_defaults_to_aiohttp_and_refuses_inside_a_unit_of_w
                 await client.get("http://127.0.0.1:9/")
         finally:
             core_db._in_transaction.reset(token)
+
+
+async def test_send_bytes_puts_the_same_request_on_the_wire_as_httpx_and_decodes_the_answer() -> None:
+    from tomato.channel.http import ChannelClient, send_bytes
+
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+    payload = b'{"ok":true}'
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            try:
+                seen.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(response("200 OK", gzip.compress(payload), "Content-Encoding: gzip\r\n"))
+            await writer.drain()
+        writer.close()
+
+    url_tail = "/gateway.do?charset=utf-8&x=%E4%B8%AD"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with serving(handler) as base, guarded_client(2.0) as client:
+        assert isinstance(client, ChannelClient) and client.fast is not None
+        via_httpx = await client.post(base + url_tail, content=b"a=1&b=%20", headers=form)
+        raw = await send_bytes(client, "POST", base + url_tail, b"a=1&b=%20", form)
+    assert raw.status_code == 200 and raw.content == payload == via_httpx.content
+    (line1, headers1, body1), (line2, headers2, body2) = seen
+    assert line1 == line2 == "POST /gateway.do?charset=utf-8&x=%E4%B8%AD HTTP/1.1"
+    assert body1 == body2 == b"a=1&b=%20"
+    assert headers1 == headers2  # Host, Accept, Accept-Encoding, Connection, User-Agent, Content-*: all the same
+
+
+async def test_send_bytes_fails_as_httpx_does_and_not_inside_a_unit_of_work() -> None:
+    from tomato.channel.http import send_bytes
+    from tomato.core import db as core_db
+
+    async with serving(lambda r, w: asyncio.sleep(0)) as base:
+        pass
+    async with guarded_client(2.0) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await send_bytes(client, "POST", base + "/", b"x", {})
+        assert transport_result(caught.value).error is ErrorClass.CONNECT
+        token = core_db._in_transaction.set(True)
+        try:
+            with pytest.raises(HttpInsideTransaction):
+                await send_bytes(client, "POST", base + "/", b"x", {})
+        finally:
+            core_db._in_transaction.reset(token)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(30)
+
+    async with serving(silent) as base, guarded_client(0.3) as client:
+        with pytest.raises(httpx.ReadTimeout) as timed_out:
+            await send_bytes(client, "POST", base + "/", b"x", {})
+    assert transport_result(timed_out.value).error is ErrorClass.TIMEOUT

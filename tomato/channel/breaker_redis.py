@@ -13,6 +13,7 @@ import math
 from redis.asyncio import Redis
 
 from tomato.channel.breaker_state import Op, Shared, Verdict
+from tomato.core.resp import ScriptRunner
 
 FIELDS = ("s", "f", "o", "p", "t")  # state, failures, opened_at, probe_until, probe_token
 
@@ -72,10 +73,13 @@ def _shared(s: object, f: object, o: object, p: object, t: object) -> Shared:
 
 
 class RedisBreakerStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, scripts: ScriptRunner | None = None) -> None:
+        """`scripts`: the cache's own script connection (core.resp), for the outcome every channel call records."""
         self._redis = redis
         self._prefix = prefix
         self._step = redis.register_script(_STEP_LUA)
+        self._scripts = scripts
+        self._step_sha = scripts.register(_STEP_LUA) if scripts is not None else ""
 
     def _key(self, account_id: str) -> str:
         return f"{self._prefix}breaker:{account_id}"
@@ -84,9 +88,11 @@ class RedisBreakerStore:
         self, account_id: str, op: Op, *, now: float, fail_max: int, reset_s: float, token: str
     ) -> tuple[Verdict, Shared]:
         ttl_ms = math.ceil(max(3600.0, 4 * reset_s) * 1000)
-        reply = await self._step(
-            keys=[self._key(account_id)], args=[op.value, repr(now), fail_max, repr(reset_s), token, ttl_ms]
-        )
+        keys, args = [self._key(account_id)], [op.value, repr(now), fail_max, repr(reset_s), token, ttl_ms]
+        if self._scripts is not None:
+            reply = await self._scripts.run(self._step_sha, keys, args)
+        else:
+            reply = await self._step(keys=keys, args=args)
         return Verdict(str(reply[0])), _shared(*reply[1:])
 
     async def read(self, account_ids: list[str]) -> dict[str, Shared]:

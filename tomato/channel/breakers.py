@@ -61,7 +61,7 @@ _memory_stores: weakref.WeakKeyDictionary[Cache, MemoryBreakerStore] = weakref.W
 def store_for(cache: Cache) -> BreakerStore:
     """Redis when the cache is Redis; otherwise one in-process store per cache, as Redis keeps one per prefix."""
     if isinstance(cache, RedisCache):
-        return RedisBreakerStore(cache.redis, cache.prefix)
+        return RedisBreakerStore(cache.redis, cache.prefix, cache.scripts)
     store = _memory_stores.get(cache)
     if store is None:
         store = _memory_stores[cache] = MemoryBreakerStore()

@@ -48,6 +48,7 @@ from tomato.core.crypto import SecretBox
 from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
 from tomato.core.ids import Snowflake
+from tomato.core.loadonce import LoadOnce
 from tomato.core.pay_methods import CHANNEL_OF, PayMethod
 
 SNAPSHOT_TTL_S = 2.0
@@ -55,7 +56,6 @@ SNAPSHOT_TTL_S = 2.0
 
 @dataclass(frozen=True)
 class _Snapshot:
-    expires_at: float
     rules: list[RoutingRule]
     accounts: dict[str, ChannelAccount]
     identities: ActiveIdentities
@@ -96,7 +96,7 @@ class ChannelService:
         self.breaker_watch = BreakerWatch(breakers, breaker_alert_s)
         self.health = HealthWindow()
         self._adapters: dict[str, tuple[str, ChannelAdapter, httpx.AsyncClient]] = {}
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: LoadOnce[None, _Snapshot] = LoadOnce(SNAPSHOT_TTL_S)
         self.identities = IdentityStore(db, box, ids)
 
     # --- accounts ------------------------------------------------------------------------------------
@@ -295,19 +295,20 @@ class ChannelService:
 
     async def _routing_data(self) -> _Snapshot:
         """Rules and accounts, read at most every SNAPSHOT_TTL_S (admin changes here invalidate at once; other
-        processes see them within the TTL) — they rarely change and every order needs them."""
-        snap = self._snapshot
-        if snap is not None and snap.expires_at > time.monotonic():
-            return snap
-        async with self._db.uow() as uow:
-            rules = list((await uow.session.scalars(select(RoutingRule))).all())
-            accounts = {a.id: a for a in (await uow.session.scalars(select(ChannelAccount))).all()}
-            identities = await IdentityStore.active(uow.session)
-        self._snapshot = _Snapshot(time.monotonic() + SNAPSHOT_TTL_S, rules, accounts, identities)
-        return self._snapshot
+        processes see them within the TTL) — they rarely change and every order needs them. Concurrent misses share
+        one read (core.loadonce)."""
+
+        async def load() -> _Snapshot:
+            async with self._db.uow() as uow:
+                rules = list((await uow.session.scalars(select(RoutingRule))).all())
+                accounts = {a.id: a for a in (await uow.session.scalars(select(ChannelAccount))).all()}
+                identities = await IdentityStore.active(uow.session)
+            return _Snapshot(rules, accounts, identities)
+
+        return await self._snapshot.get(None, load)
 
     def invalidate(self) -> None:
-        self._snapshot = None
+        self._snapshot.clear()
 
     async def aclose(self) -> None:
         for _, _, http in self._adapters.values():

@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from tomato.core.errors import HttpInsideTransaction
+from tomato.core.lane import close_lane, open_lane
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -147,6 +148,7 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.session_factory = async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        open_lane(engine)
 
     @property
     def dialect(self) -> str:
@@ -161,6 +163,7 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        await close_lane(self.engine)
         await self.engine.dispose()
 
 

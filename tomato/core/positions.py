@@ -14,6 +14,7 @@ is down; the commit-to-listable delay is the relay's wake-up (notify) or poll in
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
@@ -34,8 +35,10 @@ _LOCK_AND_PLAN = select(
 )
 
 
+@functools.lru_cache(maxsize=8)
 def _numbering(dialect: str, limit: int) -> Any:
-    """One UPDATE: the oldest `limit` unpositioned rows (by seq) get max(position) + 1, + 2, …"""
+    """One UPDATE: the oldest `limit` unpositioned rows (by seq) get max(position) + 1, + 2, … (built once per
+    dialect and limit: building it is most of a step's Python cost, and the compiled form is cached by the same key)"""
     pending = _T.alias("pending")
     oldest = select(pending.c.id, pending.c.seq).where(pending.c.position.is_(None)).order_by(pending.c.seq)
     oldest = oldest.limit(limit)

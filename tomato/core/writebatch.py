@@ -8,7 +8,8 @@ Create-order writes twice (order + first attempt; attempt result + PAYING transi
   the pooled asyncpg connection (SQLAlchemy's pool still owns it). One statement is atomic without BEGIN/COMMIT.
 * SQLite (embedded): the equivalent Core statements, in order, in one transaction.
 
-Only keyed inserts and keyed, optionally status-guarded updates are offered; the last write may ask for the
+`fetch_row` is the matching keyed read (create's repeat, the query-order API). Only keyed inserts and keyed,
+optionally status-guarded updates are offered; the last write may ask for the
 updated row back. A unique violation is raised as SQLAlchemy's `IntegrityError` on both backends, and then
 nothing of the batch is written; a connection that died under the batch as `DBAPIError` with
 `connection_invalidated` (whether a statement that was sent landed is then unknown, as for any lost commit).
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, Update, insert, update
+from sqlalchemy import Table, Update, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tomato.core.lane import lane_of
 
 Row = dict[str, Any]
 
@@ -94,23 +97,7 @@ class WriteBatch:
     async def _commit_pg(self) -> Row | None:
         sql = _combined_sql(tuple(w.shape for w in self._writes), self._returning)
         args = [a for w in self._writes for a in w.args]
-        async with self._engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            try:
-                if self._returning:
-                    record = await raw.fetchrow(sql, *args)
-                    return None if record is None else dict(record)
-                await raw.execute(sql, *args)
-                return None
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise IntegrityError(sql, args, exc) from exc
-            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
-                lost = raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
-                await conn.invalidate()  # a broken connection must not go back to the pool
-                if lost:  # reported as SQLAlchemy reports a dead connection: the API answers it as an outage (503)
-                    raise DBAPIError(sql, None, exc, hide_parameters=True, connection_invalidated=True) from exc
-                raise
+        return await pg_statement(self._engine, sql, args, fetch=self._returning)
 
     async def _commit_core(self) -> Row | None:
         row: Row | None = None
@@ -126,6 +113,66 @@ class WriteBatch:
                 else:
                     await conn.execute(stmt)
         return row
+
+
+async def pg_statement(engine: AsyncEngine, sql: str, args: Sequence[Any], *, fetch: bool) -> Row | None:
+    """One statement straight on a pooled asyncpg connection (one round trip, atomic on its own); with `fetch` its
+    first row. Errors as SQLAlchemy raises them: a unique violation as `IntegrityError`, a dead connection as
+    `DBAPIError` with `connection_invalidated` (and the connection is not given back to the pool). The connection is
+    the engine's lane's (core.lane) when one is free, else a checkout of its own."""
+    lane = lane_of(engine)
+    lent = await lane.borrow() if lane is not None else None
+    if lent is None:
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            return await _run(raw, conn, sql, args, fetch)
+    assert lane is not None
+    try:
+        row = await _run(lent.raw, lent.conn, sql, args, fetch)
+    except IntegrityError:  # the statement failed, the connection is fine
+        if not lane.give_back(lent):
+            await lane.release(lent)
+        raise
+    except BaseException:  # broken (_run invalidated it), cancelled, or anything unforeseen: back through the pool
+        await lane.release(lent)
+        raise
+    if not lane.give_back(lent):
+        await lane.release(lent)
+    return row
+
+
+async def _run(raw: Any, conn: AsyncConnection, sql: str, args: Sequence[Any], fetch: bool) -> Row | None:
+    try:
+        if fetch:
+            record = await raw.fetchrow(sql, *args)
+            return None if record is None else dict(record)
+        await raw.execute(sql, *args)
+        return None
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(sql, list(args), exc) from exc
+    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+        lost = raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
+        await conn.invalidate()  # a broken connection must not go back to the pool
+        if lost:  # reported as SQLAlchemy reports a dead connection: the API answers it as an outage (503)
+            raise DBAPIError(sql, None, exc, hide_parameters=True, connection_invalidated=True) from exc
+        raise
+
+
+async def fetch_row(engine: AsyncEngine, table: Table, where: Mapping[str, Any]) -> Row | None:
+    """The row of `table` whose columns equal `where` (keyed: at most one), as a dict, or None; no ORM object and
+    no session. PostgreSQL: one statement on the pooled asyncpg connection; SQLite: the Core select."""
+    if engine.dialect.name == "postgresql":
+        return await pg_statement(engine, _select_sql(table.name, tuple(where)), list(where.values()), fetch=True)
+    stmt = select(table).where(*(table.c[k] == v for k, v in where.items()))
+    async with engine.connect() as conn:
+        found = (await conn.execute(stmt)).first()
+    return None if found is None else dict(found._mapping)
+
+
+@functools.lru_cache(maxsize=64)
+def _select_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"SELECT * FROM {table} WHERE " + " AND ".join(f"{c} = ${i}" for i, c in enumerate(columns, start=1))
 
 
 def _core_update(w: _Write) -> Update:

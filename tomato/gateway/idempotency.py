@@ -54,12 +54,23 @@ class IdempotencyGuard:
     async def begin(self, scope: IdempotencyScope, body: bytes) -> StoredResponse | None:
         """Claims the key (None: go ahead) or returns the stored response to replay; raises on conflict."""
         slot = scope.slot
-        digest = sha256_hex(body)
-        if await self._cache.set_nx(slot, json.dumps({"h": digest, "s": "running"}), RUNNING_TTL_S):
+        digest, running = self.running(body)
+        if await self._cache.set_nx(slot, running, RUNNING_TTL_S):
             return None
         raw = await self._cache.get(slot)
         if raw is None:  # expired between the two calls: claim again
             return await self.begin(scope, body)
+        return self.replay(raw, digest)
+
+    @staticmethod
+    def running(body: bytes) -> tuple[str, str]:
+        """The body's digest, and the slot's value while its first request runs (claimed for RUNNING_TTL_S)."""
+        digest = sha256_hex(body)
+        return digest, json.dumps({"h": digest, "s": "running"})
+
+    @staticmethod
+    def replay(raw: str, digest: str) -> StoredResponse:
+        """The stored answer for a repeat of the same bytes; raises on other bytes or while the first still runs."""
         stored = json.loads(raw)
         if stored["h"] != digest:
             raise IdempotencyKeyConflict("Idempotency-Key was used with a different request body")

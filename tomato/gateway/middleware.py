@@ -76,5 +76,17 @@ def _access_line(scope: Scope, status: int, seconds: float, rid: str) -> None:
     raw = scope.get("raw_path")
     path = (raw.decode("latin-1") if isinstance(raw, bytes) else str(scope["path"])).split("?", 1)[0][:512]
     ms = round(seconds * 1000, 1)
-    access.info("%s %s %d %.1fms [%s]", scope["method"], path, status, ms, rid,
-                extra={"method": scope["method"], "path": path, "status": status, "duration_ms": ms})  # fmt: skip
+    if not access.isEnabledFor(logging.INFO):
+        return
+    # the record `access.info` makes, without its search of the call stack for a file and line no format prints
+    record = access.makeRecord(
+        access.name,
+        logging.INFO,
+        "",
+        0,
+        "%s %s %d %.1fms [%s]",
+        (scope["method"], path, status, ms, rid),
+        None,
+        extra={"method": scope["method"], "path": path, "status": status, "duration_ms": ms},
+    )
+    access.handle(record)

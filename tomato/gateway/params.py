@@ -15,9 +15,18 @@ from tomato.core.text import control_character_issue
 
 
 def refuse_control_characters(request: Request) -> None:
+    found = first_issue(request)
+    if found is not None:
+        raise InvalidRequest.field(*found)
+
+
+def first_issue(request: Request) -> tuple[str, str] | None:
+    """The first parameter holding a refused character, and why (None: all clean)."""
     params: list[tuple[str, str]] = [(k, str(v)) for k, v in request.path_params.items()]
-    params += request.query_params.multi_items()
+    if request.scope.get("query_string"):
+        params += request.query_params.multi_items()
     for name, value in params:
         issue = control_character_issue(value)
         if issue is not None:
-            raise InvalidRequest.field(name, issue)
+            return name, issue
+    return None

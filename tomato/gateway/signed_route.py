@@ -2,9 +2,11 @@
 
 Order of checks: body ≤ 64 KiB (413 before parsing or verifying, signed only when the app is known) → app known
 (else unsigned 401) → header syntax → timestamp window → signature → nonce → merchant/app status → rate limit →
-query and path parameters free of control characters (gateway.params) → idempotency. A `/v1` request that matches
-no route (404, or 405 for a wrong method) passes the same checks before it gets its answer, so every answer to a
-known app is signed. The nonce store and the rate limiter fail closed: when
+query and path parameters free of control characters (gateway.params) → idempotency. When the checks that need no
+I/O all pass, the nonce, the rate limit and the Idempotency-Key claim are one call to the store (`Cache.admit`, one
+Redis round trip), whose answer is read in the same order; otherwise they are made one by one. A `/v1` request that
+matches no route (404, or 405 for a wrong method) passes the same checks before it gets its answer, so every answer
+to a known app is signed. The nonce store and the rate limiter fail closed: when
 their backend cannot be reached the request is refused with 503 SERVICE_UNAVAILABLE before anything is written.
 """
 
@@ -13,18 +15,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tomato.core.cache import NonceStore
 from tomato.core.crypto import random_token
 from tomato.core.errors import AuthError, PayloadTooLarge, RateLimited, ServiceUnavailable, TomatoError
 from tomato.gateway import auth, params
 from tomato.gateway.deps import container
 from tomato.gateway.errors import error_response
-from tomato.gateway.idempotency import IdempotencyGuard, IdempotencyScope
+from tomato.gateway.idempotency import KEY_RE, RUNNING_TTL_S, IdempotencyGuard, IdempotencyScope
 from tomato.merchant.errors import UnknownApp
 from tomato.merchant.schemas import AppAuth
 from tomato.merchant.signing import sign_outbound
@@ -119,6 +123,9 @@ class SignedRoute(APIRoute):
             request.method, path_and_query(request), parsed.timestamp_text, parsed.nonce, body
         )
         key_index = auth.verify_signature(app, parsed.signature, message)
+        if await _admit(request, app, parsed.nonce, body):
+            request.state.app = app
+            return key_index
         async with _store_guard("replay protection"):
             await auth.consume_nonce(c.nonces, app.app_id, parsed.nonce)
         c.merchants.ensure_usable(app)
@@ -136,10 +143,15 @@ class SignedRoute(APIRoute):
             return await inner(request)
         c = container(request)
         guard = IdempotencyGuard(c.cache, c.settings.idempotency_ttl_s)
-        guard.validate(key)
-        scope = IdempotencyScope(app.app_id, request.method, request.url.path, key)
-        async with _store_guard("Idempotency-Key"):
-            stored = await guard.begin(scope, body)
+        admitted: _Claim | None = request.scope.get(_CLAIM)
+        if admitted is not None:  # claimed (or found) by the admission call already
+            scope = admitted.scope
+            stored = None if admitted.standing is None else guard.replay(admitted.standing, admitted.digest)
+        else:
+            guard.validate(key)
+            scope = IdempotencyScope(app.app_id, request.method, request.url.path, key)
+            async with _store_guard("Idempotency-Key"):
+                stored = await guard.begin(scope, body)
         if stored is not None:
             headers = {"Idempotent-Replayed": "true"}
             return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
@@ -179,6 +191,57 @@ def install_unmatched(app: FastAPI) -> None:
         return await SignedRoute.answer(request, refuse)
 
     app.add_exception_handler(StarletteHTTPException, handle)
+
+
+_CLAIM = "tomato.idempotency_claim"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """The Idempotency-Key slot as the admission call left it: claimed by us (`standing` None) or the value found."""
+
+    scope: IdempotencyScope
+    digest: str
+    standing: str | None
+
+
+async def _admit(request: Request, app: AppAuth, nonce: str, body: bytes) -> bool:
+    """Nonce, rate limit and Idempotency-Key claim in one store call, when every check between them that needs no
+    I/O passes (app usable, parameters clean, key well-formed) and one store keeps all three; raises what the
+    separate checks would raise. False: nothing was done, make the separate calls (in order, with their errors)."""
+    c = container(request)
+    cache = c.cache
+    if c.nonces.cache is not cache:
+        return False
+    try:
+        c.merchants.ensure_usable(app)
+    except TomatoError:
+        return False
+    if params.first_issue(request) is not None:
+        return False
+    key = request.headers.get("idempotency-key") if request.method == "POST" else None
+    if key is not None and not KEY_RE.match(key):
+        return False
+    settings = c.settings
+    slot, value, digest = None, "", ""
+    if key is not None:
+        scope = IdempotencyScope(app.app_id, request.method, request.url.path, key)
+        slot = scope.slot
+        digest, value = IdempotencyGuard.running(body)
+    async with _store_guard("replay protection"):
+        admission = await cache.admit(
+            NonceStore.key(app.app_id, nonce), c.nonces.ttl_s, f"app:{app.app_id}", settings.rate_limit_rps,
+            settings.rate_limit_burst, slot, value, RUNNING_TTL_S,
+        )  # fmt: skip
+    if not admission.nonce_fresh:
+        raise auth.NonceReused("Tomato-Nonce was already used")
+    decision = admission.rate
+    assert decision is not None
+    if not decision.allowed:
+        raise RateLimited("too many requests for this app", retry_after=max(1, int(decision.retry_after_s + 0.999)))
+    if slot is not None:
+        request.scope[_CLAIM] = _Claim(scope, digest, None if admission.claimed else admission.stored)
+    return True
 
 
 async def _rate_limit(request: Request, app: AppAuth) -> None:

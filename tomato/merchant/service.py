@@ -6,7 +6,6 @@ The only place in the context that opens a unit of work and commits.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from tomato.core.crypto import (
 from tomato.core.db import Database
 from tomato.core.errors import InvalidRequest
 from tomato.core.ids import Snowflake
+from tomato.core.loadonce import LoadOnce
 from tomato.core.netguard import check_literal
 from tomato.merchant import repository as repo
 from tomato.merchant.admin_schemas import AdminIdentity, AdminTokenCreated, AdminTokenView, AuditEntryView, AuditFilter
@@ -92,7 +92,7 @@ class MerchantService:
         self._allowed_networks = webhook_allowed_networks
         self._box = box
         self._ids = ids
-        self._auth_cache: dict[str, tuple[float, AppAuth]] = {}
+        self._auth_cache: LoadOnce[str, AppAuth] = LoadOnce(AUTH_CACHE_TTL_S)
         self._platform: PlatformSigner | None = None
         self._tokens = AdminTokens(db)
         self.audit = AdminAuditLog(db, ids)
@@ -254,7 +254,7 @@ class MerchantService:
                 setattr(app, name, value)
             app.updated_at = utcnow()
             await uow.commit()
-        self._auth_cache.pop(app_id, None)
+        self._auth_cache.drop(app_id)
         return await self.get_app(app_id)
 
     async def set_app_frozen(self, app_id: str, frozen: bool) -> AppView:
@@ -262,7 +262,7 @@ class MerchantService:
             if not await repo.set_app_status(uow.session, app_id, "FROZEN" if frozen else "ACTIVE", utcnow()):
                 raise AppNotFound(f"app {app_id} not found")
             await uow.commit()
-        self._auth_cache.pop(app_id, None)
+        self._auth_cache.drop(app_id)
         return await self.get_app(app_id)
 
     async def rotate_key(self, app_id: str, cmd: KeyRotate) -> AppCreated:
@@ -280,7 +280,7 @@ class MerchantService:
             key, secret = self._new_key(app, cmd.public_key_pem)
             uow.session.add(key)
             await uow.commit()
-        self._auth_cache.pop(app_id, None)
+        self._auth_cache.drop(app_id)
         return AppCreated(app=await self.get_app(app_id), key_id=key.key_id, secret=secret)
 
     async def remove_key(self, app_id: str, key_id: str) -> AppView:
@@ -292,7 +292,7 @@ class MerchantService:
             if not await repo.revoke_key(uow.session, app_id, key_id):
                 raise KeyNotFound(f"active key {key_id} not found")
             await uow.commit()
-        self._auth_cache.pop(app_id, None)
+        self._auth_cache.drop(app_id)
         return await self.get_app(app_id)
 
     def _new_key(self, app: App, public_key: str | None) -> tuple[AppKey, str | None]:
@@ -314,34 +314,33 @@ class MerchantService:
     async def app_auth(self, app_id: str, *, fresh: bool = False) -> AppAuth:
         """Credentials and status of an app, cached for a moment (freezing and rotation clear this process's cache;
         `fresh` reads the database anyway, for callers in other processes that keep their own cache).
-        `hmac_secrets` are newest first."""
-        cached = None if fresh else self._auth_cache.get(app_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        async with self._db.uow() as uow:
-            app = await repo.get_app(uow.session, app_id)
-            if app is None:
-                raise UnknownApp(f"unknown app {app_id}")
-            merchant = await repo.get_merchant(uow.session, app.mch_no)
-            keys = await repo.active_keys(uow.session, [app_id])
-        auth = AppAuth(
-            app_id=app.app_id,
-            mch_no=app.mch_no,
-            sign_type=app.sign_type,
-            app_status=app.status,
-            merchant_status=merchant.status if merchant else "FROZEN",
-            hmac_secrets=tuple(
-                self._box.decrypt(k.secret_ciphertext, context=f"app-key:{k.key_id}").encode()
-                for k in keys
-                if k.secret_ciphertext
-            ),
-            rsa_public_keys=tuple(load_public_key(k.public_key_pem) for k in keys if k.public_key_pem),
-            pay_methods=frozenset(json.loads(app.pay_methods)),
-            amount_limit=app.amount_limit,
-            notify_url=app.notify_url,
-        )
-        self._auth_cache[app_id] = (time.monotonic() + AUTH_CACHE_TTL_S, auth)
-        return auth
+        `hmac_secrets` are newest first. Concurrent misses share one read (core.loadonce)."""
+
+        async def load() -> AppAuth:
+            async with self._db.uow() as uow:
+                app = await repo.get_app(uow.session, app_id)
+                if app is None:
+                    raise UnknownApp(f"unknown app {app_id}")
+                merchant = await repo.get_merchant(uow.session, app.mch_no)
+                keys = await repo.active_keys(uow.session, [app_id])
+            return AppAuth(
+                app_id=app.app_id,
+                mch_no=app.mch_no,
+                sign_type=app.sign_type,
+                app_status=app.status,
+                merchant_status=merchant.status if merchant else "FROZEN",
+                hmac_secrets=tuple(
+                    self._box.decrypt(k.secret_ciphertext, context=f"app-key:{k.key_id}").encode()
+                    for k in keys
+                    if k.secret_ciphertext
+                ),
+                rsa_public_keys=tuple(load_public_key(k.public_key_pem) for k in keys if k.public_key_pem),
+                pay_methods=frozenset(json.loads(app.pay_methods)),
+                amount_limit=app.amount_limit,
+                notify_url=app.notify_url,
+            )
+
+        return await self._auth_cache.get(app_id, load, fresh=fresh)
 
     @staticmethod
     def ensure_usable(auth: AppAuth, pay_method: str | None = None) -> None:

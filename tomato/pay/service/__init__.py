@@ -60,8 +60,7 @@ class PayService:
         return await create.create_order(self.deps, app, cmd)
 
     async def get_order(self, app_id: str, order_no: str) -> PayOrderView:
-        async with self.deps.db.uow() as uow:
-            order = await repo.get_for_app(uow.session, app_id, order_no)
+        order = await repo.row_for_app(self.deps.db.engine, app_id, order_no)
         if order is None:
             raise OrderNotFound(f"order {order_no} not found")
         return order_view(order)

@@ -102,7 +102,7 @@ async def _existing(deps: PayDeps, order: PayOrder, digest: str) -> PayOrderView
 
 def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) -> PayOrder:
     now = deps.clock.now()
-    order = PayOrder(
+    order = repo.new_order(
         order_no=deps.ids.next_id("P"),
         app_id=app.app_id,
         mch_no=app.mch_no,

@@ -182,7 +182,7 @@ def _channel_request(order: PayOrder, method: PayMethod | None) -> CreateRequest
 
 
 def new_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
-    return PayAttempt(
+    return repo.new_attempt(
         id=deps.ids.next_id("PA"),
         order_no=order.order_no,
         channel=route.channel,

@@ -18,7 +18,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tomato.channel.adapters.alipay import barcode, codec, isv, signing, splits
-from tomato.channel.http import transport_result
+from tomato.channel.http import send_bytes, transport_result
 from tomato.channel.protocol import (
     AckResponse,
     CallbackRejected,
@@ -47,6 +47,7 @@ TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 # Alipay's own advice for this sub_code is "retry with the same request": the outcome is not known.
 UNKNOWN_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.unknow-error"})
 PAID_STATUSES = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
+_FORM_HEADERS = {"Content-Type": codec.FORM_CONTENT_TYPE}
 _BROWSER_METHODS = {
     "ALIPAY_WAP": ("alipay.trade.wap.pay", "QUICK_WAP_PAY"),
     "ALIPAY_PC": ("alipay.trade.page.pay", "FAST_INSTANT_TRADE_PAY"),
@@ -371,10 +372,12 @@ class AlipayAdapter:
         signed = self._signed(method, biz, notify_url=notify_url, app_auth_token=token)
         query, form = codec.split_for_post(signed)
         try:
-            response = await self._http.post(
+            response = await send_bytes(
+                self._http,
+                "POST",
                 codec.with_query(self._config.gateway_url, query),
-                content=codec.encode_form(form),
-                headers={"Content-Type": codec.FORM_CONTENT_TYPE},
+                codec.encode_form(form),
+                _FORM_HEADERS,
             )
         except httpx.TransportError as exc:
             return transport_result(exc)
