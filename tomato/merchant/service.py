@@ -59,12 +59,12 @@ from tomato.merchant.schemas import (
     FeePlanView,
     FeeTerms,
     KeyRotate,
-    KeyView,
     MerchantCreate,
     MerchantView,
     SettleCycleUpdate,
 )
 from tomato.merchant.tokens import AdminTokens
+from tomato.merchant.views import app_view, fee_plan_view, merchant_view
 
 MAX_ACTIVE_KEYS = 2
 AUTH_CACHE_TTL_S = 2.0
@@ -114,7 +114,7 @@ class MerchantService:
         async with self._db.uow() as uow:
             uow.session.add(merchant)
             await uow.commit()
-        return _merchant_view(merchant, [])
+        return merchant_view(merchant, [])
 
     async def get_merchant(self, mch_no: str) -> MerchantView:
         async with self._db.uow() as uow:
@@ -166,18 +166,18 @@ class MerchantService:
         async with self._db.uow() as uow:
             uow.session.add(plan)
             await uow.commit()
-        return _fee_plan_view(plan)
+        return fee_plan_view(plan)
 
     async def get_fee_plan(self, plan_id: str) -> FeePlanView:
         async with self._db.uow() as uow:
             plan = await repo.get_fee_plan(uow.session, plan_id)
         if plan is None:
             raise FeePlanNotFound(f"fee plan {plan_id} not found")
-        return _fee_plan_view(plan)
+        return fee_plan_view(plan)
 
     async def list_fee_plans(self, after: str | None, limit: int) -> list[FeePlanView]:
         async with self._db.uow() as uow:
-            return [_fee_plan_view(p) for p in await repo.list_fee_plans(uow.session, after, limit)]
+            return [fee_plan_view(p) for p in await repo.list_fee_plans(uow.session, after, limit)]
 
     async def assign_fee_plan(self, mch_no: str, cmd: FeePlanAssign) -> MerchantView:
         """Puts the merchant on the plan from its next payment on (paid orders keep their snapshot)."""
@@ -229,7 +229,7 @@ class MerchantService:
             key, secret = self._new_key(app, cmd.public_key_pem)
             uow.session.add(key)
             await uow.commit()
-        return AppCreated(app=_app_view(app, "ACTIVE", [key]), key_id=key.key_id, secret=secret)
+        return AppCreated(app=app_view(app, "ACTIVE", [key]), key_id=key.key_id, secret=secret)
 
     async def get_app(self, app_id: str) -> AppView:
         async with self._db.uow() as uow:
@@ -238,7 +238,7 @@ class MerchantService:
                 raise AppNotFound(f"app {app_id} not found")
             merchant = await repo.get_merchant(uow.session, app.mch_no)
             keys = await repo.active_keys(uow.session, [app_id])
-        return _app_view(app, merchant.status if merchant else "FROZEN", list(keys))
+        return app_view(app, merchant.status if merchant else "FROZEN", list(keys))
 
     async def update_app(self, app_id: str, cmd: AppUpdate) -> AppView:
         if cmd.notify_url is not None:
@@ -462,44 +462,5 @@ class MerchantService:
         status = {m.mch_no: m.status for m in merchants}
         apps_by_mch: dict[str, list[AppView]] = {}
         for a in apps:
-            apps_by_mch.setdefault(a.mch_no, []).append(_app_view(a, status[a.mch_no], by_app.get(a.app_id, [])))
-        return [_merchant_view(m, apps_by_mch.get(m.mch_no, [])) for m in merchants]
-
-
-def _app_view(app: App, merchant_status: str, keys: Sequence[AppKey]) -> AppView:
-    effective = "FROZEN" if merchant_status != "ACTIVE" or app.status != "ACTIVE" else "ACTIVE"
-    return AppView(
-        app_id=app.app_id,
-        mch_no=app.mch_no,
-        name=app.name,
-        status=effective,
-        sign_type=app.sign_type,
-        notify_url=app.notify_url,
-        pay_methods=json.loads(app.pay_methods),
-        amount_limit=app.amount_limit,
-        keys=[KeyView(key_id=k.key_id, status=k.status, created_at=k.created_at) for k in keys],
-        created_at=app.created_at,
-    )
-
-
-def _merchant_view(m: Merchant, apps: list[AppView]) -> MerchantView:
-    return MerchantView(
-        mch_no=m.mch_no,
-        name=m.name,
-        status=m.status,
-        fee_plan_id=m.fee_plan_id,
-        settle_cycle=m.settle_cycle or DEFAULT_SETTLE_CYCLE,
-        created_at=m.created_at,
-        apps=apps,
-    )
-
-
-def _fee_plan_view(p: FeePlan) -> FeePlanView:
-    return FeePlanView(
-        id=p.id,
-        name=p.name,
-        rates=json.loads(p.rates),
-        min_fee=p.min_fee,
-        refund_fee=p.refund_fee,
-        created_at=p.created_at,
-    )
+            apps_by_mch.setdefault(a.mch_no, []).append(app_view(a, status[a.mch_no], by_app.get(a.app_id, [])))
+        return [merchant_view(m, apps_by_mch.get(m.mch_no, [])) for m in merchants]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, Select, Table, case, func, literal, or_, select, update
@@ -19,6 +18,7 @@ from tomato.core.db import one_of
 from tomato.core.pay_methods import PayMethod
 from tomato.core.writebatch import WriteBatch, fetch_row
 from tomato.pay.models import PayAnomaly, PayAttempt, PayOrder, Refund
+from tomato.pay.rows import detached, set_values
 from tomato.pay.states import OrderEvent, OrderStatus, RefundEvent, RefundStatus, refund_sources, sources
 
 ORDERS: Table = PayOrder.__table__  # type: ignore[assignment]
@@ -26,36 +26,11 @@ ATTEMPTS: Table = PayAttempt.__table__  # type: ignore[assignment]
 ANOMALIES: Table = PayAnomaly.__table__  # type: ignore[assignment]
 
 
-class _NewOrder(SimpleNamespace):
-    """A new order's columns as plain attributes: a column left unset reads None, as on a transient ORM instance,
-    and keeps its column default in the insert (`_set_values`). A tenth of an ORM instance's cost to build."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ORDERS.c:
-            return None
-        raise AttributeError(name)
-
-
-def new_order(**columns: Any) -> PayOrder:
-    """A new (not yet inserted) order for `insert_order` and the submission that follows; never for a session."""
-    return cast(PayOrder, _NewOrder(**columns))
-
-
-def new_attempt(**columns: Any) -> PayAttempt:
-    """A new attempt's columns as plain attributes (`insert_order`, `add_attempt`); never for a session itself."""
-    return cast(PayAttempt, SimpleNamespace(**columns))
-
-
-def _set_values(row: PayOrder | PayAttempt) -> dict[str, Any]:
-    """The attributes set on a new (transient) row: unset ones keep their column defaults."""
-    return {k: v for k, v in vars(row).items() if not k.startswith("_")}
-
-
 def insert_order(batch: WriteBatch, order: PayOrder, first_attempt: PayAttempt | None) -> None:
     """Inserts a new order (and its first attempt); a repeated (app_id, out_trade_no) raises IntegrityError."""
-    batch.insert(ORDERS, _set_values(order))
+    batch.insert(ORDERS, set_values(order))
     if first_attempt is not None:
-        batch.insert(ATTEMPTS, _set_values(first_attempt))
+        batch.insert(ATTEMPTS, set_values(first_attempt))
 
 
 def finish_attempt(batch: WriteBatch, attempt_id: str, values: dict[str, Any]) -> None:
@@ -140,12 +115,6 @@ def transition_returning(batch: WriteBatch, order_no: str, event: OrderEvent, va
     status did not allow `event` (`detached` makes the row an order)."""
     allowed = [st.value for st in sources(event)]
     batch.update(ORDERS, ("order_no", order_no), values, status_in=allowed, increment="version", returning=True)
-
-
-def detached(row: dict[str, Any]) -> PayOrder:
-    """The row's columns as attributes, for reading (order_view …): no ORM instance is built (a tenth of the cost);
-    never add it to a session."""
-    return cast(PayOrder, SimpleNamespace(**row))
 
 
 async def set_fields(s: AsyncSession, order_no: str, status: OrderStatus, values: dict[str, Any]) -> bool:
@@ -234,7 +203,7 @@ async def release_submission(s: AsyncSession, order_no: str, token: str) -> None
 
 def add_attempt(s: AsyncSession, attempt: PayAttempt) -> None:
     """Adds the attempt's row (`new_attempt` rows are plain attributes: the session gets an instance of its own)."""
-    s.add(PayAttempt(**_set_values(attempt)))
+    s.add(PayAttempt(**set_values(attempt)))
 
 
 # --- refunds -----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tomato.merchant.service import MerchantService
 from tomato.pay import repository as repo
 from tomato.pay.errors import OrderNotFound, OutTradeNoConflict
 from tomato.pay.models import PayAttempt, PayOrder
+from tomato.pay.rows import new_order
 from tomato.pay.schemas import PayOrderCreate, PayOrderView
 from tomato.pay.service import barcode, submit
 from tomato.pay.service.deps import PayDeps
@@ -102,7 +103,7 @@ async def _existing(deps: PayDeps, order: PayOrder, digest: str) -> PayOrderView
 
 def _new_order(deps: PayDeps, app: AppAuth, cmd: PayOrderCreate, digest: str) -> PayOrder:
     now = deps.clock.now()
-    order = repo.new_order(
+    order = new_order(
         order_no=deps.ids.next_id("P"),
         app_id=app.app_id,
         mch_no=app.mch_no,

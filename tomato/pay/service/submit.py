@@ -28,7 +28,9 @@ from tomato.core.errors import ChannelError, NoChannelAvailable
 from tomato.core.pay_methods import PayMethod
 from tomato.core.writebatch import WriteBatch
 from tomato.pay import repository as repo
+from tomato.pay import rows
 from tomato.pay.models import PayAttempt, PayOrder
+from tomato.pay.rows import detached
 from tomato.pay.schemas import PayOrderView
 from tomato.pay.service import barcode
 from tomato.pay.service.compensation import next_query_at
@@ -182,7 +184,7 @@ def _channel_request(order: PayOrder, method: PayMethod | None) -> CreateRequest
 
 
 def new_attempt(deps: PayDeps, order: PayOrder, route: Route) -> PayAttempt:
-    return repo.new_attempt(
+    return rows.new_attempt(
         id=deps.ids.next_id("PA"),
         order_no=order.order_no,
         channel=route.channel,
@@ -251,7 +253,7 @@ async def _finish_attempt(
     if not accepted:
         return None, False
     if row is not None:
-        return (order_view(repo.detached(row)), wallet_data), True
+        return (order_view(detached(row)), wallet_data), True
     # it moved on meanwhile (paid, closed): answer what it is now
     view = await _as_it_stands(deps, order.order_no)
     log.info("order %s moved on (%s) while the channel accepted it", order.order_no, view.status)
