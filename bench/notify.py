@@ -354,7 +354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up load (bare and product)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up")
     p.add_argument("--rsa-ops", type=int, default=2000, help="RSA verifies to time")
-    p.add_argument("--presign-rate", type=float, default=400.0, help="minimum notifies/s to pre-sign for")
+    p.add_argument("--presign-rate", type=float, default=1500.0, help="minimum notifies/s to pre-sign for")
     p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--profile-out", default="/tmp/tomato-notify.collapsed.txt")
@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             account=account, template=order["order_no"], amount=int(order["amount"]), signers=signers,
         )  # fmt: skip
         wb = stack.run_bare(args.warmup)
-        wp = stack.run_product(args.warmup, presign_rate=max(args.presign_rate, 600.0), tag="w", warmup=True)
+        wp = stack.run_product(args.warmup, presign_rate=max(args.presign_rate, 2000.0), tag="w", warmup=True)
         warm = f"bare {wb.rate:,.0f} req/s; product {wp.orders} notifies, {wp.rate:,.1f}/s"
         print("warm-up:", warm, flush=True)
 
