@@ -120,15 +120,22 @@ async def admit(request: Request, roles: tuple[str, ...]) -> Response | None:
         return response
     role = who.role
     request.state.viewer = Viewer(token=s.token, role=role, name=who.actor, session=s, token_id=who.token_id)
+    return await role_and_form(request, s, role, roles)
+
+
+async def role_and_form(request: Request, s: session.Session, role: str, roles: tuple[str, ...]) -> Response | None:
+    """The signed-in half of admission, shared with the portal: the role, then (a POST) the form and its CSRF
+    token; sets `request.state.form`, or answers the refusal."""
+    t = request.state.t
     if role not in roles:
         return error_page(request, 403, "FORBIDDEN", t("error.role", roles=" / ".join(roles)))
-    if posted:
+    if request.method == "POST":
         try:
             form = await read_form(request)
         except TomatoError as exc:
             return error_page(request, exc.status, exc.code, exc.message)
         if not csrf.valid(s, form.get(csrf.FIELD)):
-            log.info("console: a form without a valid CSRF token was refused on %s", request.url.path)
+            log.info("a form without a valid CSRF token was refused on %s", request.url.path)
             return error_page(request, 403, "FORBIDDEN", t("error.csrf"))
         request.state.form = form
     return None

@@ -16,10 +16,8 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tomato.core.errors import TomatoError
-from tomato.gateway.console import csrf
-from tomato.gateway.console.forms import Form, read_form
-from tomato.gateway.console.guard import error_page, route_class
+from tomato.gateway.console.forms import Form
+from tomato.gateway.console.guard import error_page, role_and_form, route_class
 from tomato.gateway.console.render import redirect
 from tomato.gateway.deps import container
 from tomato.gateway.portal import session
@@ -79,18 +77,7 @@ async def admit(request: Request, roles: tuple[str, ...]) -> Response | None:
         session.clear(response, request)
         return response
     request.state.viewer = Viewer(member=member, session=s)
-    if member.role not in roles:
-        return error_page(request, 403, "FORBIDDEN", t("error.role", roles=" / ".join(roles)))
-    if posted:
-        try:
-            form = await read_form(request)
-        except TomatoError as exc:
-            return error_page(request, exc.status, exc.code, exc.message)
-        if not csrf.valid(s, form.get(csrf.FIELD)):
-            log.info("portal: a form without a valid CSRF token was refused on %s", request.url.path)
-            return error_page(request, 403, "FORBIDDEN", t("error.csrf"))
-        request.state.form = form
-    return None
+    return await role_and_form(request, s, member.role, roles)
 
 
 def form_of(request: Request) -> Form:
