@@ -7,12 +7,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyotp
+import pytest
 
 from tests.fixtures.console_client import ConsoleUser, csrf_of
 from tests.fixtures.pay_stack import PUBLIC_URL, PayStack
 from tests.fixtures.portal_client import PASSWORD, Credentials, PortalUser, make_user
 from tests.fixtures.stack import admin
 from tomato.merchant.admin_schemas import AuditFilter
+from tomato.merchant.errors import PortalUserConflict
+from tomato.merchant.portal_schemas import PortalInvite
 from tomato.merchant.schemas import MerchantCreate
 from tomato.merchant.user_models import MerchantUser
 
@@ -142,3 +145,28 @@ async def test_operator_invites_from_the_console(pay: PayStack) -> None:
     assert invited.status_code == 200 and "cs@example.com" in invited.text
     (user,) = await pay.c.merchants.users.list_users(mch_no)
     assert user.role == "support" and user.invited_by.startswith("console:")
+
+
+async def test_a_disabled_user_invited_again_starts_over(pay: PayStack) -> None:
+    """How a lost password or authenticator is replaced: disable, invite again; an active account stays a conflict."""
+    mch_no = await _mch_no(pay)
+    who = await make_user(pay.c, mch_no, "developer", totp=True)
+    u = PortalUser(pay.http, pay.c)
+    assert (await u.sign_in(who)).status_code == 303
+    users = pay.c.merchants.users
+    with pytest.raises(PortalUserConflict):
+        await users.invite(mch_no, PortalInvite(email=who.email, role="support"), "test")
+    await users.disable(mch_no, who.user_id)
+    other = await pay.c.merchants.create_merchant(MerchantCreate(name="Other"))
+    with pytest.raises(PortalUserConflict):  # another merchant cannot take the disabled account over
+        await users.invite(other.mch_no, PortalInvite(email=who.email, role="owner"), "test")
+    again = await users.invite(mch_no, PortalInvite(email=who.email, role="support"), "test")
+    assert (again.user.user_id, again.user.status, again.user.role) == (who.user_id, "INVITED", "support")
+    assert (await u.get("/portal", follow_redirects=False)).status_code == 303  # the old session stays ended
+    assert (await u.sign_in(who)).status_code == 401  # the old password is gone
+    details = await users.invite_details(again.invite_token)
+    assert details.totp_secret != who.totp_secret
+    await users.accept_invite(again.invite_token, "a brand new password", None, enable_totp=False)
+    fresh = PortalUser(pay.http, pay.c)
+    new = Credentials(who.user_id, who.email, "a brand new password", None)
+    assert (await fresh.sign_in(new)).status_code == 303

@@ -88,7 +88,8 @@ class PortalUsers:
     # --- invitations ----------------------------------------------------------------------------------------
 
     async def invite(self, mch_no: str, cmd: PortalInvite, invited_by: str) -> PortalInvitation:
-        """A new user of `mch_no` in INVITED; the token is returned once (the inviter hands the link over)."""
+        """A new user of `mch_no` in INVITED (or a disabled one again); the token is returned once (the inviter hands
+        the link over)."""
         if cmd.role not in PORTAL_ROLES:
             raise InvalidRequest.field("role", f"must be one of {', '.join(PORTAL_ROLES)}")
         email = normal_email(cmd.email)
@@ -108,9 +109,47 @@ class PortalUsers:
             uow.session.add(row)
             try:
                 await uow.commit()
-            except IntegrityError as exc:
-                raise PortalUserConflict(f"{email} already has a portal account") from exc
+                taken = False
+            except IntegrityError:
+                taken = True
+        if taken:  # the email has an account: only a disabled one of this merchant may be invited again
+            row = await self._reinvite(mch_no, email, cmd.role, token, invited_by)
         return PortalInvitation(user=view(row), invite_token=token, invite_expires_at=now + INVITE_TTL)
+
+    async def _reinvite(self, mch_no: str, email: str, role: str, token: str, invited_by: str) -> MerchantUser:
+        """A DISABLED user of the same merchant invited again (how a lost password or authenticator is replaced):
+        the same user id starts over — no password, a new TOTP secret, a new link, every old session ended. Any
+        other holder of the email is a conflict."""
+        now = self._clock.now()
+        async with self._db.uow() as uow:
+            done = await uow.session.execute(
+                update(MerchantUser)
+                .where(MerchantUser.email == email, MerchantUser.mch_no == mch_no, MerchantUser.status == "DISABLED")
+                .values(
+                    role=role,
+                    status="INVITED",
+                    password_hash=None,
+                    totp_enabled=False,
+                    totp_last_step=0,
+                    totp_secret_ciphertext=self._box.encrypt(pyotp.random_base32(), context=TOTP_CONTEXT),
+                    failed_logins=0,
+                    locked_until=None,
+                    invite_token_hash=sha256_hex(token.encode()),
+                    invite_expires_at=now + INVITE_TTL,
+                    invited_by=invited_by[:160],
+                    session_epoch=MerchantUser.session_epoch + 1,
+                    updated_at=now,
+                )  # fmt: skip
+                .returning(MerchantUser.user_id)
+            )
+            user_id = done.scalar_one_or_none()
+            if user_id is None:
+                raise PortalUserConflict(f"{email} already has a portal account")
+            await uow.commit()
+        async with self._db.uow() as uow:
+            row = await uow.session.get(MerchantUser, user_id)
+        assert row is not None
+        return row
 
     async def _invited(self, token: str) -> MerchantUser:
         if not token or len(token) > 128:
