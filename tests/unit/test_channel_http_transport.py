@@ -1,4 +1,4 @@
-"""The production channel transport (aiohttp under httpx) against real loopback sockets: what reaches the wire,
+"""The production channel transport (`wire.py` under httpx) against real loopback sockets: what reaches the wire,
 what comes back, and which httpx error each failure becomes — the adapters' "not sent" vs "unknown" hinges on it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from tomato.channel.http import AiohttpTransport, guarded_client, transport_result
+from tomato.channel.http import WireTransport, guarded_client, transport_result
 from tomato.channel.protocol import ErrorClass, ResultStatus
 from tomato.core.errors import HttpInsideTransaction
 
@@ -124,11 +124,11 @@ async def test_connection_dropped_after_the_request_is_unknown_not_a_connect_err
     assert transport_result(caught.value).error is ErrorClass.SERVER
 
 
-async def test_guarded_client_defaults_to_aiohttp_and_refuses_inside_a_unit_of_work() -> None:
+async def test_guarded_client_defaults_to_the_wire_and_refuses_inside_a_unit_of_work() -> None:
     from tomato.core import db as core_db
 
     async with guarded_client(1.0) as client:
-        assert isinstance(client._transport, AiohttpTransport)
+        assert isinstance(client._transport, WireTransport)
         token = core_db._in_transaction.set(True)
         try:
             with pytest.raises(HttpInsideTransaction):
