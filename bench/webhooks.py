@@ -135,6 +135,7 @@ async def worker_main(ready: Path) -> None:
     from tomato.bootstrap import bootstrap
     from tomato.core.settings import load_settings
     from tomato.notice.schedule import NoticeConfig
+    from tomato.runtime.heap import settle_heap
     from tomato.runtime.notice_loops import NoticeRuntime
 
     c = await bootstrap(load_settings())
@@ -144,6 +145,7 @@ async def worker_main(ready: Path) -> None:
     knobs = json.loads(os.environ.get("BENCH_NOTICE_CONFIG", "{}"))  # e.g. {"http_connections": 32}
     runtime = NoticeRuntime(c, NoticeConfig.from_settings(c.settings, **knobs))
     await runtime.start()
+    settle_heap()  # as `tomato worker` does once running
     ready.write_text("ok")
     await stop.wait()
     await runtime.aclose()

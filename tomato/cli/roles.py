@@ -58,9 +58,11 @@ def sandbox(
     from tomato.channel.sandbox import SandboxState, create_sandbox_app
 
     settings = load_cli_settings()
+    from tomato.runtime.heap import settle_heap
     from tomato.runtime.servers import GracefulServer
 
     app_ = create_sandbox_app(SandboxState(time_scale=time_scale, fee_ppm=settings.sandbox_fee_ppm))
+    settle_heap()
     GracefulServer(
         uvicorn.Config(
             app_, host=host, port=port, access_log=False, log_config=None, log_level=settings.log_level.lower()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
-
 from fastapi import FastAPI
 
 from tomato.bootstrap import Container, bootstrap
 from tomato.core.logs import configure_logging
 from tomato.core.settings import load_settings
 from tomato.gateway.app import create_app
+from tomato.runtime.heap import settle_heap
 from tomato.runtime.loops import BackgroundLoops
 from tomato.runtime.preflight import check_startup
 
@@ -27,10 +26,7 @@ def create() -> FastAPI:
         await loops.shutdown()
 
     async def freeze_heap(c: Container) -> None:
-        """Everything built so far (modules, mappers, the container) lives as long as the worker: out of the garbage
-        collector's sight, so a full collection under load walks only what requests allocate."""
-        gc.collect()
-        gc.freeze()
+        settle_heap()
 
     return create_app(
         build, on_start=[loops.start_bus, loops.start_relay, freeze_heap], on_stop=[stop], settings=settings

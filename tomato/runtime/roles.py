@@ -9,6 +9,7 @@ import logging
 from tomato.bootstrap import Container, bootstrap
 from tomato.core.settings import Settings
 from tomato.gateway.metrics import Metrics
+from tomato.runtime.heap import settle_heap
 from tomato.runtime.loops import BackgroundLoops
 from tomato.runtime.metrics_server import MetricsPort
 from tomato.runtime.process_metrics import JobMetrics, attach_breakers, attach_process_metrics
@@ -47,6 +48,7 @@ async def run_worker(settings: Settings, metrics_port: int = 0) -> None:
         await loops.start_notice(c)
         await loops.start_relay(c)
         loops.start_booking(c)
+        settle_heap()
         log.info("tomato worker: running (database %s, bus %s)", c.db.dialect, c.bus.name)
         await stop.wait()
     finally:
