@@ -54,7 +54,7 @@ async def test_statements_reuse_the_lane_and_dispose_gives_every_connection_back
             await pg_statement(db.engine, "SELECT pg_sleep(0.05)", [], fetch=False)
 
         await asyncio.gather(*(sleeper() for _ in range(6)))
-        assert pool.checkedout() == 2  # min(8, 16 // 8): the lane's two, idle again
+        assert pool.checkedout() == 4  # min(16, 16 // 4): the lane's four, idle again
     finally:
         await db.dispose()
         await cleanup(pg_url)

@@ -93,9 +93,10 @@ class BreakerRegistry:
 
     async def call(self, account_id: str, fn: Callable[[], Awaitable[T]], counts_as_failure: Callable[[T], bool]) -> T:
         """Runs `fn` under the account's breaker; raises BreakerOpen when refused (no call made)."""
-        token = uuid.uuid4().hex
+        token = ""  # a probe's, drawn only when the store is asked "may I go" (not on the closed hot path)
         store, verdict = self._store, Verdict.GO
         if not self._surely_closed(account_id):
+            token = uuid.uuid4().hex
             try:
                 store, verdict = await self._apply(self._store, account_id, Op.ACQUIRE, token)
             except asyncio.CancelledError:  # the store may have given us the probe slot: hand it back

@@ -87,12 +87,12 @@ class SecretBox:
 
 
 def hmac_sha256_b64(key: bytes, message: bytes) -> str:
-    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(key, message, "sha256")).decode()  # OpenSSL's one-shot HMAC
 
 
 def hmac_sha256_verify(key: bytes, message: bytes, signature_b64: str) -> bool:
     """Constant-time comparison of the expected and presented signature."""
-    expected = hmac.new(key, message, hashlib.sha256).digest()
+    expected = hmac.digest(key, message, "sha256")
     try:
         presented = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError):
