@@ -195,7 +195,10 @@ class WireClient:
         payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
         origin = self._origin((parts.scheme, parts.hostname, port))
         try:
-            async with asyncio.timeout(timeouts.pool):
+            if origin.slots.locked():  # wait for a free connection, at most `pool` seconds
+                async with asyncio.timeout(timeouts.pool):
+                    await origin.slots.acquire()
+            else:  # one is free: taken at once, no timer
                 await origin.slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout(f"no free connection to {parts.hostname} within {timeouts.pool} s") from None

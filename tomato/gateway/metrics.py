@@ -89,12 +89,19 @@ class Metrics:
         # multi-process: the HTTP figures live in files and are summed at scrape, so they join no registry
         self._http = _HttpMetrics(None if multiproc else self.registry) if http else None
         self._probes: list[Probe] = []
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         if self._http is None:
             return
-        self._http.requests.labels(method, route, str(status)).inc()
-        self._http.duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() (a lock, validation, a dict lookup) once per series, not per request
+            children = self._children[key] = (
+                self._http.requests.labels(method, route, str(status)), self._http.duration.labels(method, route)
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         self._http.served.inc()
 
     def collector(self, read: Callable[[], Families]) -> None:
