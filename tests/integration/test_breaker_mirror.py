@@ -204,12 +204,43 @@ async def test_a_call_inside_the_state_ttl_changes_nothing_and_refreshes_the_vie
     # tells each of them the breaker is open
     assert not await _refused(b)
     await _fail(c)
+    await b.drain()  # b's success was on an account it saw quiet: recorded at the next flush (≤ SUCCESS_FLUSH_S)
     assert b.view(ACCOUNT).state == c.view(ACCOUNT).state == "open"  # learnt from the replies, no read
     for reg in (a, b, c):
         await reg.refresh(ACCOUNT)
         assert reg.view(ACCOUNT).state == "open" and reg.view(ACCOUNT).opened_at == opened_at
     assert await b.available([ACCOUNT]) == await c.available([ACCOUNT]) == set()
     assert await _refused(b) and await _refused(c)
+
+
+async def test_successes_on_a_quiet_account_reach_the_store_together_and_after_failures_at_once(
+    cache: Cache, clock: FrozenClock
+) -> None:
+    reg = _two(cache, clock)[0]
+    inner, applied = reg._store, []
+
+    class Counting:
+        async def apply(self, account_id: str, op: Op, **kw: Any) -> Any:
+            applied.append(op)
+            return await inner.apply(account_id, op, **kw)
+
+        async def read(self, account_ids: list[str]) -> Any:
+            return await inner.read(account_ids)
+
+    reg._store = Counting()
+    assert await reg.available([ACCOUNT]) == {ACCOUNT}  # seen closed, no failures: quiet
+    for _ in range(5):
+        await reg.call(ACCOUNT, _ok, _unwell)
+    assert applied == []  # nothing sent yet: the successes wait for the flush
+    async with asyncio.timeout(5):
+        while not applied:  # the flush timer fires on its own
+            await asyncio.sleep(0.01)
+    await reg.drain()
+    assert applied == [Op.SUCCESS]  # five successes, one store call
+    await _fail(reg)
+    assert applied == [Op.SUCCESS, Op.FAILURE] and reg.view(ACCOUNT).fail_counter == 1  # a failure: at once
+    await reg.call(ACCOUNT, _ok, _unwell)
+    assert applied[-1] is Op.SUCCESS and reg.view(ACCOUNT).fail_counter == 0  # a success after it: at once too
 
 
 async def test_unreachable_redis_falls_back_to_the_process_own_state(clock: FrozenClock) -> None:

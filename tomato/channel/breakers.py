@@ -11,8 +11,12 @@ Each registry remembers the last state it saw per account (every call outcome re
 remembered state when it is younger than `state_ttl_s` (0.5 s) and reads the store otherwise, so an account
 opened by another process leaves this process's routing within half a second. A call asks the store first
 ("may I go": the store decides who probes) unless the remembered state is closed and that young, so the usual
-call costs one round trip, its outcome. When Redis cannot be reached the registry falls back to its own
-in-process state (logged), so payments go on without Redis.
+call costs one round trip, its outcome — and not even that when the account is quiet (closed with no failures, as
+seen less than `state_ttl_s` ago): such successes are recorded within `SUCCESS_FLUSH_S` (50 ms), one store call per
+account per flush. The price: failures another process records inside that window may be reset by a success that
+happened just before them, as if it had happened just after. A success after failures this process saw, every
+failure and a probe's outcome are recorded before the call returns. When Redis cannot be reached the registry falls
+back to its own in-process state (logged), so payments go on without Redis.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tomato.core.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STATE_TTL_S = 0.5
+SUCCESS_FLUSH_S = 0.05
 
 
 class BreakerOpen(Exception):
@@ -87,6 +92,8 @@ class BreakerRegistry:
         self._ttl = state_ttl_s
         self._known: dict[str, tuple[Shared, float]] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._due: set[str] = set()  # accounts with a deferred success (`_defer_success`)
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._fallback_in_use = False
 
     # --- calls ----------------------------------------------------------------------------------------
@@ -114,8 +121,32 @@ class BreakerRegistry:
         except Exception:
             await self._settle(store, account_id, Op.FAILURE, mine)
             raise
-        await self._settle(store, account_id, Op.FAILURE if counts_as_failure(result) else Op.SUCCESS, mine)
+        failed = counts_as_failure(result)
+        if not failed and not mine and self._quiet(account_id):
+            self._defer_success(account_id)
+            return result
+        await self._settle(store, account_id, Op.FAILURE if failed else Op.SUCCESS, mine)
         return result
+
+    def _quiet(self, account_id: str) -> bool:
+        """Closed with no failures, as this process saw it less than `state_ttl_s` ago: a success there can only
+        reset failures other processes recorded since, so it may be recorded a moment later."""
+        state = self._state(account_id)
+        return state.state == CLOSED and state.failures == 0 and self._fresh(account_id, self._now())
+
+    def _defer_success(self, account_id: str) -> None:
+        """Successes on quiet accounts go to the store together within `SUCCESS_FLUSH_S`: one script call per account
+        per flush instead of one per channel call (about 4 % of a create-order's gateway CPU). The flush also renews
+        the remembered state, so a busy account stays "surely closed" without extra reads."""
+        self._due.add(account_id)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(SUCCESS_FLUSH_S, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        due, self._due = self._due, set()
+        for account_id in due:
+            self._spawn(self._apply(self._store, account_id, Op.SUCCESS, ""))
 
     def _surely_closed(self, account_id: str) -> bool:
         """The hot path's shortcut: a closed state read less than `state_ttl_s` ago needs no "may I go" round trip.
@@ -166,7 +197,11 @@ class BreakerRegistry:
         return task
 
     async def drain(self) -> None:
-        """Waits for outcomes still being recorded, e.g. a cancelled probe's release (shutdown, tests)."""
+        """Records deferred successes now and waits for outcomes still being recorded, e.g. a cancelled probe's
+        release (shutdown, tests)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_due()
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 

@@ -311,6 +311,7 @@ class ChannelService:
         self._snapshot.clear()
 
     async def aclose(self) -> None:
+        await self.breakers.drain()  # deferred successes reach the store before the cache closes
         for _, _, http in self._adapters.values():
             await http.aclose()
         self._adapters.clear()
