@@ -2,8 +2,9 @@
 
 A checkout and check-in through SQLAlchemy's async engine costs about 0.05 CPU-ms (three greenlet switches, the
 pool's bookkeeping and its reset events) — as much as the asyncpg statement it carries, and more than half the bare
-endpoint's whole request. `WriteBatch` and `fetch_row` (core.writebatch) run one statement per use, with no
-transaction of their own, so they borrow a connection from here instead: a list pop and push.
+endpoint's whole request. `core.rawpg.raw_connection` (under `WriteBatch`, `fetch_row`, the notify path and the
+webhook worker) borrows a connection from here instead: a list pop and push. A use that ends inside a transaction
+or not cleanly returns its connection through the pool's reset instead.
 
 The connections stay the pool's: they are checked out through `engine.connect()` once and closed back into it when
 the lane is closed (`Database.dispose`), when they are older than the pool's recycle age, or when a use did not

@@ -1,5 +1,6 @@
 """The pooled asyncpg connection itself, for hot statements that SQLAlchemy's per-statement machinery would cost
-several times the driver's own CPU (the notify path, the webhook worker's record). PostgreSQL only.
+several times the driver's own CPU (create's and query's `WriteBatch`/`fetch_row`, the notify path, the webhook
+worker's claims and records). PostgreSQL only.
 
 The connection stays the pool's (checked out and returned by SQLAlchemy); one statement is atomic without
 BEGIN/COMMIT. A connection that broke under the statement is invalidated (never returned to the pool) and reported
@@ -18,12 +19,42 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from tomato.core.lane import lane_of
+
 
 @asynccontextmanager
 async def raw_connection(engine: AsyncEngine, what: str) -> AsyncIterator[Any]:
-    """The asyncpg connection of a pooled connection; `what` names the work in errors. Checked out of the pool
-    directly (`engine.raw_connection()`: about 27 µs CPU, where `engine.connect()` costs 65 µs for a Connection
-    object and its events we do not use); returned to it, reset as ever, when the block ends."""
+    """The asyncpg connection of a pooled connection; `what` names the work in errors. One of the engine's lane
+    (core.lane: a list pop, no checkout) when one is free, else checked out of the pool directly
+    (`engine.raw_connection()`: about 27 µs CPU, where `engine.connect()` costs 65 µs for a Connection object and
+    its events we do not use) and returned to it, reset as ever, when the block ends."""
+    lane = lane_of(engine)
+    lent = await lane.borrow() if lane is not None else None
+    if lent is None:
+        async with _checked_out(engine, what) as raw:
+            yield raw
+        return
+    assert lane is not None
+    clean = False
+    try:
+        yield lent.raw
+        clean = True
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        clean = not lent.raw.is_in_transaction()  # the statement failed; the connection is fine once out of it
+        raise IntegrityError(what, None, exc) from exc
+    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+        lost = lent.raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
+        await lent.conn.invalidate()  # a broken connection must not go back to the pool
+        if lost:
+            raise DBAPIError(what, None, exc, hide_parameters=True, connection_invalidated=True) from exc
+        raise
+    finally:  # anything but a clean end (a cancellation, say) goes back through the pool's own reset
+        if not (clean and lane.give_back(lent)):
+            await lane.release(lent)
+
+
+@asynccontextmanager
+async def _checked_out(engine: AsyncEngine, what: str) -> AsyncIterator[Any]:
     fairy = await engine.raw_connection()
     raw = fairy.driver_connection
     assert raw is not None

@@ -23,12 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Table, Update, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tomato.core.lane import lane_of
+from tomato.core.rawpg import raw_connection
 
 Row = dict[str, Any]
 
@@ -116,47 +114,15 @@ class WriteBatch:
 
 
 async def pg_statement(engine: AsyncEngine, sql: str, args: Sequence[Any], *, fetch: bool) -> Row | None:
-    """One statement straight on a pooled asyncpg connection (one round trip, atomic on its own); with `fetch` its
-    first row. Errors as SQLAlchemy raises them: a unique violation as `IntegrityError`, a dead connection as
-    `DBAPIError` with `connection_invalidated` (and the connection is not given back to the pool). The connection is
-    the engine's lane's (core.lane) when one is free, else a checkout of its own."""
-    lane = lane_of(engine)
-    lent = await lane.borrow() if lane is not None else None
-    if lent is None:
-        async with engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            return await _run(raw, conn, sql, args, fetch)
-    assert lane is not None
-    try:
-        row = await _run(lent.raw, lent.conn, sql, args, fetch)
-    except IntegrityError:  # the statement failed, the connection is fine
-        if not lane.give_back(lent):
-            await lane.release(lent)
-        raise
-    except BaseException:  # broken (_run invalidated it), cancelled, or anything unforeseen: back through the pool
-        await lane.release(lent)
-        raise
-    if not lane.give_back(lent):
-        await lane.release(lent)
-    return row
-
-
-async def _run(raw: Any, conn: AsyncConnection, sql: str, args: Sequence[Any], fetch: bool) -> Row | None:
-    try:
+    """One statement straight on a pooled asyncpg connection (one round trip, atomic on its own; core.rawpg: the
+    lane's when one is free); with `fetch` its first row. Errors as SQLAlchemy raises them: a unique violation as
+    `IntegrityError`, a dead connection as `DBAPIError` with `connection_invalidated`."""
+    async with raw_connection(engine, sql) as raw:
         if fetch:
             record = await raw.fetchrow(sql, *args)
             return None if record is None else dict(record)
         await raw.execute(sql, *args)
         return None
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(sql, list(args), exc) from exc
-    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
-        lost = raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
-        await conn.invalidate()  # a broken connection must not go back to the pool
-        if lost:  # reported as SQLAlchemy reports a dead connection: the API answers it as an outage (503)
-            raise DBAPIError(sql, None, exc, hide_parameters=True, connection_invalidated=True) from exc
-        raise
 
 
 async def fetch_row(engine: AsyncEngine, table: Table, where: Mapping[str, Any]) -> Row | None:
