@@ -94,6 +94,7 @@ class BreakerRegistry:
         self._pending: set[asyncio.Task[None]] = set()
         self._due: set[str] = set()  # accounts with a deferred success (`_defer_success`)
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._fallback_in_use = False
 
     # --- calls ----------------------------------------------------------------------------------------
@@ -139,8 +140,9 @@ class BreakerRegistry:
         per flush instead of one per channel call (about 4 % of a create-order's gateway CPU). The flush also renews
         the remembered state, so a busy account stays "surely closed" without extra reads."""
         self._due.add(account_id)
-        if self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(SUCCESS_FLUSH_S, self._flush_due)
+        loop = asyncio.get_running_loop()
+        if self._flush_timer is None or self._flush_loop is not loop:  # none pending, or one on a loop now gone
+            self._flush_timer, self._flush_loop = loop.call_later(SUCCESS_FLUSH_S, self._flush_due), loop
 
     def _flush_due(self) -> None:
         self._flush_timer = None
