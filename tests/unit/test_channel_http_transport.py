@@ -191,3 +191,23 @@ async def test_send_bytes_fails_as_httpx_does_and_not_inside_a_unit_of_work() ->
         with pytest.raises(httpx.ReadTimeout) as timed_out:
             await send_bytes(client, "POST", base + "/", b"x", {})
     assert transport_result(timed_out.value).error is ErrorClass.TIMEOUT
+
+
+async def test_a_streamed_body_goes_whole_with_its_length() -> None:
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(response("200 OK", b"ok"))
+        await writer.drain()
+        writer.close()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"a=1&"
+        yield b"b=2"
+
+    async with serving(handler) as base, guarded_client(2.0) as client:
+        r = await client.post(base + "/", content=parts())
+    assert r.content == b"ok"
+    (_, headers, body), = seen
+    assert body == b"a=1&b=2" and headers["content-length"] == "7" and "transfer-encoding" not in headers

@@ -43,7 +43,15 @@ class WireTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         limits = Timeouts(timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read"))
         body = await request.aread()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]  # Host etc. included
+        headers: list[tuple[str, str]] = []
+        framed = bool(body)
+        for k, v in request.headers.raw:  # httpx's own, Host included; the body's framing is set again below
+            if k.lower() in (b"content-length", b"transfer-encoding"):
+                framed = True
+                continue
+            headers.append((k.decode("latin-1"), v.decode("latin-1")))
+        if framed:  # a streamed body httpx would have sent chunked is sent whole
+            headers.append(("Content-Length", str(len(body))))
         answer = await self._wire.request(request.method, str(request.url), body or None, headers, limits,
                                           add_framing=False)  # fmt: skip
         return httpx.Response(answer.status_code, headers=answer.headers, stream=httpx.ByteStream(answer.content),
