@@ -379,8 +379,10 @@ def succeeded_payments_query(account_id: str, start: datetime, end: datetime) ->
 
 def succeeded_refunds_query(account_id: str, start: datetime, end: datetime) -> Select[Any]:
     """SUCCEEDED refunds on `account_id` that succeeded in [start, end): the same columns, ref = refund_no, fee =
-    the channel cost the channel returns pro rata, cumulatively over the order's refunds in success order:
-    total after R refunded of amount A and cost C is (2·C·R + A) // (2·A); this refund's share is the difference."""
+    the channel cost the channel returns pro rata, cumulatively over the order's refunds in the order they were
+    made, as channels return it: total after R refunded of amount A and cost C is (2·C·R + A) // (2·A); this
+    refund's share is the difference. Not in the order they succeeded here: a refund whose answer was lost is
+    confirmed later than one made after it, and the shares would come out swapped."""
     of_day = (
         select(Refund.order_no)
         .where(
@@ -400,7 +402,7 @@ def succeeded_refunds_query(account_id: str, start: datetime, end: datetime) -> 
             Refund.channel_account_id,
             # PostgreSQL's sum(bigint) is numeric, whose `/` keeps the fraction: cast, so `//` divides as integers
             func.sum(Refund.amount)
-            .over(partition_by=Refund.order_no, order_by=(Refund.succeeded_at, Refund.refund_no))
+            .over(partition_by=Refund.order_no, order_by=(Refund.created_at, Refund.refund_no))
             .cast(BigInteger)
             .label("after"),
         )
