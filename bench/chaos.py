@@ -151,6 +151,23 @@ def business_day() -> str:
     return datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
 
 
+async def _recon_outcome(admin: httpx.AsyncClient, r: httpx.Response) -> str:
+    """The batch's status, and for one with discrepancies each of them (type, refs, amounts and fees both sides)."""
+    if r.status_code != 200:
+        return f"HTTP {r.status_code} {r.text[:200]}"
+    batch = r.json()
+    status = str(batch.get("status", "?"))
+    if status == "MATCHED":
+        return status
+    query = {"batch_id": batch.get("id", ""), "limit": 20}
+    found = await admin.get("/admin/reconciliation/discrepancies", params=query)
+    rows = found.json().get("data", []) if found.status_code == 200 else []
+    return status + "".join(
+        f"\n      {d['type']} order {d['order_no']} refund {d['refund_no']}: amount {d['local_amount']} here, "
+        f"{d['channel_amount']} there; fee {d['local_fee']} here, {d['channel_fee']} there" for d in rows
+    )
+
+
 async def finish(
     topo: Topology, accounts: dict[str, str], ops: Ops, first_day: str
 ) -> tuple[dict[str, str], list[str]]:
@@ -164,8 +181,7 @@ async def finish(
         for day in days:
             for channel, account in accounts.items():
                 r = await admin.post("/admin/reconciliation/run", json={"channel_account_id": account, "date": day})
-                recon[f"{account} {day}"] = r.json().get("status", "?") if r.status_code == 200 else \
-                    f"HTTP {r.status_code} {r.text[:200]}"  # fmt: skip
+                recon[f"{account} {day}"] = await _recon_outcome(admin, r)
                 ops.count(f"reconciliation {channel}")
     done = await topo.tomato("ledger", "check")
     violations = [ln for ln in done.stdout.splitlines() if ln.startswith("violation")]
