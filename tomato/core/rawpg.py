@@ -30,46 +30,41 @@ async def raw_connection(engine: AsyncEngine, what: str) -> AsyncIterator[Any]:
     its events we do not use) and returned to it, reset as ever, when the block ends."""
     lane = lane_of(engine)
     lent = await lane.borrow() if lane is not None else None
-    if lent is None:
-        async with _checked_out(engine, what) as raw:
-            yield raw
-        return
-    assert lane is not None
+    if lent is not None and lane is not None:
+        raw = lent.raw
+
+        async def invalidate(exc: BaseException) -> None:
+            await lent.conn.invalidate()
+
+        async def end(clean: bool) -> None:  # anything but a clean end goes back through the pool's own reset
+            if not (clean and lane.give_back(lent)):
+                await lane.release(lent)
+    else:
+        fairy = await engine.raw_connection()
+        raw = fairy.driver_connection
+        assert raw is not None
+
+        async def invalidate(exc: BaseException) -> None:
+            await greenlet_spawn(fairy.invalidate, exc)
+
+        async def end(clean: bool) -> None:
+            await greenlet_spawn(fairy.close)
+
     clean = False
     try:
-        yield lent.raw
+        yield raw
         clean = True
     except asyncpg.IntegrityConstraintViolationError as exc:
-        clean = not lent.raw.is_in_transaction()  # the statement failed; the connection is fine once out of it
-        raise IntegrityError(what, None, exc) from exc
-    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
-        lost = lent.raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
-        await lent.conn.invalidate()  # a broken connection must not go back to the pool
-        if lost:
-            raise DBAPIError(what, None, exc, hide_parameters=True, connection_invalidated=True) from exc
-        raise
-    finally:  # anything but a clean end (a cancellation, say) goes back through the pool's own reset
-        if not (clean and lane.give_back(lent)):
-            await lane.release(lent)
-
-
-@asynccontextmanager
-async def _checked_out(engine: AsyncEngine, what: str) -> AsyncIterator[Any]:
-    fairy = await engine.raw_connection()
-    raw = fairy.driver_connection
-    assert raw is not None
-    try:
-        yield raw
-    except asyncpg.IntegrityConstraintViolationError as exc:
+        clean = not raw.is_in_transaction()  # the statement failed; the connection is fine once out of it
         raise IntegrityError(what, None, exc) from exc
     except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
         lost = raw.is_closed() or not isinstance(exc, asyncpg.InterfaceError)
-        await greenlet_spawn(fairy.invalidate, exc)  # a broken connection must not go back to the pool
+        await invalidate(exc)  # a broken connection must not go back to the pool
         if lost:
             raise DBAPIError(what, None, exc, hide_parameters=True, connection_invalidated=True) from exc
         raise
     finally:
-        await greenlet_spawn(fairy.close)
+        await end(clean)
 
 
 @asynccontextmanager
