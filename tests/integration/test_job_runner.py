@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import event, insert, select, text, update
 
 from tomato.bootstrap import Container
 from tomato.core.clock import as_utc, utcnow
@@ -215,3 +215,43 @@ async def test_stop_cancels_a_job_inside_a_statement_and_the_database_stays_usab
     await asyncio.wait_for(runner.stop(grace_s=0), timeout=20)
     assert await run is None  # cancelled by the stop, quietly
     await _database_is_free_and_the_write_rolled_back(c)
+
+
+async def test_a_cancel_landing_while_a_unit_of_work_hands_back_its_connection_is_no_error(  # type: ignore[no-untyped-def]
+    stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job cancelled by the stop just as its unit of work ends: the connection's reset (a rollback) runs to its
+    end and the connection goes back to the pool. It used to be cut inside the pool's reset, which SQLAlchemy logs
+    as "Exception during reset or similar" with a traceback and answers by throwing the connection away."""
+    c, _ = stack
+    pool = c.db.engine.sync_engine.pool
+    victims: list[asyncio.Task[None]] = []
+    invalidated: list[object] = []
+
+    def cancel_the_reader(*_: object) -> None:  # runs just before the reset's rollback is awaited
+        if victims:
+            victims.pop().cancel()
+
+    def note_invalidated(*args: object) -> None:
+        invalidated.append(args)
+
+    async def read() -> None:
+        async with c.db.uow() as uow:
+            await uow.session.execute(select(JobLease))
+            victims.append(reader)  # cancelled once the unit of work hands its connection back
+
+    before = pool.checkedout()
+    event.listen(pool, "reset", cancel_the_reader)
+    event.listen(pool, "invalidate", note_invalidated)
+    try:
+        with caplog.at_level(logging.WARNING):
+            reader = asyncio.create_task(read())
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+    finally:
+        event.remove(pool, "reset", cancel_the_reader)
+        event.remove(pool, "invalidate", note_invalidated)
+    assert victims == []  # the cancel did land
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert invalidated == []
+    assert pool.checkedout() == before
