@@ -123,25 +123,27 @@ def schedule(minutes: float, seed: int) -> list[Fault]:
 
 
 async def drain(topo: Topology, receiver: Receiver, ops: Ops, timeout_s: float = DRAIN_S) -> str:
-    """Until every payment the simulator took is SUCCEEDED, nothing is PENDING and every event reached the
-    receiver; answers what is still outstanding ("" once drained)."""
+    """Until every payment the simulator took is SUCCEEDED, every one it failed has left CREATED/PAYING (its
+    pay.failed may come from a notify or a query after the workload ended), nothing is PENDING and every event
+    reached the receiver; answers what is still outstanding ("" once drained)."""
     deadline = time.monotonic() + timeout_s
     left = "not checked"
     while time.monotonic() < deadline:
         conn = await asyncpg.connect(topo.db_url)
         try:
             statuses = dict(await conn.fetch("SELECT order_no, status FROM pay_orders WHERE order_no = ANY($1)",
-                                             list(ops.sim_paid)))  # fmt: skip
+                                             [*ops.sim_paid, *ops.sim_failed]))  # fmt: skip
             unpaid = [o for o in ops.sim_paid if statuses.get(o) != "SUCCEEDED"]
+            undecided = [o for o in ops.sim_failed if statuses.get(o) in ("CREATED", "PAYING")]
             refunds = await conn.fetchval("SELECT count(*) FROM refunds WHERE status = 'PENDING'")
             payouts = await conn.fetchval("SELECT count(*) FROM payouts WHERE status = 'PENDING'")
             events = [r["id"] for r in await conn.fetch("SELECT id FROM outbox_events WHERE app_id IS NOT NULL")]
         finally:
             await conn.close()
         undelivered = [e for e in events if e not in receiver.bodies]
-        left = (f"{len(unpaid)} paid orders not SUCCEEDED, {refunds} refunds and {payouts} payouts PENDING, "
-                f"{len(undelivered)} events not delivered")  # fmt: skip
-        if not unpaid and not refunds and not payouts and not undelivered:
+        left = (f"{len(unpaid)} paid orders not SUCCEEDED, {len(undecided)} failed ones still open, {refunds} "
+                f"refunds and {payouts} payouts PENDING, {len(undelivered)} events not delivered")  # fmt: skip
+        if not unpaid and not undecided and not refunds and not payouts and not undelivered:
             return ""
         await asyncio.sleep(2)
     return left

@@ -34,6 +34,7 @@ class Ops:
     counts: dict[str, int] = field(default_factory=dict)  # operation kind → done
     failures: dict[str, int] = field(default_factory=dict)  # operation kind → gave up / unexpected answer
     sim_paid: dict[str, int] = field(default_factory=dict)  # order_no → amount the payer paid at the simulator
+    sim_failed: set[str] = field(default_factory=set)  # orders whose payment the simulator failed (a pay.failed due)
     keys: dict[str, set[str]] = field(default_factory=dict)  # idempotency key → resource ids its answers named
     orders: dict[str, tuple[str, int]] = field(default_factory=dict)  # order_no → (channel, amount)
     refunded: dict[str, int] = field(default_factory=dict)  # order_no → refunds accepted (fen)
@@ -207,6 +208,8 @@ class Workload:
                 self.ops.count(f"scan {result}")
                 if r.json()["status"] == "PAID":
                     self.ops.sim_paid[order_no] = amount
+                else:
+                    self.ops.sim_failed.add(order_no)
                 return
             if r.status_code == 409:
                 self.ops.count("scan refused (closed)")
@@ -270,6 +273,12 @@ class Workload:
             return
         for d in r.json()["data"]:
             resent = await self.operator.post(f"/admin/deliveries/{d['id']}/resend")
+            for _ in range(30):  # 503: the database or Redis is down for a fault; the operator tries again
+                if resent.status_code != 503:
+                    break
+                self.ops.count(f"retry after 503 {_code(resent)}".rstrip())
+                await asyncio.sleep(1)
+                resent = await self.operator.post(f"/admin/deliveries/{d['id']}/resend")
             self.ops.count("webhook resend", ok=resent.status_code in (200, 409))
 
     async def aclose(self) -> None:
