@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any, Protocol, cast
@@ -167,6 +167,29 @@ class Database:
         await self.engine.dispose()
 
 
+async def run_to_the_end(step: Coroutine[Any, Any, None]) -> None:
+    """Runs `step` to its end even when the caller is cancelled meanwhile, then lets the cancellation through.
+
+    Handing a connection back resets it (a rollback): a cancel landing there (a job stopped at shutdown) makes
+    SQLAlchemy's pool log "Exception during reset or similar" with a traceback and throw the connection away.
+    A second cancel stops the waiting, not the step (which then ends on its own)."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.done():
+            raise
+        task.add_done_callback(_retrieve)
+        await asyncio.wait({task})
+        raise
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Reads the outcome of a step its caller stopped waiting for, so asyncio does not report it at exit."""
+    if not task.cancelled():
+        task.exception()
+
+
 class UnitOfWork:
     """`async with db.uow() as uow:` … `await uow.commit()`; leaving without commit rolls back.
 
@@ -192,13 +215,16 @@ class UnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if not self.committed:
-                self.session.expunge_all()  # keep what was read usable after the (read-only) unit of work
-                await self.session.rollback()
-            await self.session.close()
+            await run_to_the_end(self._release())
         finally:
             if self._token is not None:
                 _in_transaction.reset(self._token)
+
+    async def _release(self) -> None:
+        if not self.committed:
+            self.session.expunge_all()  # keep what was read usable after the (read-only) unit of work
+            await self.session.rollback()
+        await self.session.close()
 
     async def commit(self) -> None:
         fence = _fence.get()
