@@ -255,7 +255,7 @@ def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
 
 
 # `record` as one statement on PostgreSQL: the attempts appended and the deliveries moved on (each only if it still
-# holds its claim token) by a data-modifying CTE over arrays — atomic without BEGIN/COMMIT, one round trip
+# holds its claim token) by a data-modifying CTE over arrays
 _RECORD_PG = (
     f"WITH appended AS (INSERT INTO {_A.name} ({', '.join(c for c, _ in _ATTEMPT_COLUMNS)}) "
     f"SELECT * FROM unnest({_unnest(_ATTEMPT_COLUMNS, 1)})) "
@@ -267,10 +267,12 @@ _RECORD_PG = (
 
 
 async def record_pg(raw: Any, attempts: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]) -> None:
-    """`record` in one statement on an asyncpg connection (`core.rawpg`)."""
+    """`record` in one statement on an asyncpg connection (`core.rawpg`), planned for the tables as they are now
+    (`plan_for_current_sizes`: a generic plan made while `notice_deliveries` was empty scans all of it)."""
     args = [[a[c] for a in attempts] for c, _ in _ATTEMPT_COLUMNS]
     args += [[u[c] for u in updates] for c, _ in _UPDATE_COLUMNS]
-    await raw.execute(_RECORD_PG, *args)
+    async with transaction(raw, CUSTOM_PLANS):
+        await raw.execute(_RECORD_PG, *args)
 
 
 # --- sweeping ------------------------------------------------------------------------------------------------
