@@ -9,8 +9,10 @@ Run (from the repository root; needs PostgreSQL on 127.0.0.1:5432 (trust, user p
 Processes (each its own subprocess, all on this machine): a receiver (asyncio protocol HTTP/1.1 server, uvloop,
 answers 200 "ok", records the first arrival time of every Tomato-Event-Id), one or more notice workers
 (`NoticeRuntime`: event consumer + delivery worker + sweeper, on uvloop as `tomato worker` runs; `--asyncio` for the
-default loop), and per run a producer that commits `pay.succeeded` outbox rows (10 per transaction, as a busy gateway's
-payments would) and runs the outbox relay, woken after each commit as `pay` wakes it.
+default loop), and per run a producer that commits `pay.succeeded` outbox rows (10 per statement, built by
+`event_values` and inserted with one raw asyncpg statement as pay's notify path writes its row; the ORM unit of work
+it used before cost the producer about 0.15 CPU-ms per event more) and runs the outbox relay, woken after each commit
+as `pay` wakes it.
 
 Per repeat, interleaved (reference baselines: judge ratios to a same-run baseline, medians of the repeats):
 - baseline: httpx, 8 clients × 8 connections, 64 tasks POSTing 1 KiB to the same receiver → req/s: the anchor
@@ -155,11 +157,25 @@ async def worker_main(ready: Path) -> None:
 # --- producer: commits outbox rows the way pay does, relays them -------------------------------------------------
 
 
+# the outbox row's columns as pay's notify path writes them (`event_values`, one raw statement, no ORM), 10 a statement
+EVENT_COLUMNS = (
+    ("id", "varchar"), ("seq", "bigint"), ("event_type", "varchar"), ("aggregate_type", "varchar"),
+    ("aggregate_id", "varchar"), ("app_id", "varchar"), ("payload", "text"), ("created_at", "timestamptz"),
+    ("facts", "text"),
+)  # fmt: skip
+INSERT_EVENTS = (
+    f"INSERT INTO outbox_events ({', '.join(c for c, _ in EVENT_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(EVENT_COLUMNS, start=1))
+    + ")"
+)
+
+
 async def producer_main(app_id: str, events: int, rate: float, out: Path) -> None:
     from sqlalchemy import func, select
 
     from tomato.bootstrap import bootstrap
-    from tomato.core.outbox import OutboxEvent, add_event
+    from tomato.core.outbox import OutboxEvent, event_values
+    from tomato.core.rawpg import raw_connection
     from tomato.core.settings import load_settings
 
     c = await bootstrap(load_settings())
@@ -173,16 +189,16 @@ async def producer_main(app_id: str, events: int, rate: float, out: Path) -> Non
             delay = start + batch * PER_TXN / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        async with c.db.uow() as uow:
-            rows = []
-            for _ in range(PER_TXN):
-                order_no = f"P{c.ids.next_int()}"
-                data = {"order_no": order_no, "app_id": app_id, "status": "SUCCEEDED", "amount": 1234}
-                rows.append(add_event(uow.session, c.ids, event_type="pay.succeeded", aggregate_type="pay_order",
-                                      aggregate_id=order_no, data=data, app_id=app_id))  # fmt: skip
-            await uow.commit()
+        rows = []
+        for _ in range(PER_TXN):
+            order_no = f"P{c.ids.next_int()}"
+            data = {"order_no": order_no, "app_id": app_id, "status": "SUCCEEDED", "amount": 1234}
+            rows.append(event_values(c.ids, event_type="pay.succeeded", aggregate_type="pay_order",
+                                     aggregate_id=order_no, data=data, app_id=app_id))  # fmt: skip
+        async with raw_connection(c.db.engine, "committing outbox rows") as raw:
+            await raw.execute(INSERT_EVENTS, *([r[col] for r in rows] for col, _ in EVENT_COLUMNS))
         now = time.time()
-        committed.update((r.id, now) for r in rows)
+        committed.update((r["id"], now) for r in rows)
         c.relay.notify()
     while True:  # until the relay has published everything
         async with c.db.uow() as uow:
