@@ -27,10 +27,11 @@ import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
@@ -41,6 +42,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import PublishError
 from pamqp.commands import Basic
 
+from tomato.core.amqp_writes import coalesce_writes
 from tomato.core.bus import Handler
 from tomato.core.outbox import BusMessage
 
@@ -138,6 +140,7 @@ class RabbitBus:
                 reconnect_interval=self._reconnect_interval_s,
                 client_properties={"connection_name": f"tomato:{self.prefix}"},
             )
+            coalesce_writes(connection)
             try:
                 await connection.connect(timeout=self._connect_timeout_s)
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -190,9 +193,13 @@ class RabbitBus:
         the ids of the returned (unroutable) ones."""
         if not messages:
             return set()
-        exchange = self._exchange
-        if exchange is None or not await self.ping():
+        exchange, robust = self._exchange, self._channel
+        if exchange is None or robust is None or not await self.ping():
             raise BusPublishError(f"RabbitMQ is not connected; {len(messages)} messages not published")
+        # aiormq's own channel, publishing without `wait`: aio-pika's publish holds the channel's lock until its frame
+        # has been written, one message per loop turn; here the lock is held only while the frame is queued, so a
+        # batch's frames share socket writes (core.amqp_writes). Each message still waits for its confirm.
+        channel = cast(aiormq.Channel, await robust.get_underlay_channel())  # its `basic_publish` takes `wait`
         window = asyncio.Semaphore(self._max_in_flight)
         confirmed = 0
         unroutable: set[str] = set()
@@ -201,9 +208,10 @@ class RabbitBus:
             nonlocal confirmed
             async with window:
                 try:
-                    result = await exchange.publish(
-                        _to_amqp(message), routing_key=message.type, mandatory=True, timeout=self._publish_timeout_s
-                    )
+                    result = await channel.basic_publish(
+                        message.body, exchange=exchange.name, routing_key=message.type, properties=_properties(message),
+                        mandatory=True, timeout=self._publish_timeout_s, wait=False,
+                    )  # fmt: skip
                 except PublishError:  # basic.return: no queue is bound for this routing key
                     unroutable.add(message.id)
                     confirmed += 1
@@ -317,14 +325,12 @@ class RabbitBus:
         await _settle(message.reject(requeue=True), event.id, "requeue")
 
 
-def _to_amqp(message: BusMessage) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=message.body,
-        message_id=message.id,
-        type=message.type,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
+def _properties(message: BusMessage) -> Basic.Properties:
+    """What aio-pika's `Message` would send for it: persistent JSON, the event id and type."""
+    return Basic.Properties(
+        content_type="application/json", headers={}, delivery_mode=2, priority=0, message_id=message.id,
+        message_type=message.type,
+    )  # fmt: skip
 
 
 def _delivery_count(message: AbstractIncomingMessage) -> int:

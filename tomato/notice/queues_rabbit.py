@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
+from tomato.core.amqp_writes import coalesce_writes
 from tomato.core.bus_rabbit import RabbitBus
 from tomato.core.outbox import BusMessage
 from tomato.notice.queues import JobHandler, delivery_id_of
@@ -76,6 +77,7 @@ class RabbitDeliveryQueue:
             reconnect_interval=2.0,
             client_properties={"connection_name": f"tomato:{self.bus.prefix}:delays"},
         )
+        coalesce_writes(connection)
         try:
             await connection.connect(timeout=5.0)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
