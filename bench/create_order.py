@@ -305,6 +305,8 @@ class Stack:
     source: str = ""
     best_rate: float = 0.0
     seq: int = 0
+    admin_token: str = ""
+    sandbox_url: str = ""
 
     def sample(self) -> CpuSample:
         for svc in (self.gateway, self.sandbox, self.bare):
@@ -588,10 +590,6 @@ def report(
     idle = median([b.cpu["gateway"] / b.cpu["elapsed"] * 1000 for b in bare])
     rate_ratio, cpu_ratio = rate / b_rate, cpu / b_cpu
     overhead = cpu - rsa_ms
-    noisy = [why for bad, why in (
-        (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
-        (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
-    ) if bad]
     lines += [
         " (others: cores used by processes outside this benchmark — a neighbour; pg: backends of our database and",
         "  PostgreSQL's shared processes; wrk: the load generator's own CPU)",
@@ -645,8 +643,7 @@ def report(
         f"  gateway CPU-ms/order {cpu:>11.2f} ms  ≤ {TARGET_CPU_MS:.0f} ms    {verdict(cpu <= TARGET_CPU_MS):>6}"
         f"    {cpu_ratio:.1f} × ≤ {TARGET_CPU_RATIO:.0f} × ({TARGET_CPU_MS:g} ÷ {ANCHOR_BARE_CPU_MS})"
         f"          {verdict(cpu_ratio <= TARGET_CPU_RATIO)}",
-        "  run quality: " + ("NOISY — " + "; ".join(noisy) + ": rerun before judging" if noisy else
-                             f"clean (bare p99 {b_p99:.1f} ms ≤ {NOISY_BARE_P99_MS:g} ms, others {others:.2f} cores)"),
+        run_quality(args, b_p99, others),
         "=" * 118,
     ]
     return lines
@@ -655,27 +652,45 @@ def report(
 # --- main ---------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def run_quality(args: argparse.Namespace, bare_p99_ms: float, others_cores: float) -> str:
+    """The report's last line: NOISY (rerun before judging) when the bare endpoint's p99 or the neighbours' CPU says
+    the machine was busy with something else, clean otherwise."""
+    noisy = [why for bad, why in (
+        (bare_p99_ms > NOISY_BARE_P99_MS, f"bare p99 {bare_p99_ms:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
+        (others_cores > args.quiet_cores, f"other processes used {others_cores:.2f} cores"),
+    ) if bad]  # fmt: skip
+    if noisy:
+        return "  run quality: NOISY — " + "; ".join(noisy) + ": rerun before judging"
+    return (f"  run quality: clean (bare p99 {bare_p99_ms:.1f} ms ≤ {NOISY_BARE_P99_MS:g} ms, "
+            f"others {others_cores:.2f} cores)")
+
+
+def add_run_options(p: argparse.ArgumentParser, *, unit: str, presign_rate: float, profile_out: str) -> None:
+    """The options of every gateway-against-bare benchmark (create_order, query, notify); each adds its own."""
     p.add_argument("--duration", type=float, default=15.0, help="seconds per measured run (default 15)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved bare/product pairs (default 3)")
     p.add_argument("--concurrency", type=int, default=32, help="wrk connections (default 32)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn workers of both servers (default 1)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up")
+    p.add_argument("--presign-rate", type=float, default=presign_rate, help=f"minimum {unit}/s to pre-sign for")
+    p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
+    p.add_argument("--profile-seconds", type=float, default=10.0)
+    p.add_argument("--profile-out", default=profile_out)
+    p.add_argument("--quiet-cores", type=float, default=0.25,
+                   help="before each run, wait while processes outside the benchmark use more than this many cores")
+    p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_run_options(p, unit="orders", presign_rate=600.0, profile_out="/tmp/tomato-create-order.collapsed.txt")
     p.add_argument("--latency-connections", type=int, default=8,
                    help="after each product run, one at this many connections for the p99 the target judges "
                         "(at 32 closed-loop connections latency only restates throughput); 0: skip")
     p.add_argument("--warmup", type=float, default=5.0,
                    help="seconds of warm-up load per chunk (bare: one chunk; product: until 10 orders/connection)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up chunks")
     p.add_argument("--rsa-ops", type=int, default=2000, help="RSA signs (and verifies) to time (≥ 1000)")
-    p.add_argument("--presign-rate", type=float, default=600.0, help="minimum orders/s to pre-sign requests for")
-    p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
-    p.add_argument("--profile-seconds", type=float, default=10.0)
-    p.add_argument("--profile-out", default="/tmp/tomato-create-order.collapsed.txt")
-    p.add_argument("--quiet-cores", type=float, default=0.25,
-                   help="before each run, wait while processes outside the benchmark use more than this many cores")
-    p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.duration, args.warmup = 1, 5.0, 3.0
@@ -694,7 +709,7 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 def running_stack(args: argparse.Namespace) -> Iterator[Stack]:
     """A fresh database and Redis prefix, `tomato sandbox`, `tomato serve` and the bare app started, seeded and one
     order checked end to end; everything stopped and removed on the way out, also on error or Ctrl-C (the logs are
-    printed and kept when the body failed). Shared by bench/query.py."""
+    printed and kept when the body failed). Shared by bench/query.py and bench/notify.py."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     run_id = f"{os.getpid()}_{secrets.token_hex(3)}"
@@ -754,7 +769,8 @@ def running_stack(args: argparse.Namespace) -> Iterator[Stack]:
         print(f"seeded app {app.app_id}; one order end to end: {order['order_no']} {order['status']}", flush=True)
 
         yield Stack(args, work, app, gateway, sandbox, bare, gateway_url, bare_url, db_name,
-                    roots={"gateway": gateway.pid, "sim": sandbox.pid, "bare": bare.pid}, source=source)
+                    roots={"gateway": gateway.pid, "sim": sandbox.pid, "bare": bare.pid}, source=source,
+                    admin_token=admin_token, sandbox_url=sandbox_url)
     except BaseException as exc:
         failed = True
         if isinstance(exc, BenchError | RuntimeError):  # RuntimeError: a service that did not start

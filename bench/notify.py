@@ -24,16 +24,12 @@ import math
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import cryptography
@@ -44,38 +40,28 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (  # noqa: E402  (runs as a script: the repository root is put on sys.path first)
     WRK_LUA,
-    Services,
-    free_port,
     median,
     run_wrk,
     spread,
-    wait_http,
     write_pool,
 )
 from bench.create_order import (  # noqa: E402
-    REDIS_HOST,
-    REDIS_PORT,
-    VENV_BIN,
-    App,
     BenchError,
     Run,
     _check_wrk,
     _ok,
+    add_run_options,
     check_one_order,
     measure_rsa,
     pg,
-    pick_redis_db,
     profile,
-    redis_cleanup,
-    seed,
-    tomato_source,
+    run_quality,
+    running_stack,
     verdict,
 )
 from bench.create_order import Stack as CreateStack  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_CPU_RATIO = 10.0  # issue 24: gateway CPU per notify ≤ 10 × the bare endpoint's CPU per request
-NOISY_BARE_P99_MS = 15.0
 BEIJING = timezone(timedelta(hours=8))
 
 # The shared replay script checks the status only; an Alipay refusal is a 200 with body `fail`, so product runs
@@ -307,14 +293,6 @@ def report(
     ratio = cpu / b_cpu
     rate_ratio = median([p.rate for p in prod]) / median([b.rate for b in bare])
     overhead = cpu - verify_ms
-    noisy = [
-        why
-        for bad, why in (
-            (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
-            (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
-        )
-        if bad
-    ]
     lines += [
         "",
         f"medians ({len(prod)} repeats)          notify                  bare endpoint    notify ÷ bare",
@@ -331,12 +309,7 @@ def report(
         "target (issue 24)                        measured   target      verdict",
         f"  gateway CPU per notify ÷ bare     {ratio:>10.1f} ×   ≤ {TARGET_CPU_RATIO:g} ×      "
         f"{verdict(ratio <= TARGET_CPU_RATIO)}",
-        "  run quality: "
-        + (
-            "NOISY — " + "; ".join(noisy) + ": rerun before judging"
-            if noisy
-            else f"clean (bare p99 {b_p99:.1f} ms, others {others:.2f} cores)"
-        ),  # fmt: skip
+        run_quality(args, b_p99, others),
         "=" * 110,
     ]
     return lines
@@ -347,29 +320,13 @@ def report(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--duration", type=float, default=15.0, help="seconds per measured run (default 15)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved bare/product pairs (default 3)")
-    p.add_argument("--concurrency", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn workers of both servers (default 1)")
+    add_run_options(p, unit="notifies", presign_rate=1500.0, profile_out="/tmp/tomato-notify.collapsed.txt")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up load (bare and product)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up")
     p.add_argument("--rsa-ops", type=int, default=2000, help="RSA verifies to time")
-    p.add_argument("--presign-rate", type=float, default=1500.0, help="minimum notifies/s to pre-sign for")
-    p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
-    p.add_argument("--profile-seconds", type=float, default=10.0)
-    p.add_argument("--profile-out", default="/tmp/tomato-notify.collapsed.txt")
-    p.add_argument("--quiet-cores", type=float, default=0.25,
-                   help="before each run, wait while others use more than this many cores")  # fmt: skip
-    p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.duration, args.warmup, args.rsa_ops = 1, 5.0, 3.0, 300
     return args
-
-
-def _on_signal(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,121 +334,48 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    run_id = f"{os.getpid()}_{secrets.token_hex(3)}"
-    work = Path(tempfile.mkdtemp(prefix="tomato-bench-notify-"))
-    (work / "bench.lua").write_text(NOTIFY_LUA)  # run_wrk uses the script it finds there
-    services = Services(work)
-    db_name = f"tomato_bench_{run_id}"
-    redis_prefix = f"bench:{run_id}:"
-    redis_db: int | None = None
-    db_created = failed = False
+    print(f"measuring RSA-2048 verify ({args.rsa_ops} ops) …", flush=True)
+    verify_ms = measure_rsa(max(args.rsa_ops, 50)).verify_ms
     signers: concurrent.futures.ProcessPoolExecutor | None = None
     try:
-        print(f"measuring RSA-2048 verify ({args.rsa_ops} ops) …", flush=True)
-        verify_ms = measure_rsa(max(args.rsa_ops, 50)).verify_ms
-        pg(f'CREATE DATABASE "{db_name}"')
-        db_created = True
-        redis_db = pick_redis_db()
-        gw_port, sim_port, bare_port = free_port(), free_port(), free_port()
-        gateway_url, sandbox_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{sim_port}"
-        bare_url = f"http://127.0.0.1:{bare_port}"
-        admin_token = f"bench-{secrets.token_hex(16)}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOMATO_")}
-        env.update({
-            "TOMATO_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{db_name}",
-            "TOMATO_REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
-            "TOMATO_REDIS_PREFIX": redis_prefix,
-            "TOMATO_ADMIN_TOKENS": f"operator:{admin_token}",
-            "TOMATO_SECRET_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "TOMATO_RATE_LIMIT_RPS": "1000000",
-            "TOMATO_RATE_LIMIT_BURST": "1000000",
-            "TOMATO_PUBLIC_URL": gateway_url,
-            "TOMATO_DATA_DIR": str(work / "data"),
-        })  # fmt: skip
-        tomato = str(VENV_BIN / "tomato")
-        source = tomato_source(env, work)
-        print(source, flush=True)
-        print(f"database {db_name}, Redis db {redis_db} prefix {redis_prefix!r}, work dir {work}", flush=True)
-        up = subprocess.run([tomato, "db", "upgrade"], env=env, cwd=work, capture_output=True, text=True, timeout=120)
-        if up.returncode != 0:
-            raise BenchError(f"tomato db upgrade failed:\n{up.stdout}\n{up.stderr}")
-        sandbox = services.start("sandbox", [tomato, "sandbox", "--port", str(sim_port)], env, work)
-        gateway = services.start(
-            "gateway", [tomato, "serve", "--host", "127.0.0.1", "--port", str(gw_port), "--workers", str(args.workers)],
-            env, work)  # fmt: skip
-        bare = services.start("bare", [
-            sys.executable, "-m", "uvicorn", "bench._common:bare_app", "--factory", "--app-dir", str(ROOT),
-            "--host", "127.0.0.1", "--port", str(bare_port), "--workers", str(args.workers), "--no-access-log",
-            "--timeout-graceful-shutdown", "8",
-        ], env, work)  # fmt: skip
-        wait_http(sandbox_url + "/healthz", sandbox)
-        wait_http(gateway_url + "/readyz", gateway)
-        wait_http(bare_url + "/", bare)
-        if args.workers > 1:
-            time.sleep(2.0)  # let every worker finish its start-up before load
+        with running_stack(args) as base:
+            (base.work / "bench.lua").write_text(NOTIFY_LUA)  # run_wrk uses the script it finds there
+            order = check_one_order(base.app, base.gateway_url)
+            account = add_notify_account(base.gateway_url, base.admin_token, base.sandbox_url)
+            print(f"template order {order['order_no']} ({order['amount']} fen) {order['status']}; notifies to account "
+                  f"{account.account_id}", flush=True)  # fmt: skip
+            signers = concurrent.futures.ProcessPoolExecutor(
+                max_workers=2, initializer=_init_signer, initargs=(account.alipay_private_pem,)
+            )
+            stack = Stack(
+                **{f: getattr(base, f) for f in CreateStack.__dataclass_fields__},
+                account=account, template=order["order_no"], amount=int(order["amount"]), signers=signers,
+            )  # fmt: skip
+            wb = stack.run_bare(args.warmup)
+            wp = stack.run_product(args.warmup, presign_rate=max(args.presign_rate, 2000.0), tag="w", warmup=True)
+            warm = f"bare {wb.rate:,.0f} req/s; product {wp.orders} notifies, {wp.rate:,.1f}/s"
+            print("warm-up:", warm, flush=True)
 
-        app: App = seed(gateway_url, sandbox_url, admin_token)
-        order = check_one_order(app, gateway_url)
-        account = add_notify_account(gateway_url, admin_token, sandbox_url)
-        print(f"template order {order['order_no']} ({order['amount']} fen) {order['status']}; notifies to account "
-              f"{account.account_id}", flush=True)  # fmt: skip
-        signers = concurrent.futures.ProcessPoolExecutor(
-            max_workers=2, initializer=_init_signer, initargs=(account.alipay_private_pem,)
-        )
-        stack = Stack(
-            args, work, app, gateway, sandbox, bare, gateway_url, bare_url, db_name,
-            roots={"gateway": gateway.pid, "sim": sandbox.pid, "bare": bare.pid},
-            account=account, template=order["order_no"], amount=int(order["amount"]), signers=signers,
-        )  # fmt: skip
-        wb = stack.run_bare(args.warmup)
-        wp = stack.run_product(args.warmup, presign_rate=max(args.presign_rate, 2000.0), tag="w", warmup=True)
-        warm = f"bare {wb.rate:,.0f} req/s; product {wp.orders} notifies, {wp.rate:,.1f}/s"
-        print("warm-up:", warm, flush=True)
-
-        bare_runs: list[Run] = []
-        prod_runs: list[Run] = []
-        for i in range(args.repeats):
-            b = stack.run_bare(args.duration)
-            bare_runs.append(b)
-            p = stack.run_product(args.duration)
-            prod_runs.append(p)
-            print(f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s {b.cpu_ms('bare'):.3f} CPU-ms/req | "
-                  f"notify {p.rate:,.1f}/s p99 {p.wrk.p99_ms:.1f} ms, {p.cpu_ms('gateway'):.3f} gateway CPU-ms/notify",
-                  flush=True)  # fmt: skip
-        print("\n".join(report(args, verify_ms, bare_runs, prod_runs, warm, source)), flush=True)
-        if args.profile:
-            print(f"\nprofiling the gateway for {args.profile_seconds:g} s under the same load …", flush=True)
-            print("\n".join(profile(stack, args.profile_seconds)), flush=True)
+            bare_runs: list[Run] = []
+            prod_runs: list[Run] = []
+            for i in range(args.repeats):
+                b = stack.run_bare(args.duration)
+                bare_runs.append(b)
+                p = stack.run_product(args.duration)
+                prod_runs.append(p)
+                print(f"repeat {i + 1}/{args.repeats}: bare {b.rate:,.0f} req/s {b.cpu_ms('bare'):.3f} CPU-ms/req | "
+                      f"notify {p.rate:,.1f}/s p99 {p.wrk.p99_ms:.1f} ms, "
+                      f"{p.cpu_ms('gateway'):.3f} gateway CPU-ms/notify", flush=True)  # fmt: skip
+            print("\n".join(report(args, verify_ms, bare_runs, prod_runs, warm, stack.source)), flush=True)
+            if args.profile:
+                print(f"\nprofiling the gateway for {args.profile_seconds:g} s under the same load …", flush=True)
+                print("\n".join(profile(stack, args.profile_seconds)), flush=True)
         return 0
-    except (BenchError, RuntimeError) as exc:
-        failed = True
-        print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
-        for svc in services.started:
-            print(f"--- {svc.name} log tail ({svc.log_path}) ---\n{svc.log_tail(15)}", file=sys.stderr)
+    except (BenchError, RuntimeError):  # reported (with the log tails) by running_stack
         return 1
-    except BaseException:
-        failed = True
-        raise
     finally:
         if signers is not None:
             signers.shutdown(cancel_futures=True)
-        services.stop_all()
-        if db_created:
-            try:
-                pg(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            except Exception as exc:
-                print(f"could not drop database {db_name}: {exc}", file=sys.stderr)
-        if redis_db is not None:
-            try:
-                redis_cleanup(redis_db, redis_prefix)
-            except Exception as exc:
-                print(f"could not clean Redis db {redis_db} prefix {redis_prefix}: {exc}", file=sys.stderr)
-        if args.keep or failed:
-            print(f"logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

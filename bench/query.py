@@ -41,15 +41,16 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import median, run_wrk, spread, write_pool  # noqa: E402  (the repository root is on sys.path)
 from bench.create_order import (  # noqa: E402
-    NOISY_BARE_P99_MS,
     App,
     BenchError,
     Run,
     Stack,
     _check_wrk,
     _ok,
+    add_run_options,
     order_request,
     profile,
+    run_quality,
     running_stack,
     verdict,
 )
@@ -155,14 +156,6 @@ def report(args: argparse.Namespace, bare: list[Run], prod: list[Run], warm: str
     b_p99 = median([b.wrk.p99_ms for b in bare])
     others = median([r.cpu["others_cores"] for r in [*bare, *prod]])
     cpu_ratio = cpu / b_cpu
-    noisy = [
-        why
-        for bad, why in (
-            (b_p99 > NOISY_BARE_P99_MS, f"bare p99 {b_p99:.1f} ms > {NOISY_BARE_P99_MS:g} ms"),
-            (others > args.quiet_cores, f"other processes used {others:.2f} cores"),
-        )
-        if bad
-    ]
     lines = [
         "",
         "=" * 118,
@@ -196,12 +189,7 @@ def report(args: argparse.Namespace, bare: list[Run], prod: list[Run], warm: str
         "target (issue 24)           measured     target   verdict",
         f"  gateway CPU ÷ bare   {cpu_ratio:>11.1f} ×    ≤ {TARGET_CPU_RATIO:g} ×    "
         f"{verdict(cpu_ratio <= TARGET_CPU_RATIO):>6}",
-        "  run quality: "
-        + (
-            "NOISY — " + "; ".join(noisy) + ": rerun before judging"
-            if noisy
-            else f"clean (bare p99 {b_p99:.1f} ms ≤ {NOISY_BARE_P99_MS:g} ms, others {others:.2f} cores)"
-        ),
+        run_quality(args, b_p99, others),
         "=" * 118,
     ]
     return lines
@@ -209,25 +197,9 @@ def report(args: argparse.Namespace, bare: list[Run], prod: list[Run], warm: str
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--duration", type=float, default=15.0, help="seconds per measured run (default 15)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved bare/product pairs (default 3)")
-    p.add_argument("--concurrency", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn workers of both servers (default 1)")
+    add_run_options(p, unit="queries", presign_rate=3000.0, profile_out="/tmp/tomato-query-order.collapsed.txt")
     p.add_argument("--orders", type=int, default=200, help="orders created first and queried in turn (default 200)")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up load (bare, then product)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up")
-    p.add_argument("--presign-rate", type=float, default=3000.0, help="minimum queries/s to pre-sign requests for")
-    p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
-    p.add_argument("--profile-seconds", type=float, default=10.0)
-    p.add_argument("--profile-out", default="/tmp/tomato-query-order.collapsed.txt")
-    p.add_argument(
-        "--quiet-cores",
-        type=float,
-        default=0.25,
-        help="before each run, wait while processes outside the benchmark use more than this many cores",
-    )
-    p.add_argument("--quiet-wait", type=float, default=60.0, help="… but at most this many seconds per run")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, pools) and print its path")
     args = p.parse_args(argv)
     if args.quick:
         args.repeats, args.duration, args.warmup = 1, 5.0, 3.0
