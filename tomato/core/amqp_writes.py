@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aio_pika
 from aiormq.connection import TCPTransportFactory, TransportFactory
 from yarl import URL
 
@@ -65,7 +66,7 @@ class CoalescingTransportFactory(TransportFactory):
         return reader, CoalescingWriter(writer)  # type: ignore[return-value]  # the StreamWriter calls aiormq makes
 
 
-def coalesce_writes(connection: Any) -> None:
+def coalesce_writes(connection: aio_pika.Connection) -> None:
     """Makes an aio-pika connection (robust or not; before `connect`) open its sockets with coalesced writes; an
     `amqps://` URL is left to aiormq's TLS factory."""
     if URL(str(connection.url)).scheme == "amqp":
