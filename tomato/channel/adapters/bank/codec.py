@@ -18,7 +18,9 @@ import zlib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from html.parser import HTMLParser
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
+
+from tomato.core import urlform
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 TIME_FORMAT = "%Y%m%d%H%M%S"  # txnTime / payTimeout: yyyyMMddHHmmss, Beijing wall clock
@@ -256,7 +258,7 @@ def parse_customer_info(value: str) -> dict[str, str]:
 
 
 def encode_form(fields: Mapping[str, str]) -> bytes:
-    return urlencode(dict(fields)).encode("utf-8")
+    return urlform.urlencode(fields).encode("utf-8")
 
 
 def parse_form(body: bytes | str) -> dict[str, str]:
