@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.fixtures.pay_stack import pay_stack
 from tests.fixtures.stack import ADMIN_TOKENS, admin, running_stack
@@ -200,6 +201,18 @@ async def test_no_secret_or_auth_header_reaches_the_logs(
     assert "tomato-signature" not in text.lower() and "authorization" not in text.lower()
 
 
+async def _until_succeeded(db: Any, order_no: str) -> None:
+    """The simulator's notify comes from a task of its own after the scan answered: the outbox row exists only once
+    it has been applied (reading the figures before that made this test fail now and then)."""
+    for _ in range(1000):
+        async with db.connect() as conn:
+            found = await conn.execute(text("SELECT status FROM pay_orders WHERE order_no = :n"), {"n": order_no})
+            if found.scalar_one() == "SUCCEEDED":
+                return
+        await asyncio.sleep(0.01)  # polling the database for the condition another task brings about
+    raise AssertionError(f"{order_no} never became SUCCEEDED")
+
+
 async def test_backlog_probe_follows_the_database(sqlite_url: str, tmp_path: Path) -> None:
     """The worker's figures, read through the services: an order paid with nothing running behind it leaves unsent
     outbox rows and unbooked events; the job counter counts per job and outcome."""
@@ -212,6 +225,7 @@ async def test_backlog_probe_follows_the_database(sqlite_url: str, tmp_path: Pat
         assert "tomato_webhook_backlog 0.0" in before and "tomato_reconciliation_open_discrepancies 0.0" in before
         created = await pay.client.create_order(pay_method="ALIPAY_QR")
         assert (await pay.scan(content=created.json()["pay_data"]["value"], result="paid")).status_code == 200
+        await _until_succeeded(pay.c.db, created.json()["order_no"])
         await assign_positions(pay.c.db)  # what the relay or the booking consumer does on its next poll
         jobs.observe("pay.expiry", "ok", 0.2)
         jobs.observe("pay.expiry", "skipped", 0.0)
