@@ -6,6 +6,7 @@ Create-order writes twice (order + first attempt; attempt result + PAYING transi
 
 * PostgreSQL: the writes become one statement — data-modifying CTEs ahead of the last write — sent straight to
   the pooled asyncpg connection (SQLAlchemy's pool still owns it). One statement is atomic without BEGIN/COMMIT.
+  Identical statements of concurrent batches share a round trip and a commit (core.groupcommit).
 * SQLite (embedded): the equivalent Core statements, in order, in one transaction.
 
 `fetch_row` is the matching keyed read (create's repeat, the query-order API). Only keyed inserts and keyed,
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import Table, Update, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tomato.core.groupcommit import group_statement
 from tomato.core.rawpg import raw_connection
 
 Row = dict[str, Any]
@@ -95,7 +97,7 @@ class WriteBatch:
     async def _commit_pg(self) -> Row | None:
         sql = _combined_sql(tuple(w.shape for w in self._writes), self._returning)
         args = [a for w in self._writes for a in w.args]
-        return await pg_statement(self._engine, sql, args, fetch=self._returning)
+        return await group_statement(self._engine, sql, args, key=self._writes[-1].key if self._returning else None)
 
     async def _commit_core(self) -> Row | None:
         row: Row | None = None

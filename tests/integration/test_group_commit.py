@@ -1,0 +1,140 @@
+"""Group commit (core/groupcommit.py) on PostgreSQL: identical WriteBatch statements that arrive while one is in
+flight wait in the process, not as backends of their own, and then go in one round trip — and every caller still
+gets its own outcome: its row, None when its guard did not match, its own unique violation, or nothing written when
+it was cancelled before the batch went out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from tests.conftest import truncate_all
+from tests.integration.test_writebatch import NOW, insert, new_attempt, new_order
+from tomato.core import groupcommit
+from tomato.core.db import Database, create_engine
+from tomato.core.writebatch import WriteBatch
+from tomato.pay import repository as repo
+from tomato.pay.states import OrderEvent, OrderStatus
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+async def pg(pg_url: str) -> AsyncIterator[Database]:
+    database = Database(create_engine(pg_url))
+    try:
+        yield database
+    finally:
+        await truncate_all(database)
+        await database.dispose()
+
+
+async def until(condition: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(2000):
+        if await condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+class OrdersLocked:
+    """Holds a lock on pay_orders that every write to it waits for, from a connection of its own."""
+
+    def __init__(self, pg_url: str) -> None:
+        self._dsn = pg_url.replace("+asyncpg", "")
+        self._conn: Any = None
+
+    async def __aenter__(self) -> OrdersLocked:
+        self._conn = await asyncpg.connect(self._dsn)
+        await self._conn.execute("BEGIN; LOCK TABLE pay_orders IN EXCLUSIVE MODE")
+        return self
+
+    async def waiting_backends(self) -> int:
+        return int(await self._conn.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'pay_orders' AND NOT l.granted"
+        ))  # fmt: skip
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._conn.execute("COMMIT")
+        await self._conn.close()
+
+
+def transition(db: Database, order_no: str) -> Awaitable[dict[str, Any] | None]:
+    batch = WriteBatch(db.engine)
+    repo.finish_attempt(batch, f"A{order_no}", {"status": "SUCCESS"})
+    values = {"status": OrderStatus.PAYING.value, "channel": "alipay", "updated_at": NOW + timedelta(seconds=1)}
+    repo.transition_returning(batch, order_no, OrderEvent.CHANNEL_ACCEPTED, values)
+    return batch.commit()
+
+
+async def test_inserts_arriving_while_one_is_in_flight_go_together_and_only_the_duplicate_fails(
+    pg: Database, pg_url: str
+) -> None:
+    await insert(pg, new_order("P0", "T0"), new_attempt("AP0", "P0"))
+    async with OrdersLocked(pg_url) as lock:
+        first = asyncio.create_task(insert(pg, new_order("P1", "T1"), new_attempt("AP1", "P1")))
+        await until(lambda: _equals(lock.waiting_backends(), 1))
+        rest = [asyncio.create_task(insert(pg, new_order(f"P{n}", f"T{n}"), new_attempt(f"AP{n}", f"P{n}")))
+                for n in (2, 3, 4)]  # fmt: skip
+        duplicate = asyncio.create_task(insert(pg, new_order("P5", "T0"), new_attempt("AP5", "P5")))
+        await until(lambda: _ready(groupcommit.queued(pg.engine) == 4))
+        assert await lock.waiting_backends() == 1  # four statements queued in the process, one in PostgreSQL
+    await asyncio.gather(first, *rest)
+    with pytest.raises(IntegrityError):
+        await duplicate
+    assert await _order_nos(pg) == ["P0", "P1", "P2", "P3", "P4"]
+    assert await _attempt_ids(pg) == ["AP0", "AP1", "AP2", "AP3", "AP4"]
+
+
+async def test_each_caller_of_a_batch_gets_its_own_row_or_none(pg: Database, pg_url: str) -> None:
+    for n in (1, 2, 3):
+        await insert(pg, new_order(f"P{n}", f"T{n}"), new_attempt(f"AP{n}", f"P{n}"))
+    async with OrdersLocked(pg_url) as lock:
+        first = asyncio.create_task(transition(pg, "P1"))
+        await until(lambda: _equals(lock.waiting_backends(), 1))
+        second, third = asyncio.create_task(transition(pg, "P2")), asyncio.create_task(transition(pg, "P3"))
+        again = asyncio.create_task(transition(pg, "P2"))  # same key as `second`: the batch after
+        await until(lambda: _ready(groupcommit.queued(pg.engine) == 3))
+    rows = await asyncio.gather(first, second, third, again)
+    assert [row and (row["order_no"], row["status"], row["version"]) for row in rows] == [
+        ("P1", "PAYING", 2), ("P2", "PAYING", 2), ("P3", "PAYING", 2), None  # P2 was PAYING by then
+    ]  # fmt: skip
+
+
+async def test_a_caller_cancelled_before_its_batch_goes_out_writes_nothing(pg: Database, pg_url: str) -> None:
+    async with OrdersLocked(pg_url) as lock:
+        first = asyncio.create_task(insert(pg, new_order("P1", "T1")))
+        await until(lambda: _equals(lock.waiting_backends(), 1))
+        cancelled = asyncio.create_task(insert(pg, new_order("P2", "T2")))
+        kept = [asyncio.create_task(insert(pg, new_order(f"P{n}", f"T{n}"))) for n in (3, 4)]
+        await until(lambda: _ready(groupcommit.queued(pg.engine) == 3))
+        cancelled.cancel()
+    await asyncio.gather(first, *kept)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await _order_nos(pg) == ["P1", "P3", "P4"]
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def _ready(value: bool) -> bool:
+    return value
+
+
+async def _order_nos(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return list((await conn.exec_driver_sql("SELECT order_no FROM pay_orders ORDER BY order_no")).scalars())
+
+
+async def _attempt_ids(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return list((await conn.exec_driver_sql("SELECT id FROM pay_attempts ORDER BY id")).scalars())
