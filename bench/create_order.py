@@ -417,12 +417,14 @@ def _check_wrk(kind: str, w: WrkResult, *, allow_empty: bool = False) -> None:
 
 
 def profile(stack: Stack, seconds: float) -> list[str]:
-    """py-spy (raw collapsed stacks) on every gateway worker during an extra, unmeasured product run."""
+    """py-spy (raw collapsed stacks) on every gateway worker (or the simulator) during an extra, unmeasured run."""
     py_spy = VENV_BIN / "py-spy"
     if not py_spy.exists():
         return [f"(no profile: {py_spy} missing — .venv/bin/pip install py-spy)"]
     workers = [stack.gateway.pid]
-    if stack.args.workers > 1:  # the spawned uvicorn workers, not the supervisor nor multiprocessing's helpers
+    if stack.args.profile_simulator:
+        workers = [stack.sandbox.pid]
+    elif stack.args.workers > 1:  # the spawned uvicorn workers, not the supervisor nor multiprocessing's helpers
         workers = [p for p in tree_pids(stack.gateway.pid) if b"spawn_main" in _cmdline(p)]
     spies: list[tuple[Path, Path, subprocess.Popen[bytes]]] = []
 
@@ -674,6 +676,8 @@ def add_run_options(p: argparse.ArgumentParser, *, unit: str, presign_rate: floa
     p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 5 s, 3 s warm-up")
     p.add_argument("--presign-rate", type=float, default=presign_rate, help=f"minimum {unit}/s to pre-sign for")
     p.add_argument("--profile", action="store_true", help="then profile the gateway with py-spy under load")
+    p.add_argument("--profile-simulator", action="store_true",
+                   help="profile the channel simulator instead of the gateway (it shares the cores)")
     p.add_argument("--profile-seconds", type=float, default=10.0)
     p.add_argument("--profile-out", default=profile_out)
     p.add_argument("--quiet-cores", type=float, default=0.25,
