@@ -1,7 +1,7 @@
 """Group commit (core/groupcommit.py) on PostgreSQL: identical WriteBatch statements that arrive while one is in
 flight wait in the process, not as backends of their own, and then go in one round trip — and every caller still
-gets its own outcome: its row, None when its guard did not match, its own unique violation, or nothing written when
-it was cancelled before the batch went out."""
+gets its own outcome: its row, None when its guard did not match, its own unique violation, nothing written when
+it was cancelled before the batch went out, or the lost connection when the batch's connection died under it."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.conftest import truncate_all
+from tests.fixtures.tcp_proxy import TcpProxy
 from tests.integration.test_writebatch import NOW, insert, new_attempt, new_order
 from tomato.core import groupcommit
 from tomato.core.db import Database, create_engine
@@ -120,6 +122,51 @@ async def test_a_caller_cancelled_before_its_batch_goes_out_writes_nothing(pg: D
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     assert await _order_nos(pg) == ["P1", "P3", "P4"]
+
+
+WAITS_ON = "SELECT $1::text AS k, pg_advisory_xact_lock_shared($2::bigint) IS NULL AS waited"
+
+
+async def test_a_connection_lost_under_a_batch_fails_every_caller_in_it_and_the_next_one_connects_again(
+    pg_url: str,
+) -> None:
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    db = Database(create_engine(parts._replace(netloc=f"postgres@127.0.0.1:{proxy.port}").geturl(), pool_size=2))
+    holders = [await asyncpg.connect(pg_url.replace("+asyncpg", "")) for _ in range(2)]
+    try:
+        for lock_id, holder in enumerate(holders, start=1):
+            await holder.execute(f"BEGIN; SELECT pg_advisory_xact_lock({lock_id})")
+
+        async def waiting_on(lock_id: int) -> bool:
+            return bool(await holders[0].fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted", lock_id
+            ))  # fmt: skip
+
+        alone = asyncio.create_task(groupcommit.group_statement(db.engine, WAITS_ON, ["a", 1], key=("k", "a")))
+        await until(lambda: waiting_on(1))
+        batch = [asyncio.create_task(groupcommit.group_statement(db.engine, WAITS_ON, [k, 2], key=("k", k)))
+                 for k in ("b", "c")]  # fmt: skip
+        await until(lambda: _ready(groupcommit.queued(db.engine) == 2))
+        await holders[0].execute("COMMIT")  # the first goes through; the batch of two then waits on lock 2
+        assert await alone == {"k": "a", "waited": False}
+        await until(lambda: waiting_on(2))
+        await proxy.cut()
+        for task in batch:
+            with pytest.raises(DBAPIError) as caught:
+                await task
+            assert caught.value.connection_invalidated
+        await proxy.restore()
+        await holders[1].execute("COMMIT")
+        assert await groupcommit.group_statement(db.engine, WAITS_ON, ["d", 2], key=("k", "d")) == {
+            "k": "d", "waited": False
+        }  # fmt: skip
+    finally:
+        for holder in holders:
+            await holder.close()
+        await db.dispose()
+        await proxy.cut()
 
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:

@@ -28,7 +28,7 @@ import asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tomato.core.rawpg import raw_connection
+from tomato.core.rawpg import pg_statement, raw_connection
 
 Row = dict[str, Any]
 MAX_BATCH = 64  # executions per round trip; the rest go in the next one
@@ -124,8 +124,10 @@ async def _send(engine: AsyncEngine, sql: str, batch: list[_Call]) -> None:
                 _succeed(call, by_key.get(call.key[1]) if call.key is not None else None)
             return
     for i, call in enumerate(batch):
+        if call.outcome.done():  # cancelled meanwhile: nothing of it was written
+            continue
         try:
-            row = await _alone(engine, sql, call)
+            row = await pg_statement(engine, sql, call.args, fetch=call.key is not None)
         except asyncio.CancelledError as exc:
             _fail(batch[i:], exc)
             raise
@@ -141,15 +143,6 @@ async def _together(engine: AsyncEngine, sql: str, batch: list[_Call]) -> list[R
             await raw.executemany(sql, [call.args for call in batch])
             return []
         return [dict(record) for record in await raw.fetchmany(sql, [call.args for call in batch])]
-
-
-async def _alone(engine: AsyncEngine, sql: str, call: _Call) -> Row | None:
-    async with raw_connection(engine, sql) as raw:
-        if call.key is None:
-            await raw.execute(sql, *call.args)
-            return None
-        record = await raw.fetchrow(sql, *call.args)
-        return None if record is None else dict(record)
 
 
 def _succeed(call: _Call, row: Row | None) -> None:

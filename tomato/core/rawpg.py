@@ -10,7 +10,7 @@ is then unknown, as for any lost commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -65,6 +65,20 @@ async def raw_connection(engine: AsyncEngine, what: str) -> AsyncIterator[Any]:
         raise
     finally:
         await end(clean)
+
+
+async def pg_statement(
+    engine: AsyncEngine, sql: str, args: Sequence[Any], *, fetch: bool
+) -> dict[str, Any] | None:
+    """One statement straight on a pooled asyncpg connection (one round trip, atomic on its own; the lane's when one
+    is free); with `fetch` its first row. Errors as SQLAlchemy raises them: a unique violation as
+    `IntegrityError`, a dead connection as `DBAPIError` with `connection_invalidated`."""
+    async with raw_connection(engine, sql) as raw:
+        if fetch:
+            record = await raw.fetchrow(sql, *args)
+            return None if record is None else dict(record)
+        await raw.execute(sql, *args)
+        return None
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ from sqlalchemy import Table, Update, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tomato.core.groupcommit import group_statement
-from tomato.core.rawpg import raw_connection
+from tomato.core.rawpg import pg_statement
 
 Row = dict[str, Any]
 
@@ -113,18 +113,6 @@ class WriteBatch:
                 else:
                     await conn.execute(stmt)
         return row
-
-
-async def pg_statement(engine: AsyncEngine, sql: str, args: Sequence[Any], *, fetch: bool) -> Row | None:
-    """One statement straight on a pooled asyncpg connection (one round trip, atomic on its own; core.rawpg: the
-    lane's when one is free); with `fetch` its first row. Errors as SQLAlchemy raises them: a unique violation as
-    `IntegrityError`, a dead connection as `DBAPIError` with `connection_invalidated`."""
-    async with raw_connection(engine, sql) as raw:
-        if fetch:
-            record = await raw.fetchrow(sql, *args)
-            return None if record is None else dict(record)
-        await raw.execute(sql, *args)
-        return None
 
 
 async def fetch_row(engine: AsyncEngine, table: Table, where: Mapping[str, Any]) -> Row | None:
