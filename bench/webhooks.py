@@ -24,8 +24,9 @@ Per repeat, interleaved (reference baselines: judge ratios to a same-run baselin
 - scaled: the same paced run at `--rate` × this repeat's baseline ÷ 1,633 (the reference 8×8 figure, where 500/s
   is 0.31 ×): the same load relative to what this machine does right now, for a machine slower or busier than the
   reference.
-Worker CPU-ms per delivery is utime+stime of the worker processes over the burst ÷ deliveries. Everything is
-torn down at the end (database dropped, queues deleted), also on error or Ctrl-C.
+Worker CPU-ms per delivery is utime+stime of the worker processes over the burst ÷ deliveries, judged against the
+same repeat's httpx client CPU per request (the target, 0.5 ms where that baseline cost 0.61 ms, is 0.82 ×).
+Everything is torn down at the end (database dropped, queues deleted), also on error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ PER_TXN = 10
 # (0.31 x). A paced run at rate x same-run baseline / this anchor offers the same load relative to this machine.
 ANCHOR_BASELINE_RATE = 1633.0
 # issue 24: the burst's deliveries/s at least the same run's httpx 8x8 req/s, and the worker's own CPU per delivery
-TARGET_RATIO, TARGET_WORKER_CPU_MS = 1.0, 0.5
+# at most 0.5 ms where httpx 8x8 cost its client 0.61 CPU-ms per request (the reference machine): judged as the
+# ratio to this run's httpx client CPU per request, like every other target, and printed in ms as well
+TARGET_RATIO, TARGET_WORKER_CPU_MS, ANCHOR_BASELINE_CPU_MS = 1.0, 0.5, 0.61
+TARGET_WORKER_CPU_RATIO = TARGET_WORKER_CPU_MS / ANCHOR_BASELINE_CPU_MS
 
 # --- receiver ------------------------------------------------------------------------------------------------
 
@@ -425,8 +429,10 @@ def _report(rows: list[tuple[str, dict[str, float]]], events: int, paced: int, a
     print("  targets (issue 24)")
     print(f"    deliveries/s ÷ httpx 8x8 baseline  {ratio:6.2f} x   >= {TARGET_RATIO:.1f} x        "
           f"{'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")  # fmt: skip
-    print(f"    worker CPU-ms per delivery         {worker_ms:6.3f} ms  <= {TARGET_WORKER_CPU_MS:.1f} ms       "
-          f"{'PASS' if worker_ms <= TARGET_WORKER_CPU_MS else 'FAIL'}")  # fmt: skip
+    cpu_ratio = worker_ms / med("baseline", "cpu_ms")
+    print(f"    worker CPU per delivery ÷ httpx    {cpu_ratio:6.2f} x   <= {TARGET_WORKER_CPU_RATIO:.2f} x       "
+          f"{'PASS' if cpu_ratio <= TARGET_WORKER_CPU_RATIO else 'FAIL'}   ({worker_ms:.3f} ms; the reference's "
+          f"{TARGET_WORKER_CPU_MS} ms ÷ its httpx client's {ANCHOR_BASELINE_CPU_MS} ms per request)")  # fmt: skip
     for kind in ("burst", "paced"):
         print(
             f"  cores busy in {kind} (of {os.cpu_count()}): {med(kind, 'machine_cores'):.2f} = workers "
