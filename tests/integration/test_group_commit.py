@@ -6,7 +6,7 @@ it was cancelled before the batch went out, or the lost connection when the batc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +15,6 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tests.conftest import truncate_all
 from tests.fixtures.tcp_proxy import TcpProxy
 from tests.integration.test_writebatch import NOW, insert, new_attempt, new_order
 from tomato.core import groupcommit
@@ -28,13 +27,9 @@ pytestmark = pytest.mark.services
 
 
 @pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(create_engine(pg_url))
-    try:
-        yield database
-    finally:
-        await truncate_all(database)
-        await database.dispose()
+def db_url(pg_url: str) -> str:
+    """PostgreSQL only (conftest's `db` then runs on it alone): on SQLite a WriteBatch is one Core transaction."""
+    return pg_url
 
 
 async def until(condition: Callable[[], Awaitable[bool]]) -> None:
@@ -77,51 +72,51 @@ def transition(db: Database, order_no: str) -> Awaitable[dict[str, Any] | None]:
 
 
 async def test_inserts_arriving_while_one_is_in_flight_go_together_and_only_the_duplicate_fails(
-    pg: Database, pg_url: str
+    db: Database, pg_url: str
 ) -> None:
-    await insert(pg, new_order("P0", "T0"), new_attempt("AP0", "P0"))
+    await insert(db, new_order("P0", "T0"), new_attempt("AP0", "P0"))
     async with OrdersLocked(pg_url) as lock:
-        first = asyncio.create_task(insert(pg, new_order("P1", "T1"), new_attempt("AP1", "P1")))
+        first = asyncio.create_task(insert(db, new_order("P1", "T1"), new_attempt("AP1", "P1")))
         await until(lambda: _equals(lock.waiting_backends(), 1))
-        rest = [asyncio.create_task(insert(pg, new_order(f"P{n}", f"T{n}"), new_attempt(f"AP{n}", f"P{n}")))
+        rest = [asyncio.create_task(insert(db, new_order(f"P{n}", f"T{n}"), new_attempt(f"AP{n}", f"P{n}")))
                 for n in (2, 3, 4)]  # fmt: skip
-        duplicate = asyncio.create_task(insert(pg, new_order("P5", "T0"), new_attempt("AP5", "P5")))
-        await until(lambda: _ready(groupcommit.queued(pg.engine) == 4))
+        duplicate = asyncio.create_task(insert(db, new_order("P5", "T0"), new_attempt("AP5", "P5")))
+        await until(lambda: _ready(groupcommit.queued(db.engine) == 4))
         assert await lock.waiting_backends() == 1  # four statements queued in the process, one in PostgreSQL
     await asyncio.gather(first, *rest)
     with pytest.raises(IntegrityError):
         await duplicate
-    assert await _order_nos(pg) == ["P0", "P1", "P2", "P3", "P4"]
-    assert await _attempt_ids(pg) == ["AP0", "AP1", "AP2", "AP3", "AP4"]
+    assert await _order_nos(db) == ["P0", "P1", "P2", "P3", "P4"]
+    assert await _attempt_ids(db) == ["AP0", "AP1", "AP2", "AP3", "AP4"]
 
 
-async def test_each_caller_of_a_batch_gets_its_own_row_or_none(pg: Database, pg_url: str) -> None:
+async def test_each_caller_of_a_batch_gets_its_own_row_or_none(db: Database, pg_url: str) -> None:
     for n in (1, 2, 3):
-        await insert(pg, new_order(f"P{n}", f"T{n}"), new_attempt(f"AP{n}", f"P{n}"))
+        await insert(db, new_order(f"P{n}", f"T{n}"), new_attempt(f"AP{n}", f"P{n}"))
     async with OrdersLocked(pg_url) as lock:
-        first = asyncio.create_task(transition(pg, "P1"))
+        first = asyncio.create_task(transition(db, "P1"))
         await until(lambda: _equals(lock.waiting_backends(), 1))
-        second, third = asyncio.create_task(transition(pg, "P2")), asyncio.create_task(transition(pg, "P3"))
-        again = asyncio.create_task(transition(pg, "P2"))  # same key as `second`: the batch after
-        await until(lambda: _ready(groupcommit.queued(pg.engine) == 3))
+        second, third = asyncio.create_task(transition(db, "P2")), asyncio.create_task(transition(db, "P3"))
+        again = asyncio.create_task(transition(db, "P2"))  # same key as `second`: the batch after
+        await until(lambda: _ready(groupcommit.queued(db.engine) == 3))
     rows = await asyncio.gather(first, second, third, again)
     assert [row and (row["order_no"], row["status"], row["version"]) for row in rows] == [
         ("P1", "PAYING", 2), ("P2", "PAYING", 2), ("P3", "PAYING", 2), None  # P2 was PAYING by then
     ]  # fmt: skip
 
 
-async def test_a_caller_cancelled_before_its_batch_goes_out_writes_nothing(pg: Database, pg_url: str) -> None:
+async def test_a_caller_cancelled_before_its_batch_goes_out_writes_nothing(db: Database, pg_url: str) -> None:
     async with OrdersLocked(pg_url) as lock:
-        first = asyncio.create_task(insert(pg, new_order("P1", "T1")))
+        first = asyncio.create_task(insert(db, new_order("P1", "T1")))
         await until(lambda: _equals(lock.waiting_backends(), 1))
-        cancelled = asyncio.create_task(insert(pg, new_order("P2", "T2")))
-        kept = [asyncio.create_task(insert(pg, new_order(f"P{n}", f"T{n}"))) for n in (3, 4)]
-        await until(lambda: _ready(groupcommit.queued(pg.engine) == 3))
+        cancelled = asyncio.create_task(insert(db, new_order("P2", "T2")))
+        kept = [asyncio.create_task(insert(db, new_order(f"P{n}", f"T{n}"))) for n in (3, 4)]
+        await until(lambda: _ready(groupcommit.queued(db.engine) == 3))
         cancelled.cancel()
     await asyncio.gather(first, *kept)
     with pytest.raises(asyncio.CancelledError):
         await cancelled
-    assert await _order_nos(pg) == ["P1", "P3", "P4"]
+    assert await _order_nos(db) == ["P1", "P3", "P4"]
 
 
 WAITS_ON = "SELECT $1::text AS k, pg_advisory_xact_lock_shared($2::bigint) IS NULL AS waited"
