@@ -105,6 +105,21 @@ async def test_each_caller_of_a_batch_gets_its_own_row_or_none(db: Database, pg_
     ]  # fmt: skip
 
 
+async def test_a_caller_whose_values_the_driver_refuses_fails_alone(db: Database, pg_url: str) -> None:
+    async with OrdersLocked(pg_url) as lock:
+        first = asyncio.create_task(insert(db, new_order("P1", "T1")))
+        await until(lambda: _equals(lock.waiting_backends(), 1))
+        bad_order = new_order("P2", "T2")
+        bad_order.amount = [12]  # type: ignore[assignment]  # not an integer: asyncpg refuses to encode it
+        bad = asyncio.create_task(insert(db, bad_order))
+        good = asyncio.create_task(insert(db, new_order("P3", "T3")))
+        await until(lambda: _ready(groupcommit.queued(db.engine) == 2))
+    await asyncio.gather(first, good)
+    with pytest.raises(ValueError, match="invalid input for query argument"):  # asyncpg's client-side DataError
+        await bad
+    assert await _order_nos(db) == ["P1", "P3"]
+
+
 async def test_a_caller_cancelled_before_its_batch_goes_out_writes_nothing(db: Database, pg_url: str) -> None:
     async with OrdersLocked(pg_url) as lock:
         first = asyncio.create_task(insert(db, new_order("P1", "T1")))
