@@ -9,9 +9,10 @@ turn, and the identical statements that arrive while it is in flight go out next
 or none. Nothing waits for a batch to fill: at low load every statement goes alone, as before.
 
 Each caller keeps its own outcome. A batch PostgreSQL refused (a unique violation, a bad value) was rolled back
-whole, so its statements run again one by one and the error reaches only the caller it belongs to. A connection
-lost under a batch is reported to every caller in it, as it would have been to each alone (whether the writes
-landed is then unknown, as for any lost commit). A caller cancelled before its batch is sent writes nothing.
+whole, and one whose values the driver would not encode was never committed: its statements run again one by one,
+so the error reaches only the caller it belongs to. A connection lost under a batch is reported to every caller in
+it, as it would have been to each alone (whether the writes landed is then unknown, as for any lost commit). A
+caller cancelled before its batch is sent writes nothing.
 A statement answering rows must answer at most one per execution, carrying the caller's key column: rows come
 back as one list, matched to callers by that key (two calls with the same key never share a batch).
 """
@@ -24,8 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tomato.core.rawpg import pg_statement, raw_connection
@@ -109,14 +109,15 @@ async def _send(engine: AsyncEngine, sql: str, batch: list[_Call]) -> None:
     if len(batch) > 1:
         try:
             rows = await _together(engine, sql, batch)
-        except (IntegrityError, asyncpg.PostgresError):
-            pass  # refused and rolled back whole: one by one below, so each caller hears only its own error
         except asyncio.CancelledError as exc:
             _fail(batch, exc)
             raise
-        except Exception as exc:  # the connection was lost under it: every caller hears it, the next batch goes on
-            _fail(batch, exc)
-            return
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                _fail(batch, exc)  # lost under it, landed or not: every caller hears it, the next batch goes on
+                return
+            # else refused (by PostgreSQL, or by the driver for one call's values), nothing of it committed:
+            # one by one below, so each caller hears only its own error
         else:
             column = batch[0].key[0] if batch[0].key is not None else ""
             by_key = {row[column]: row for row in rows} if column else {}
